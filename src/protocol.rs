@@ -1,0 +1,522 @@
+//! The wire format: every JSON message of protocol version 1, in one place.
+//!
+//! `docs/PROTOCOL.md` is the normative description; every example in it is parsed by
+//! `tests/protocol_doc.rs` against the types here. Field names follow the seed (`sequenceNum`,
+//! `vectorClock`, `clientId`, ...), so events written by the seed's original Go server parse too.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::diff::Diff;
+use crate::vector_clock::VectorClock;
+
+/// The protocol version this crate speaks.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// The `clientId` the server uses for changes that did not come from a client (seed convention).
+pub const SERVER_CLIENT_ID: &str = "server";
+
+/// What an event did to the document's existence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Operation {
+    /// The document came into existence (it did not exist, or had been deleted).
+    Create,
+    /// The existing document changed.
+    #[default]
+    Update,
+    /// The document stopped existing.
+    Delete,
+}
+
+/// One entry of a document's log, as the server ordered it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Event {
+    /// Unique id (the seed uses 24 hex characters; any non-empty string is accepted).
+    pub id: String,
+    /// The document this event belongs to.
+    pub document_id: String,
+    /// When the server ordered the event, RFC 3339.
+    #[serde(default)]
+    pub timestamp: String,
+    /// Position in the document's log: starts at 1, no gaps.
+    pub sequence_num: u64,
+    /// Create, update or delete.
+    #[serde(default)]
+    pub operation: Operation,
+    /// The change; `null` when `metadata` carries a whole-document snapshot, or for a delete.
+    #[serde(default)]
+    pub diff: Option<Diff>,
+    /// The document's state vector after this event: origin `clientId` -> its highest `sequenceNum`.
+    #[serde(default)]
+    pub vector_clock: VectorClock,
+    /// The origin of the change (`"server"` for changes that did not come from a client).
+    pub client_id: String,
+    /// The origin's per-document edit counter, when the event came from a client edit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_seq: Option<u64>,
+    /// Seed field, carried through unchanged.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub server_seq: u64,
+    /// Free-form; the seed puts whole documents here (`data`, `created_doc`, `deleted_doc`).
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    pub metadata: Map<String, Value>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+/// A client's state vector for one document, as sent to `POST /api/sync/{documentId}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct StateVector {
+    /// The client this vector belongs to.
+    #[serde(default)]
+    pub client_id: String,
+    /// The document.
+    #[serde(default)]
+    pub document_id: String,
+    /// Origin `clientId` -> highest `sequenceNum` of that origin the client has applied.
+    #[serde(default)]
+    pub vector_clock: VectorClock,
+    /// When the vector last changed, RFC 3339 (informational).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_updated: Option<String>,
+}
+
+/// A local change a client asks the server to order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Edit {
+    /// Per client and document, strictly increasing; the idempotency key with the `clientId`.
+    pub client_seq: u64,
+    /// The `sequenceNum` of the confirmed document the edit (and every earlier edit of the same
+    /// submission) was made against.
+    pub base_seq: u64,
+    /// Create, update or delete of the document.
+    #[serde(default)]
+    pub operation: Operation,
+    /// RFC 6902 operations; empty for a delete or for an edit that rebasing reduced to nothing.
+    #[serde(default)]
+    pub patch: Vec<json_patch::PatchOperation>,
+}
+
+/// A whole document at one point of its log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Snapshot {
+    /// The document.
+    pub document_id: String,
+    /// The last event folded into this snapshot.
+    pub sequence_num: u64,
+    /// The document, or `null` when it does not exist (never created, or deleted).
+    pub document: Option<Value>,
+    /// The state vector at `sequenceNum`.
+    #[serde(default)]
+    pub vector_clock: VectorClock,
+}
+
+/// The server's answer for one accepted (or already accepted) edit.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Ack {
+    /// The edit.
+    pub client_seq: u64,
+    /// Where the edit sits in the log.
+    pub sequence_num: u64,
+    /// True when this was a resend of an edit ordered earlier (nothing was applied again).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub duplicate: bool,
+}
+
+/// Error codes shared by error frames, edit rejections and HTTP error bodies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ErrorCode {
+    /// The frame is not valid JSON, or not a message of this protocol.
+    MalformedFrame,
+    /// A message arrived before `hello`, or a second `hello`.
+    UnexpectedMessage,
+    /// No protocol version in `protocolVersions` is spoken by the server.
+    UnsupportedVersion,
+    /// The patch is not valid RFC 6902 or does not apply to the document.
+    InvalidPatch,
+    /// The edit conflicts with events ordered since its `baseSeq`: rebase and resend.
+    Conflict,
+    /// The edit's `baseSeq` is behind events the client has not seen yet: catch up and resend.
+    StaleBase,
+    /// `baseSeq` is ahead of the log, or a sequence number is otherwise impossible.
+    InvalidSequence,
+    /// An edit to a document that does not exist (or was deleted), or a create of one that does.
+    DocumentState,
+    /// The document id is not valid.
+    UnknownDocument,
+    /// No or bad credentials.
+    Unauthorized,
+    /// Credentials are valid but do not grant this.
+    Forbidden,
+    /// The connection is bound to another `clientId`.
+    ClientMismatch,
+    /// A frame or document over the server's size or depth limits.
+    TooLarge,
+    /// Too many messages; slow down.
+    RateLimited,
+    /// The server failed; retry later.
+    Internal,
+    /// A code this version does not know (kept so that newer servers do not break older clients).
+    #[serde(other)]
+    Unknown,
+}
+
+impl ErrorCode {
+    /// True when resending the same edits later (after catching up and rebasing) can succeed.
+    pub fn is_retryable(self) -> bool {
+        matches!(
+            self,
+            ErrorCode::Conflict | ErrorCode::StaleBase | ErrorCode::RateLimited | ErrorCode::Internal
+        )
+    }
+}
+
+/// Messages a client sends on `ws://{server}/sync/{documentId}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "camelCase")]
+pub enum ClientMessage {
+    /// First frame: who the client is and which protocol versions it speaks.
+    #[serde(rename_all = "camelCase")]
+    Hello {
+        /// Versions the client speaks; the server picks the highest it also speaks.
+        protocol_versions: Vec<u32>,
+        /// The client's stable id.
+        client_id: String,
+        /// Access token, when the server requires one (may also come as `?token=`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        token: Option<String>,
+    },
+    /// Ask for the events this client is missing (the seed's message, unchanged).
+    #[serde(rename_all = "camelCase")]
+    Sync {
+        /// The client's state vector.
+        #[serde(default)]
+        vector_clock: VectorClock,
+        /// When present, a plain cursor: every event with `sequenceNum > after`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        after: Option<u64>,
+    },
+    /// Local edits to order, in `clientSeq` order.
+    Submit {
+        /// The edits.
+        edits: Vec<Edit>,
+    },
+    /// Keep-alive; answered with `pong`.
+    Ping {
+        /// Echoed back.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        nonce: Option<u64>,
+    },
+}
+
+/// Messages a server sends on `ws://{server}/sync/{documentId}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "camelCase")]
+pub enum ServerMessage {
+    /// Answer to `hello`.
+    #[serde(rename_all = "camelCase")]
+    Welcome {
+        /// The version both sides speak.
+        protocol_version: u32,
+        /// The document of this connection.
+        document_id: String,
+        /// The client id bound to this connection.
+        client_id: String,
+        /// The document's last `sequenceNum` when the connection was accepted.
+        head_seq: u64,
+    },
+    /// Catch-up: the events answering a `sync`, in `sequenceNum` order.
+    #[serde(rename_all = "camelCase")]
+    Events {
+        /// The missing events (possibly a page of them).
+        events: Vec<Event>,
+        /// The document's last `sequenceNum` when the answer was made.
+        #[serde(default)]
+        head_seq: Option<u64>,
+        /// True when more `events` frames follow for the same `sync`.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        has_more: bool,
+    },
+    /// A live event (the seed wraps it in a one-element `events` array).
+    Event {
+        /// The event(s), in `sequenceNum` order.
+        events: Vec<Event>,
+    },
+    /// The whole document at a point of the log; the `events` that follow continue from it.
+    Snapshot {
+        /// The snapshot.
+        snapshot: Snapshot,
+    },
+    /// Edits of a `submit` that are in the log.
+    Ack {
+        /// One entry per accepted edit.
+        edits: Vec<Ack>,
+    },
+    /// An edit of a `submit` was not ordered; neither was any later edit of that `submit`.
+    #[serde(rename_all = "camelCase")]
+    Reject {
+        /// The first edit not ordered.
+        client_seq: u64,
+        /// Why.
+        code: ErrorCode,
+        /// Human-readable detail.
+        #[serde(default)]
+        message: String,
+        /// The document's last `sequenceNum` when the edit was refused.
+        head_seq: u64,
+    },
+    /// Something went wrong with the connection or a frame; the connection stays usable unless the
+    /// server closes it.
+    Error {
+        /// Machine-readable code (`unknown` when the server sent none, as the seed's server does).
+        #[serde(default = "unknown_code")]
+        code: ErrorCode,
+        /// Human-readable detail (the seed calls this field `error`).
+        #[serde(alias = "error", default)]
+        message: String,
+    },
+    /// Answer to `ping`.
+    Pong {
+        /// The ping's nonce.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        nonce: Option<u64>,
+    },
+}
+
+fn unknown_code() -> ErrorCode {
+    ErrorCode::Unknown
+}
+
+/// Body of `POST /api/sync/{documentId}` answers and `GET /api/events/{documentId}` pages.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EventsPage {
+    /// A snapshot to install first, when the client is behind the retained history.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<Snapshot>,
+    /// The events, in `sequenceNum` order.
+    pub events: Vec<Event>,
+    /// The document's last `sequenceNum`.
+    pub head_seq: u64,
+    /// True when a further page exists (ask again with `after` = the last `sequenceNum` here).
+    #[serde(default)]
+    pub has_more: bool,
+}
+
+/// Body of every HTTP error response.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// Machine-readable code.
+    pub code: ErrorCode,
+    /// Human-readable detail.
+    pub message: String,
+}
+
+/// Why a frame could not be read.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum FrameError {
+    /// Not JSON, or not a message of this protocol (unknown `type`, missing or mistyped fields).
+    #[error("malformed frame: {0}")]
+    Malformed(#[from] serde_json::Error),
+    /// Larger than the limit the reader was given.
+    #[error("frame of {size} bytes is over the limit of {limit} bytes")]
+    TooLarge {
+        /// Bytes received.
+        size: usize,
+        /// The limit.
+        limit: usize,
+    },
+}
+
+impl FrameError {
+    /// The protocol error code a server answers this with.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            FrameError::Malformed(_) => ErrorCode::MalformedFrame,
+            FrameError::TooLarge { .. } => ErrorCode::TooLarge,
+        }
+    }
+}
+
+/// Reads a server frame.
+pub fn decode_server(text: &str) -> Result<ServerMessage, FrameError> {
+    Ok(serde_json::from_str(text)?)
+}
+
+/// Reads a client frame, refusing frames over `max_bytes` before parsing them.
+pub fn decode_client(text: &str, max_bytes: usize) -> Result<ClientMessage, FrameError> {
+    if text.len() > max_bytes {
+        return Err(FrameError::TooLarge {
+            size: text.len(),
+            limit: max_bytes,
+        });
+    }
+    Ok(serde_json::from_str(text)?)
+}
+
+/// Writes any protocol message as one JSON frame.
+pub fn encode<T: Serialize>(message: &T) -> String {
+    serde_json::to_string(message).expect("protocol messages always serialize")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn round_trip_server(msg: ServerMessage) {
+        let text = encode(&msg);
+        assert_eq!(decode_server(&text).unwrap(), msg, "{text}");
+    }
+
+    fn round_trip_client(msg: ClientMessage) {
+        let text = encode(&msg);
+        assert_eq!(decode_client(&text, 1 << 20).unwrap(), msg, "{text}");
+    }
+
+    fn sample_event() -> Event {
+        serde_json::from_value(json!({
+            "id": "e1", "documentId": "doc", "timestamp": "2026-01-01T00:00:00Z",
+            "sequenceNum": 3, "operation": "update",
+            "diff": {"patch": [{"op": "add", "path": "/a", "value": 1}]},
+            "vectorClock": {"alice": 3}, "clientId": "alice", "clientSeq": 7
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn every_client_message_round_trips() {
+        round_trip_client(ClientMessage::Hello {
+            protocol_versions: vec![1],
+            client_id: "alice".into(),
+            token: Some("t".into()),
+        });
+        round_trip_client(ClientMessage::Sync {
+            vector_clock: VectorClock::from_iter([("alice".to_string(), 4)]),
+            after: Some(4),
+        });
+        round_trip_client(ClientMessage::Submit {
+            edits: vec![Edit {
+                client_seq: 1,
+                base_seq: 0,
+                operation: Operation::Create,
+                patch: serde_json::from_value(json!([{"op": "add", "path": "", "value": {}}]))
+                    .unwrap(),
+            }],
+        });
+        round_trip_client(ClientMessage::Ping { nonce: Some(9) });
+    }
+
+    #[test]
+    fn every_server_message_round_trips() {
+        round_trip_server(ServerMessage::Welcome {
+            protocol_version: 1,
+            document_id: "doc".into(),
+            client_id: "alice".into(),
+            head_seq: 3,
+        });
+        round_trip_server(ServerMessage::Events {
+            events: vec![sample_event()],
+            head_seq: Some(3),
+            has_more: true,
+        });
+        round_trip_server(ServerMessage::Event {
+            events: vec![sample_event()],
+        });
+        round_trip_server(ServerMessage::Snapshot {
+            snapshot: Snapshot {
+                document_id: "doc".into(),
+                sequence_num: 3,
+                document: Some(json!({"a": 1})),
+                vector_clock: VectorClock::default(),
+            },
+        });
+        round_trip_server(ServerMessage::Ack {
+            edits: vec![Ack {
+                client_seq: 7,
+                sequence_num: 3,
+                duplicate: true,
+            }],
+        });
+        round_trip_server(ServerMessage::Reject {
+            client_seq: 8,
+            code: ErrorCode::Conflict,
+            message: "x".into(),
+            head_seq: 4,
+        });
+        round_trip_server(ServerMessage::Error {
+            code: ErrorCode::MalformedFrame,
+            message: "bad".into(),
+        });
+        round_trip_server(ServerMessage::Pong { nonce: None });
+    }
+
+    #[test]
+    fn seed_error_frame_parses_with_unknown_code() {
+        let msg = decode_server(r#"{"type":"error","error":"boom"}"#).unwrap();
+        assert_eq!(
+            msg,
+            ServerMessage::Error {
+                code: ErrorCode::Unknown,
+                message: "boom".into()
+            }
+        );
+    }
+
+    #[test]
+    fn unknown_error_codes_from_newer_servers_parse() {
+        let msg = decode_server(r#"{"type":"error","code":"brand_new","message":"m"}"#).unwrap();
+        assert!(matches!(
+            msg,
+            ServerMessage::Error {
+                code: ErrorCode::Unknown,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn bad_frames_are_clear_errors() {
+        for bad in [
+            "",
+            "{",
+            "[]",
+            r#"{"type":"nope"}"#,
+            r#"{"type":"submit"}"#,
+            r#"{"type":"submit","edits":[{"clientSeq":-1,"baseSeq":0}]}"#,
+            r#"{"type":"submit","edits":[{"clientSeq":"1","baseSeq":0}]}"#,
+            r#"{"type":"hello","protocolVersions":[1]}"#,
+        ] {
+            let err = decode_client(bad, 1 << 20).unwrap_err();
+            assert_eq!(err.code(), ErrorCode::MalformedFrame, "{bad}");
+        }
+        let err = decode_client(&"x".repeat(100), 10).unwrap_err();
+        assert_eq!(err.code(), ErrorCode::TooLarge);
+    }
+
+    #[test]
+    fn seed_event_with_merge_patch_and_server_seq_parses() {
+        let ev: Event = serde_json::from_value(json!({
+            "id": "64b7f0c2a1b2c3d4e5f60718", "documentId": "64b7f0c2a1b2c3d4e5f60719",
+            "timestamp": "2024-01-01T00:00:00Z", "sequenceNum": 5, "operation": "update",
+            "diff": {"hasChanges": true, "version": 6, "mergePatch": "eyJhIjoxfQ==",
+                     "bsonPatch": {"set": {"a": 1}, "inc": {"version": 1}}},
+            "vectorClock": {"server": 5}, "clientId": "server", "serverSeq": 0, "metadata": {}
+        }))
+        .unwrap();
+        assert_eq!(ev.sequence_num, 5);
+        assert_eq!(ev.client_id, SERVER_CLIENT_ID);
+        assert!(ev.diff.is_some());
+    }
+}
