@@ -1,27 +1,329 @@
 //! Diff formats an event may carry, and their atomic application.
 //!
-//! PLACEHOLDER: filled in by the diff-formats work.
+//! eventsync's own format is RFC 6902 (`patch`). Events written by the seed's original Go server
+//! may instead carry `jsonPatch` (older RFC 6902 field), `mergePatch`
+//! (RFC 7396, usually base64), `bsonPatch` (MongoDB update operators), or no diff at all and the
+//! whole document in `metadata`. [`apply_event`] turns any of them into a [`Change`]: the
+//! document after the event and canonical RFC 6902 operations from the document before.
+//!
+//! Every function here is atomic: on error nothing changes, and inputs are never mutated except
+//! by [`apply_patch`], which either applies every operation or none.
 
+mod bson;
+mod merge;
+mod patch;
+
+#[cfg(test)]
+mod tests;
+
+use json_patch::PatchOperation;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::protocol::{ErrorCode, Event, Operation};
+
+pub use bson::{BsonPatch, MAX_ARRAY_PADDING};
+pub use merge::MergePatch;
+pub use patch::apply_patch;
+
+/// The deepest nesting of arrays and objects a document may have.
+///
+/// `serde_json` refuses to parse text nested 128 containers deep, so every document that arrives
+/// as text is within this limit; the limit also bounds what patches can build, so that the
+/// recursive algorithms applied to documents (comparison, diffing, dropping) cannot overflow the
+/// stack.
+pub const MAX_DEPTH: usize = 128;
+
 /// The change an event carries.
+///
+/// Exactly one format is used, by precedence `patch` > `jsonPatch` > `mergePatch` > `bsonPatch`.
+/// Every member is optional; unknown members are kept in [`Diff::other`] so that a diff in a
+/// format this crate does not know is reported ([`DiffError::UnknownFormat`]), never ignored.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct Diff {
-    /// Canonical: RFC 6902 operations.
+    /// eventsync's canonical format: RFC 6902 operations.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub patch: Option<Vec<json_patch::PatchOperation>>,
-    /// Any other member, kept so that unknown formats are reported rather than ignored.
+    pub patch: Option<Vec<PatchOperation>>,
+    /// The seed's older field for RFC 6902 operations (same content as `patch`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub json_patch: Option<Vec<PatchOperation>>,
+    /// RFC 7396 merge patch, as an object or as base64 of its JSON text (the seed's form).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub merge_patch: Option<MergePatch>,
+    /// The seed's MongoDB update operators. When a diff carries both this and `mergePatch`, they
+    /// describe the same change and `mergePatch` (which uses the JSON field names) is used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bson_patch: Option<BsonPatch>,
+    /// `false`: the write changed nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub has_changes: Option<bool>,
+    /// The seed's database version counter after the write. It is not part of the JSON document:
+    /// when present, an `inc` of `version` in `bsonPatch` is that counter and is skipped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<i64>,
+    /// Any other member.
     #[serde(flatten)]
     pub other: Map<String, Value>,
 }
 
-/// Why a diff could not be applied.
+/// The format a diff is applied with.
+enum Format<'a> {
+    Patch(&'a [PatchOperation]),
+    Merge(&'a MergePatch),
+    Bson(&'a BsonPatch),
+}
+
+impl Diff {
+    /// A diff in the canonical format: RFC 6902 operations.
+    pub fn from_patch(ops: Vec<PatchOperation>) -> Diff {
+        Diff {
+            patch: Some(ops),
+            ..Diff::default()
+        }
+    }
+
+    fn format(&self) -> Option<Format<'_>> {
+        if let Some(ops) = self.patch.as_deref().or(self.json_patch.as_deref()) {
+            Some(Format::Patch(ops))
+        } else if let Some(merge) = &self.merge_patch {
+            Some(Format::Merge(merge))
+        } else {
+            self.bson_patch.as_ref().map(Format::Bson)
+        }
+    }
+
+    /// The error for a diff without a known format.
+    fn no_format_error(&self) -> DiffError {
+        if self.other.is_empty() {
+            DiffError::NoChange
+        } else {
+            DiffError::UnknownFormat(self.other.keys().cloned().collect())
+        }
+    }
+}
+
+/// The effect of one event.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Change {
+    /// The document after the event; `None` when it does not exist (deleted).
+    pub document: Option<Value>,
+    /// Canonical RFC 6902 operations that turn the document before the event into `document`: the
+    /// event's own operations for `patch`/`jsonPatch`, a computed diff for the other formats and
+    /// for snapshots, exactly `[{"op": "add", "path": "", "value": document}]` for a create, and
+    /// none for a delete.
+    pub ops: Vec<PatchOperation>,
+}
+
+/// Why a diff or an event could not be applied.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum DiffError {
-    /// An RFC 6902 operation failed.
-    #[error("invalid patch: {0}")]
-    InvalidPatch(String),
+    /// An RFC 6902 operation failed (or would nest the document deeper than [`MAX_DEPTH`]).
+    #[error("invalid patch: operation {index} at `{path}`: {reason}")]
+    InvalidPatch {
+        /// Index of the failing operation in the patch.
+        index: usize,
+        /// Its `path`.
+        path: String,
+        /// Why it failed.
+        reason: String,
+    },
+    /// A `mergePatch` string is not base64.
+    #[error("mergePatch is not valid base64: {0}")]
+    InvalidBase64(String),
+    /// A base64 `mergePatch` does not decode to JSON.
+    #[error("mergePatch is not valid JSON: {0}")]
+    InvalidMergePatch(String),
+    /// A `bsonPatch` operator cannot be applied at a path.
+    #[error("invalid bsonPatch: {operator} `{path}`: {reason}")]
+    InvalidBsonPatch {
+        /// The operator (`set`, `inc`, ...).
+        operator: String,
+        /// The dotted path.
+        path: String,
+        /// Why it failed.
+        reason: String,
+    },
+    /// A `bsonPatch` operator, modifier or positional path this crate does not support.
+    #[error("unsupported bsonPatch operator: {0}")]
+    UnsupportedBsonOperator(String),
+    /// The diff has no format this crate knows; these are its unknown member names.
+    #[error("unknown diff format: {}", .0.join(", "))]
+    UnknownFormat(Vec<String>),
+    /// The event carries neither a diff nor a whole-document snapshot in `metadata`.
+    #[error("the event carries neither a diff nor a document snapshot")]
+    NoChange,
+    /// An update of a document that does not exist.
+    #[error("update of a document that does not exist")]
+    DocumentMissing,
+    /// A snapshot in `metadata` is not a JSON document.
+    #[error("invalid snapshot: {0}")]
+    InvalidSnapshot(String),
+    /// A document (or a value in a diff) nested deeper than the limit.
+    #[error("document nested deeper than {limit} levels")]
+    TooDeep {
+        /// The limit ([`MAX_DEPTH`] unless [`check_depth`] was given another).
+        limit: usize,
+    },
+}
+
+impl DiffError {
+    /// The protocol error code a server answers this with.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            DiffError::DocumentMissing => ErrorCode::DocumentState,
+            DiffError::TooDeep { .. } => ErrorCode::TooLarge,
+            _ => ErrorCode::InvalidPatch,
+        }
+    }
+}
+
+/// Refuse `value` when arrays and objects nest more than `max` deep (`1` has depth 0, `[]` and
+/// `{"a": 1}` depth 1, `[[]]` depth 2).
+///
+/// Iterative, so that a hostile value cannot overflow the stack.
+pub fn check_depth(value: &Value, max: usize) -> Result<(), DiffError> {
+    if depth_of(value, max) > max {
+        Err(DiffError::TooDeep { limit: max })
+    } else {
+        Ok(())
+    }
+}
+
+/// The nesting depth of `value`, or any depth above `limit` once it is known to exceed it.
+pub(crate) fn depth_of(value: &Value, limit: usize) -> usize {
+    fn children(v: &Value) -> Option<Box<dyn Iterator<Item = &Value> + '_>> {
+        match v {
+            Value::Array(a) => Some(Box::new(a.iter())),
+            Value::Object(o) => Some(Box::new(o.values())),
+            _ => None,
+        }
+    }
+    let mut deepest = 0;
+    // Each entry: the iterator over one container's children, at that container's depth.
+    let mut stack: Vec<Box<dyn Iterator<Item = &Value> + '_>> = Vec::new();
+    if let Some(it) = children(value) {
+        stack.push(it);
+        deepest = 1;
+    }
+    while let Some(top) = stack.last_mut() {
+        match top.next() {
+            None => {
+                stack.pop();
+            }
+            Some(child) => {
+                if let Some(it) = children(child) {
+                    stack.push(it);
+                    deepest = deepest.max(stack.len());
+                    if deepest > limit {
+                        return deepest;
+                    }
+                }
+            }
+        }
+    }
+    deepest
+}
+
+/// Apply just a diff to `start` and return the result; `start` is never changed.
+///
+/// Uses one format by precedence `patch` > `jsonPatch` > `mergePatch` > `bsonPatch`. A diff with
+/// `hasChanges: false` and no format returns `start` unchanged; any other diff without a format
+/// is [`DiffError::UnknownFormat`] (or [`DiffError::NoChange`] when it has no members at all).
+pub fn apply_diff(start: &Value, diff: &Diff) -> Result<Value, DiffError> {
+    check_depth(start, MAX_DEPTH)?;
+    let after = match diff.format() {
+        Some(Format::Patch(ops)) => {
+            let mut doc = start.clone();
+            apply_patch(&mut doc, ops)?;
+            doc
+        }
+        Some(Format::Merge(merge)) => merge.apply(start)?,
+        Some(Format::Bson(bson)) => bson.apply(start, diff.version.is_some())?,
+        None if diff.has_changes == Some(false) => start.clone(),
+        None => return Err(diff.no_format_error()),
+    };
+    check_depth(&after, MAX_DEPTH)?;
+    Ok(after)
+}
+
+/// Apply `event` to the document before it (`None`: the document does not exist) and return
+/// the document after it with the operations between the two. Never mutates its input.
+///
+/// - Delete: no document, no operations (whether or not the document existed).
+/// - Create starts from `null` (a re-create replaces whatever was there); update starts from
+///   `before` and fails with [`DiffError::DocumentMissing`] when there is none.
+/// - With a diff in a known format (see [`apply_diff`]), that format is applied; unknown members
+///   next to it are ignored. `hasChanges: false` without a format changes nothing.
+/// - Otherwise the whole document is taken from `metadata.data` (a JSON string holding the
+///   document, or the document as an object or array), or for a create `metadata.created_doc`.
+///   Without one: [`DiffError::UnknownFormat`] when the diff has unknown members, else
+///   [`DiffError::NoChange`].
+pub fn apply_event(before: Option<&Value>, event: &Event) -> Result<Change, DiffError> {
+    let null = Value::Null;
+    let start = match event.operation {
+        Operation::Delete => return Ok(Change::default()),
+        Operation::Create => &null,
+        Operation::Update => before.ok_or(DiffError::DocumentMissing)?,
+    };
+    let diff = event.diff.as_ref();
+    let (document, ops) = match diff {
+        Some(d) if d.format().is_some() || d.has_changes == Some(false) => {
+            let after = apply_diff(start, d)?;
+            let ops = match d.format() {
+                Some(Format::Patch(ops)) => ops.to_vec(),
+                Some(_) => json_patch::diff(start, &after).0,
+                None => Vec::new(),
+            };
+            (after, ops)
+        }
+        _ => match snapshot(event)? {
+            Some(after) => {
+                check_depth(start, MAX_DEPTH)?;
+                let ops = json_patch::diff(start, &after).0;
+                (after, ops)
+            }
+            None => return Err(diff.map_or(DiffError::NoChange, Diff::no_format_error)),
+        },
+    };
+    let ops = if event.operation == Operation::Create {
+        vec![PatchOperation::Add(json_patch::AddOperation {
+            path: json_patch::jsonptr::PointerBuf::new(),
+            value: document.clone(),
+        })]
+    } else {
+        ops
+    };
+    Ok(Change {
+        document: Some(document),
+        ops,
+    })
+}
+
+/// The whole document an event carries in `metadata`, if any.
+fn snapshot(event: &Event) -> Result<Option<Value>, DiffError> {
+    let keys: &[&str] = match event.operation {
+        Operation::Create => &["data", "created_doc"],
+        _ => &["data"],
+    };
+    for key in keys {
+        let doc = match event.metadata.get(*key) {
+            None | Some(Value::Null) => continue,
+            Some(Value::String(text)) => serde_json::from_str(text)
+                .map_err(|e| DiffError::InvalidSnapshot(format!("metadata.{key}: {e}")))?,
+            Some(doc @ (Value::Object(_) | Value::Array(_))) => {
+                check_depth(doc, MAX_DEPTH)?;
+                doc.clone()
+            }
+            Some(other) => {
+                return Err(DiffError::InvalidSnapshot(format!(
+                    "metadata.{key} is neither a JSON string nor an object or array: {other}"
+                )))
+            }
+        };
+        check_depth(&doc, MAX_DEPTH)?;
+        return Ok(Some(doc));
+    }
+    Ok(None)
 }

@@ -1,0 +1,291 @@
+//! RFC 6902 (JSON Patch), applied atomically.
+//!
+//! The operations themselves come from the `json-patch` crate, applied one at a time, with three
+//! corrections found while testing it:
+//!
+//! - `json_patch::patch` is not atomic when a `move` fails half-way (its source is removed, then
+//!   adding at the target fails and the value is lost), and it panics while undoing a `move` to
+//!   the root (`"path": ""`) when a later operation fails. So a patch is applied to a copy, except
+//!   a single operation that cannot fail after it has started changing the document.
+//! - `test` compares with `==` on `serde_json::Value`, for which `1` and `1.0` differ; RFC 6902
+//!   section 4.6 says numbers are equal when their values are numerically equal.
+//! - Nothing limits how deep a patch may nest the document; see [`super::MAX_DEPTH`].
+
+use json_patch::PatchOperation;
+use serde_json::Value;
+
+use super::{depth_of, DiffError, MAX_DEPTH};
+
+/// Apply RFC 6902 `ops` to `doc` atomically: on error the document is exactly as it was.
+///
+/// The error names the index of the failing operation, its `path` and the reason. A patch that
+/// would nest the document deeper than [`MAX_DEPTH`] containers fails too.
+pub fn apply_patch(doc: &mut Value, ops: &[PatchOperation]) -> Result<(), DiffError> {
+    match ops {
+        [] => Ok(()),
+        // Every single operation but `move` fails before it changes anything.
+        [op] if !matches!(op, PatchOperation::Move(_)) => apply_one(doc, 0, op),
+        _ => {
+            let mut work = doc.clone();
+            for (index, op) in ops.iter().enumerate() {
+                apply_one(&mut work, index, op)?;
+            }
+            *doc = work;
+            Ok(())
+        }
+    }
+}
+
+fn invalid(index: usize, op: &PatchOperation, reason: impl Into<String>) -> DiffError {
+    DiffError::InvalidPatch {
+        index,
+        path: op.path().as_str().to_owned(),
+        reason: reason.into(),
+    }
+}
+
+/// Apply one operation. May leave `doc` changed on error only for `move`.
+fn apply_one(doc: &mut Value, index: usize, op: &PatchOperation) -> Result<(), DiffError> {
+    // The value the operation puts at `path`, to bound the depth of the result.
+    let placed = match op {
+        PatchOperation::Add(o) => Some(&o.value),
+        PatchOperation::Replace(o) => Some(&o.value),
+        PatchOperation::Move(o) => doc.pointer(o.from.as_str()),
+        PatchOperation::Copy(o) => doc.pointer(o.from.as_str()),
+        PatchOperation::Remove(_) => None,
+        PatchOperation::Test(o) => {
+            // The comparison recurses along `o.value`: bound it first.
+            if depth_of(&o.value, MAX_DEPTH) > MAX_DEPTH {
+                return Err(invalid(index, op, too_deep()));
+            }
+            let target = doc
+                .pointer(o.path.as_str())
+                .ok_or_else(|| invalid(index, op, "path does not exist"))?;
+            return if json_equal(target, &o.value) {
+                Ok(())
+            } else {
+                Err(invalid(index, op, "test failed: value did not match"))
+            };
+        }
+    };
+    if let Some(value) = placed {
+        let prefix = op.path().count();
+        if prefix > MAX_DEPTH || depth_of(value, MAX_DEPTH - prefix) + prefix > MAX_DEPTH {
+            return Err(invalid(index, op, too_deep()));
+        }
+    }
+    json_patch::patch_unsafe(doc, std::slice::from_ref(op))
+        .map_err(|e| invalid(index, op, e.kind.to_string()))
+}
+
+fn too_deep() -> String {
+    format!("the document would be nested deeper than {MAX_DEPTH} levels")
+}
+
+/// JSON equality as RFC 6902 `test` defines it: numbers are equal when numerically equal
+/// (`1 == 1.0`), objects regardless of member order, arrays element by element.
+pub(crate) fn json_equal(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => numbers_equal(x, y),
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(x, y)| json_equal(x, y))
+        }
+        (Value::Object(x), Value::Object(y)) => {
+            x.len() == y.len()
+                && x.iter()
+                    .all(|(k, v)| y.get(k).is_some_and(|w| json_equal(v, w)))
+        }
+        _ => a == b,
+    }
+}
+
+fn as_integer(n: &serde_json::Number) -> Option<i128> {
+    n.as_i64()
+        .map(i128::from)
+        .or_else(|| n.as_u64().map(i128::from))
+}
+
+fn numbers_equal(x: &serde_json::Number, y: &serde_json::Number) -> bool {
+    match (as_integer(x), as_integer(y)) {
+        (Some(x), Some(y)) => x == y,
+        _ => match (x.as_f64(), y.as_f64()) {
+            (Some(x), Some(y)) => x == y,
+            _ => false,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn ops(v: Value) -> Vec<PatchOperation> {
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn applies_every_operation_in_order() {
+        let mut doc = json!({"a": 1, "list": [1, 2]});
+        apply_patch(
+            &mut doc,
+            &ops(json!([
+                {"op": "add", "path": "/b", "value": {"c": true}},
+                {"op": "remove", "path": "/a"},
+                {"op": "replace", "path": "/b/c", "value": false},
+                {"op": "move", "from": "/list/0", "path": "/list/-"},
+                {"op": "copy", "from": "/b", "path": "/d"},
+                {"op": "test", "path": "/list", "value": [2, 1]},
+            ])),
+        )
+        .unwrap();
+        assert_eq!(
+            doc,
+            json!({"b": {"c": false}, "d": {"c": false}, "list": [2, 1]})
+        );
+    }
+
+    #[test]
+    fn a_failing_op_in_the_middle_leaves_the_document_unchanged() {
+        let mut doc = json!({"a": 1, "b": [1, 2, 3], "c": {"d": "e"}});
+        let before = serde_json::to_string(&doc).unwrap();
+        let err = apply_patch(
+            &mut doc,
+            &ops(json!([
+                {"op": "add", "path": "/x", "value": 1},
+                {"op": "remove", "path": "/b/0"},
+                {"op": "replace", "path": "/missing", "value": 2},
+                {"op": "add", "path": "/y", "value": 3},
+            ])),
+        )
+        .unwrap_err();
+        assert_eq!(serde_json::to_string(&doc).unwrap(), before);
+        match err {
+            DiffError::InvalidPatch { index, path, .. } => {
+                assert_eq!(index, 2);
+                assert_eq!(path, "/missing");
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_failing_move_does_not_lose_its_source() {
+        // json_patch::patch alone drops "/a" here.
+        let mut doc = json!({"a": {"b": 1}, "c": 2});
+        let before = serde_json::to_string(&doc).unwrap();
+        let err = apply_patch(
+            &mut doc,
+            &ops(json!([{"op": "move", "from": "/a", "path": "/x/y"}])),
+        )
+        .unwrap_err();
+        assert!(matches!(err, DiffError::InvalidPatch { index: 0, .. }));
+        assert_eq!(serde_json::to_string(&doc).unwrap(), before);
+    }
+
+    #[test]
+    fn a_move_to_the_root_then_a_failure_does_not_panic() {
+        // json_patch::patch panics while undoing this.
+        let mut doc = json!({"a": {"b": 1}, "c": 2});
+        let before = serde_json::to_string(&doc).unwrap();
+        let err = apply_patch(
+            &mut doc,
+            &ops(json!([
+                {"op": "move", "from": "/a", "path": ""},
+                {"op": "test", "path": "/zz", "value": 1},
+            ])),
+        )
+        .unwrap_err();
+        assert!(matches!(err, DiffError::InvalidPatch { index: 1, .. }));
+        assert_eq!(serde_json::to_string(&doc).unwrap(), before);
+    }
+
+    #[test]
+    fn single_failing_ops_leave_the_document_unchanged() {
+        for op in [
+            json!({"op": "add", "path": "/a/b/c", "value": 1}),
+            json!({"op": "add", "path": "/list/9", "value": 1}),
+            json!({"op": "remove", "path": "/nope"}),
+            json!({"op": "replace", "path": "/list/5", "value": 1}),
+            json!({"op": "copy", "from": "/nope", "path": "/x"}),
+            json!({"op": "move", "from": "/a", "path": "/a/inside"}),
+            json!({"op": "test", "path": "/a", "value": 2}),
+        ] {
+            let mut doc = json!({"a": {"k": 1}, "list": [1]});
+            let before = serde_json::to_string(&doc).unwrap();
+            assert!(
+                apply_patch(&mut doc, &ops(json!([op.clone()]))).is_err(),
+                "{op}"
+            );
+            assert_eq!(serde_json::to_string(&doc).unwrap(), before, "{op}");
+        }
+    }
+
+    #[test]
+    fn test_compares_numbers_by_value() {
+        let mut doc = json!({"n": 1, "f": 2.5, "o": {"x": [1, 2]}});
+        apply_patch(
+            &mut doc,
+            &ops(json!([
+                {"op": "test", "path": "/n", "value": 1.0},
+                {"op": "test", "path": "/o", "value": {"x": [1.0, 2]}},
+            ])),
+        )
+        .unwrap();
+        let err = apply_patch(
+            &mut doc,
+            &ops(json!([{"op": "test", "path": "/f", "value": 2}])),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("test failed"), "{err}");
+    }
+
+    #[test]
+    fn json_equal_is_structural() {
+        assert!(json_equal(
+            &json!({"a": 1, "b": 2}),
+            &json!({"b": 2.0, "a": 1})
+        ));
+        assert!(!json_equal(&json!([1, 2]), &json!([2, 1])));
+        assert!(!json_equal(&json!({"a": 1}), &json!({"a": 1, "b": 2})));
+        assert!(!json_equal(&json!("1"), &json!(1)));
+        assert!(json_equal(&json!(u64::MAX), &json!(u64::MAX)));
+        assert!(!json_equal(&json!(u64::MAX), &json!(i64::MAX)));
+    }
+
+    #[test]
+    fn patches_that_nest_too_deep_are_refused() {
+        let mut deep = json!(1);
+        for _ in 0..MAX_DEPTH {
+            deep = json!([deep]);
+        }
+        let mut doc = json!({});
+        // `deep` has MAX_DEPTH containers; under "/a" it would be MAX_DEPTH + 1 deep.
+        let err = apply_patch(
+            &mut doc,
+            &[PatchOperation::Add(json_patch::AddOperation {
+                path: "/a".parse().unwrap(),
+                value: deep.clone(),
+            })],
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("deeper"), "{err}");
+        assert_eq!(doc, json!({}));
+        // At the root it fits exactly.
+        apply_patch(
+            &mut doc,
+            &[PatchOperation::Add(json_patch::AddOperation {
+                path: "".parse().unwrap(),
+                value: deep,
+            })],
+        )
+        .unwrap();
+        // Copying it one level down is refused too.
+        let err = apply_patch(
+            &mut doc,
+            &ops(json!([{"op": "copy", "from": "/0", "path": "/0/0/-"}])),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("deeper"), "{err}");
+    }
+}
