@@ -18,9 +18,12 @@
 pub mod conflict;
 pub mod diff;
 pub mod protocol;
+pub mod sequencer;
+pub mod state;
 pub mod vector_clock;
 
 pub use conflict::{ConflictPolicy, ConflictResolver};
 pub use diff::{Diff, DiffError};
 pub use protocol::{ClientMessage, Edit, ErrorCode, Event, Operation, ServerMessage, StateVector};
+pub use state::StateManager;
 pub use vector_clock::VectorClock;

@@ -1,0 +1,483 @@
+//! The server's side of the core: ordering submitted edits into a document's log.
+//!
+//! [`order_submit`] is a pure function of what the log already holds (a [`LogView`]) and the edits;
+//! the caller stores the events it returns durably, then broadcasts them, then sends the acks
+//! (DESIGN invariant 8). [`MemoryLog`] is a complete in-memory log, used by the simulation and by
+//! servers that keep recent history in memory.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde_json::Value;
+
+use crate::diff::{self, Diff};
+use crate::protocol::{Ack, Edit, ErrorCode, Event, EventsPage, Operation, Snapshot};
+use crate::vector_clock::VectorClock;
+
+/// What ordering needs to know about a document's log.
+pub trait LogView {
+    /// The document id.
+    fn document_id(&self) -> &str;
+    /// The last `sequenceNum` (0 for an empty log).
+    fn head_seq(&self) -> u64;
+    /// The document at the head (`None` when it does not exist).
+    fn document(&self) -> Option<&Value>;
+    /// The document's state vector at the head.
+    fn head_vector(&self) -> &VectorClock;
+    /// The highest `clientSeq` ordered for `client_id` (0 when none).
+    fn highest_client_seq(&self, client_id: &str) -> u64;
+    /// Where the edit `(client_id, client_seq)` sits in the log, if it was ordered.
+    fn ordered_edit(&self, client_id: &str, client_seq: u64) -> Option<u64>;
+    /// Origin and `clientSeq` of every event after `sequence_num`, in order.
+    fn origins_after(&self, sequence_num: u64) -> Vec<(String, Option<u64>)>;
+}
+
+/// An edit (and every later edit of its submit) that was not ordered.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rejection {
+    /// The first edit not ordered.
+    pub client_seq: u64,
+    /// Why.
+    pub code: ErrorCode,
+    /// Detail for humans.
+    pub message: String,
+    /// The head when it was refused (after the edits of the same submit that were ordered).
+    pub head_seq: u64,
+}
+
+/// The result of ordering one submit.
+#[derive(Debug, Clone, Default)]
+pub struct SubmitOutcome {
+    /// New events to store (in this order) and then broadcast.
+    pub events: Vec<Event>,
+    /// The document after the new events.
+    pub document: Option<Value>,
+    /// One ack per ordered or duplicate edit, in submit order.
+    pub acks: Vec<Ack>,
+    /// Set when an edit was refused; no later edit of the submit was looked at.
+    pub rejection: Option<Rejection>,
+}
+
+/// Makes an event's `id` and `timestamp` from its `sequenceNum` (the core has no clock).
+pub type Stamp<'a> = &'a mut dyn FnMut(u64) -> (String, String);
+
+/// Orders a client's submit against the log, edit by edit (see `docs/PROTOCOL.md`, "Edits").
+///
+/// Exactly once: an edit at or below the client's highest ordered `clientSeq` is acknowledged with
+/// its original `sequenceNum` and applied again never. Stale edits (the log holds events after
+/// `baseSeq` the client had not seen) are refused with `stale_base` so that the client rebases
+/// them with its own conflict policy.
+pub fn order_submit(
+    log: &impl LogView,
+    client_id: &str,
+    edits: &[Edit],
+    stamp: Stamp<'_>,
+) -> SubmitOutcome {
+    let mut out = SubmitOutcome {
+        document: log.document().cloned(),
+        ..SubmitOutcome::default()
+    };
+    let Some(first) = edits.first() else {
+        return out;
+    };
+    let mut head = log.head_seq();
+    let mut vector = log.head_vector().clone();
+    let mut highest = log.highest_client_seq(client_id);
+    let reject = |client_seq, code, message: String, head_seq| {
+        Some(Rejection {
+            client_seq,
+            code,
+            message,
+            head_seq,
+        })
+    };
+    let base = first.base_seq;
+    if let Some(edit) = edits.iter().find(|e| e.base_seq != base) {
+        out.rejection = reject(
+            edit.client_seq,
+            ErrorCode::InvalidSequence,
+            "every edit of a submit must carry the same baseSeq".into(),
+            head,
+        );
+        return out;
+    }
+    if base > head {
+        out.rejection = reject(
+            first.client_seq,
+            ErrorCode::InvalidSequence,
+            format!("baseSeq {base} is ahead of the log (head {head})"),
+            head,
+        );
+        return out;
+    }
+    // Events after the base are fine only when they are earlier edits of this same submit.
+    let own: Vec<u64> = edits.iter().map(|e| e.client_seq).collect();
+    let stale = log
+        .origins_after(base)
+        .iter()
+        .any(|(origin, seq)| origin != client_id || !seq.is_some_and(|s| own.contains(&s)));
+    let mut previous = 0;
+    for edit in edits {
+        if edit.client_seq <= previous {
+            out.rejection = reject(
+                edit.client_seq,
+                ErrorCode::InvalidSequence,
+                "clientSeq must increase within a submit".into(),
+                head,
+            );
+            return out;
+        }
+        previous = edit.client_seq;
+        if edit.client_seq <= highest {
+            match log.ordered_edit(client_id, edit.client_seq) {
+                Some(sequence_num) => out.acks.push(Ack {
+                    client_seq: edit.client_seq,
+                    sequence_num,
+                    duplicate: true,
+                }),
+                None => {
+                    out.rejection = reject(
+                        edit.client_seq,
+                        ErrorCode::InvalidSequence,
+                        format!(
+                            "clientSeq {} is below {highest}, the highest already ordered",
+                            edit.client_seq
+                        ),
+                        head,
+                    );
+                    return out;
+                }
+            }
+            continue;
+        }
+        if stale {
+            out.rejection = reject(
+                edit.client_seq,
+                ErrorCode::StaleBase,
+                format!("the log has events after baseSeq {base} this client has not seen"),
+                head,
+            );
+            return out;
+        }
+        let document = match apply_edit(out.document.as_ref(), edit) {
+            Ok(document) => document,
+            Err((code, message)) => {
+                out.rejection = reject(edit.client_seq, code, message, head);
+                return out;
+            }
+        };
+        head += 1;
+        highest = edit.client_seq;
+        vector.observe(client_id, head);
+        let (id, timestamp) = stamp(head);
+        out.events.push(Event {
+            id,
+            document_id: log.document_id().to_owned(),
+            timestamp,
+            sequence_num: head,
+            operation: edit.operation,
+            diff: Some(Diff::from_patch(edit.patch.clone())),
+            vector_clock: vector.clone(),
+            client_id: client_id.to_owned(),
+            client_seq: Some(edit.client_seq),
+            server_seq: 0,
+            metadata: Default::default(),
+        });
+        out.acks.push(Ack {
+            client_seq: edit.client_seq,
+            sequence_num: head,
+            duplicate: false,
+        });
+        out.document = document;
+    }
+    out
+}
+
+/// Applies one edit to the document it was ordered after; the error carries the protocol code.
+pub fn apply_edit(
+    document: Option<&Value>,
+    edit: &Edit,
+) -> Result<Option<Value>, (ErrorCode, String)> {
+    let patched = |mut start: Value| {
+        diff::apply_patch(&mut start, &edit.patch)
+            .map_err(|e| (ErrorCode::InvalidPatch, e.to_string()))?;
+        diff::check_depth(&start, diff::MAX_DEPTH)
+            .map_err(|e| (ErrorCode::TooLarge, e.to_string()))?;
+        Ok(Some(start))
+    };
+    match (edit.operation, document) {
+        (Operation::Create, None) => patched(Value::Null),
+        (Operation::Update, Some(doc)) => patched(doc.clone()),
+        (Operation::Delete, Some(_)) => Ok(None),
+        (Operation::Create, Some(_)) => Err((
+            ErrorCode::DocumentState,
+            "create of a document that exists".into(),
+        )),
+        (_, None) => Err((
+            ErrorCode::DocumentState,
+            "the document does not exist".into(),
+        )),
+    }
+}
+
+/// A whole document log in memory: events, the head document, and the exactly-once index.
+#[derive(Debug, Clone)]
+pub struct MemoryLog {
+    document_id: String,
+    events: Vec<Event>,
+    document: Option<Value>,
+    vector: VectorClock,
+    edits: HashMap<String, BTreeMap<u64, u64>>,
+}
+
+impl MemoryLog {
+    /// An empty log: the document does not exist.
+    pub fn new(document_id: impl Into<String>) -> Self {
+        MemoryLog {
+            document_id: document_id.into(),
+            events: Vec::new(),
+            document: None,
+            vector: VectorClock::new(),
+            edits: HashMap::new(),
+        }
+    }
+
+    /// Every event, in order.
+    pub fn events(&self) -> &[Event] {
+        &self.events
+    }
+
+    /// Orders a submit and appends what it accepted.
+    pub fn submit(&mut self, client_id: &str, edits: &[Edit], stamp: Stamp<'_>) -> SubmitOutcome {
+        let outcome = order_submit(self, client_id, edits, stamp);
+        self.append(&outcome.events, outcome.document.clone());
+        outcome
+    }
+
+    /// Appends ordered events and the document they lead to.
+    pub fn append(&mut self, events: &[Event], document: Option<Value>) {
+        for event in events {
+            debug_assert_eq!(event.sequence_num, self.head_seq() + 1);
+            self.vector.observe(&event.client_id, event.sequence_num);
+            if let Some(client_seq) = event.client_seq {
+                self.edits
+                    .entry(event.client_id.clone())
+                    .or_default()
+                    .insert(client_seq, event.sequence_num);
+            }
+            self.events.push(event.clone());
+        }
+        if !events.is_empty() {
+            self.document = document;
+        }
+    }
+
+    /// The events a replica is missing: by cursor when `after` is given, else by state vector.
+    pub fn missing(&self, vector: &VectorClock, after: Option<u64>) -> EventsPage {
+        let events = match after {
+            Some(after) => self.events[(after.min(self.head_seq()) as usize)..].to_vec(),
+            None => crate::vector_clock::missing_events(&self.events, vector)
+                .into_iter()
+                .cloned()
+                .collect(),
+        };
+        EventsPage {
+            snapshot: None,
+            events,
+            head_seq: self.head_seq(),
+            has_more: false,
+        }
+    }
+
+    /// The document at the head as a snapshot.
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            document_id: self.document_id.clone(),
+            sequence_num: self.head_seq(),
+            document: self.document.clone(),
+            vector_clock: self.vector.clone(),
+        }
+    }
+}
+
+impl LogView for MemoryLog {
+    fn document_id(&self) -> &str {
+        &self.document_id
+    }
+
+    fn head_seq(&self) -> u64 {
+        self.events.len() as u64
+    }
+
+    fn document(&self) -> Option<&Value> {
+        self.document.as_ref()
+    }
+
+    fn head_vector(&self) -> &VectorClock {
+        &self.vector
+    }
+
+    fn highest_client_seq(&self, client_id: &str) -> u64 {
+        self.edits
+            .get(client_id)
+            .and_then(|m| m.keys().next_back().copied())
+            .unwrap_or(0)
+    }
+
+    fn ordered_edit(&self, client_id: &str, client_seq: u64) -> Option<u64> {
+        self.edits.get(client_id)?.get(&client_seq).copied()
+    }
+
+    fn origins_after(&self, sequence_num: u64) -> Vec<(String, Option<u64>)> {
+        self.events[(sequence_num.min(self.head_seq()) as usize)..]
+            .iter()
+            .map(|e| (e.client_id.clone(), e.client_seq))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn stamp() -> impl FnMut(u64) -> (String, String) {
+        |seq| (format!("ev{seq}"), "2026-01-01T00:00:00Z".to_string())
+    }
+
+    fn edit(client_seq: u64, base_seq: u64, operation: Operation, patch: Value) -> Edit {
+        Edit {
+            client_seq,
+            base_seq,
+            operation,
+            patch: serde_json::from_value(patch).unwrap(),
+        }
+    }
+
+    fn create() -> Edit {
+        edit(
+            1,
+            0,
+            Operation::Create,
+            json!([{"op": "add", "path": "", "value": {"n": 0}}]),
+        )
+    }
+
+    fn set_n(client_seq: u64, base_seq: u64, n: i64) -> Edit {
+        edit(
+            client_seq,
+            base_seq,
+            Operation::Update,
+            json!([{"op": "replace", "path": "/n", "value": n}]),
+        )
+    }
+
+    #[test]
+    fn orders_acks_and_numbers_without_gaps() {
+        let mut log = MemoryLog::new("doc");
+        let out = log.submit("a", &[create(), set_n(2, 0, 5)], &mut stamp());
+        assert_eq!(out.rejection, None);
+        assert_eq!(
+            out.acks.iter().map(|a| a.sequence_num).collect::<Vec<_>>(),
+            vec![1, 2]
+        );
+        assert_eq!(log.document(), Some(&json!({"n": 5})));
+        assert_eq!(log.events()[1].vector_clock.get("a"), 2);
+        assert_eq!(log.events()[1].client_seq, Some(2));
+    }
+
+    #[test]
+    fn resends_are_acked_with_the_original_sequence_and_not_applied() {
+        let mut log = MemoryLog::new("doc");
+        log.submit("a", &[create()], &mut stamp());
+        log.submit("b", &[set_n(1, 1, 7)], &mut stamp());
+        let out = log.submit("a", &[create()], &mut stamp());
+        assert_eq!(
+            out.acks,
+            vec![Ack {
+                client_seq: 1,
+                sequence_num: 1,
+                duplicate: true
+            }]
+        );
+        assert!(out.events.is_empty());
+        assert_eq!(log.head_seq(), 2);
+        assert_eq!(log.document(), Some(&json!({"n": 7})));
+    }
+
+    #[test]
+    fn stale_edits_are_refused_but_own_earlier_edits_of_the_submit_are_not_stale() {
+        let mut log = MemoryLog::new("doc");
+        log.submit("a", &[create()], &mut stamp());
+        // a's edit 2 was ordered on an earlier connection; the resend of [2, 3] is fine.
+        log.submit("a", &[set_n(2, 1, 2)], &mut stamp());
+        let out = log.submit("a", &[set_n(2, 1, 2), set_n(3, 1, 3)], &mut stamp());
+        assert_eq!(out.rejection, None);
+        assert_eq!(log.document(), Some(&json!({"n": 3})));
+        // b edits against seq 1 while a's edits followed: stale.
+        let out = log.submit("b", &[set_n(1, 1, 9)], &mut stamp());
+        let rejection = out.rejection.unwrap();
+        assert_eq!(rejection.code, ErrorCode::StaleBase);
+        assert_eq!(rejection.head_seq, 3);
+        assert_eq!(log.head_seq(), 3);
+    }
+
+    #[test]
+    fn a_rejection_stops_the_rest_of_the_submit() {
+        let mut log = MemoryLog::new("doc");
+        log.submit("a", &[create()], &mut stamp());
+        let bad = edit(
+            3,
+            1,
+            Operation::Update,
+            json!([{"op": "remove", "path": "/nope"}]),
+        );
+        let out = log.submit("a", &[set_n(2, 1, 1), bad, set_n(4, 1, 4)], &mut stamp());
+        assert_eq!(out.acks.len(), 1);
+        let rejection = out.rejection.unwrap();
+        assert_eq!(
+            (rejection.client_seq, rejection.code),
+            (3, ErrorCode::InvalidPatch)
+        );
+        assert_eq!(log.document(), Some(&json!({"n": 1})));
+        assert_eq!(log.head_seq(), 2);
+    }
+
+    #[test]
+    fn document_state_and_sequence_errors() {
+        let mut log = MemoryLog::new("doc");
+        let out = log.submit("a", &[set_n(1, 0, 1)], &mut stamp());
+        assert_eq!(out.rejection.unwrap().code, ErrorCode::DocumentState);
+        let out = log.submit("a", &[set_n(1, 5, 1)], &mut stamp());
+        assert_eq!(out.rejection.unwrap().code, ErrorCode::InvalidSequence);
+        log.submit("a", &[create()], &mut stamp());
+        let out = log.submit(
+            "b",
+            &[edit(1, 1, Operation::Create, json!([]))],
+            &mut stamp(),
+        );
+        assert_eq!(out.rejection.unwrap().code, ErrorCode::DocumentState);
+        let out = log.submit(
+            "a",
+            &[edit(2, 1, Operation::Delete, json!([]))],
+            &mut stamp(),
+        );
+        assert!(out.rejection.is_none());
+        assert_eq!(log.document(), None);
+        assert_eq!(log.events()[1].operation, Operation::Delete);
+    }
+
+    #[test]
+    fn missing_by_vector_and_by_cursor() {
+        let mut log = MemoryLog::new("doc");
+        log.submit("a", &[create()], &mut stamp());
+        log.submit("b", &[set_n(1, 1, 1)], &mut stamp());
+        log.submit("a", &[set_n(2, 2, 2)], &mut stamp());
+        let seqs =
+            |page: EventsPage| -> Vec<u64> { page.events.iter().map(|e| e.sequence_num).collect() };
+        assert_eq!(seqs(log.missing(&VectorClock::new(), None)), vec![1, 2, 3]);
+        let v = VectorClock::from_iter([("a".to_string(), 1)]);
+        assert_eq!(seqs(log.missing(&v, None)), vec![2, 3]);
+        assert_eq!(seqs(log.missing(&v, Some(2))), vec![3]);
+        assert_eq!(seqs(log.missing(&v, Some(99))), Vec::<u64>::new());
+    }
+}
