@@ -1,0 +1,279 @@
+//! Operational transformation of shaped operations.
+//!
+//! Every function here is a pure function of its inputs.
+
+use serde_json::Value;
+
+use super::shape::{OpKind, ShapedOp};
+use super::{Conflict, ConflictKind, Resolution};
+
+/// The outcome of transforming one local op `a` over one remote op `b` (both made against the
+/// same state `S`).
+pub(crate) struct Step {
+    /// `a'`: applies after `b`.
+    pub local: Option<ShapedOp>,
+    /// `b'`: applies after `a`.
+    pub remote: Option<ShapedOp>,
+    /// The conflict met, if any.
+    pub conflict: Option<Conflict>,
+}
+
+/// Parses a canonical RFC 6901 array index (`0`, or digits without a leading zero).
+fn parse_index(token: &str) -> Option<usize> {
+    if token.is_empty()
+        || !token.bytes().all(|c| c.is_ascii_digit())
+        || (token.len() > 1 && token.starts_with('0'))
+    {
+        return None;
+    }
+    token.parse().ok()
+}
+
+/// `(array path, index)` when `op` addresses an array element.
+fn array_slot(op: &ShapedOp) -> Option<(&[String], usize)> {
+    if !op.in_array {
+        return None;
+    }
+    let (last, parent) = op.path.split_last()?;
+    Some((parent, parse_index(last)?))
+}
+
+/// An insertion into an array.
+fn is_insert(op: &ShapedOp) -> bool {
+    op.kind == OpKind::Add && array_slot(op).is_some()
+}
+
+/// `p` is a token-wise prefix of `q` (or equal to it).
+fn is_prefix(p: &[String], q: &[String]) -> bool {
+    p.len() <= q.len() && q[..p.len()] == *p
+}
+
+/// `p` is a token-wise strict prefix of `q`.
+fn is_strict_prefix(p: &[String], q: &[String]) -> bool {
+    p.len() < q.len() && is_prefix(p, q)
+}
+
+/// Shifts the array index in `path` that goes through the array `over` inserts into or
+/// removes from. `path` was made against the same state as `over`; the result addresses the
+/// same location after `over`. `path_is_insert`: `path` is itself an insertion (its last
+/// token is an insertion point); `first_on_tie`: at an equal insertion point, `path` stays
+/// before `over`'s element.
+fn shift(path: &mut [String], path_is_insert: bool, over: &ShapedOp, first_on_tie: bool) {
+    if !matches!(over.kind, OpKind::Add | OpKind::Remove) {
+        return;
+    }
+    let Some((array, i)) = array_slot(over) else {
+        return;
+    };
+    let depth = array.len();
+    if path.len() <= depth || path[..depth] != *array {
+        return;
+    }
+    let Some(j) = parse_index(&path[depth]) else {
+        return;
+    };
+    let exact_insert = path_is_insert && path.len() == depth + 1;
+    let shifted = match over.kind {
+        OpKind::Add if j > i || (j == i && !(exact_insert && first_on_tie)) => j.saturating_add(1),
+        OpKind::Remove if j > i => j - 1,
+        _ => j,
+    };
+    path[depth] = shifted.to_string();
+}
+
+fn shifted(op: &ShapedOp, over: &ShapedOp, first_on_tie: bool) -> ShapedOp {
+    let mut out = op.clone();
+    shift(&mut out.path, is_insert(op), over, first_on_tie);
+    out
+}
+
+/// An op that makes the value at `path` be `value`, in a state where the location exists
+/// (`exists`: replace) or not (object member add, or array insert at that index).
+fn set_op(path: &[String], value: Value, in_array: bool, exists: bool) -> ShapedOp {
+    ShapedOp {
+        kind: if exists || path.is_empty() {
+            OpKind::Replace
+        } else {
+            OpKind::Add
+        },
+        path: path.to_vec(),
+        value: Some(value),
+        in_array,
+    }
+}
+
+fn conflict(kind: ConflictKind, a: &ShapedOp, b: &ShapedOp) -> Conflict {
+    Conflict {
+        kind,
+        path: a.pointer(),
+        local: a.clone(),
+        remote: b.clone(),
+    }
+}
+
+/// Transforms local `a` over remote `b` (both against the same state). `decide` is asked for
+/// [`ConflictKind::SamePath`] and [`ConflictKind::AncestorOverwrite`] only.
+pub(crate) fn transform_op(
+    a: &ShapedOp,
+    b: &ShapedOp,
+    decide: &dyn Fn(&Conflict) -> Resolution,
+) -> Step {
+    let pass = |local: Option<ShapedOp>, remote: Option<ShapedOp>| Step {
+        local,
+        remote,
+        conflict: None,
+    };
+    if b.kind == OpKind::Test {
+        // A remote test changes nothing; it is not carried into b'.
+        return pass(Some(a.clone()), None);
+    }
+    let a_insert = is_insert(a);
+    let b_insert = is_insert(b);
+
+    if a.kind == OpKind::Test {
+        // The tested value is changed when b's change is at, above or under it. An insertion
+        // into an array only moves the elements after it: it touches the array itself.
+        let touched = if b_insert {
+            is_strict_prefix(&a.path, &b.path)
+        } else {
+            is_prefix(&a.path, &b.path) || is_prefix(&b.path, &a.path)
+        };
+        if touched {
+            return Step {
+                local: None,
+                remote: Some(b.clone()),
+                conflict: Some(conflict(ConflictKind::TestInvalidated, a, b)),
+            };
+        }
+        return pass(Some(shifted(a, b, false)), Some(b.clone()));
+    }
+
+    // Same location, neither an insertion.
+    if !a_insert && !b_insert && a.path == b.path {
+        let a_removes = a.kind == OpKind::Remove;
+        let b_removes = b.kind == OpKind::Remove;
+        if a_removes && b_removes {
+            return pass(None, None);
+        }
+        let c = conflict(ConflictKind::SamePath, a, b);
+        let (local, remote) = match decide(&c) {
+            Resolution::KeepRemote => {
+                let remote = if b_removes {
+                    b.clone()
+                } else {
+                    let v = b.value.clone().unwrap_or(Value::Null);
+                    set_op(&b.path, v, b.in_array, !a_removes)
+                };
+                (None, Some(remote))
+            }
+            Resolution::KeepLocal => {
+                let local = if a_removes {
+                    a.clone()
+                } else {
+                    let v = a.value.clone().unwrap_or(Value::Null);
+                    set_op(&a.path, v, a.in_array, !b_removes)
+                };
+                (Some(local), None)
+            }
+            Resolution::Value(v) => (
+                Some(set_op(&a.path, v.clone(), a.in_array, !b_removes)),
+                Some(set_op(&a.path, v, a.in_array, !a_removes)),
+            ),
+        };
+        return Step {
+            local,
+            remote,
+            conflict: Some(c),
+        };
+    }
+
+    // a is under what b removed or set (for an insertion: into the array b removed or set).
+    if !b_insert && is_strict_prefix(&b.path, &a.path) {
+        let kind = if b.kind == OpKind::Remove {
+            ConflictKind::ParentRemoved
+        } else {
+            ConflictKind::ParentReplaced
+        };
+        return Step {
+            local: None,
+            remote: Some(b.clone()),
+            conflict: Some(conflict(kind, a, b)),
+        };
+    }
+
+    // a sets or removes an ancestor of what b changed (for b's insertion: the array itself or
+    // above).
+    if !a_insert && is_strict_prefix(&a.path, &b.path) {
+        let c = conflict(ConflictKind::AncestorOverwrite, a, b);
+        let a_removes = a.kind == OpKind::Remove;
+        let (local, remote) = match decide(&c) {
+            // a's location still exists after b (b changed only under it): a applies as is.
+            Resolution::KeepLocal => (Some(a.clone()), None),
+            // b' must restore the ancestor to its value after b, which only the document knows:
+            // the null placeholder keeps the chain structurally right for later edits (what was
+            // under a's location is replaced), but not its value.
+            Resolution::KeepRemote => (
+                None,
+                Some(set_op(&a.path, Value::Null, a.in_array, !a_removes)),
+            ),
+            Resolution::Value(v) => (
+                Some(set_op(&a.path, v.clone(), a.in_array, true)),
+                Some(set_op(&a.path, v, a.in_array, !a_removes)),
+            ),
+        };
+        return Step {
+            local,
+            remote,
+            conflict: Some(c),
+        };
+    }
+
+    // Independent, up to array index shifts: b stays first at an equal insertion point.
+    pass(Some(shifted(a, b, false)), Some(shifted(b, a, true)))
+}
+
+/// The result of transforming a sequence of local ops over a sequence of remote ops.
+pub(crate) struct SeqOutcome {
+    pub local: Vec<ShapedOp>,
+    pub remote: Vec<ShapedOp>,
+    pub conflicts: Vec<Conflict>,
+    pub invalidated: bool,
+}
+
+/// The 2-D grid: for each remote op in order, walk the local ops in order, transforming each
+/// over the remote op and carrying the remote op over it.
+pub(crate) fn transform_seq(
+    local: &[ShapedOp],
+    remote: &[ShapedOp],
+    decide: &dyn Fn(&Conflict) -> Resolution,
+) -> SeqOutcome {
+    let mut a: Vec<ShapedOp> = local.to_vec();
+    let mut remote_out = Vec::with_capacity(remote.len());
+    let mut conflicts = Vec::new();
+    let mut invalidated = false;
+    for b in remote.iter().filter(|op| op.kind != OpKind::Test) {
+        let mut current = Some(b.clone());
+        let mut next = Vec::with_capacity(a.len());
+        for a_op in a {
+            let Some(b_op) = current.as_ref() else {
+                next.push(a_op);
+                continue;
+            };
+            let step = transform_op(&a_op, b_op, decide);
+            if let Some(c) = step.conflict {
+                invalidated |= c.kind == ConflictKind::TestInvalidated;
+                conflicts.push(c);
+            }
+            next.extend(step.local);
+            current = step.remote;
+        }
+        a = next;
+        remote_out.extend(current);
+    }
+    SeqOutcome {
+        local: a,
+        remote: remote_out,
+        conflicts,
+        invalidated,
+    }
+}
