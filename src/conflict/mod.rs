@@ -169,11 +169,18 @@ impl ConflictResolver {
     /// ordered first; both are shaped against the same state `S`.
     ///
     /// `local'` applies to `S + remote`, `remote'` applies to `S + local`. Without conflicts,
-    /// and with [`ConflictPolicy::ClientWins`] or a [`Resolution::Value`] always,
-    /// `S + remote + local' == S + local + remote'`. With [`Resolution::KeepRemote`] on an
-    /// [`ConflictKind::AncestorOverwrite`] the restored ancestor's value lives only in the
-    /// document, so `remote'` sets it to a `null` placeholder (structurally right for later
-    /// edits, which it is only used for).
+    /// with [`ConflictPolicy::ClientWins`], and with [`Resolution::Value`] and
+    /// [`Resolution::KeepLocal`] always, `S + remote + local' == S + local + remote'`; with
+    /// [`Resolution::KeepRemote`] too, except on [`ConflictKind::AncestorOverwrite`]:
+    ///
+    /// There the local op that set or removed an ancestor `P` is dropped, so `remote'` has to
+    /// restore `P` to its value after the remote change, which only the document holds. It
+    /// sets `P` to a `null` placeholder instead, and leaves out the later remote ops under `P`
+    /// (the placeholder stands for `P`'s final value; they could not apply to it). `remote'` is
+    /// then still structurally right for rebasing later edits (their ops under `P` are
+    /// dropped as [`ConflictKind::ParentReplaced`]) and always applies, but `S + local +
+    /// remote'` has `null` at `P`. A [`Conflict::remote`] met later in the same rebase can
+    /// carry that placeholder.
     pub fn transform(&self, local: &[ShapedOp], remote: &[ShapedOp]) -> Transformed {
         let out = transform::transform_seq(local, remote, &|c| self.decide(c));
         Transformed {

@@ -579,6 +579,40 @@ fn local_overwrite_of_an_ancestor_is_a_conflict() {
     assert_eq!(r.after_local, r.after_remote);
 }
 
+#[test]
+fn restored_ancestor_absorbs_later_remote_ops_under_it() {
+    let s = json!({"p": {"x": 0}, "q": 0});
+    let local = json!([{"op": "remove", "path": "/p"}]);
+    let remote = json!([
+        {"op": "replace", "path": "/p/x", "value": 1},
+        {"op": "add", "path": "/p/y", "value": 2},
+        {"op": "replace", "path": "/q", "value": 3},
+    ]);
+    let r = run(ConflictPolicy::ServerWins, &s, local.clone(), remote);
+    assert_eq!(kinds(&r.t), vec![ConflictKind::AncestorOverwrite]);
+    assert!(r.t.local.is_empty());
+    assert_eq!(r.after_remote, json!({"p": {"x": 1, "y": 2}, "q": 3}));
+    // b' re-creates /p (placeholder) and skips the remote ops under it.
+    assert_eq!(
+        r.t.remote,
+        vec![
+            op(OpKind::Add, &["p"], Some(Value::Null), false),
+            op(OpKind::Replace, &["q"], Some(json!(3)), false),
+        ]
+    );
+    assert_eq!(r.after_local, json!({"p": null, "q": 3}));
+
+    // A later remote op that sets /p itself ends the placeholder: what follows applies.
+    let remote = json!([
+        {"op": "add", "path": "/p/y", "value": 2},
+        {"op": "replace", "path": "/p", "value": {"z": 1}},
+        {"op": "add", "path": "/p/w", "value": 4},
+    ]);
+    let r = run(ConflictPolicy::ServerWins, &s, local, remote);
+    assert_eq!(r.after_remote, json!({"p": {"z": 1, "w": 4}, "q": 0}));
+    assert_eq!(r.after_local, r.after_remote);
+}
+
 // ---------------------------------------------------------------- remote object removal
 
 #[test]

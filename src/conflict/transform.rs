@@ -16,6 +16,10 @@ pub(crate) struct Step {
     pub remote: Option<ShapedOp>,
     /// The conflict met, if any.
     pub conflict: Option<Conflict>,
+    /// Set when `a` was dropped by [`Resolution::KeepRemote`] on an ancestor overwrite: `b'`
+    /// restores `a`'s location with a placeholder; this op marks that location (see
+    /// [`Local::Restored`]).
+    pub restored: Option<ShapedOp>,
 }
 
 /// Parses a canonical RFC 6901 array index (`0`, or digits without a leading zero).
@@ -122,6 +126,7 @@ pub(crate) fn transform_op(
         local,
         remote,
         conflict: None,
+        restored: None,
     };
     if b.kind == OpKind::Test {
         // A remote test changes nothing; it is not carried into b'.
@@ -143,6 +148,7 @@ pub(crate) fn transform_op(
                 local: None,
                 remote: Some(b.clone()),
                 conflict: Some(conflict(ConflictKind::TestInvalidated, a, b)),
+                restored: None,
             };
         }
         return pass(Some(shifted(a, b, false)), Some(b.clone()));
@@ -184,6 +190,7 @@ pub(crate) fn transform_op(
             local,
             remote,
             conflict: Some(c),
+            restored: None,
         };
     }
 
@@ -198,6 +205,7 @@ pub(crate) fn transform_op(
             local: None,
             remote: Some(b.clone()),
             conflict: Some(conflict(kind, a, b)),
+            restored: None,
         };
     }
 
@@ -206,16 +214,20 @@ pub(crate) fn transform_op(
     if !a_insert && is_strict_prefix(&a.path, &b.path) {
         let c = conflict(ConflictKind::AncestorOverwrite, a, b);
         let a_removes = a.kind == OpKind::Remove;
+        let mut restored = None;
         let (local, remote) = match decide(&c) {
             // a's location still exists after b (b changed only under it): a applies as is.
             Resolution::KeepLocal => (Some(a.clone()), None),
-            // b' must restore the ancestor to its value after b, which only the document knows:
-            // the null placeholder keeps the chain structurally right for later edits (what was
-            // under a's location is replaced), but not its value.
-            Resolution::KeepRemote => (
-                None,
-                Some(set_op(&a.path, Value::Null, a.in_array, !a_removes)),
-            ),
+            // b' must restore the ancestor to its value after the remote change, which only the
+            // document knows: a null placeholder keeps the chain structurally right for later
+            // edits (what was under a's location is replaced), but not its value.
+            Resolution::KeepRemote => {
+                restored = Some(set_op(&a.path, Value::Null, a.in_array, true));
+                (
+                    None,
+                    Some(set_op(&a.path, Value::Null, a.in_array, !a_removes)),
+                )
+            }
             Resolution::Value(v) => (
                 Some(set_op(&a.path, v.clone(), a.in_array, true)),
                 Some(set_op(&a.path, v, a.in_array, !a_removes)),
@@ -225,11 +237,48 @@ pub(crate) fn transform_op(
             local,
             remote,
             conflict: Some(c),
+            restored,
         };
     }
 
     // Independent, up to array index shifts: b stays first at an equal insertion point.
     pass(Some(shifted(a, b, false)), Some(shifted(b, a, true)))
+}
+
+/// A location that `b'` restored with a placeholder (a local op dropped by
+/// [`Resolution::KeepRemote`] on an ancestor overwrite), kept in the grid's local list as a
+/// `Replace` at that location. The placeholder stands for the location's value after the
+/// *whole* remote change, so later remote ops under it are absorbed (dropped from `b'`: they
+/// could not apply to the placeholder); a later remote op at or above it ends the marker.
+fn over_restored(marker: &ShapedOp, b: &ShapedOp) -> (Option<ShapedOp>, Option<ShapedOp>) {
+    if b.kind == OpKind::Test || is_strict_prefix(&marker.path, &b.path) {
+        return (Some(marker.clone()), None);
+    }
+    let b_insert = is_insert(b);
+    if !b_insert && b.path == marker.path {
+        let b2 = if b.kind == OpKind::Remove {
+            b.clone()
+        } else {
+            let v = b.value.clone().unwrap_or(Value::Null);
+            set_op(&b.path, v, b.in_array, true)
+        };
+        return (None, Some(b2));
+    }
+    if !b_insert && is_strict_prefix(&b.path, &marker.path) {
+        return (None, Some(b.clone()));
+    }
+    (
+        Some(shifted(marker, b, false)),
+        Some(shifted(b, marker, true)),
+    )
+}
+
+/// An entry of the local list in the grid.
+enum Local {
+    /// A local op.
+    Op(ShapedOp),
+    /// See [`over_restored`].
+    Restored(ShapedOp),
 }
 
 /// The result of transforming a sequence of local ops over a sequence of remote ops.
@@ -247,31 +296,47 @@ pub(crate) fn transform_seq(
     remote: &[ShapedOp],
     decide: &dyn Fn(&Conflict) -> Resolution,
 ) -> SeqOutcome {
-    let mut a: Vec<ShapedOp> = local.to_vec();
+    let mut a: Vec<Local> = local.iter().cloned().map(Local::Op).collect();
     let mut remote_out = Vec::with_capacity(remote.len());
     let mut conflicts = Vec::new();
     let mut invalidated = false;
     for b in remote.iter().filter(|op| op.kind != OpKind::Test) {
         let mut current = Some(b.clone());
         let mut next = Vec::with_capacity(a.len());
-        for a_op in a {
+        for entry in a {
             let Some(b_op) = current.as_ref() else {
-                next.push(a_op);
+                next.push(entry);
                 continue;
             };
-            let step = transform_op(&a_op, b_op, decide);
-            if let Some(c) = step.conflict {
-                invalidated |= c.kind == ConflictKind::TestInvalidated;
-                conflicts.push(c);
+            match entry {
+                Local::Op(a_op) => {
+                    let step = transform_op(&a_op, b_op, decide);
+                    if let Some(c) = step.conflict {
+                        invalidated |= c.kind == ConflictKind::TestInvalidated;
+                        conflicts.push(c);
+                    }
+                    next.extend(step.local.map(Local::Op));
+                    next.extend(step.restored.map(Local::Restored));
+                    current = step.remote;
+                }
+                Local::Restored(marker) => {
+                    let (marker, b2) = over_restored(&marker, b_op);
+                    next.extend(marker.map(Local::Restored));
+                    current = b2;
+                }
             }
-            next.extend(step.local);
-            current = step.remote;
         }
         a = next;
         remote_out.extend(current);
     }
     SeqOutcome {
-        local: a,
+        local: a
+            .into_iter()
+            .filter_map(|entry| match entry {
+                Local::Op(op) => Some(op),
+                Local::Restored(_) => None,
+            })
+            .collect(),
         remote: remote_out,
         conflicts,
         invalidated,
