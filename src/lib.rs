@@ -18,12 +18,15 @@
 pub mod conflict;
 pub mod diff;
 pub mod protocol;
+pub mod queue;
 pub mod sequencer;
+pub mod session;
 pub mod state;
 pub mod vector_clock;
 
 pub use conflict::{ConflictPolicy, ConflictResolver};
 pub use diff::{Diff, DiffError};
 pub use protocol::{ClientMessage, Edit, ErrorCode, Event, Operation, ServerMessage, StateVector};
+pub use session::{SessionConfig, SyncSession};
 pub use state::StateManager;
 pub use vector_clock::VectorClock;

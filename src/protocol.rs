@@ -38,7 +38,7 @@ pub struct Event {
     /// The document this event belongs to.
     pub document_id: String,
     /// When the server ordered the event, RFC 3339.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub timestamp: String,
     /// Position in the document's log: starts at 1, no gaps.
     pub sequence_num: u64,
@@ -176,7 +176,10 @@ impl ErrorCode {
     pub fn is_retryable(self) -> bool {
         matches!(
             self,
-            ErrorCode::Conflict | ErrorCode::StaleBase | ErrorCode::RateLimited | ErrorCode::Internal
+            ErrorCode::Conflict
+                | ErrorCode::StaleBase
+                | ErrorCode::RateLimited
+                | ErrorCode::Internal
         )
     }
 }
@@ -241,7 +244,7 @@ pub enum ServerMessage {
         /// The missing events (possibly a page of them).
         events: Vec<Event>,
         /// The document's last `sequenceNum` when the answer was made.
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         head_seq: Option<u64>,
         /// True when more `events` frames follow for the same `sync`.
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -286,11 +289,18 @@ pub enum ServerMessage {
         message: String,
     },
     /// Answer to `ping`.
+    #[serde(rename_all = "camelCase")]
     Pong {
         /// The ping's nonce.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         nonce: Option<u64>,
+        /// The document's last `sequenceNum`: a client behind it missed something and resyncs.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        head_seq: Option<u64>,
     },
+    /// A message type from a newer protocol version; clients ignore it.
+    #[serde(other)]
+    Unknown,
 }
 
 fn unknown_code() -> ErrorCode {
@@ -328,7 +338,10 @@ pub struct ErrorBody {
 pub enum FrameError {
     /// Not JSON, or not a message of this protocol (unknown `type`, missing or mistyped fields).
     #[error("malformed frame: {0}")]
-    Malformed(#[from] serde_json::Error),
+    Malformed(serde_json::Error),
+    /// JSON nested deeper than the parser's limit of 128 levels.
+    #[error("frame nested deeper than 128 levels")]
+    TooDeep,
     /// Larger than the limit the reader was given.
     #[error("frame of {size} bytes is over the limit of {limit} bytes")]
     TooLarge {
@@ -344,7 +357,18 @@ impl FrameError {
     pub fn code(&self) -> ErrorCode {
         match self {
             FrameError::Malformed(_) => ErrorCode::MalformedFrame,
-            FrameError::TooLarge { .. } => ErrorCode::TooLarge,
+            FrameError::TooLarge { .. } | FrameError::TooDeep => ErrorCode::TooLarge,
+        }
+    }
+}
+
+impl From<serde_json::Error> for FrameError {
+    fn from(err: serde_json::Error) -> Self {
+        // serde_json's own recursion limit (128) is the protocol's depth limit.
+        if err.to_string().starts_with("recursion limit exceeded") {
+            FrameError::TooDeep
+        } else {
+            FrameError::Malformed(err)
         }
     }
 }
@@ -459,7 +483,25 @@ mod tests {
             code: ErrorCode::MalformedFrame,
             message: "bad".into(),
         });
-        round_trip_server(ServerMessage::Pong { nonce: None });
+        round_trip_server(ServerMessage::Pong {
+            nonce: None,
+            head_seq: Some(3),
+        });
+    }
+
+    #[test]
+    fn unknown_server_message_types_are_readable_and_deep_frames_are_too_large() {
+        let msg = decode_server(r#"{"type":"presence","who":["bob"]}"#).unwrap();
+        assert_eq!(msg, ServerMessage::Unknown);
+        let deep = format!(
+            r#"{{"type":"ping","x":{}{}}}"#,
+            "[".repeat(200),
+            "]".repeat(200)
+        );
+        assert_eq!(
+            decode_client(&deep, 1 << 20).unwrap_err().code(),
+            ErrorCode::TooLarge
+        );
     }
 
     #[test]

@@ -530,7 +530,12 @@ fn every_client_message_type_has_an_example() {
 #[test]
 fn every_server_message_type_has_an_example() {
     let catalog = catalog();
-    let expected: BTreeSet<String> = variants("ServerMessage").iter().map(|v| camel(v)).collect();
+    // `Unknown` is the catch-all for types of newer versions, not a message of its own.
+    let expected: BTreeSet<String> = variants("ServerMessage")
+        .iter()
+        .filter(|v| *v != "Unknown")
+        .map(|v| camel(v))
+        .collect();
     assert!(
         expected.contains("welcome"),
         "variant scan is broken: {expected:?}"

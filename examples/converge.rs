@@ -1,0 +1,215 @@
+//! The core on its own: three clients and an in-process server built from the same core.
+//!
+//! Alice and Bob go offline, both insert at the front of the same list and edit the same field;
+//! Carol stays online. When they reconnect, every replica converges to the server's document.
+//! Run it with `cargo run --example converge`.
+
+use eventsync::protocol::{ClientMessage, Edit, Operation, ServerMessage};
+use eventsync::sequencer::{LogView, MemoryLog};
+use eventsync::session::{Output, SessionConfig, SessionEvent, SyncSession};
+use serde_json::{json, Value};
+
+fn stamp(seq: u64) -> (String, String) {
+    (format!("{seq:024x}"), "2026-01-01T00:00:00Z".into())
+}
+
+/// The server side of one exchange: answers a client message from the log.
+fn answer(log: &mut MemoryLog, client_id: &str, message: ClientMessage) -> Vec<ServerMessage> {
+    match message {
+        ClientMessage::Hello { client_id, .. } => vec![ServerMessage::Welcome {
+            protocol_version: 1,
+            document_id: "list".into(),
+            client_id,
+            head_seq: log.head_seq(),
+        }],
+        ClientMessage::Sync {
+            vector_clock,
+            after,
+        } => {
+            let page = log.missing(&vector_clock, after);
+            vec![ServerMessage::Events {
+                events: page.events,
+                head_seq: Some(page.head_seq),
+                has_more: false,
+            }]
+        }
+        ClientMessage::Submit { edits } => {
+            let outcome = log.submit(client_id, &edits, &mut stamp);
+            let mut out = Vec::new();
+            if !outcome.events.is_empty() {
+                out.push(ServerMessage::Event {
+                    events: outcome.events,
+                });
+            }
+            out.push(ServerMessage::Ack {
+                edits: outcome.acks,
+            });
+            if let Some(r) = outcome.rejection {
+                println!(
+                    "  server refuses {client_id}'s edit {} ({:?}): it will rebase and resend",
+                    r.client_seq, r.code
+                );
+                out.push(ServerMessage::Reject {
+                    client_seq: r.client_seq,
+                    code: r.code,
+                    message: r.message,
+                    head_seq: r.head_seq,
+                });
+            }
+            out
+        }
+        ClientMessage::Ping { nonce } => vec![ServerMessage::Pong {
+            nonce,
+            head_seq: Some(log.head_seq()),
+        }],
+    }
+}
+
+struct Client {
+    session: SyncSession,
+    online: bool,
+}
+
+/// Delivers messages until nobody has anything left to say. Live events go to every online client.
+fn run(log: &mut MemoryLog, clients: &mut [Client]) {
+    for _ in 0..100 {
+        let mut quiet = true;
+        for i in 0..clients.len() {
+            while let Some(output) = clients[i].session.poll_output() {
+                match output {
+                    Output::Transmit(message) if clients[i].online => {
+                        quiet = false;
+                        let id = clients[i].session.config().client_id.clone();
+                        for reply in answer(log, &id, message) {
+                            let targets: Vec<usize> = match reply {
+                                ServerMessage::Event { .. } => {
+                                    (0..clients.len()).filter(|j| clients[*j].online).collect()
+                                }
+                                _ => vec![i],
+                            };
+                            for j in targets {
+                                clients[j].session.handle_message(0, reply.clone());
+                            }
+                        }
+                    }
+                    Output::Event(SessionEvent::Conflict {
+                        client_seq,
+                        conflict,
+                    }) => {
+                        println!(
+                            "  {} rebases edit {client_seq}: {:?} at {}",
+                            clients[i].session.config().client_id,
+                            conflict.kind,
+                            conflict.path
+                        );
+                    }
+                    _ => {}
+                }
+            }
+        }
+        if quiet {
+            return;
+        }
+    }
+}
+
+fn show(clients: &[Client], log: &MemoryLog) {
+    for c in clients {
+        println!(
+            "  {:<6} {}",
+            c.session.config().client_id,
+            c.session.document().unwrap_or(&Value::Null)
+        );
+    }
+    println!(
+        "  server {} (sequenceNum {})",
+        log.document().unwrap_or(&Value::Null),
+        log.head_seq()
+    );
+}
+
+fn patch(v: Value) -> Vec<json_patch::PatchOperation> {
+    serde_json::from_value(v).expect("valid patch")
+}
+
+fn main() {
+    let mut log = MemoryLog::new("list");
+    let create = Edit {
+        client_seq: 1,
+        base_seq: 0,
+        operation: Operation::Create,
+        patch: patch(
+            json!([{"op": "add", "path": "", "value": {"title": "groceries", "items": ["milk"]}}]),
+        ),
+    };
+    log.submit("server", &[create], &mut stamp);
+    let mut clients: Vec<Client> = ["alice", "bob", "carol"]
+        .iter()
+        .map(|id| Client {
+            session: SyncSession::new(SessionConfig::new("list", *id)),
+            online: true,
+        })
+        .collect();
+    for c in &mut clients {
+        c.session.handle_connected(0);
+    }
+    run(&mut log, &mut clients);
+    println!("everyone online and caught up:");
+    show(&clients, &log);
+
+    for c in &mut clients[..2] {
+        c.session.handle_disconnected(0);
+        c.online = false;
+    }
+    clients[0]
+        .session
+        .edit(
+            0,
+            patch(json!([{"op": "add", "path": "/items/0", "value": "eggs"}])),
+        )
+        .unwrap();
+    clients[0]
+        .session
+        .edit(
+            0,
+            patch(json!([{"op": "replace", "path": "/title", "value": "alice's list"}])),
+        )
+        .unwrap();
+    clients[1]
+        .session
+        .edit(
+            0,
+            patch(json!([{"op": "add", "path": "/items/0", "value": "bread"}])),
+        )
+        .unwrap();
+    clients[1]
+        .session
+        .edit(
+            0,
+            patch(json!([{"op": "replace", "path": "/title", "value": "bob's list"}])),
+        )
+        .unwrap();
+    clients[2]
+        .session
+        .edit(
+            0,
+            patch(json!([{"op": "add", "path": "/items/-", "value": "tea"}])),
+        )
+        .unwrap();
+    run(&mut log, &mut clients);
+    println!("\nalice and bob edited offline (both inserted at the front, both renamed):");
+    show(&clients, &log);
+
+    println!("\nthey reconnect:");
+    for c in &mut clients[..2] {
+        c.online = true;
+        c.session.handle_connected(0);
+    }
+    run(&mut log, &mut clients);
+    show(&clients, &log);
+    let converged = clients
+        .iter()
+        .all(|c| c.session.document() == log.document() && c.session.pending_count() == 0);
+    println!("\nconverged: {converged}");
+    assert!(converged, "replicas differ from the server");
+}

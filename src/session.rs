@@ -1,0 +1,884 @@
+//! [`SyncSession`]: the client's sync state machine, sans IO.
+//!
+//! The session owns the confirmed document ([`StateManager`]), the pending edits (the offline
+//! queue) and the [`ConflictResolver`]. It opens no sockets, reads no clock and draws no random
+//! numbers: a driver feeds it inputs and drains its outputs.
+//!
+//! - Inputs: [`SyncSession::handle_connected`], [`SyncSession::handle_frame`] (or
+//!   [`SyncSession::handle_message`]), [`SyncSession::handle_disconnected`],
+//!   [`SyncSession::handle_timeout`], and local edits ([`SyncSession::edit`],
+//!   [`SyncSession::create`], [`SyncSession::delete`]). Time is a caller-supplied millisecond
+//!   count from any monotonic clock.
+//! - Outputs: after every input, call [`SyncSession::poll_output`] until it returns `None`, then
+//!   arm a timer for [`SyncSession::poll_timeout`]. `Output::Persist` always comes before the
+//!   `Output::Transmit` that depends on it: save [`SyncSession::client_state`] when you see it.
+
+use std::collections::VecDeque;
+
+use serde_json::Value;
+
+use crate::conflict::{self, Conflict, ConflictPolicy, ConflictResolver, ShapeError, ShapedOp};
+use crate::diff::{self, DiffError};
+use crate::protocol::{
+    self, ClientMessage, Edit, ErrorCode, Event, FrameError, Operation, ServerMessage, Snapshot,
+    PROTOCOL_VERSION,
+};
+use crate::queue::{ClientState, PendingEdit, STATE_FORMAT};
+use crate::state::{StateError, StateManager};
+use crate::vector_clock::VectorClock;
+
+/// Settings of a session.
+#[derive(Debug, Clone)]
+pub struct SessionConfig {
+    /// The document.
+    pub document_id: String,
+    /// This client's stable id; it must survive restarts (it is persisted in [`ClientState`]).
+    pub client_id: String,
+    /// Sent in `hello` when set.
+    pub token: Option<String>,
+    /// How true conflicts are resolved when rebasing.
+    pub policy: ConflictPolicy,
+    /// A `sync` or `submit` unanswered this long is sent again.
+    pub request_timeout_ms: u64,
+    /// A connection silent this long is closed (and the driver reconnects).
+    pub idle_timeout_ms: u64,
+    /// A `ping` is sent after this long with nothing received or sent.
+    pub ping_interval_ms: u64,
+    /// At most this many edits per `submit`.
+    pub max_batch: usize,
+}
+
+impl SessionConfig {
+    /// Defaults: server-wins conflicts, 10 s requests, 30 s idle, 15 s pings, 1000 edits a submit.
+    pub fn new(document_id: impl Into<String>, client_id: impl Into<String>) -> Self {
+        SessionConfig {
+            document_id: document_id.into(),
+            client_id: client_id.into(),
+            token: None,
+            policy: ConflictPolicy::default(),
+            request_timeout_ms: 10_000,
+            idle_timeout_ms: 30_000,
+            ping_interval_ms: 15_000,
+            max_batch: 1000,
+        }
+    }
+}
+
+/// Where the connection stands, as apps see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum ConnectionStatus {
+    /// No connection.
+    Offline,
+    /// Connected; handshake and catch-up in progress.
+    Connecting,
+    /// Caught up and receiving live events.
+    Online,
+    /// Waiting to reconnect (set by drivers during backoff).
+    Reconnecting,
+}
+
+/// Something that happened, for the app.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum SessionEvent {
+    /// The connection status changed.
+    Status(ConnectionStatus),
+    /// An event of the log was applied to the confirmed document.
+    Applied {
+        /// The event, as the server wrote it.
+        event: Box<Event>,
+        /// True when it is one of this client's own edits coming back.
+        own: bool,
+    },
+    /// The client has caught up with the server's log.
+    Synced {
+        /// The server's head at that moment.
+        sequence_num: u64,
+    },
+    /// A local edit is in the log.
+    Acked {
+        /// The edit.
+        client_seq: u64,
+        /// Its place in the log.
+        sequence_num: u64,
+    },
+    /// A local edit was dropped and will never be in the log.
+    EditRejected {
+        /// The edit.
+        client_seq: u64,
+        /// Why (`invalid_patch` and `document_state` also for edits that no longer apply locally
+        /// after rebasing).
+        code: ErrorCode,
+        /// Detail.
+        message: String,
+    },
+    /// A remote change conflicted with a pending edit and the policy resolved it.
+    Conflict {
+        /// The pending edit.
+        client_seq: u64,
+        /// What conflicted.
+        conflict: Box<Conflict>,
+    },
+    /// Something went wrong; the document is unchanged by it.
+    Error {
+        /// The protocol code, when there is one.
+        code: Option<ErrorCode>,
+        /// Detail.
+        message: String,
+    },
+}
+
+/// What the driver must do.
+#[derive(Debug, Clone)]
+pub enum Output {
+    /// Save [`SyncSession::client_state`] now, before transmitting anything else.
+    Persist,
+    /// Send this message (encode with [`protocol::encode`]).
+    Transmit(ClientMessage),
+    /// Tell the app.
+    Event(SessionEvent),
+    /// Close the connection; reconnect (with backoff) only when `reconnect` is true.
+    Close {
+        /// False for errors a reconnect cannot fix (bad credentials, unsupported version).
+        reconnect: bool,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Errors of local operations on a session.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SessionError {
+    /// The patch does not apply to the visible document.
+    #[error("the edit does not apply: {0}")]
+    Diff(#[from] DiffError),
+    /// The patch does not apply to the visible document.
+    #[error("the edit does not apply: {0}")]
+    Shape(#[from] ShapeError),
+    /// An update or delete of a document that does not exist.
+    #[error("the document does not exist")]
+    NoDocument,
+    /// A create of a document that exists.
+    #[error("the document already exists")]
+    DocumentExists,
+    /// A frame from the server could not be read.
+    #[error(transparent)]
+    Frame(#[from] FrameError),
+    /// An event from the server could not be applied.
+    #[error(transparent)]
+    State(#[from] StateError),
+    /// Stored state belongs to another document or client.
+    #[error("stored state is for document {document_id:?} and client {client_id:?}")]
+    StateMismatch {
+        /// Stored document id.
+        document_id: String,
+        /// Stored client id.
+        client_id: String,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Offline,
+    /// `hello` and `sync` sent; waiting for the first catch-up of this connection to finish.
+    Connecting,
+    /// Caught up once on this connection; live events flow (a resync may be outstanding).
+    Online,
+}
+
+#[derive(Debug)]
+struct Inflight {
+    /// `clientSeq`s sent and not yet settled (acked and applied, or rejected).
+    unsettled: Vec<u64>,
+    sent_at: u64,
+}
+
+/// The client sync state machine for one document.
+#[derive(Debug)]
+pub struct SyncSession {
+    config: SessionConfig,
+    resolver: ConflictResolver,
+    state: StateManager,
+    pending: VecDeque<PendingEdit>,
+    next_client_seq: u64,
+    visible: Option<Value>,
+    phase: Phase,
+    welcomed: bool,
+    inflight: Option<Inflight>,
+    /// Do not submit before the confirmed document reaches this (after a retryable reject).
+    hold_until_seq: u64,
+    /// When the outstanding `sync` was sent.
+    sync_sent_at: Option<u64>,
+    last_received: u64,
+    last_sent: u64,
+    persist: bool,
+    outputs: VecDeque<Output>,
+}
+
+impl SyncSession {
+    /// A new session with nothing stored.
+    pub fn new(config: SessionConfig) -> Self {
+        let state = StateManager::new(config.document_id.clone());
+        Self::from_parts(config, state, VecDeque::new(), 1)
+    }
+
+    /// A session resumed from a saved [`ClientState`] (pending edits included).
+    pub fn restore(config: SessionConfig, saved: ClientState) -> Result<Self, SessionError> {
+        if saved.document_id != config.document_id || saved.client_id != config.client_id {
+            return Err(SessionError::StateMismatch {
+                document_id: saved.document_id,
+                client_id: saved.client_id,
+            });
+        }
+        let state = StateManager::restore(
+            config.document_id.clone(),
+            saved.confirmed,
+            saved.applied_seq,
+            saved.vector_clock,
+        );
+        let mut session = Self::from_parts(
+            config,
+            state,
+            saved.pending.into(),
+            saved.next_client_seq.max(1),
+        );
+        session.recompute_visible();
+        Ok(session)
+    }
+
+    fn from_parts(
+        config: SessionConfig,
+        state: StateManager,
+        pending: VecDeque<PendingEdit>,
+        next_client_seq: u64,
+    ) -> Self {
+        let visible = state.document().cloned();
+        SyncSession {
+            resolver: ConflictResolver::new(config.policy.clone()),
+            config,
+            state,
+            pending,
+            next_client_seq,
+            visible,
+            phase: Phase::Offline,
+            welcomed: false,
+            inflight: None,
+            hold_until_seq: 0,
+            sync_sent_at: None,
+            last_received: 0,
+            last_sent: 0,
+            persist: false,
+            outputs: VecDeque::new(),
+        }
+    }
+
+    // ----- getters -----
+
+    /// The document as the app sees it: confirmed plus pending edits (`None` if it does not exist).
+    pub fn document(&self) -> Option<&Value> {
+        self.visible.as_ref()
+    }
+
+    /// The document as of the last applied event.
+    pub fn confirmed(&self) -> Option<&Value> {
+        self.state.document()
+    }
+
+    /// The `sequenceNum` of the last applied event.
+    pub fn applied_seq(&self) -> u64 {
+        self.state.applied_seq()
+    }
+
+    /// The state vector.
+    pub fn state_vector(&self) -> &VectorClock {
+        self.state.state_vector()
+    }
+
+    /// How many local edits are not yet in the log.
+    pub fn pending_count(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// The pending edits, oldest first.
+    pub fn pending(&self) -> impl Iterator<Item = &PendingEdit> {
+        self.pending.iter()
+    }
+
+    /// The connection status.
+    pub fn status(&self) -> ConnectionStatus {
+        match self.phase {
+            Phase::Offline => ConnectionStatus::Offline,
+            Phase::Connecting => ConnectionStatus::Connecting,
+            Phase::Online => ConnectionStatus::Online,
+        }
+    }
+
+    /// True when online, caught up, and no local edit is waiting for the server.
+    pub fn is_settled(&self) -> bool {
+        self.phase == Phase::Online && self.sync_sent_at.is_none() && self.pending.is_empty()
+    }
+
+    /// The session's configuration.
+    pub fn config(&self) -> &SessionConfig {
+        &self.config
+    }
+
+    /// Everything to persist (see [`crate::queue::Store`]).
+    pub fn client_state(&self) -> ClientState {
+        ClientState {
+            format: STATE_FORMAT,
+            document_id: self.config.document_id.clone(),
+            client_id: self.config.client_id.clone(),
+            next_client_seq: self.next_client_seq,
+            confirmed: self.state.document().cloned(),
+            applied_seq: self.state.applied_seq(),
+            vector_clock: self.state.state_vector().clone(),
+            pending: self.pending.iter().cloned().collect(),
+        }
+    }
+
+    // ----- outputs -----
+
+    /// The next thing to do; `None` when there is nothing until more input or the timeout.
+    pub fn poll_output(&mut self) -> Option<Output> {
+        if self.persist {
+            self.persist = false;
+            return Some(Output::Persist);
+        }
+        self.outputs.pop_front()
+    }
+
+    /// When [`SyncSession::handle_timeout`] should next be called (`None` while offline).
+    pub fn poll_timeout(&self) -> Option<u64> {
+        if self.phase == Phase::Offline {
+            return None;
+        }
+        let mut at = (self.last_received + self.config.idle_timeout_ms)
+            .min(self.last_received.max(self.last_sent) + self.config.ping_interval_ms);
+        if let Some(sent) = self.sync_sent_at {
+            at = at.min(sent + self.config.request_timeout_ms);
+        }
+        if let Some(inflight) = &self.inflight {
+            at = at.min(inflight.sent_at + self.config.request_timeout_ms);
+        }
+        Some(at)
+    }
+
+    // ----- inputs -----
+
+    /// The transport is open: say hello and ask for what is missing.
+    pub fn handle_connected(&mut self, now: u64) {
+        self.phase = Phase::Connecting;
+        self.welcomed = false;
+        self.inflight = None;
+        self.hold_until_seq = 0;
+        self.last_received = now;
+        self.emit(SessionEvent::Status(ConnectionStatus::Connecting));
+        self.transmit(
+            now,
+            ClientMessage::Hello {
+                protocol_versions: vec![PROTOCOL_VERSION],
+                client_id: self.config.client_id.clone(),
+                token: self.config.token.clone(),
+            },
+        );
+        self.request_sync(now, None);
+    }
+
+    /// The transport closed. Pending edits stay queued.
+    pub fn handle_disconnected(&mut self, _now: u64) {
+        if self.phase == Phase::Offline {
+            return;
+        }
+        self.phase = Phase::Offline;
+        self.inflight = None;
+        self.sync_sent_at = None;
+        self.emit(SessionEvent::Status(ConnectionStatus::Offline));
+    }
+
+    /// A text frame from the server.
+    pub fn handle_frame(&mut self, now: u64, text: &str) {
+        match protocol::decode_server(text) {
+            Ok(message) => self.handle_message(now, message),
+            Err(err) => {
+                self.last_received = now;
+                self.emit(SessionEvent::Error {
+                    code: Some(err.code()),
+                    message: format!("unreadable frame from the server: {err}"),
+                });
+            }
+        }
+    }
+
+    /// A message from the server.
+    pub fn handle_message(&mut self, now: u64, message: ServerMessage) {
+        if self.phase == Phase::Offline {
+            return;
+        }
+        self.last_received = now;
+        match message {
+            ServerMessage::Welcome {
+                protocol_version, ..
+            } => {
+                if protocol_version != PROTOCOL_VERSION {
+                    self.close(
+                        false,
+                        format!("server chose unsupported protocol version {protocol_version}"),
+                    );
+                    return;
+                }
+                self.welcomed = true;
+            }
+            ServerMessage::Events {
+                events,
+                head_seq,
+                has_more,
+            } => {
+                self.receive_events(now, events);
+                if !has_more {
+                    self.finish_catch_up(now, head_seq);
+                }
+            }
+            ServerMessage::Event { events } => self.receive_events(now, events),
+            ServerMessage::Snapshot { snapshot } => self.install_snapshot(now, &snapshot),
+            ServerMessage::Ack { edits } => {
+                for ack in edits {
+                    self.emit(SessionEvent::Acked {
+                        client_seq: ack.client_seq,
+                        sequence_num: ack.sequence_num,
+                    });
+                    if ack.sequence_num > self.state.applied_seq() {
+                        // The event has not arrived yet: fetch it rather than wait forever.
+                        self.hold_until_seq = self.hold_until_seq.max(ack.sequence_num);
+                    }
+                }
+                self.settle_inflight(now);
+            }
+            ServerMessage::Reject {
+                client_seq,
+                code,
+                message,
+                head_seq,
+            } => self.handle_reject(now, client_seq, code, message, head_seq),
+            ServerMessage::Error { code, message } => {
+                let fatal = matches!(
+                    code,
+                    ErrorCode::Unauthorized
+                        | ErrorCode::Forbidden
+                        | ErrorCode::UnsupportedVersion
+                        | ErrorCode::ClientMismatch
+                        | ErrorCode::UnknownDocument
+                );
+                self.emit(SessionEvent::Error {
+                    code: Some(code),
+                    message: message.clone(),
+                });
+                if fatal {
+                    self.close(false, message);
+                } else if code == ErrorCode::UnexpectedMessage {
+                    // The server did not see our `hello`: start the connection over.
+                    self.close(true, message);
+                }
+            }
+            ServerMessage::Pong { head_seq, .. } => {
+                if head_seq.is_some_and(|head| head > self.state.applied_seq())
+                    && self.sync_sent_at.is_none()
+                {
+                    // A live event went missing with nothing after it to reveal the gap.
+                    self.request_sync(now, Some(self.state.applied_seq()));
+                }
+            }
+            ServerMessage::Unknown => {}
+        }
+    }
+
+    /// Time passed: resend what went unanswered, ping, or give up on a silent connection.
+    pub fn handle_timeout(&mut self, now: u64) {
+        if self.phase == Phase::Offline {
+            return;
+        }
+        if now >= self.last_received + self.config.idle_timeout_ms {
+            self.close(true, "the connection went silent".into());
+            return;
+        }
+        let timeout = self.config.request_timeout_ms;
+        if self.sync_sent_at.is_some_and(|sent| now >= sent + timeout) {
+            self.request_sync(now, Some(self.state.applied_seq()));
+        }
+        if self
+            .inflight
+            .as_ref()
+            .is_some_and(|inflight| now >= inflight.sent_at + timeout)
+        {
+            // Catch up first: the edits may be in the log already, and their resend must be
+            // rebased over whatever else arrived.
+            self.inflight = None;
+            self.request_sync(now, Some(self.state.applied_seq()));
+        }
+        if now >= self.last_received.max(self.last_sent) + self.config.ping_interval_ms {
+            self.transmit(now, ClientMessage::Ping { nonce: Some(now) });
+        }
+    }
+
+    /// Records that events of `client_id` up to `sequence_num` are known (never lowers an entry).
+    ///
+    /// This changes what the next `sync` asks for; it never skips an event, because events
+    /// still apply strictly in order and a gap is fetched by cursor.
+    pub fn update_state_vector(&mut self, client_id: &str, sequence_num: u64) {
+        self.state.update_state_vector(client_id, sequence_num);
+        self.persist = true;
+    }
+
+    /// Asks for a catch-up now (e.g. when the app returns to the foreground).
+    pub fn sync_state(&mut self, now: u64) {
+        if self.phase != Phase::Offline {
+            self.request_sync(now, Some(self.state.applied_seq()));
+        }
+    }
+
+    /// Applies an RFC 6902 patch to the visible document and queues it. Returns its `clientSeq`.
+    /// On error nothing changes.
+    pub fn edit(
+        &mut self,
+        now: u64,
+        patch: Vec<json_patch::PatchOperation>,
+    ) -> Result<u64, SessionError> {
+        let before = self.visible.as_ref().ok_or(SessionError::NoDocument)?;
+        let ops = conflict::shape(before, &patch)?;
+        let mut after = before.clone();
+        diff::apply_patch(&mut after, &patch)?;
+        diff::check_depth(&after, diff::MAX_DEPTH)?;
+        Ok(self.queue(now, Operation::Update, ops, Some(after)))
+    }
+
+    /// Creates the document (it must not exist). Returns the edit's `clientSeq`.
+    pub fn create(&mut self, now: u64, document: Value) -> Result<u64, SessionError> {
+        if self.visible.is_some() {
+            return Err(SessionError::DocumentExists);
+        }
+        diff::check_depth(&document, diff::MAX_DEPTH)?;
+        let patch: Vec<json_patch::PatchOperation> = serde_json::from_value(
+            serde_json::json!([{"op": "add", "path": "", "value": document}]),
+        )
+        .expect("a root add is a valid patch");
+        let ops = conflict::shape(&Value::Null, &patch)?;
+        Ok(self.queue(now, Operation::Create, ops, Some(document)))
+    }
+
+    /// Deletes the document (it must exist). Returns the edit's `clientSeq`.
+    pub fn delete(&mut self, now: u64) -> Result<u64, SessionError> {
+        if self.visible.is_none() {
+            return Err(SessionError::NoDocument);
+        }
+        Ok(self.queue(now, Operation::Delete, Vec::new(), None))
+    }
+
+    // ----- internals -----
+
+    fn queue(
+        &mut self,
+        now: u64,
+        operation: Operation,
+        ops: Vec<ShapedOp>,
+        after: Option<Value>,
+    ) -> u64 {
+        let client_seq = self.next_client_seq;
+        self.next_client_seq += 1;
+        self.pending.push_back(PendingEdit {
+            client_seq,
+            operation,
+            ops,
+        });
+        self.visible = after;
+        self.persist = true;
+        self.flush(now);
+        client_seq
+    }
+
+    fn emit(&mut self, event: SessionEvent) {
+        self.outputs.push_back(Output::Event(event));
+    }
+
+    fn transmit(&mut self, now: u64, message: ClientMessage) {
+        self.last_sent = now;
+        self.outputs.push_back(Output::Transmit(message));
+    }
+
+    fn close(&mut self, reconnect: bool, reason: String) {
+        self.outputs.push_back(Output::Close { reconnect, reason });
+        self.handle_disconnected(0);
+    }
+
+    fn request_sync(&mut self, now: u64, after: Option<u64>) {
+        self.sync_sent_at = Some(now);
+        self.transmit(
+            now,
+            ClientMessage::Sync {
+                vector_clock: self.state.state_vector().clone(),
+                after,
+            },
+        );
+    }
+
+    fn finish_catch_up(&mut self, now: u64, head_seq: Option<u64>) {
+        if self.sync_sent_at.is_none() {
+            return;
+        }
+        let behind = head_seq.is_some_and(|head| head > self.state.applied_seq());
+        if behind || self.state.buffered() > 0 {
+            // Something between here and the head is still missing: ask by cursor.
+            self.request_sync(now, Some(self.state.applied_seq()));
+            return;
+        }
+        self.sync_sent_at = None;
+        if self.phase == Phase::Connecting {
+            self.phase = Phase::Online;
+            self.emit(SessionEvent::Status(ConnectionStatus::Online));
+        }
+        self.emit(SessionEvent::Synced {
+            sequence_num: self.state.applied_seq(),
+        });
+        self.flush(now);
+    }
+
+    fn receive_events(&mut self, now: u64, events: Vec<Event>) {
+        let mut gap = false;
+        for event in events {
+            match self.state.receive(event) {
+                Ok(received) => {
+                    gap |= received.gap;
+                    for ready in received.ready {
+                        if let Err(err) = self.apply_event(ready) {
+                            self.emit(SessionEvent::Error {
+                                code: None,
+                                message: err.to_string(),
+                            });
+                            gap = true;
+                            break;
+                        }
+                    }
+                }
+                Err(err) => {
+                    gap |= matches!(err, StateError::BufferFull(_));
+                    self.emit(SessionEvent::Error {
+                        code: None,
+                        message: err.to_string(),
+                    });
+                }
+            }
+        }
+        if gap && self.phase == Phase::Online && self.sync_sent_at.is_none() {
+            self.request_sync(now, Some(self.state.applied_seq()));
+        }
+        self.settle_inflight(now);
+    }
+
+    /// Applies the next event of the log; on error nothing changes.
+    fn apply_event(&mut self, event: Event) -> Result<(), StateError> {
+        let change = self.state.prepare(&event)?;
+        let own = event.client_id == self.config.client_id && event.client_seq.is_some();
+        if own {
+            let client_seq = event.client_seq.unwrap_or_default();
+            // Edits before it that never made it to the log never will (the server refuses
+            // clientSeqs at or below its highest); the protocol does not allow this, so say so.
+            while self
+                .pending
+                .front()
+                .is_some_and(|p| p.client_seq < client_seq)
+            {
+                let lost = self.pending.pop_front().expect("checked");
+                self.emit(SessionEvent::EditRejected {
+                    client_seq: lost.client_seq,
+                    code: ErrorCode::InvalidSequence,
+                    message: "a later edit was ordered first; this one can no longer be".into(),
+                });
+            }
+            if self
+                .pending
+                .front()
+                .is_some_and(|p| p.client_seq == client_seq)
+            {
+                self.pending.pop_front();
+            }
+            self.state.commit(&event, change);
+            self.recompute_visible();
+        } else if self.pending.is_empty() {
+            self.state.commit(&event, change);
+            self.visible = self.state.document().cloned();
+        } else {
+            let before = self.state.document().cloned().unwrap_or(Value::Null);
+            let remote = conflict::shape(&before, &change.ops).unwrap_or_default();
+            self.state.commit(&event, change);
+            self.rebase_pending(&remote);
+        }
+        self.persist = true;
+        self.emit(SessionEvent::Applied {
+            event: Box::new(event),
+            own,
+        });
+        Ok(())
+    }
+
+    fn install_snapshot(&mut self, now: u64, snapshot: &Snapshot) {
+        match self.state.install_snapshot(snapshot) {
+            Ok(Some(before)) => {
+                if !self.pending.is_empty() {
+                    let before = before.unwrap_or(Value::Null);
+                    let after = self.state.document().cloned().unwrap_or(Value::Null);
+                    let ops = json_patch::diff(&before, &after).0;
+                    let remote = conflict::shape(&before, &ops).unwrap_or_default();
+                    self.rebase_pending(&remote);
+                } else {
+                    self.visible = self.state.document().cloned();
+                }
+                self.persist = true;
+            }
+            Ok(None) => {}
+            Err(err) => self.emit(SessionEvent::Error {
+                code: None,
+                message: err.to_string(),
+            }),
+        }
+        self.settle_inflight(now);
+    }
+
+    fn rebase_pending(&mut self, remote: &[ShapedOp]) {
+        let edits: Vec<Vec<ShapedOp>> = self.pending.iter().map(|p| p.ops.clone()).collect();
+        let rebased = self.resolver.rebase(&edits, remote);
+        for (index, conflict) in rebased.conflicts {
+            let client_seq = self.pending[index].client_seq;
+            self.emit(SessionEvent::Conflict {
+                client_seq,
+                conflict: Box::new(conflict),
+            });
+        }
+        for (pending, ops) in self.pending.iter_mut().zip(rebased.edits) {
+            pending.ops = ops;
+        }
+        let mut invalidated = rebased.invalidated;
+        invalidated.sort_unstable();
+        for index in invalidated.into_iter().rev() {
+            if let Some(dropped) = self.pending.remove(index) {
+                self.emit(SessionEvent::EditRejected {
+                    client_seq: dropped.client_seq,
+                    code: ErrorCode::Conflict,
+                    message: "a test in the edit no longer holds after a remote change".into(),
+                });
+            }
+        }
+        self.recompute_visible();
+    }
+
+    /// visible = confirmed + pending; pending edits that no longer apply are dropped and reported.
+    fn recompute_visible(&mut self) {
+        let mut doc = self.state.document().cloned();
+        let mut kept = VecDeque::with_capacity(self.pending.len());
+        for pending in std::mem::take(&mut self.pending) {
+            match apply_pending(doc.as_ref(), &pending) {
+                Ok(next) => {
+                    doc = next;
+                    kept.push_back(pending);
+                }
+                Err((code, message)) => self.emit(SessionEvent::EditRejected {
+                    client_seq: pending.client_seq,
+                    code,
+                    message,
+                }),
+            }
+        }
+        self.pending = kept;
+        self.visible = doc;
+    }
+
+    fn handle_reject(
+        &mut self,
+        now: u64,
+        client_seq: u64,
+        code: ErrorCode,
+        message: String,
+        head_seq: u64,
+    ) {
+        if let Some(inflight) = &mut self.inflight {
+            inflight.unsettled.retain(|seq| *seq < client_seq);
+        }
+        if code.is_retryable() {
+            // Rebase over everything up to the server's head before resending.
+            self.hold_until_seq = self.hold_until_seq.max(head_seq);
+        } else if let Some(index) = self.pending.iter().position(|p| p.client_seq == client_seq) {
+            self.pending.remove(index);
+            self.persist = true;
+            self.emit(SessionEvent::EditRejected {
+                client_seq,
+                code,
+                message,
+            });
+            self.recompute_visible();
+        }
+        self.settle_inflight(now);
+    }
+
+    /// Clears the in-flight submit once every edit of it is settled, then sends the next one.
+    fn settle_inflight(&mut self, now: u64) {
+        if let Some(inflight) = &mut self.inflight {
+            let pending = &self.pending;
+            inflight
+                .unsettled
+                .retain(|seq| pending.iter().any(|p| p.client_seq == *seq));
+            if inflight.unsettled.is_empty() {
+                self.inflight = None;
+            }
+        }
+        if self.hold_until_seq > self.state.applied_seq()
+            && self.phase == Phase::Online
+            && self.sync_sent_at.is_none()
+            && self.inflight.is_none()
+        {
+            self.request_sync(now, Some(self.state.applied_seq()));
+        }
+        self.flush(now);
+    }
+
+    fn flush(&mut self, now: u64) {
+        if self.phase != Phase::Online
+            || self.sync_sent_at.is_some()
+            || self.inflight.is_some()
+            || self.pending.is_empty()
+            || self.hold_until_seq > self.state.applied_seq()
+        {
+            return;
+        }
+        let base_seq = self.state.applied_seq();
+        let edits: Vec<Edit> = self
+            .pending
+            .iter()
+            .take(self.config.max_batch.max(1))
+            .map(|p| Edit {
+                client_seq: p.client_seq,
+                base_seq,
+                operation: p.operation,
+                patch: conflict::to_patch(&p.ops),
+            })
+            .collect();
+        self.inflight = Some(Inflight {
+            unsettled: edits.iter().map(|e| e.client_seq).collect(),
+            sent_at: now,
+        });
+        self.transmit(now, ClientMessage::Submit { edits });
+    }
+}
+
+/// Applies one pending edit to a document; the error says why it no longer applies.
+fn apply_pending(
+    document: Option<&Value>,
+    pending: &PendingEdit,
+) -> Result<Option<Value>, (ErrorCode, String)> {
+    let edit = Edit {
+        client_seq: pending.client_seq,
+        base_seq: 0,
+        operation: pending.operation,
+        patch: conflict::to_patch(&pending.ops),
+    };
+    crate::sequencer::apply_edit(document, &edit)
+}

@@ -1,0 +1,494 @@
+//! The client state machine step by step, against a server built from the same core.
+
+use eventsync::protocol::{ClientMessage, Edit, ErrorCode, Operation, ServerMessage};
+use eventsync::queue::{MemoryStore, Store};
+use eventsync::sequencer::{LogView, MemoryLog};
+use eventsync::session::{ConnectionStatus, Output, SessionConfig, SessionEvent, SyncSession};
+use serde_json::{json, Value};
+
+fn stamp(seq: u64) -> (String, String) {
+    (format!("e{seq}"), "2026-01-01T00:00:00Z".into())
+}
+
+fn patch(v: Value) -> Vec<json_patch::PatchOperation> {
+    serde_json::from_value(v).unwrap()
+}
+
+/// A server log with a created document `{"items": []}` at sequenceNum 1.
+fn server() -> MemoryLog {
+    let mut log = MemoryLog::new("doc");
+    log.submit(
+        "server",
+        &[Edit {
+            client_seq: 1,
+            base_seq: 0,
+            operation: Operation::Create,
+            patch: patch(json!([{"op": "add", "path": "", "value": {"items": []}}])),
+        }],
+        &mut stamp,
+    );
+    log
+}
+
+#[derive(Default)]
+struct Drained {
+    sent: Vec<ClientMessage>,
+    events: Vec<SessionEvent>,
+    persisted_before_send: bool,
+    closed: Option<bool>,
+}
+
+fn drain(session: &mut SyncSession, store: &mut MemoryStore) -> Drained {
+    let mut d = Drained::default();
+    let mut persisted = false;
+    while let Some(output) = session.poll_output() {
+        match output {
+            Output::Persist => {
+                store.save(&session.client_state()).unwrap();
+                persisted = true;
+            }
+            Output::Transmit(m) => {
+                if matches!(m, ClientMessage::Submit { .. }) {
+                    d.persisted_before_send = persisted;
+                }
+                d.sent.push(m)
+            }
+            Output::Event(e) => d.events.push(e),
+            Output::Close { reconnect, .. } => d.closed = Some(reconnect),
+        }
+    }
+    d
+}
+
+/// Answers what the client sent like a server would; returns the answers per message.
+fn serve(log: &mut MemoryLog, client: &str, sent: &[ClientMessage]) -> Vec<ServerMessage> {
+    let mut out = Vec::new();
+    for message in sent {
+        match message {
+            ClientMessage::Hello { client_id, .. } => out.push(ServerMessage::Welcome {
+                protocol_version: 1,
+                document_id: "doc".into(),
+                client_id: client_id.clone(),
+                head_seq: log.head_seq(),
+            }),
+            ClientMessage::Sync {
+                vector_clock,
+                after,
+            } => {
+                let page = log.missing(vector_clock, *after);
+                out.push(ServerMessage::Events {
+                    events: page.events,
+                    head_seq: Some(page.head_seq),
+                    has_more: false,
+                });
+            }
+            ClientMessage::Submit { edits } => {
+                let o = log.submit(client, edits, &mut stamp);
+                if !o.events.is_empty() {
+                    out.push(ServerMessage::Event { events: o.events });
+                }
+                if !o.acks.is_empty() {
+                    out.push(ServerMessage::Ack { edits: o.acks });
+                }
+                if let Some(r) = o.rejection {
+                    out.push(ServerMessage::Reject {
+                        client_seq: r.client_seq,
+                        code: r.code,
+                        message: r.message,
+                        head_seq: r.head_seq,
+                    });
+                }
+            }
+            ClientMessage::Ping { nonce } => out.push(ServerMessage::Pong {
+                nonce: *nonce,
+                head_seq: Some(log.head_seq()),
+            }),
+        }
+    }
+    out
+}
+
+/// Runs the client against the log until nothing more is sent.
+fn pump(
+    session: &mut SyncSession,
+    store: &mut MemoryStore,
+    log: &mut MemoryLog,
+    now: u64,
+    first: Drained,
+) -> Vec<SessionEvent> {
+    let mut events = first.events;
+    let mut sent = first.sent;
+    for _ in 0..100 {
+        if sent.is_empty() {
+            return events;
+        }
+        let answers = serve(log, &session.config().client_id.clone(), &sent);
+        sent.clear();
+        for answer in answers {
+            session.handle_message(now, answer);
+            let d = drain(session, store);
+            events.extend(d.events);
+            sent.extend(d.sent);
+        }
+    }
+    panic!("the exchange did not settle");
+}
+
+fn connect(
+    session: &mut SyncSession,
+    store: &mut MemoryStore,
+    log: &mut MemoryLog,
+) -> Vec<SessionEvent> {
+    session.handle_connected(0);
+    let first = drain(session, store);
+    pump(session, store, log, 0, first)
+}
+
+#[test]
+fn handshake_sends_hello_and_sync_then_catches_up() {
+    let mut log = server();
+    let mut session = SyncSession::new(SessionConfig::new("doc", "alice"));
+    let mut store = MemoryStore::new();
+    session.handle_connected(0);
+    let d = drain(&mut session, &mut store);
+    assert!(
+        matches!(&d.sent[0], ClientMessage::Hello { client_id, protocol_versions, .. } if client_id == "alice" && protocol_versions == &vec![1])
+    );
+    assert!(
+        matches!(&d.sent[1], ClientMessage::Sync { vector_clock, .. } if vector_clock.is_empty())
+    );
+    assert_eq!(session.status(), ConnectionStatus::Connecting);
+    let events = pump(&mut session, &mut store, &mut log, 0, d);
+    assert_eq!(session.status(), ConnectionStatus::Online);
+    assert!(events
+        .iter()
+        .any(|e| matches!(e, SessionEvent::Synced { sequence_num: 1 })));
+    assert_eq!(session.document(), Some(&json!({"items": []})));
+    assert_eq!(session.state_vector().get("server"), 1);
+}
+
+#[test]
+fn offline_edits_are_persisted_then_sent_and_leave_the_queue_when_their_event_applies() {
+    let mut log = server();
+    let mut session = SyncSession::new(SessionConfig::new("doc", "alice"));
+    let mut store = MemoryStore::new();
+    connect(&mut session, &mut store, &mut log);
+    session.handle_disconnected(1);
+    drain(&mut session, &mut store);
+    for i in 0..3 {
+        session
+            .edit(
+                2,
+                patch(json!([{"op": "add", "path": "/items/-", "value": i}])),
+            )
+            .unwrap();
+    }
+    let d = drain(&mut session, &mut store);
+    assert!(d.sent.is_empty(), "offline: nothing is sent");
+    assert_eq!(store.load().unwrap().unwrap().pending.len(), 3);
+    assert_eq!(session.document(), Some(&json!({"items": [0, 1, 2]})));
+    session.handle_connected(3);
+    let d = drain(&mut session, &mut store);
+    let events = pump(&mut session, &mut store, &mut log, 3, d);
+    assert_eq!(session.pending_count(), 0);
+    assert_eq!(log.document(), Some(&json!({"items": [0, 1, 2]})));
+    assert_eq!(session.confirmed(), log.document());
+    let acked = events
+        .iter()
+        .filter(|e| matches!(e, SessionEvent::Acked { .. }))
+        .count();
+    assert_eq!(acked, 3);
+    assert!(store.load().unwrap().unwrap().pending.is_empty());
+}
+
+#[test]
+fn an_edit_is_persisted_before_it_is_transmitted() {
+    let mut log = server();
+    let mut session = SyncSession::new(SessionConfig::new("doc", "alice"));
+    let mut store = MemoryStore::new();
+    connect(&mut session, &mut store, &mut log);
+    session
+        .edit(
+            5,
+            patch(json!([{"op": "add", "path": "/items/-", "value": 1}])),
+        )
+        .unwrap();
+    let d = drain(&mut session, &mut store);
+    assert!(matches!(d.sent[0], ClientMessage::Submit { .. }));
+    assert!(d.persisted_before_send);
+}
+
+#[test]
+fn a_failing_local_edit_changes_nothing() {
+    let mut session = SyncSession::new(SessionConfig::new("doc", "alice"));
+    assert!(session
+        .edit(0, patch(json!([{"op": "add", "path": "/a", "value": 1}])))
+        .is_err());
+    session.create(0, json!({"a": [1]})).unwrap();
+    let before = session.document().cloned();
+    let err = session
+        .edit(
+            0,
+            patch(json!([
+                {"op": "add", "path": "/a/-", "value": 2},
+                {"op": "remove", "path": "/nope"}
+            ])),
+        )
+        .unwrap_err();
+    assert!(err.to_string().contains("does not apply"), "{err}");
+    assert_eq!(session.document().cloned(), before);
+    assert_eq!(session.pending_count(), 1);
+    assert!(session.create(0, json!({})).is_err());
+}
+
+#[test]
+fn resending_after_a_lost_ack_never_applies_twice() {
+    let mut log = server();
+    let mut session = SyncSession::new(SessionConfig::new("doc", "alice"));
+    let mut store = MemoryStore::new();
+    connect(&mut session, &mut store, &mut log);
+    session
+        .edit(
+            10,
+            patch(json!([{"op": "add", "path": "/items/-", "value": "x"}])),
+        )
+        .unwrap();
+    let d = drain(&mut session, &mut store);
+    // The server orders the submit but every answer is lost with the connection.
+    let _lost = serve(&mut log, "alice", &d.sent);
+    assert_eq!(log.head_seq(), 2);
+    session.handle_disconnected(11);
+    drain(&mut session, &mut store);
+    // A restart from the store, then a reconnect.
+    let saved = store.load().unwrap().unwrap();
+    assert_eq!(saved.pending.len(), 1);
+    let mut session = SyncSession::restore(SessionConfig::new("doc", "alice"), saved).unwrap();
+    connect(&mut session, &mut store, &mut log);
+    assert_eq!(log.head_seq(), 2, "not ordered twice");
+    assert_eq!(session.pending_count(), 0);
+    assert_eq!(session.document(), Some(&json!({"items": ["x"]})));
+}
+
+#[test]
+fn a_stale_submit_is_rebased_and_resent() {
+    let mut log = server();
+    let mut alice = SyncSession::new(SessionConfig::new("doc", "alice"));
+    let mut store = MemoryStore::new();
+    connect(&mut alice, &mut store, &mut log);
+    alice
+        .edit(
+            20,
+            patch(json!([{"op": "add", "path": "/items/0", "value": "alice"}])),
+        )
+        .unwrap();
+    let d = drain(&mut alice, &mut store);
+    // Bob's insert at the same index is ordered first.
+    log.submit(
+        "bob",
+        &[Edit {
+            client_seq: 1,
+            base_seq: 1,
+            operation: Operation::Update,
+            patch: patch(json!([{"op": "add", "path": "/items/0", "value": "bob"}])),
+        }],
+        &mut stamp,
+    );
+    let bob_event = log.events()[1].clone();
+    let answers = serve(&mut log, "alice", &d.sent);
+    assert!(matches!(
+        answers[0],
+        ServerMessage::Reject {
+            code: ErrorCode::StaleBase,
+            ..
+        }
+    ));
+    // The live event reaches alice before the reject, as on a real connection.
+    alice.handle_message(
+        21,
+        ServerMessage::Event {
+            events: vec![bob_event],
+        },
+    );
+    let mut first = drain(&mut alice, &mut store);
+    for a in answers {
+        alice.handle_message(21, a);
+        let d = drain(&mut alice, &mut store);
+        first.events.extend(d.events);
+        first.sent.extend(d.sent);
+    }
+    pump(&mut alice, &mut store, &mut log, 21, first);
+    assert_eq!(log.document(), Some(&json!({"items": ["bob", "alice"]})));
+    assert_eq!(alice.document(), log.document());
+    assert_eq!(alice.pending_count(), 0);
+}
+
+#[test]
+fn a_permanently_refused_edit_is_dropped_and_reported() {
+    let mut log = server();
+    let mut session = SyncSession::new(SessionConfig::new("doc", "alice"));
+    let mut store = MemoryStore::new();
+    connect(&mut session, &mut store, &mut log);
+    session.handle_message(
+        30,
+        ServerMessage::Reject {
+            client_seq: 99,
+            code: ErrorCode::InvalidPatch,
+            message: "not ours".into(),
+            head_seq: 1,
+        },
+    );
+    session
+        .edit(
+            30,
+            patch(json!([{"op": "add", "path": "/items/-", "value": 1}])),
+        )
+        .unwrap();
+    let d = drain(&mut session, &mut store);
+    let ClientMessage::Submit { edits } = &d.sent[0] else {
+        panic!("expected a submit")
+    };
+    let client_seq = edits[0].client_seq;
+    session.handle_message(
+        31,
+        ServerMessage::Reject {
+            client_seq,
+            code: ErrorCode::InvalidPatch,
+            message: "no".into(),
+            head_seq: 1,
+        },
+    );
+    let d = drain(&mut session, &mut store);
+    assert!(d.events.iter().any(|e| matches!(
+        e,
+        SessionEvent::EditRejected {
+            code: ErrorCode::InvalidPatch,
+            ..
+        }
+    )));
+    assert_eq!(session.pending_count(), 0);
+    assert_eq!(session.document(), Some(&json!({"items": []})));
+}
+
+#[test]
+fn a_gap_in_live_events_asks_for_a_resync_by_cursor() {
+    let mut log = server();
+    let mut session = SyncSession::new(SessionConfig::new("doc", "alice"));
+    let mut store = MemoryStore::new();
+    connect(&mut session, &mut store, &mut log);
+    for i in 0..2 {
+        log.submit(
+            "bob",
+            &[Edit {
+                client_seq: i + 1,
+                base_seq: 1 + i,
+                operation: Operation::Update,
+                patch: patch(json!([{"op": "add", "path": "/items/-", "value": i}])),
+            }],
+            &mut stamp,
+        );
+    }
+    // Event 2 is lost; event 3 arrives.
+    let third = log.events()[2].clone();
+    session.handle_message(
+        40,
+        ServerMessage::Event {
+            events: vec![third],
+        },
+    );
+    let d = drain(&mut session, &mut store);
+    assert!(matches!(
+        d.sent.as_slice(),
+        [ClientMessage::Sync { after: Some(1), .. }]
+    ));
+    pump(&mut session, &mut store, &mut log, 40, d);
+    assert_eq!(session.document(), Some(&json!({"items": [0, 1]})));
+}
+
+#[test]
+fn unanswered_requests_are_resent_and_silent_connections_closed() {
+    let mut log = server();
+    let mut config = SessionConfig::new("doc", "alice");
+    config.request_timeout_ms = 100;
+    config.ping_interval_ms = 1_000;
+    config.idle_timeout_ms = 5_000;
+    let mut session = SyncSession::new(config);
+    let mut store = MemoryStore::new();
+    connect(&mut session, &mut store, &mut log);
+    session
+        .edit(
+            0,
+            patch(json!([{"op": "add", "path": "/items/-", "value": 1}])),
+        )
+        .unwrap();
+    drain(&mut session, &mut store); // the submit is lost
+    assert_eq!(session.poll_timeout(), Some(100));
+    session.handle_timeout(100);
+    let d = drain(&mut session, &mut store);
+    assert!(matches!(d.sent.as_slice(), [ClientMessage::Sync { .. }]));
+    let events = pump(&mut session, &mut store, &mut log, 100, d);
+    assert!(events
+        .iter()
+        .any(|e| matches!(e, SessionEvent::Acked { .. })));
+    assert_eq!(session.pending_count(), 0);
+    // Nothing sent since the resend at 100: a ping is due a ping interval later.
+    assert_eq!(session.poll_timeout(), Some(1_100));
+    session.handle_timeout(1_100);
+    assert!(matches!(
+        drain(&mut session, &mut store).sent.as_slice(),
+        [ClientMessage::Ping { .. }]
+    ));
+    session.handle_timeout(5_100);
+    let d = drain(&mut session, &mut store);
+    assert_eq!(d.closed, Some(true));
+    assert_eq!(session.status(), ConnectionStatus::Offline);
+}
+
+#[test]
+fn fatal_errors_close_without_reconnecting_and_bad_frames_are_reported() {
+    let mut session = SyncSession::new(SessionConfig::new("doc", "alice"));
+    let mut store = MemoryStore::new();
+    session.handle_connected(0);
+    drain(&mut session, &mut store);
+    session.handle_frame(1, "{not json");
+    let d = drain(&mut session, &mut store);
+    assert!(matches!(
+        d.events.as_slice(),
+        [SessionEvent::Error {
+            code: Some(ErrorCode::MalformedFrame),
+            ..
+        }]
+    ));
+    session.handle_frame(
+        2,
+        r#"{"type":"error","code":"unauthorized","message":"no token"}"#,
+    );
+    let d = drain(&mut session, &mut store);
+    assert_eq!(d.closed, Some(false));
+}
+
+#[test]
+fn update_state_vector_is_sent_with_the_next_sync() {
+    let mut session = SyncSession::new(SessionConfig::new("doc", "alice"));
+    let mut store = MemoryStore::new();
+    session.update_state_vector("bob", 4);
+    session.update_state_vector("bob", 2);
+    session.handle_connected(0);
+    let d = drain(&mut session, &mut store);
+    let ClientMessage::Sync { vector_clock, .. } = &d.sent[1] else {
+        panic!("expected sync")
+    };
+    assert_eq!(vector_clock.get("bob"), 4);
+    assert_eq!(store.load().unwrap().unwrap().vector_clock.get("bob"), 4);
+}
+
+#[test]
+fn restored_state_must_match_the_document_and_client() {
+    let mut session = SyncSession::new(SessionConfig::new("doc", "alice"));
+    session.create(0, json!({})).unwrap();
+    let saved = session.client_state();
+    assert!(SyncSession::restore(SessionConfig::new("other", "alice"), saved.clone()).is_err());
+    assert!(SyncSession::restore(SessionConfig::new("doc", "bob"), saved.clone()).is_err());
+    let restored = SyncSession::restore(SessionConfig::new("doc", "alice"), saved).unwrap();
+    assert_eq!(restored.document(), Some(&json!({})));
+    assert_eq!(restored.pending_count(), 1);
+}

@@ -1,0 +1,609 @@
+//! Deterministic simulation: a seeded, faulty network between 2-8 clients and a server built from
+//! the same core.
+//!
+//! Each scenario runs random local edits while frames are dropped, duplicated and reordered,
+//! connections are cut and clients are restarted from their stores. Then the faults stop and the
+//! network drains. Every replica must then equal the server's document, and every edit a client
+//! made must be in the log exactly once or have been reported to the app as rejected.
+//!
+//! `EVENTSYNC_SIM_SCENARIOS=N` runs N scenarios (default 1000); `EVENTSYNC_SIM_SEED=S` runs one.
+//! A failure prints its seed.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use eventsync::conflict::{ConflictPolicy, Resolution};
+use eventsync::protocol::{self, ClientMessage, Edit, ErrorCode, Operation, ServerMessage};
+use eventsync::queue::{MemoryStore, Store};
+use eventsync::sequencer::{LogView, MemoryLog};
+use eventsync::session::{Output, SessionConfig, SessionEvent, SyncSession};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde_json::{json, Value};
+
+const DOC: &str = "doc";
+const STEP_MS: u64 = 25;
+/// Steps with faults, then at most this many quiet steps to converge.
+const FAULT_STEPS: usize = 300;
+const QUIET_STEPS: usize = 20_000;
+
+#[derive(Clone, Copy)]
+struct Faults {
+    drop: f64,
+    duplicate: f64,
+    reorder: f64,
+    cut: f64,
+    restart: f64,
+}
+
+const NO_FAULTS: Faults = Faults {
+    drop: 0.0,
+    duplicate: 0.0,
+    reorder: 0.0,
+    cut: 0.0,
+    restart: 0.0,
+};
+
+/// One direction of one connection.
+#[derive(Default)]
+struct Pipe {
+    frames: VecDeque<String>,
+}
+
+impl Pipe {
+    fn take(&mut self, rng: &mut ChaCha8Rng, faults: Faults) -> Vec<String> {
+        let mut out = Vec::new();
+        while !self.frames.is_empty() {
+            let index = if rng.random_bool(faults.reorder) {
+                rng.random_range(0..self.frames.len())
+            } else {
+                0
+            };
+            let frame = self.frames.remove(index).expect("index in range");
+            if rng.random_bool(faults.drop) {
+                continue;
+            }
+            if rng.random_bool(faults.duplicate) {
+                out.push(frame.clone());
+            }
+            out.push(frame);
+            // Deliver a few at a time so that frames interleave with other work.
+            if rng.random_bool(0.3) {
+                break;
+            }
+        }
+        out
+    }
+}
+
+struct Connection {
+    to_server: Pipe,
+    to_client: Pipe,
+    /// Bound by `hello`.
+    client_id: Option<String>,
+}
+
+struct Client {
+    id: String,
+    store: MemoryStore,
+    session: SyncSession,
+    connection: Option<usize>,
+    made: BTreeSet<u64>,
+    rejected: BTreeSet<u64>,
+    acked: BTreeMap<u64, u64>,
+}
+
+struct World {
+    rng: ChaCha8Rng,
+    now: u64,
+    log: MemoryLog,
+    connections: Vec<Option<Connection>>,
+    clients: Vec<Client>,
+    policy_seed: u64,
+    trace: Vec<String>,
+}
+
+fn policy_for(seed: u64) -> ConflictPolicy {
+    match seed % 3 {
+        0 => ConflictPolicy::ServerWins,
+        1 => ConflictPolicy::ClientWins,
+        _ => ConflictPolicy::Custom(std::sync::Arc::new(|conflict| {
+            // Deterministic on every replica: keep the larger of the two JSON texts.
+            let local = serde_json::to_string(&conflict.local.value).unwrap_or_default();
+            let remote = serde_json::to_string(&conflict.remote.value).unwrap_or_default();
+            if local >= remote {
+                Resolution::KeepLocal
+            } else {
+                Resolution::KeepRemote
+            }
+        })),
+    }
+}
+
+fn config(id: &str, policy_seed: u64) -> SessionConfig {
+    let mut config = SessionConfig::new(DOC, id);
+    config.policy = policy_for(policy_seed);
+    config.request_timeout_ms = 1_000;
+    config.idle_timeout_ms = 5_000;
+    config.ping_interval_ms = 1_500;
+    config.max_batch = 5;
+    config
+}
+
+impl World {
+    fn new(seed: u64) -> Self {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let n = rng.random_range(2..=8);
+        let mut log = MemoryLog::new(DOC);
+        let create = Edit {
+            client_seq: 1,
+            base_seq: 0,
+            operation: Operation::Create,
+            patch: serde_json::from_value(
+                json!([{"op": "add", "path": "", "value": {"items": [], "meta": {}}}]),
+            )
+            .unwrap(),
+        };
+        log.submit("server", &[create], &mut stamp);
+        let policy_seed = rng.random();
+        let clients = (0..n)
+            .map(|i| {
+                let id = format!("c{i}");
+                Client {
+                    session: SyncSession::new(config(&id, policy_seed)),
+                    id,
+                    store: MemoryStore::new(),
+                    connection: None,
+                    made: BTreeSet::new(),
+                    rejected: BTreeSet::new(),
+                    acked: BTreeMap::new(),
+                }
+            })
+            .collect();
+        World {
+            rng,
+            now: 0,
+            log,
+            connections: Vec::new(),
+            clients,
+            policy_seed,
+            trace: Vec::new(),
+        }
+    }
+
+    fn connect(&mut self, c: usize) {
+        if self.clients[c].connection.is_some() {
+            return;
+        }
+        self.connections.push(Some(Connection {
+            to_server: Pipe::default(),
+            to_client: Pipe::default(),
+            client_id: None,
+        }));
+        self.clients[c].connection = Some(self.connections.len() - 1);
+        let now = self.now;
+        self.clients[c].session.handle_connected(now);
+        self.drain_client(c);
+    }
+
+    fn disconnect(&mut self, c: usize) {
+        if let Some(conn) = self.clients[c].connection.take() {
+            self.connections[conn] = None;
+            let now = self.now;
+            self.clients[c].session.handle_disconnected(now);
+            self.drain_client(c);
+        }
+    }
+
+    fn restart(&mut self, c: usize) {
+        self.disconnect(c);
+        let client = &mut self.clients[c];
+        let saved = client.store.load().expect("store loads");
+        let config = config(&client.id, self.policy_seed);
+        client.session = match saved {
+            Some(saved) => SyncSession::restore(config, saved).expect("restore"),
+            None => SyncSession::new(config),
+        };
+        self.trace.push(format!("restart {}", client.id));
+    }
+
+    /// Runs the client's outputs: persist, transmit, record app events.
+    fn drain_client(&mut self, c: usize) {
+        while let Some(output) = self.clients[c].session.poll_output() {
+            let client = &mut self.clients[c];
+            match output {
+                Output::Persist => {
+                    let state = client.session.client_state();
+                    client.store.save(&state).expect("store saves");
+                }
+                Output::Transmit(message) => {
+                    if let Some(conn) = client.connection.and_then(|i| self.connections[i].as_mut())
+                    {
+                        conn.to_server.frames.push_back(protocol::encode(&message));
+                    }
+                }
+                Output::Event(SessionEvent::EditRejected { client_seq, .. }) => {
+                    client.rejected.insert(client_seq);
+                }
+                Output::Event(SessionEvent::Acked {
+                    client_seq,
+                    sequence_num,
+                }) => {
+                    client.acked.insert(client_seq, sequence_num);
+                }
+                Output::Event(_) => {}
+                Output::Close { .. } => {
+                    // The session already considers itself offline; drop the transport.
+                    if let Some(conn) = client.connection.take() {
+                        self.connections[conn] = None;
+                    }
+                }
+            }
+        }
+    }
+
+    fn server_send(&mut self, conn: usize, message: &ServerMessage) {
+        if let Some(connection) = self.connections[conn].as_mut() {
+            connection
+                .to_client
+                .frames
+                .push_back(protocol::encode(message));
+        }
+    }
+
+    fn server_receive(&mut self, conn: usize, frame: &str) {
+        let message = match protocol::decode_client(frame, 1 << 20) {
+            Ok(message) => message,
+            Err(err) => panic!("server got a bad frame: {err}: {frame}"),
+        };
+        let hello = matches!(message, ClientMessage::Hello { .. });
+        let bound = self.connections[conn]
+            .as_ref()
+            .is_some_and(|c| c.client_id.is_some());
+        if hello == bound {
+            // As the protocol says: nothing before `hello`, and only one `hello`.
+            let error = ServerMessage::Error {
+                code: ErrorCode::UnexpectedMessage,
+                message: "hello must be the first frame, once".into(),
+            };
+            self.server_send(conn, &error);
+            return;
+        }
+        match message {
+            ClientMessage::Hello { client_id, .. } => {
+                if let Some(connection) = self.connections[conn].as_mut() {
+                    connection.client_id = Some(client_id.clone());
+                }
+                let welcome = ServerMessage::Welcome {
+                    protocol_version: 1,
+                    document_id: DOC.into(),
+                    client_id,
+                    head_seq: self.log.head_seq(),
+                };
+                self.server_send(conn, &welcome);
+            }
+            ClientMessage::Sync {
+                vector_clock,
+                after,
+            } => {
+                let page = self.log.missing(&vector_clock, after);
+                let answer = ServerMessage::Events {
+                    events: page.events,
+                    head_seq: Some(page.head_seq),
+                    has_more: false,
+                };
+                self.server_send(conn, &answer);
+            }
+            ClientMessage::Submit { edits } => {
+                let client_id = self.connections[conn]
+                    .as_ref()
+                    .and_then(|c| c.client_id.clone())
+                    .expect("bound by hello");
+                let outcome = self.log.submit(&client_id, &edits, &mut stamp);
+
+                if !outcome.events.is_empty() {
+                    let live = ServerMessage::Event {
+                        events: outcome.events.clone(),
+                    };
+                    for other in 0..self.connections.len() {
+                        self.server_send(other, &live);
+                    }
+                }
+                if !outcome.acks.is_empty() {
+                    self.server_send(
+                        conn,
+                        &ServerMessage::Ack {
+                            edits: outcome.acks,
+                        },
+                    );
+                }
+                if let Some(r) = outcome.rejection {
+                    self.server_send(
+                        conn,
+                        &ServerMessage::Reject {
+                            client_seq: r.client_seq,
+                            code: r.code,
+                            message: r.message,
+                            head_seq: r.head_seq,
+                        },
+                    );
+                }
+            }
+            ClientMessage::Ping { nonce } => {
+                let pong = ServerMessage::Pong {
+                    nonce,
+                    head_seq: Some(self.log.head_seq()),
+                };
+                self.server_send(conn, &pong);
+            }
+        }
+    }
+
+    fn random_edit(&mut self, c: usize) {
+        let now = self.now;
+        let Some(doc) = self.clients[c].session.document().cloned() else {
+            return;
+        };
+        let patch = random_patch(&mut self.rng, &doc);
+        let ops = serde_json::from_value(patch.clone()).expect("generated patch parses");
+        match self.clients[c].session.edit(now, ops) {
+            Ok(client_seq) => {
+                self.clients[c].made.insert(client_seq);
+            }
+            Err(err) => panic!("generated edit {patch} failed on {doc}: {err}"),
+        }
+        self.drain_client(c);
+    }
+
+    /// One tick: deliver some frames both ways, fire timers, maybe act.
+    fn step(&mut self, faults: Faults, act: bool) {
+        self.now += STEP_MS;
+        for conn in 0..self.connections.len() {
+            let frames = match self.connections[conn].as_mut() {
+                Some(connection) => connection.to_server.take(&mut self.rng, faults),
+                None => continue,
+            };
+            for frame in frames {
+                self.server_receive(conn, &frame);
+            }
+        }
+        for c in 0..self.clients.len() {
+            if let Some(conn) = self.clients[c].connection {
+                let frames = match self.connections[conn].as_mut() {
+                    Some(connection) => connection.to_client.take(&mut self.rng, faults),
+                    None => Vec::new(),
+                };
+                let now = self.now;
+                for frame in frames {
+                    self.clients[c].session.handle_frame(now, &frame);
+                    self.drain_client(c);
+                }
+            }
+            let now = self.now;
+            if self.clients[c]
+                .session
+                .poll_timeout()
+                .is_some_and(|at| at <= now)
+            {
+                self.clients[c].session.handle_timeout(now);
+                self.drain_client(c);
+            }
+            if self.clients[c].connection.is_none() && (!act || self.rng.random_bool(0.2)) {
+                self.connect(c);
+            }
+        }
+        if act {
+            for c in 0..self.clients.len() {
+                if self.rng.random_bool(0.15) {
+                    self.random_edit(c);
+                }
+                if self.rng.random_bool(faults.cut) {
+                    self.disconnect(c);
+                }
+                if self.rng.random_bool(faults.restart) {
+                    self.restart(c);
+                }
+            }
+        }
+    }
+
+    fn quiet(&self) -> bool {
+        let head = self.log.head_seq();
+        self.clients.iter().all(|c| {
+            c.session.is_settled() && c.session.applied_seq() == head && c.connection.is_some()
+        }) && self
+            .connections
+            .iter()
+            .flatten()
+            .all(|c| c.to_server.frames.is_empty() && c.to_client.frames.is_empty())
+    }
+
+    fn check(&self, seed: u64) {
+        let server_doc = self.log.document();
+        let mut in_log: BTreeMap<(String, u64), u64> = BTreeMap::new();
+        for (i, event) in self.log.events().iter().enumerate() {
+            assert_eq!(event.sequence_num, i as u64 + 1, "gapless log");
+            if let Some(client_seq) = event.client_seq {
+                let key = (event.client_id.clone(), client_seq);
+                assert!(
+                    in_log.insert(key.clone(), event.sequence_num).is_none(),
+                    "seed {seed}: edit {key:?} ordered twice"
+                );
+            }
+        }
+        for client in &self.clients {
+            assert_eq!(
+                client.session.document(),
+                server_doc,
+                "seed {seed}: {} differs from the server",
+                client.id
+            );
+            assert_eq!(client.session.confirmed(), server_doc);
+            assert_eq!(client.session.pending_count(), 0);
+            for client_seq in &client.made {
+                let ordered = in_log.contains_key(&(client.id.clone(), *client_seq));
+                let rejected = client.rejected.contains(client_seq);
+                assert!(
+                    ordered ^ rejected,
+                    "seed {seed}: {} edit {client_seq}: in log {ordered}, reported rejected {rejected}",
+                    client.id
+                );
+            }
+            for (client_seq, sequence_num) in &client.acked {
+                assert_eq!(
+                    in_log.get(&(client.id.clone(), *client_seq)),
+                    Some(sequence_num),
+                    "seed {seed}: acked edit {} {client_seq} is not where the ack said",
+                    client.id
+                );
+            }
+        }
+    }
+}
+
+fn stamp(seq: u64) -> (String, String) {
+    (format!("{seq:024x}"), "2026-01-01T00:00:00Z".into())
+}
+
+fn random_value(rng: &mut ChaCha8Rng, depth: usize) -> Value {
+    match rng.random_range(0..if depth > 2 { 3 } else { 5 }) {
+        0 => json!(rng.random_range(0..100)),
+        1 => json!(format!("s{}", rng.random_range(0..10))),
+        2 => json!(rng.random_bool(0.5)),
+        3 => json!({"k": rng.random_range(0..10), "list": []}),
+        _ => json!([rng.random_range(0..10)]),
+    }
+}
+
+fn containers(value: &Value, path: String, out: &mut Vec<(String, Value)>) {
+    match value {
+        Value::Object(map) => {
+            out.push((path.clone(), value.clone()));
+            for (k, v) in map {
+                containers(v, format!("{path}/{k}"), out);
+            }
+        }
+        Value::Array(items) => {
+            out.push((path.clone(), value.clone()));
+            for (i, v) in items.iter().enumerate() {
+                containers(v, format!("{path}/{i}"), out);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// A random patch that applies to `doc`: object set/remove, array insert/remove/move, replace,
+/// at nested paths.
+fn random_patch(rng: &mut ChaCha8Rng, doc: &Value) -> Value {
+    let mut all = Vec::new();
+    containers(doc, String::new(), &mut all);
+    let (path, container) = all[rng.random_range(0..all.len())].clone();
+    let depth = path.matches('/').count();
+    let keys = ["a", "b", "c", "x", "y"];
+    match container {
+        Value::Object(map) => {
+            if !map.is_empty() && rng.random_bool(0.3) {
+                let key = map.keys().nth(rng.random_range(0..map.len())).unwrap();
+                json!([{"op": "remove", "path": format!("{path}/{key}")}])
+            } else {
+                let key = keys[rng.random_range(0..keys.len())];
+                json!([{"op": "add", "path": format!("{path}/{key}"), "value": random_value(rng, depth)}])
+            }
+        }
+        Value::Array(items) => {
+            let len = items.len();
+            match rng.random_range(0..5) {
+                0 if len > 0 => {
+                    json!([{"op": "remove", "path": format!("{path}/{}", rng.random_range(0..len))}])
+                }
+                1 if len > 1 => json!([{
+                    "op": "move",
+                    "from": format!("{path}/{}", rng.random_range(0..len)),
+                    "path": format!("{path}/{}", rng.random_range(0..len)),
+                }]),
+                2 if len > 0 => json!([{
+                    "op": "replace",
+                    "path": format!("{path}/{}", rng.random_range(0..len)),
+                    "value": random_value(rng, depth),
+                }]),
+                3 => {
+                    json!([{"op": "add", "path": format!("{path}/-"), "value": random_value(rng, depth)}])
+                }
+                _ => json!([{
+                    "op": "add",
+                    "path": format!("{path}/{}", rng.random_range(0..=len)),
+                    "value": random_value(rng, depth),
+                }]),
+            }
+        }
+        _ => unreachable!("containers only"),
+    }
+}
+
+fn run_scenario(seed: u64) {
+    let mut world = World::new(seed);
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5eed);
+    let faults = Faults {
+        drop: rng.random_range(0.0..0.1),
+        duplicate: rng.random_range(0.0..0.1),
+        reorder: rng.random_range(0.0..0.2),
+        cut: rng.random_range(0.0..0.02),
+        restart: rng.random_range(0.0..0.01),
+    };
+    for _ in 0..FAULT_STEPS {
+        world.step(faults, true);
+    }
+    let mut steps = 0;
+    while !world.quiet() {
+        world.step(NO_FAULTS, false);
+        steps += 1;
+        if steps + 1 == QUIET_STEPS {
+            for c in &world.clients {
+                if c.session.pending_count() > 0 {
+                    let dbg = format!("{:?}", c.session);
+                    eprintln!("{}: {}", c.id, &dbg[dbg.find("phase").unwrap_or(0)..]);
+                }
+            }
+        }
+        assert!(
+            steps < QUIET_STEPS,
+            "seed {seed}: no convergence after the faults stopped ({} pending, heads {:?} vs {})\n{}",
+            world
+                .clients
+                .iter()
+                .map(|c| c.session.pending_count())
+                .sum::<usize>(),
+            world
+                .clients
+                .iter()
+                .map(|c| c.session.applied_seq())
+                .collect::<Vec<_>>(),
+            world.log.head_seq(),
+            world.trace.join("\n")
+        );
+    }
+    world.check(seed);
+}
+
+fn run_seed(seed: u64) {
+    let result = std::panic::catch_unwind(|| run_scenario(seed));
+    if let Err(panic) = result {
+        eprintln!("simulation failed: reproduce with EVENTSYNC_SIM_SEED={seed}");
+        std::panic::resume_unwind(panic);
+    }
+}
+
+#[test]
+fn seeded_scenarios_converge_without_losing_or_duplicating_edits() {
+    if let Ok(seed) = std::env::var("EVENTSYNC_SIM_SEED") {
+        run_seed(seed.parse().expect("EVENTSYNC_SIM_SEED is a number"));
+        return;
+    }
+    let count: u64 = std::env::var("EVENTSYNC_SIM_SCENARIOS")
+        .ok()
+        .map(|n| n.parse().expect("EVENTSYNC_SIM_SCENARIOS is a number"))
+        .unwrap_or(1000);
+    for seed in 0..count {
+        run_seed(seed);
+    }
+}
