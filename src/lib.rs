@@ -13,6 +13,76 @@
 //! - [`queue`]: the offline queue and the storage it survives restarts in.
 //! - [`session`]: [`SyncSession`], the client state machine.
 //! - [`sequencer`]: the server's ordering of edits into the log.
+//!
+//! # The whole flow
+//!
+//! A client session and a server log, both from this crate, wired by hand. A real driver does
+//! the same over a WebSocket: send what [`session::Output::Transmit`] says, feed back what arrives.
+//!
+//! ```
+//! use eventsync::protocol::{ClientMessage, ServerMessage};
+//! use eventsync::queue::{MemoryStore, Store};
+//! use eventsync::sequencer::{LogView, MemoryLog};
+//! use eventsync::session::{Output, SessionConfig, SyncSession};
+//! use serde_json::json;
+//!
+//! let mut log = MemoryLog::new("notes");
+//! let mut store = MemoryStore::new();
+//! let mut alice = SyncSession::new(SessionConfig::new("notes", "alice"));
+//!
+//! // Offline: the edit applies at once and waits in the queue.
+//! alice.create(0, json!({"title": "todo", "items": []})).unwrap();
+//! alice
+//!     .edit(0, serde_json::from_value(json!([{"op": "add", "path": "/items/-", "value": "milk"}])).unwrap())
+//!     .unwrap();
+//! assert_eq!(alice.pending_count(), 2);
+//!
+//! // Online: answer each message as a server would until there is nothing left to say.
+//! alice.handle_connected(1);
+//! let stamp = &mut |seq: u64| (format!("event-{seq}"), "2026-01-01T00:00:00Z".to_string());
+//! let mut inbox = Vec::new();
+//! loop {
+//!     while let Some(output) = alice.poll_output() {
+//!         match output {
+//!             Output::Persist => store.save(&alice.client_state()).unwrap(),
+//!             Output::Transmit(ClientMessage::Hello { client_id, .. }) => {
+//!                 inbox.push(ServerMessage::Welcome {
+//!                     protocol_version: 1,
+//!                     document_id: "notes".into(),
+//!                     client_id,
+//!                     head_seq: log.head_seq(),
+//!                 })
+//!             }
+//!             Output::Transmit(ClientMessage::Sync { vector_clock, after }) => {
+//!                 let page = log.missing(&vector_clock, after);
+//!                 inbox.push(ServerMessage::Events {
+//!                     events: page.events,
+//!                     head_seq: Some(page.head_seq),
+//!                     has_more: false,
+//!                 });
+//!             }
+//!             Output::Transmit(ClientMessage::Submit { edits }) => {
+//!                 let outcome = log.submit("alice", &edits, stamp);
+//!                 inbox.push(ServerMessage::Event { events: outcome.events });
+//!                 inbox.push(ServerMessage::Ack { edits: outcome.acks });
+//!             }
+//!             _ => {}
+//!         }
+//!     }
+//!     if inbox.is_empty() {
+//!         break;
+//!     }
+//!     for message in inbox.drain(..) {
+//!         alice.handle_message(2, message);
+//!     }
+//! }
+//!
+//! // Both edits are in the log, once each; the queue is empty, also in storage.
+//! assert_eq!(log.head_seq(), 2);
+//! assert_eq!(alice.pending_count(), 0);
+//! assert_eq!(alice.document(), log.document());
+//! assert!(store.load().unwrap().unwrap().pending.is_empty());
+//! ```
 #![warn(missing_docs)]
 
 pub mod conflict;

@@ -492,3 +492,43 @@ fn restored_state_must_match_the_document_and_client() {
     assert_eq!(restored.document(), Some(&json!({})));
     assert_eq!(restored.pending_count(), 1);
 }
+
+#[test]
+fn a_restart_from_a_file_store_keeps_offline_edits_and_sends_them_once() {
+    let dir = std::env::temp_dir().join(format!("eventsync-session-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("doc.json");
+    let _ = std::fs::remove_file(&path);
+    let mut log = server();
+    {
+        let mut store = MemoryStore::new();
+        let mut session = SyncSession::new(SessionConfig::new("doc", "alice"));
+        connect(&mut session, &mut store, &mut log);
+        session.handle_disconnected(1);
+        session
+            .edit(
+                2,
+                patch(json!([{"op": "add", "path": "/items/-", "value": "offline"}])),
+            )
+            .unwrap();
+        let mut file = eventsync::queue::FileStore::new(&path);
+        while let Some(output) = session.poll_output() {
+            if let Output::Persist = output {
+                file.save(&session.client_state()).unwrap();
+            }
+        }
+        // The process ends here, offline.
+    }
+    let saved = eventsync::queue::FileStore::new(&path)
+        .load()
+        .unwrap()
+        .unwrap();
+    let mut session = SyncSession::restore(SessionConfig::new("doc", "alice"), saved).unwrap();
+    assert_eq!(session.document(), Some(&json!({"items": ["offline"]})));
+    let mut store = MemoryStore::new();
+    connect(&mut session, &mut store, &mut log);
+    assert_eq!(log.document(), Some(&json!({"items": ["offline"]})));
+    assert_eq!(log.head_seq(), 2);
+    assert_eq!(session.pending_count(), 0);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
