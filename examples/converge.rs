@@ -13,58 +13,6 @@ fn stamp(seq: u64) -> (String, String) {
     (format!("{seq:024x}"), "2026-01-01T00:00:00Z".into())
 }
 
-/// The server side of one exchange: answers a client message from the log.
-fn answer(log: &mut MemoryLog, client_id: &str, message: ClientMessage) -> Vec<ServerMessage> {
-    match message {
-        ClientMessage::Hello { client_id, .. } => vec![ServerMessage::Welcome {
-            protocol_version: 1,
-            document_id: "list".into(),
-            client_id,
-            head_seq: log.head_seq(),
-        }],
-        ClientMessage::Sync {
-            vector_clock,
-            after,
-        } => {
-            let page = log.missing(&vector_clock, after);
-            vec![ServerMessage::Events {
-                events: page.events,
-                head_seq: Some(page.head_seq),
-                has_more: false,
-            }]
-        }
-        ClientMessage::Submit { edits } => {
-            let outcome = log.submit(client_id, &edits, &mut stamp);
-            let mut out = Vec::new();
-            if !outcome.events.is_empty() {
-                out.push(ServerMessage::Event {
-                    events: outcome.events,
-                });
-            }
-            out.push(ServerMessage::Ack {
-                edits: outcome.acks,
-            });
-            if let Some(r) = outcome.rejection {
-                println!(
-                    "  server refuses {client_id}'s edit {} ({:?}): it will rebase and resend",
-                    r.client_seq, r.code
-                );
-                out.push(ServerMessage::Reject {
-                    client_seq: r.client_seq,
-                    code: r.code,
-                    message: r.message,
-                    head_seq: r.head_seq,
-                });
-            }
-            out
-        }
-        ClientMessage::Ping { nonce } => vec![ServerMessage::Pong {
-            nonce,
-            head_seq: Some(log.head_seq()),
-        }],
-    }
-}
-
 struct Client {
     session: SyncSession,
     online: bool,
@@ -80,16 +28,26 @@ fn run(log: &mut MemoryLog, clients: &mut [Client]) {
                     Output::Transmit(message) if clients[i].online => {
                         quiet = false;
                         let id = clients[i].session.config().client_id.clone();
-                        for reply in answer(log, &id, message) {
-                            let targets: Vec<usize> = match reply {
-                                ServerMessage::Event { .. } => {
-                                    (0..clients.len()).filter(|j| clients[*j].online).collect()
+                        // Each client's one connection has said hello by the time it sends more.
+                        let bound = (!matches!(message, ClientMessage::Hello { .. }))
+                            .then_some(id.as_str());
+                        let answer = log.answer(bound, message, &mut stamp);
+                        if let Some(live) = answer.broadcast {
+                            clients[i].session.handle_message(0, live.clone());
+                            for (j, other) in clients.iter_mut().enumerate() {
+                                if j != i && other.online {
+                                    other.session.handle_message(0, live.clone());
                                 }
-                                _ => vec![i],
-                            };
-                            for j in targets {
-                                clients[j].session.handle_message(0, reply.clone());
                             }
+                        }
+                        for reply in answer.reply {
+                            if let ServerMessage::Reject {
+                                client_seq, code, ..
+                            } = &reply
+                            {
+                                println!("  server refuses {id}'s edit {client_seq} ({code:?}): it will rebase and resend");
+                            }
+                            clients[i].session.handle_message(0, reply);
                         }
                     }
                     Output::Event(SessionEvent::Conflict {

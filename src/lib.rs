@@ -20,7 +20,6 @@
 //! the same over a WebSocket: send what [`session::Output::Transmit`] says, feed back what arrives.
 //!
 //! ```
-//! use eventsync::protocol::{ClientMessage, ServerMessage};
 //! use eventsync::queue::{MemoryStore, Store};
 //! use eventsync::sequencer::{LogView, MemoryLog};
 //! use eventsync::session::{Output, SessionConfig, SyncSession};
@@ -37,34 +36,20 @@
 //!     .unwrap();
 //! assert_eq!(alice.pending_count(), 2);
 //!
-//! // Online: answer each message as a server would until there is nothing left to say.
+//! // Online: the log answers each message as a server would, until nobody has anything to say.
 //! alice.handle_connected(1);
 //! let stamp = &mut |seq: u64| (format!("event-{seq}"), "2026-01-01T00:00:00Z".to_string());
+//! let mut bound = None;
 //! let mut inbox = Vec::new();
 //! loop {
 //!     while let Some(output) = alice.poll_output() {
 //!         match output {
 //!             Output::Persist => store.save(&alice.client_state()).unwrap(),
-//!             Output::Transmit(ClientMessage::Hello { client_id, .. }) => {
-//!                 inbox.push(ServerMessage::Welcome {
-//!                     protocol_version: 1,
-//!                     document_id: "notes".into(),
-//!                     client_id,
-//!                     head_seq: log.head_seq(),
-//!                 })
-//!             }
-//!             Output::Transmit(ClientMessage::Sync { vector_clock, after }) => {
-//!                 let page = log.missing(&vector_clock, after);
-//!                 inbox.push(ServerMessage::Events {
-//!                     events: page.events,
-//!                     head_seq: Some(page.head_seq),
-//!                     has_more: false,
-//!                 });
-//!             }
-//!             Output::Transmit(ClientMessage::Submit { edits }) => {
-//!                 let outcome = log.submit("alice", &edits, stamp);
-//!                 inbox.push(ServerMessage::Event { events: outcome.events });
-//!                 inbox.push(ServerMessage::Ack { edits: outcome.acks });
+//!             Output::Transmit(message) => {
+//!                 let answer = log.answer(bound.as_deref(), message, stamp);
+//!                 bound = bound.or(answer.bind);
+//!                 inbox.extend(answer.broadcast);
+//!                 inbox.extend(answer.reply);
 //!             }
 //!             _ => {}
 //!         }

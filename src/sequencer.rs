@@ -10,7 +10,10 @@ use std::collections::{BTreeMap, HashMap};
 use serde_json::Value;
 
 use crate::diff::{self, Diff};
-use crate::protocol::{Ack, Edit, ErrorCode, Event, EventsPage, Operation, Snapshot};
+use crate::protocol::{
+    Ack, ClientMessage, Edit, ErrorCode, Event, EventsPage, Operation, ServerMessage, Snapshot,
+    PROTOCOL_VERSION,
+};
 use crate::vector_clock::VectorClock;
 
 /// What ordering needs to know about a document's log.
@@ -192,6 +195,43 @@ pub fn order_submit(
     out
 }
 
+impl SubmitOutcome {
+    /// The live `event` frame every connection of the document gets, if anything was ordered.
+    pub fn broadcast(&self) -> Option<ServerMessage> {
+        (!self.events.is_empty()).then(|| ServerMessage::Event {
+            events: self.events.clone(),
+        })
+    }
+
+    /// What the submitting connection gets after the broadcast: `ack`, then `reject`.
+    pub fn replies(&self) -> Vec<ServerMessage> {
+        let mut replies = Vec::new();
+        if !self.acks.is_empty() {
+            replies.push(ServerMessage::Ack {
+                edits: self.acks.clone(),
+            });
+        }
+        if let Some(r) = &self.rejection {
+            replies.push(ServerMessage::Reject {
+                client_seq: r.client_seq,
+                code: r.code,
+                message: r.message.clone(),
+                head_seq: r.head_seq,
+            });
+        }
+        replies
+    }
+}
+
+/// The highest protocol version both sides speak.
+pub fn negotiate_version(offered: &[u32]) -> Option<u32> {
+    offered
+        .iter()
+        .copied()
+        .filter(|v| *v == PROTOCOL_VERSION)
+        .max()
+}
+
 /// Applies one edit to the document it was ordered after; the error carries the protocol code.
 pub fn apply_edit(
     document: Option<&Value>,
@@ -217,6 +257,17 @@ pub fn apply_edit(
             "the document does not exist".into(),
         )),
     }
+}
+
+/// What [`MemoryLog::answer`] says to one client message.
+#[derive(Debug, Clone, Default)]
+pub struct Answer {
+    /// For every connection of the document (sender included, first).
+    pub broadcast: Option<ServerMessage>,
+    /// For the sender, after the broadcast.
+    pub reply: Vec<ServerMessage>,
+    /// A `hello` was accepted: bind this client id to the connection.
+    pub bind: Option<String>,
 }
 
 /// A whole document log in memory: events, the head document, and the exactly-once index.
@@ -286,6 +337,77 @@ impl MemoryLog {
             head_seq: self.head_seq(),
             has_more: false,
         }
+    }
+
+    /// Answers one client message as a server would: an in-memory server for tests, demos and
+    /// embedding. `bound` is the client id the connection's `hello` bound (None before it); the
+    /// caller keeps it per connection, sends `reply` to the sender and `broadcast` to every
+    /// connection of the document (the sender first, so its event precedes its ack).
+    pub fn answer(
+        &mut self,
+        bound: Option<&str>,
+        message: ClientMessage,
+        stamp: Stamp<'_>,
+    ) -> Answer {
+        let mut answer = Answer::default();
+        let unexpected = |answer: &mut Answer, message: &str| {
+            answer.reply.push(ServerMessage::Error {
+                code: ErrorCode::UnexpectedMessage,
+                message: message.into(),
+            })
+        };
+        match (message, bound) {
+            (
+                ClientMessage::Hello {
+                    protocol_versions,
+                    client_id,
+                    ..
+                },
+                None,
+            ) => match negotiate_version(&protocol_versions) {
+                Some(protocol_version) => {
+                    answer.reply.push(ServerMessage::Welcome {
+                        protocol_version,
+                        document_id: self.document_id.clone(),
+                        client_id: client_id.clone(),
+                        head_seq: self.head_seq(),
+                    });
+                    answer.bind = Some(client_id);
+                }
+                None => answer.reply.push(ServerMessage::Error {
+                    code: ErrorCode::UnsupportedVersion,
+                    message: format!("this server speaks protocol version {PROTOCOL_VERSION}"),
+                }),
+            },
+            (ClientMessage::Hello { .. }, Some(_)) => {
+                unexpected(&mut answer, "hello was sent twice")
+            }
+            (_, None) => unexpected(&mut answer, "hello must be the first frame"),
+            (
+                ClientMessage::Sync {
+                    vector_clock,
+                    after,
+                },
+                Some(_),
+            ) => {
+                let page = self.missing(&vector_clock, after);
+                answer.reply.push(ServerMessage::Events {
+                    events: page.events,
+                    head_seq: Some(page.head_seq),
+                    has_more: false,
+                });
+            }
+            (ClientMessage::Submit { edits }, Some(client_id)) => {
+                let outcome = self.submit(client_id, &edits, stamp);
+                answer.broadcast = outcome.broadcast();
+                answer.reply = outcome.replies();
+            }
+            (ClientMessage::Ping { nonce }, Some(_)) => answer.reply.push(ServerMessage::Pong {
+                nonce,
+                head_seq: Some(self.head_seq()),
+            }),
+        }
+        answer
     }
 
     /// The document at the head as a snapshot.

@@ -60,50 +60,14 @@ fn drain(session: &mut SyncSession, store: &mut MemoryStore) -> Drained {
     d
 }
 
-/// Answers what the client sent like a server would; returns the answers per message.
+/// Answers what the client sent like a server would (its connection already said hello).
 fn serve(log: &mut MemoryLog, client: &str, sent: &[ClientMessage]) -> Vec<ServerMessage> {
     let mut out = Vec::new();
     for message in sent {
-        match message {
-            ClientMessage::Hello { client_id, .. } => out.push(ServerMessage::Welcome {
-                protocol_version: 1,
-                document_id: "doc".into(),
-                client_id: client_id.clone(),
-                head_seq: log.head_seq(),
-            }),
-            ClientMessage::Sync {
-                vector_clock,
-                after,
-            } => {
-                let page = log.missing(vector_clock, *after);
-                out.push(ServerMessage::Events {
-                    events: page.events,
-                    head_seq: Some(page.head_seq),
-                    has_more: false,
-                });
-            }
-            ClientMessage::Submit { edits } => {
-                let o = log.submit(client, edits, &mut stamp);
-                if !o.events.is_empty() {
-                    out.push(ServerMessage::Event { events: o.events });
-                }
-                if !o.acks.is_empty() {
-                    out.push(ServerMessage::Ack { edits: o.acks });
-                }
-                if let Some(r) = o.rejection {
-                    out.push(ServerMessage::Reject {
-                        client_seq: r.client_seq,
-                        code: r.code,
-                        message: r.message,
-                        head_seq: r.head_seq,
-                    });
-                }
-            }
-            ClientMessage::Ping { nonce } => out.push(ServerMessage::Pong {
-                nonce: *nonce,
-                head_seq: Some(log.head_seq()),
-            }),
-        }
+        let bound = (!matches!(message, ClientMessage::Hello { .. })).then_some(client);
+        let answer = log.answer(bound, message.clone(), &mut stamp);
+        out.extend(answer.broadcast);
+        out.extend(answer.reply);
     }
     out
 }

@@ -12,7 +12,7 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use eventsync::conflict::{ConflictPolicy, Resolution};
-use eventsync::protocol::{self, ClientMessage, Edit, ErrorCode, Operation, ServerMessage};
+use eventsync::protocol::{self, Edit, Operation, ServerMessage};
 use eventsync::queue::{MemoryStore, Store};
 use eventsync::sequencer::{LogView, MemoryLog};
 use eventsync::session::{Output, SessionConfig, SessionEvent, SyncSession};
@@ -255,86 +255,22 @@ impl World {
             Ok(message) => message,
             Err(err) => panic!("server got a bad frame: {err}: {frame}"),
         };
-        let hello = matches!(message, ClientMessage::Hello { .. });
         let bound = self.connections[conn]
             .as_ref()
-            .is_some_and(|c| c.client_id.is_some());
-        if hello == bound {
-            // As the protocol says: nothing before `hello`, and only one `hello`.
-            let error = ServerMessage::Error {
-                code: ErrorCode::UnexpectedMessage,
-                message: "hello must be the first frame, once".into(),
-            };
-            self.server_send(conn, &error);
-            return;
+            .and_then(|c| c.client_id.clone());
+        let answer = self.log.answer(bound.as_deref(), message, &mut stamp);
+        if let (Some(id), Some(connection)) = (answer.bind, self.connections[conn].as_mut()) {
+            connection.client_id = Some(id);
         }
-        match message {
-            ClientMessage::Hello { client_id, .. } => {
-                if let Some(connection) = self.connections[conn].as_mut() {
-                    connection.client_id = Some(client_id.clone());
-                }
-                let welcome = ServerMessage::Welcome {
-                    protocol_version: 1,
-                    document_id: DOC.into(),
-                    client_id,
-                    head_seq: self.log.head_seq(),
-                };
-                self.server_send(conn, &welcome);
+        if let Some(live) = &answer.broadcast {
+            // The sender first, so that its event precedes its ack.
+            self.server_send(conn, live);
+            for other in (0..self.connections.len()).filter(|other| *other != conn) {
+                self.server_send(other, live);
             }
-            ClientMessage::Sync {
-                vector_clock,
-                after,
-            } => {
-                let page = self.log.missing(&vector_clock, after);
-                let answer = ServerMessage::Events {
-                    events: page.events,
-                    head_seq: Some(page.head_seq),
-                    has_more: false,
-                };
-                self.server_send(conn, &answer);
-            }
-            ClientMessage::Submit { edits } => {
-                let client_id = self.connections[conn]
-                    .as_ref()
-                    .and_then(|c| c.client_id.clone())
-                    .expect("bound by hello");
-                let outcome = self.log.submit(&client_id, &edits, &mut stamp);
-
-                if !outcome.events.is_empty() {
-                    let live = ServerMessage::Event {
-                        events: outcome.events.clone(),
-                    };
-                    for other in 0..self.connections.len() {
-                        self.server_send(other, &live);
-                    }
-                }
-                if !outcome.acks.is_empty() {
-                    self.server_send(
-                        conn,
-                        &ServerMessage::Ack {
-                            edits: outcome.acks,
-                        },
-                    );
-                }
-                if let Some(r) = outcome.rejection {
-                    self.server_send(
-                        conn,
-                        &ServerMessage::Reject {
-                            client_seq: r.client_seq,
-                            code: r.code,
-                            message: r.message,
-                            head_seq: r.head_seq,
-                        },
-                    );
-                }
-            }
-            ClientMessage::Ping { nonce } => {
-                let pong = ServerMessage::Pong {
-                    nonce,
-                    head_seq: Some(self.log.head_seq()),
-                };
-                self.server_send(conn, &pong);
-            }
+        }
+        for reply in &answer.reply {
+            self.server_send(conn, reply);
         }
     }
 
