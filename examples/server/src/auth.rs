@@ -1,0 +1,1 @@
+//! Access tokens. PLACEHOLDER: filled in by the auth work.

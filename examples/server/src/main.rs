@@ -1,0 +1,3 @@
+fn main() {
+    eprintln!("eventsync-server: not yet wired");
+}

@@ -1,0 +1,154 @@
+//! `EventStore`: the durable log of every document, and the state vectors of its clients.
+//!
+//! Two implementations: SQLite (the embedded default, one process) and PostgreSQL (many server
+//! processes on one database, with a change feed). The trait is shaped so that a MongoDB backend
+//! (the seed's original store) could drop in: every method is one document-scoped operation, and
+//! `changes` is where a change stream would plug in.
+
+use async_trait::async_trait;
+use eventsync::protocol::{Event, Snapshot, StateVector};
+use eventsync::VectorClock;
+use serde_json::Value;
+use tokio::sync::mpsc;
+
+pub mod postgres;
+pub mod sqlite;
+
+/// What is stored of a document at its head.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct DocumentHead {
+    /// The last `sequenceNum` (0 when the document has no events).
+    pub head_seq: u64,
+    /// The document at the head (`None` when it does not exist).
+    pub document: Option<Value>,
+    /// The document's state vector at the head.
+    pub vector: VectorClock,
+    /// The lowest `sequenceNum` still stored as an event (head + 1 when none are; 1 before any
+    /// compaction). Events below it are only reachable through the latest snapshot.
+    pub first_retained_seq: u64,
+}
+
+/// A change made by someone else than this process.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StoreChange {
+    /// Another server process appended events to a document up to `head_seq`.
+    Appended {
+        /// The document.
+        document_id: String,
+        /// Its new head.
+        head_seq: u64,
+    },
+    /// A row of the documents table was changed directly (plain SQL by another program): the
+    /// body no longer matches the head of the event log.
+    DocumentWritten {
+        /// The document.
+        document_id: String,
+    },
+}
+
+/// Why the store failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// Another writer appended first: the expected head is gone. Reload and order again.
+    #[error("document {document_id}: the head moved (expected {expected})")]
+    HeadMoved {
+        /// The document.
+        document_id: String,
+        /// The head the append expected.
+        expected: u64,
+    },
+    /// The database could not be opened (bad URL, unreachable, no permission).
+    #[error("cannot open the database {url}: {reason}")]
+    Open {
+        /// The URL, without credentials.
+        url: String,
+        /// The cause.
+        reason: String,
+    },
+    /// A query failed.
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    /// What was stored cannot be read back.
+    #[error("corrupt row: {0}")]
+    Corrupt(String),
+}
+
+/// The durable log. Every method is atomic; `append` is durable when it returns.
+#[async_trait]
+pub trait EventStore: Send + Sync + 'static {
+    /// The head of a document (an empty head for a document never written).
+    async fn head(&self, document_id: &str) -> Result<DocumentHead, StoreError>;
+
+    /// Appends `events` (consecutive, starting at `expected_head + 1`) and sets the document's
+    /// current body to `document` (`None` = deleted), in one transaction, durably, but only if
+    /// the stored head is still `expected_head`; otherwise `HeadMoved` and nothing is written.
+    async fn append(
+        &self,
+        document_id: &str,
+        expected_head: u64,
+        events: &[Event],
+        document: Option<&Value>,
+    ) -> Result<(), StoreError>;
+
+    /// Events with `sequenceNum > after`, ascending, at most `limit`.
+    async fn events_after(
+        &self,
+        document_id: &str,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<Event>, StoreError>;
+
+    /// The `sequenceNum` of the edit `(client_id, client_seq)` if it was ordered (kept forever,
+    /// also after compaction, so that resends are recognised).
+    async fn ordered_edit(
+        &self,
+        document_id: &str,
+        client_id: &str,
+        client_seq: u64,
+    ) -> Result<Option<u64>, StoreError>;
+
+    /// The highest `clientSeq` ordered for `client_id` (0 when none).
+    async fn highest_client_seq(
+        &self,
+        document_id: &str,
+        client_id: &str,
+    ) -> Result<u64, StoreError>;
+
+    /// Stores a snapshot (replacing an older one of the same document).
+    async fn save_snapshot(&self, snapshot: &Snapshot) -> Result<(), StoreError>;
+
+    /// The latest snapshot of a document.
+    async fn latest_snapshot(&self, document_id: &str) -> Result<Option<Snapshot>, StoreError>;
+
+    /// Deletes events with `sequenceNum <= through`; a snapshot at or after `through` must exist.
+    /// Returns how many were deleted.
+    async fn compact(&self, document_id: &str, through: u64) -> Result<u64, StoreError>;
+
+    /// Records a client's last known state vector (`StateVectorManager` persistence).
+    async fn save_state_vector(&self, state_vector: &StateVector) -> Result<(), StoreError>;
+
+    /// Every client's last known state vector for a document.
+    async fn state_vectors(&self, document_id: &str) -> Result<Vec<StateVector>, StoreError>;
+
+    /// Changes made by other processes, when the backend can see them (PostgreSQL); `None` when
+    /// this process is the only writer (SQLite).
+    async fn changes(&self) -> Result<Option<mpsc::Receiver<StoreChange>>, StoreError>;
+}
+
+/// Opens the store a `--database` URL names: `sqlite:PATH` (created if missing) or
+/// `postgres://...`.
+pub async fn open(url: &str) -> Result<std::sync::Arc<dyn EventStore>, StoreError> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(std::sync::Arc::new(
+            postgres::PostgresStore::open(url).await?,
+        ))
+    } else if url.starts_with("sqlite:") {
+        Ok(std::sync::Arc::new(sqlite::SqliteStore::open(url).await?))
+    } else {
+        Err(StoreError::Open {
+            url: url.to_owned(),
+            reason: "the URL must start with sqlite: or postgres://".into(),
+        })
+    }
+}
