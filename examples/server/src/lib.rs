@@ -5,4 +5,5 @@
 //! `EventBroker` (per-document fan-out to WebSocket and SSE subscribers).
 
 pub mod auth;
+pub mod limits;
 pub mod store;
