@@ -320,6 +320,19 @@ fn check_json(block: &Block, catalog: &mut Catalog) {
             }
             catalog.server_types.insert(type_tag(block, &message));
         }
+        "server-unknown" => {
+            let original: Value = serde_json::from_str(&block.body)
+                .unwrap_or_else(|e| block.fail(format!("not JSON: {e}")));
+            if !original["type"].is_string() {
+                block.fail("an unknown message still has a string `type`");
+            }
+            match decode_server(&block.body) {
+                Ok(ServerMessage::Unknown) => {}
+                other => block.fail(format!(
+                    "decode_server must read this as ServerMessage::Unknown, not {other:?}"
+                )),
+            }
+        }
         "event" => {
             let (_, original) = parse::<Event>(block);
             check_event(block, &original);
@@ -610,4 +623,88 @@ fn error_code_table_matches_error_code() {
         error_codes().len(),
         "the table has rows for codes ErrorCode lacks"
     );
+}
+
+/// The document with every run of whitespace (line breaks included) made one space.
+fn flat_doc() -> String {
+    read("docs/PROTOCOL.md")
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// `depth` nested arrays, the outermost at level 1.
+fn nested(depth: usize) -> String {
+    format!("{}{}", "[".repeat(depth), "]".repeat(depth))
+}
+
+#[test]
+fn frame_nesting_limit_matches_section_11() {
+    let doc = flat_doc();
+    assert!(
+        doc.contains("frames nested 128 levels or more (so a frame may nest at most 127 levels)"),
+        "section 11 no longer states the frame nesting limit this test checks"
+    );
+    // The frame's own object is level 1, so `x` holds `depth - 1` levels.
+    let client = |depth: usize| format!(r#"{{"type":"ping","x":{}}}"#, nested(depth - 1));
+    let server = |depth: usize| format!(r#"{{"type":"pong","x":{}}}"#, nested(depth - 1));
+    assert!(decode_client(&client(127), MAX_FRAME).is_ok());
+    assert!(decode_server(&server(127)).is_ok());
+    for depth in [128, 129, 200] {
+        let err = decode_client(&client(depth), MAX_FRAME).unwrap_err();
+        assert_eq!(
+            err.code(),
+            ErrorCode::TooLarge,
+            "client frame of depth {depth}"
+        );
+        let err = decode_server(&server(depth)).unwrap_err();
+        assert_eq!(
+            err.code(),
+            ErrorCode::TooLarge,
+            "server frame of depth {depth}"
+        );
+    }
+}
+
+#[test]
+fn document_depth_that_reaches_clients_matches_section_11() {
+    let doc = flat_doc();
+    assert!(
+        doc.contains("a document deeper than 121 levels cannot be"),
+        "section 11 no longer states the deliverable document depth this test checks"
+    );
+    let submit = |depth: usize| {
+        format!(
+            r#"{{"type":"submit","edits":[{{"clientSeq":1,"baseSeq":0,"operation":"create","patch":[{{"op":"add","path":"","value":{}}}]}}]}}"#,
+            nested(depth)
+        )
+    };
+    let event = |depth: usize| {
+        format!(
+            r#"{{"type":"event","events":[{{"id":"e1","documentId":"d","sequenceNum":1,"operation":"create","diff":{{"patch":[{{"op":"add","path":"","value":{}}}]}},"vectorClock":{{"a":1}},"clientId":"a","clientSeq":1}}]}}"#,
+            nested(depth)
+        )
+    };
+    assert!(decode_client(&submit(122), MAX_FRAME).is_ok());
+    assert!(decode_client(&submit(123), MAX_FRAME).is_err());
+    assert!(decode_server(&event(121)).is_ok());
+    assert!(decode_server(&event(122)).is_err());
+}
+
+#[test]
+fn client_timer_defaults_match_section_9() {
+    let doc = flat_doc();
+    let config = eventsync::session::SessionConfig::new("board-42", "alice");
+    for (name, ms) in [
+        ("Ping interval", config.ping_interval_ms),
+        ("Idle timeout", config.idle_timeout_ms),
+        ("Request timeout", config.request_timeout_ms),
+    ] {
+        assert_eq!(ms % 1000, 0, "{name} is not a whole number of seconds");
+        let stated = format!("**{name}, {} s.**", ms / 1000);
+        assert!(
+            doc.contains(&stated),
+            "section 9 does not state the default `{stated}`"
+        );
+    }
 }
