@@ -94,9 +94,9 @@ pub fn order_submit(
         })
     };
     let base = first.base_seq;
-    if let Some(edit) = edits.iter().find(|e| e.base_seq != base) {
+    if edits.iter().any(|e| e.base_seq != base) {
         out.rejection = reject(
-            edit.client_seq,
+            first.client_seq,
             ErrorCode::InvalidSequence,
             "every edit of a submit must carry the same baseSeq".into(),
             head,
@@ -178,7 +178,7 @@ pub fn order_submit(
             timestamp,
             sequence_num: head,
             operation: edit.operation,
-            diff: Some(Diff::from_patch(edit.patch.clone())),
+            diff: event_diff(edit.operation, &edit.patch),
             vector_clock: vector.clone(),
             client_id: client_id.to_owned(),
             client_seq: Some(edit.client_seq),
@@ -206,7 +206,8 @@ impl SubmitOutcome {
     /// What the submitting connection gets after the broadcast: `ack`, then `reject`.
     pub fn replies(&self) -> Vec<ServerMessage> {
         let mut replies = Vec::new();
-        if !self.acks.is_empty() {
+        // Every submit is answered: an empty one with an empty ack.
+        if !self.acks.is_empty() || self.rejection.is_none() {
             replies.push(ServerMessage::Ack {
                 edits: self.acks.clone(),
             });
@@ -232,6 +233,64 @@ pub fn negotiate_version(offered: &[u32]) -> Option<u32> {
         .max()
 }
 
+/// Orders a change that is not a client edit (an HTTP write, a database change): one event of
+/// `origin` with no `clientSeq`, at the head. Returns the event and the document after it.
+pub fn order_change(
+    log: &impl LogView,
+    origin: &str,
+    operation: Operation,
+    patch: Vec<json_patch::PatchOperation>,
+    stamp: Stamp<'_>,
+) -> Result<(Event, Option<Value>), (ErrorCode, String)> {
+    let edit = Edit {
+        client_seq: 0,
+        base_seq: log.head_seq(),
+        operation,
+        patch,
+    };
+    let document = apply_edit(log.document(), &edit)?;
+    let head = log.head_seq() + 1;
+    let mut vector = log.head_vector().clone();
+    vector.observe(origin, head);
+    let (id, timestamp) = stamp(head);
+    let event = Event {
+        id,
+        document_id: log.document_id().to_owned(),
+        timestamp,
+        sequence_num: head,
+        operation,
+        diff: event_diff(operation, &edit.patch),
+        vector_clock: vector,
+        client_id: origin.to_owned(),
+        client_seq: None,
+        server_seq: 0,
+        metadata: Default::default(),
+    };
+    Ok((event, document))
+}
+
+/// The patch that turns `before` into `after` as one event: the operation and RFC 6902 ops
+/// (a create is `add` at the root, a delete has no ops).
+pub fn change_between(
+    before: Option<&Value>,
+    after: Option<&Value>,
+) -> (Operation, Vec<json_patch::PatchOperation>) {
+    let root = |op: &str, value: &Value| {
+        serde_json::from_value(serde_json::json!([{"op": op, "path": "", "value": value}]))
+            .expect("a root operation is a valid patch")
+    };
+    match (before, after) {
+        (None, Some(after)) => (Operation::Create, root("add", after)),
+        (Some(_), None) | (None, None) => (Operation::Delete, Vec::new()),
+        (Some(before), Some(after)) => (Operation::Update, json_patch::diff(before, after).0),
+    }
+}
+
+/// The diff an event carries: the patch, or `null` for a delete.
+fn event_diff(operation: Operation, patch: &[json_patch::PatchOperation]) -> Option<Diff> {
+    (operation != Operation::Delete).then(|| Diff::from_patch(patch.to_vec()))
+}
+
 /// Applies one edit to the document it was ordered after; the error carries the protocol code.
 pub fn apply_edit(
     document: Option<&Value>,
@@ -240,14 +299,20 @@ pub fn apply_edit(
     let patched = |mut start: Value| {
         diff::apply_patch(&mut start, &edit.patch)
             .map_err(|e| (ErrorCode::InvalidPatch, e.to_string()))?;
-        diff::check_depth(&start, diff::MAX_DEPTH)
+        diff::check_depth(&start, diff::MAX_DOCUMENT_DEPTH)
             .map_err(|e| (ErrorCode::TooLarge, e.to_string()))?;
+        if start.is_null() {
+            return Err((ErrorCode::InvalidPatch, "a document cannot be null".into()));
+        }
         Ok(Some(start))
     };
     match (edit.operation, document) {
         (Operation::Create, None) => patched(Value::Null),
         (Operation::Update, Some(doc)) => patched(doc.clone()),
-        (Operation::Delete, Some(_)) => Ok(None),
+        (Operation::Delete, Some(_)) if edit.patch.is_empty() => Ok(None),
+        (Operation::Delete, Some(_)) => {
+            Err((ErrorCode::InvalidPatch, "a delete carries no patch".into()))
+        }
         (Operation::Create, Some(_)) => Err((
             ErrorCode::DocumentState,
             "create of a document that exists".into(),
@@ -390,12 +455,23 @@ impl MemoryLog {
                 },
                 Some(_),
             ) => {
-                let page = self.missing(&vector_clock, after);
-                answer.reply.push(ServerMessage::Events {
-                    events: page.events,
-                    head_seq: Some(page.head_seq),
-                    has_more: false,
-                });
+                let ahead = after.unwrap_or(0).max(vector_clock.max_seq());
+                if ahead > self.head_seq() {
+                    answer.reply.push(ServerMessage::Error {
+                        code: ErrorCode::InvalidSequence,
+                        message: format!(
+                            "position {ahead} is ahead of the log (head {})",
+                            self.head_seq()
+                        ),
+                    });
+                } else {
+                    let page = self.missing(&vector_clock, after);
+                    answer.reply.push(ServerMessage::Events {
+                        events: page.events,
+                        head_seq: Some(page.head_seq),
+                        has_more: false,
+                    });
+                }
             }
             (ClientMessage::Submit { edits }, Some(client_id)) => {
                 let outcome = self.submit(client_id, &edits, stamp);
@@ -586,6 +662,29 @@ mod tests {
         assert!(out.rejection.is_none());
         assert_eq!(log.document(), None);
         assert_eq!(log.events()[1].operation, Operation::Delete);
+    }
+
+    #[test]
+    fn server_changes_are_ordered_without_client_seq() {
+        let mut log = MemoryLog::new("doc");
+        let (op, patch) = change_between(None, Some(&json!({"a": 1})));
+        let (event, doc) = order_change(&log, "server", op, patch, &mut stamp()).unwrap();
+        assert_eq!(event.operation, Operation::Create);
+        assert_eq!((event.sequence_num, event.client_seq), (1, None));
+        log.append(&[event], doc);
+        let (op, patch) = change_between(log.document(), Some(&json!({"a": 2, "b": [1]})));
+        let (event, doc) = order_change(&log, "server", op, patch, &mut stamp()).unwrap();
+        assert_eq!(event.vector_clock.get("server"), 2);
+        assert_eq!(doc, Some(json!({"a": 2, "b": [1]})));
+        log.append(&[event], doc);
+        let (op, patch) = change_between(log.document(), None);
+        let (event, doc) = order_change(&log, "server", op, patch, &mut stamp()).unwrap();
+        assert_eq!((event.operation, doc), (Operation::Delete, None));
+        log.append(&[event], None);
+        let bad: Vec<json_patch::PatchOperation> =
+            serde_json::from_value(json!([{"op": "remove", "path": "/x"}])).unwrap();
+        let err = order_change(&log, "server", Operation::Update, bad, &mut stamp()).unwrap_err();
+        assert_eq!(err.0, ErrorCode::DocumentState);
     }
 
     #[test]

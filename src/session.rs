@@ -211,6 +211,18 @@ pub struct SyncSession {
     hold_until_seq: u64,
     /// When the outstanding `sync` was sent.
     sync_sent_at: Option<u64>,
+    /// An event failed to apply: no resync before this time (0: not stalled), so that a bad
+    /// event is not fetched again in a tight loop.
+    stalled_until: u64,
+    /// No submit before this time (0: none): backoff after `rate_limited` or `internal`.
+    retry_at: u64,
+    /// The current backoff for `retry_at`.
+    backoff_ms: u64,
+    /// Fewer edits per submit after the server said a frame was `too_large`.
+    batch_limit: Option<usize>,
+    /// The server's log turned out to be behind this replica: the confirmed document before
+    /// the restart from scratch, to rebase pending edits over once caught up again.
+    restarting_from: Option<Option<Value>>,
     last_received: u64,
     last_sent: u64,
     persist: bool,
@@ -267,6 +279,11 @@ impl SyncSession {
             inflight: None,
             hold_until_seq: 0,
             sync_sent_at: None,
+            stalled_until: 0,
+            retry_at: 0,
+            backoff_ms: 0,
+            batch_limit: None,
+            restarting_from: None,
             last_received: 0,
             last_sent: 0,
             persist: false,
@@ -363,6 +380,11 @@ impl SyncSession {
         if let Some(inflight) = &self.inflight {
             at = at.min(inflight.sent_at + self.config.request_timeout_ms);
         }
+        for deadline in [self.stalled_until, self.retry_at] {
+            if deadline != 0 {
+                at = at.min(deadline);
+            }
+        }
         Some(at)
     }
 
@@ -374,6 +396,7 @@ impl SyncSession {
         self.welcomed = false;
         self.inflight = None;
         self.hold_until_seq = 0;
+        self.batch_limit = None;
         self.last_received = now;
         self.emit(SessionEvent::Status(ConnectionStatus::Connecting));
         self.transmit(
@@ -420,7 +443,9 @@ impl SyncSession {
         self.last_received = now;
         match message {
             ServerMessage::Welcome {
-                protocol_version, ..
+                protocol_version,
+                head_seq,
+                ..
             } => {
                 if protocol_version != PROTOCOL_VERSION {
                     self.close(
@@ -429,7 +454,11 @@ impl SyncSession {
                     );
                     return;
                 }
-                self.welcomed = true;
+                // Only the connection's first welcome says where the server's log stands.
+                let first = !std::mem::replace(&mut self.welcomed, true);
+                if first && head_seq < self.state.applied_seq() {
+                    self.restart_from_scratch(now, head_seq);
+                }
             }
             ServerMessage::Events {
                 events,
@@ -439,6 +468,9 @@ impl SyncSession {
                 self.receive_events(now, events);
                 if !has_more {
                     self.finish_catch_up(now, head_seq);
+                } else if self.sync_sent_at.is_some() {
+                    // A long catch-up is progressing: its request has not timed out.
+                    self.sync_sent_at = Some(now);
                 }
             }
             ServerMessage::Event { events } => self.receive_events(now, events),
@@ -453,6 +485,10 @@ impl SyncSession {
                         // The event has not arrived yet: fetch it rather than wait forever.
                         self.hold_until_seq = self.hold_until_seq.max(ack.sequence_num);
                     }
+                }
+                self.backoff_ms = 0;
+                if self.hold_until_seq > self.state.applied_seq() && self.sync_sent_at.is_none() {
+                    self.request_sync(now, Some(self.state.applied_seq()));
                 }
                 self.settle_inflight(now);
             }
@@ -475,11 +511,19 @@ impl SyncSession {
                     code: Some(code),
                     message: message.clone(),
                 });
-                if fatal {
-                    self.close(false, message);
-                } else if code == ErrorCode::UnexpectedMessage {
+                match code {
+                    _ if fatal => self.close(false, message),
                     // The server did not see our `hello`: start the connection over.
-                    self.close(true, message);
+                    ErrorCode::UnexpectedMessage => self.close(true, message),
+                    // Our position is ahead of the server's log: it lost history.
+                    ErrorCode::InvalidSequence => self.restart_from_scratch(now, 0),
+                    ErrorCode::TooLarge if self.inflight.is_some() => self.shrink_submit(now),
+                    ErrorCode::RateLimited | ErrorCode::Internal if self.inflight.is_some() => {
+                        // The submit was dropped, not ordered: resend after a backoff.
+                        self.inflight = None;
+                        self.back_off(now);
+                    }
+                    _ => {}
                 }
             }
             ServerMessage::Pong { head_seq, .. } => {
@@ -517,6 +561,14 @@ impl SyncSession {
             self.inflight = None;
             self.request_sync(now, Some(self.state.applied_seq()));
         }
+        if self.stalled_until != 0 && now >= self.stalled_until {
+            self.stalled_until = 0;
+            self.request_sync(now, Some(self.state.applied_seq()));
+        }
+        if self.retry_at != 0 && now >= self.retry_at {
+            self.retry_at = 0;
+            self.flush(now);
+        }
         if now >= self.last_received.max(self.last_sent) + self.config.ping_interval_ms {
             self.transmit(now, ClientMessage::Ping { nonce: Some(now) });
         }
@@ -549,7 +601,7 @@ impl SyncSession {
         let ops = conflict::shape(before, &patch)?;
         let mut after = before.clone();
         diff::apply_patch(&mut after, &patch)?;
-        diff::check_depth(&after, diff::MAX_DEPTH)?;
+        diff::check_depth(&after, diff::MAX_DOCUMENT_DEPTH)?;
         Ok(self.queue(now, Operation::Update, ops, Some(after)))
     }
 
@@ -558,7 +610,7 @@ impl SyncSession {
         if self.visible.is_some() {
             return Err(SessionError::DocumentExists);
         }
-        diff::check_depth(&document, diff::MAX_DEPTH)?;
+        diff::check_depth(&document, diff::MAX_DOCUMENT_DEPTH)?;
         let patch: Vec<json_patch::PatchOperation> = serde_json::from_value(
             serde_json::json!([{"op": "add", "path": "", "value": document}]),
         )
@@ -612,6 +664,9 @@ impl SyncSession {
     }
 
     fn request_sync(&mut self, now: u64, after: Option<u64>) {
+        if self.stalled_until != 0 {
+            return;
+        }
         self.sync_sent_at = Some(now);
         self.transmit(
             now,
@@ -633,6 +688,9 @@ impl SyncSession {
             return;
         }
         self.sync_sent_at = None;
+        if let Some(before) = self.restarting_from.take() {
+            self.rebase_over_jump(before);
+        }
         if self.phase == Phase::Connecting {
             self.phase = Phase::Online;
             self.emit(SessionEvent::Status(ConnectionStatus::Online));
@@ -653,9 +711,13 @@ impl SyncSession {
                         if let Err(err) = self.apply_event(ready) {
                             self.emit(SessionEvent::Error {
                                 code: None,
-                                message: err.to_string(),
+                                message: format!(
+                                    "{err}; retrying in {} ms",
+                                    self.config.request_timeout_ms
+                                ),
                             });
-                            gap = true;
+                            // Fetching the same event again at once would fail again.
+                            self.stalled_until = now + self.config.request_timeout_ms;
                             break;
                         }
                     }
@@ -703,10 +765,14 @@ impl SyncSession {
                 self.pending.pop_front();
             }
             self.state.commit(&event, change);
-            self.recompute_visible();
-        } else if self.pending.is_empty() {
+            if self.restarting_from.is_none() {
+                self.recompute_visible();
+            }
+        } else if self.pending.is_empty() || self.restarting_from.is_some() {
             self.state.commit(&event, change);
-            self.visible = self.state.document().cloned();
+            if self.pending.is_empty() {
+                self.visible = self.state.document().cloned();
+            }
         } else {
             let before = self.state.document().cloned().unwrap_or(Value::Null);
             let remote = conflict::shape(&before, &change.ops).unwrap_or_default();
@@ -724,14 +790,8 @@ impl SyncSession {
     fn install_snapshot(&mut self, now: u64, snapshot: &Snapshot) {
         match self.state.install_snapshot(snapshot) {
             Ok(Some(before)) => {
-                if !self.pending.is_empty() {
-                    let before = before.unwrap_or(Value::Null);
-                    let after = self.state.document().cloned().unwrap_or(Value::Null);
-                    let ops = json_patch::diff(&before, &after).0;
-                    let remote = conflict::shape(&before, &ops).unwrap_or_default();
-                    self.rebase_pending(&remote);
-                } else {
-                    self.visible = self.state.document().cloned();
+                if self.restarting_from.is_none() {
+                    self.rebase_over_jump(before);
                 }
                 self.persist = true;
             }
@@ -757,18 +817,51 @@ impl SyncSession {
         for (pending, ops) in self.pending.iter_mut().zip(rebased.edits) {
             pending.ops = ops;
         }
-        let mut invalidated = rebased.invalidated;
+        let mut invalidated: Vec<u64> = rebased
+            .invalidated
+            .iter()
+            .map(|index| self.pending[*index].client_seq)
+            .collect();
         invalidated.sort_unstable();
-        for index in invalidated.into_iter().rev() {
-            if let Some(dropped) = self.pending.remove(index) {
-                self.emit(SessionEvent::EditRejected {
-                    client_seq: dropped.client_seq,
-                    code: ErrorCode::Conflict,
-                    message: "a test in the edit no longer holds after a remote change".into(),
-                });
-            }
+        for client_seq in invalidated {
+            self.drop_pending(
+                client_seq,
+                ErrorCode::Conflict,
+                "a test in the edit no longer holds after a remote change".into(),
+            );
         }
         self.recompute_visible();
+    }
+
+    /// Drops one pending edit for good and reports it. The later pending edits were made on top
+    /// of it, so they are rebased over its undoing (an edit that built on it may go too).
+    fn drop_pending(&mut self, client_seq: u64, code: ErrorCode, message: String) {
+        let Some(index) = self.pending.iter().position(|p| p.client_seq == client_seq) else {
+            return;
+        };
+        let mut before = self.state.document().cloned();
+        for pending in self.pending.range(..index) {
+            before = apply_pending(before.as_ref(), pending).unwrap_or(before);
+        }
+        let after = apply_pending(before.as_ref(), &self.pending[index]);
+        self.pending.remove(index);
+        if let (Ok(after), true) = (after, index < self.pending.len()) {
+            let after = after.unwrap_or(Value::Null);
+            let undo = json_patch::diff(&after, before.as_ref().unwrap_or(&Value::Null)).0;
+            let undo = conflict::shape(&after, &undo).unwrap_or_default();
+            let later: Vec<Vec<ShapedOp>> =
+                self.pending.range(index..).map(|p| p.ops.clone()).collect();
+            let rebased = self.resolver.rebase(&later, &undo);
+            for (pending, ops) in self.pending.range_mut(index..).zip(rebased.edits) {
+                pending.ops = ops;
+            }
+        }
+        self.persist = true;
+        self.emit(SessionEvent::EditRejected {
+            client_seq,
+            code,
+            message,
+        });
     }
 
     /// visible = confirmed + pending; pending edits that no longer apply are dropped and reported.
@@ -806,14 +899,11 @@ impl SyncSession {
         if code.is_retryable() {
             // Rebase over everything up to the server's head before resending.
             self.hold_until_seq = self.hold_until_seq.max(head_seq);
-        } else if let Some(index) = self.pending.iter().position(|p| p.client_seq == client_seq) {
-            self.pending.remove(index);
-            self.persist = true;
-            self.emit(SessionEvent::EditRejected {
-                client_seq,
-                code,
-                message,
-            });
+            if matches!(code, ErrorCode::RateLimited | ErrorCode::Internal) {
+                self.back_off(now);
+            }
+        } else {
+            self.drop_pending(client_seq, code, message);
             self.recompute_visible();
         }
         self.settle_inflight(now);
@@ -840,9 +930,70 @@ impl SyncSession {
         self.flush(now);
     }
 
+    /// The confirmed document jumped (a snapshot, or a restart from scratch) from `before`:
+    /// rebase pending edits over the difference in one step.
+    fn rebase_over_jump(&mut self, before: Option<Value>) {
+        if self.pending.is_empty() {
+            self.visible = self.state.document().cloned();
+            return;
+        }
+        let before = before.unwrap_or(Value::Null);
+        let after = self.state.document().cloned().unwrap_or(Value::Null);
+        let ops = json_patch::diff(&before, &after).0;
+        let remote = conflict::shape(&before, &ops).unwrap_or_default();
+        self.rebase_pending(&remote);
+    }
+
+    /// The server's log is behind this replica (it lost history): fetch everything again and
+    /// rebase pending edits over the difference once caught up. Nothing pending is dropped here.
+    fn restart_from_scratch(&mut self, now: u64, head_seq: u64) {
+        self.emit(SessionEvent::Error {
+            code: Some(ErrorCode::InvalidSequence),
+            message: format!(
+                "the server's log (head {head_seq}) is behind this replica (at {}): starting over from the server's state",
+                self.state.applied_seq()
+            ),
+        });
+        let before = self.state.document().cloned();
+        self.restarting_from.get_or_insert(before);
+        self.state = StateManager::new(self.config.document_id.clone());
+        self.inflight = None;
+        self.hold_until_seq = 0;
+        self.persist = true;
+        self.request_sync(now, Some(0));
+    }
+
+    /// A submit frame was too large: send fewer edits at a time, or give up on a single edit.
+    fn shrink_submit(&mut self, now: u64) {
+        let Some(inflight) = self.inflight.take() else {
+            return;
+        };
+        if inflight.unsettled.len() <= 1 {
+            if let Some(client_seq) = inflight.unsettled.first().copied() {
+                self.drop_pending(
+                    client_seq,
+                    ErrorCode::TooLarge,
+                    "the edit alone is larger than the server accepts".into(),
+                );
+                self.recompute_visible();
+            }
+        } else {
+            self.batch_limit = Some(inflight.unsettled.len() / 2);
+        }
+        self.flush(now);
+    }
+
+    /// Waits before the next submit, doubling from 1 s up to 30 s.
+    fn back_off(&mut self, now: u64) {
+        self.backoff_ms = (self.backoff_ms * 2).clamp(1_000, 30_000);
+        self.retry_at = now + self.backoff_ms;
+    }
+
     fn flush(&mut self, now: u64) {
         if self.phase != Phase::Online
             || self.sync_sent_at.is_some()
+            || self.stalled_until != 0
+            || self.retry_at != 0
             || self.inflight.is_some()
             || self.pending.is_empty()
             || self.hold_until_seq > self.state.applied_seq()
@@ -853,7 +1004,7 @@ impl SyncSession {
         let edits: Vec<Edit> = self
             .pending
             .iter()
-            .take(self.config.max_batch.max(1))
+            .take(self.batch_limit.unwrap_or(self.config.max_batch).max(1))
             .map(|p| Edit {
                 client_seq: p.client_seq,
                 base_seq,

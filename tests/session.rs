@@ -496,3 +496,163 @@ fn a_restart_from_a_file_store_keeps_offline_edits_and_sends_them_once() {
     assert_eq!(session.pending_count(), 0);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn a_server_that_lost_history_is_caught_up_from_scratch_without_dropping_pending_edits() {
+    let mut log = server();
+    let mut session = SyncSession::new(SessionConfig::new("doc", "alice"));
+    let mut store = MemoryStore::new();
+    connect(&mut session, &mut store, &mut log);
+    for i in 0..2 {
+        session
+            .edit(
+                1,
+                patch(json!([{"op": "add", "path": "/items/-", "value": i}])),
+            )
+            .unwrap();
+        let d = drain(&mut session, &mut store);
+        pump(&mut session, &mut store, &mut log, 1, d);
+    }
+    assert_eq!(session.applied_seq(), 3);
+    // The server comes back from an older backup: only the create survived.
+    session.handle_disconnected(2);
+    let mut restored = server();
+    session
+        .edit(
+            3,
+            patch(json!([{"op": "add", "path": "/offline", "value": true}])),
+        )
+        .unwrap();
+    drain(&mut session, &mut store);
+    let events = connect(&mut session, &mut store, &mut restored);
+    assert!(events.iter().any(|e| matches!(
+        e,
+        SessionEvent::Error {
+            code: Some(ErrorCode::InvalidSequence),
+            ..
+        }
+    )));
+    assert_eq!(session.pending_count(), 0, "the offline edit was sent");
+    assert_eq!(
+        restored.document(),
+        Some(&json!({"items": [], "offline": true}))
+    );
+    assert_eq!(session.document(), restored.document());
+}
+
+#[test]
+fn rate_limited_submits_back_off_before_resending() {
+    let mut log = server();
+    let mut session = SyncSession::new(SessionConfig::new("doc", "alice"));
+    let mut store = MemoryStore::new();
+    connect(&mut session, &mut store, &mut log);
+    session
+        .edit(
+            100,
+            patch(json!([{"op": "add", "path": "/items/-", "value": 1}])),
+        )
+        .unwrap();
+    let d = drain(&mut session, &mut store);
+    let ClientMessage::Submit { edits } = &d.sent[0] else {
+        panic!("expected a submit")
+    };
+    session.handle_message(
+        110,
+        ServerMessage::Reject {
+            client_seq: edits[0].client_seq,
+            code: ErrorCode::RateLimited,
+            message: "slow down".into(),
+            head_seq: 1,
+        },
+    );
+    assert!(
+        drain(&mut session, &mut store).sent.is_empty(),
+        "no resend at once"
+    );
+    assert_eq!(session.poll_timeout(), Some(1_110));
+    session.handle_timeout(1_110);
+    let d = drain(&mut session, &mut store);
+    assert!(matches!(d.sent.as_slice(), [ClientMessage::Submit { .. }]));
+    pump(&mut session, &mut store, &mut log, 1_110, d);
+    assert_eq!(session.pending_count(), 0);
+}
+
+#[test]
+fn an_event_that_does_not_apply_is_not_fetched_again_in_a_tight_loop() {
+    let mut log = server();
+    let mut session = SyncSession::new(SessionConfig::new("doc", "alice"));
+    let mut store = MemoryStore::new();
+    connect(&mut session, &mut store, &mut log);
+    let mut bad = log.events()[0].clone();
+    bad.sequence_num = 2;
+    bad.operation = Operation::Update;
+    bad.diff = Some(eventsync::Diff::from_patch(patch(
+        json!([{"op": "remove", "path": "/missing"}]),
+    )));
+    session.handle_message(200, ServerMessage::Event { events: vec![bad] });
+    let d = drain(&mut session, &mut store);
+    assert!(d.sent.is_empty(), "no immediate refetch");
+    assert!(d
+        .events
+        .iter()
+        .any(|e| matches!(e, SessionEvent::Error { .. })));
+    assert_eq!(session.document(), Some(&json!({"items": []})));
+    assert_eq!(session.poll_timeout(), Some(200 + 10_000));
+    session.handle_timeout(10_200);
+    let d = drain(&mut session, &mut store);
+    assert!(matches!(
+        d.sent.as_slice(),
+        [ClientMessage::Sync { after: Some(1), .. }, ..]
+    ));
+}
+
+#[test]
+fn a_submit_too_large_for_the_server_is_split_and_a_lone_oversized_edit_dropped() {
+    let mut log = server();
+    let mut session = SyncSession::new(SessionConfig::new("doc", "alice"));
+    let mut store = MemoryStore::new();
+    connect(&mut session, &mut store, &mut log);
+    session.handle_disconnected(1);
+    for i in 0..4 {
+        session
+            .edit(
+                1,
+                patch(json!([{"op": "add", "path": "/items/-", "value": i}])),
+            )
+            .unwrap();
+    }
+    session.handle_connected(2);
+    let d = drain(&mut session, &mut store);
+    let answers = serve(&mut log, "alice", &d.sent[..2]);
+    for a in answers {
+        session.handle_message(3, a);
+    }
+    let d = drain(&mut session, &mut store);
+    assert!(matches!(&d.sent[..], [ClientMessage::Submit { edits }] if edits.len() == 4));
+    let too_large = || ServerMessage::Error {
+        code: ErrorCode::TooLarge,
+        message: "frame too large".into(),
+    };
+    session.handle_message(4, too_large());
+    let d = drain(&mut session, &mut store);
+    assert!(matches!(&d.sent[..], [ClientMessage::Submit { edits }] if edits.len() == 2));
+    session.handle_message(5, too_large());
+    let d = drain(&mut session, &mut store);
+    assert!(
+        matches!(&d.sent[..], [ClientMessage::Submit { edits }] if edits.len() == 1),
+        "{:?}",
+        d.sent
+    );
+    session.handle_message(6, too_large());
+    let d = drain(&mut session, &mut store);
+    assert!(d.events.iter().any(|e| matches!(
+        e,
+        SessionEvent::EditRejected {
+            code: ErrorCode::TooLarge,
+            ..
+        }
+    )));
+    // The later appends were rebased over the dropped one's undoing and still apply.
+    assert_eq!(session.pending_count(), 3);
+    assert_eq!(session.document(), Some(&json!({"items": [1, 2, 3]})));
+}

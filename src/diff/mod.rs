@@ -34,6 +34,10 @@ pub use patch::apply_patch;
 /// stack.
 pub const MAX_DEPTH: usize = 128;
 
+/// The deepest document an edit may produce: a document travels 6 levels deep inside an `event`
+/// frame, and frames stop at [`MAX_DEPTH`] (see `docs/PROTOCOL.md` section 11).
+pub const MAX_DOCUMENT_DEPTH: usize = 120;
+
 /// The change an event carries.
 ///
 /// Exactly one format is used, by precedence `patch` > `jsonPatch` > `mergePatch` > `bsonPatch`.
@@ -166,6 +170,9 @@ pub enum DiffError {
         /// The limit ([`MAX_DEPTH`] unless [`check_depth`] was given another).
         limit: usize,
     },
+    /// The event would leave the document `null`: a document that exists is never `null`.
+    #[error("the event would leave the document null (a document that exists is never null)")]
+    NullDocument,
 }
 
 impl DiffError {
@@ -295,6 +302,9 @@ pub fn apply_event(before: Option<&Value>, event: &Event) -> Result<Change, Diff
     } else {
         ops
     };
+    if document.is_null() {
+        return Err(DiffError::NullDocument);
+    }
     Ok(Change {
         document: Some(document),
         ops,
