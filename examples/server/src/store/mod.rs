@@ -12,6 +12,7 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 
 pub mod postgres;
+mod rows;
 pub mod sqlite;
 
 /// What is stored of a document at its head.
