@@ -1,9 +1,16 @@
 //! The eventsync reference server, as a library so that tests and embedders can start it.
 //!
-//! The seed's components, by name: [`store::EventStore`] (durable log), `StateVectorManager`
-//! (clients' last known state vectors), `SyncService` (handshake, catch-up, ordering edits) and
-//! `EventBroker` (per-document fan-out to WebSocket and SSE subscribers).
+//! The seed's components, by name: [`store::EventStore`] (the durable log; SQLite or
+//! PostgreSQL), [`service::StateVectorManager`] (clients' last known state vectors),
+//! [`service::SyncService`] (catch-up, ordering edits exactly once) and [`broker::EventBroker`]
+//! (per-document fan-out to WebSocket and SSE subscribers). [`ws`] and [`http`] are the
+//! endpoints of `docs/PROTOCOL.md`; [`app`] wires them.
 
+pub mod app;
 pub mod auth;
+pub mod broker;
+pub mod http;
 pub mod limits;
+pub mod service;
 pub mod store;
+pub mod ws;

@@ -8,7 +8,7 @@ use eventsync_server::auth::{AuthError, Authority, Rights};
 fn run(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_eventsync-token"))
         .args(args)
-        .env_remove("EVENTSYNC_TOKEN_SECRET")
+        .env_remove("EVENTSYNC_AUTH_SECRET")
         .output()
         .expect("run eventsync-token")
 }
@@ -78,7 +78,7 @@ fn minted_token_verifies() {
 fn secret_from_env_star_document_and_default_rights() {
     let output = Command::new(env!("CARGO_BIN_EXE_eventsync-token"))
         .args(["--document", "*", "--client", "bob", "--exp", "4102444800"])
-        .env("EVENTSYNC_TOKEN_SECRET", "from-env")
+        .env("EVENTSYNC_AUTH_SECRET", "from-env")
         .output()
         .unwrap();
     let token = token_of(&output);
@@ -142,7 +142,7 @@ fn bad_arguments_are_refused() {
 fn help_does_not_show_the_secret() {
     let output = Command::new(env!("CARGO_BIN_EXE_eventsync-token"))
         .arg("--help")
-        .env("EVENTSYNC_TOKEN_SECRET", "hunter2")
+        .env("EVENTSYNC_AUTH_SECRET", "hunter2")
         .output()
         .unwrap();
     assert!(output.status.success());

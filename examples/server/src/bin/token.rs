@@ -16,7 +16,7 @@ use eventsync_server::limits::{validate_client_id, validate_document_id};
 #[command(name = "eventsync-token", version)]
 struct Args {
     /// The server's HMAC secret.
-    #[arg(long, env = "EVENTSYNC_TOKEN_SECRET", hide_env_values = true)]
+    #[arg(long, env = "EVENTSYNC_AUTH_SECRET", hide_env_values = true)]
     secret: String,
     /// The document the token is for, or `*` for every document.
     #[arg(long)]

@@ -1,0 +1,300 @@
+//! Wiring: configuration, the router, the change feed, and graceful shutdown.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use axum::Router;
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Notify};
+
+use crate::auth::Authority;
+use crate::broker::EventBroker;
+use crate::limits::Limits;
+use crate::service::{History, StateVectorManager, SyncService};
+use crate::store::{self, EventStore, StoreChange, StoreError};
+
+/// Command-line flags, each with an environment variable.
+#[derive(Debug, Clone, clap::Parser)]
+#[command(name = "eventsync-server", version, about)]
+pub struct Config {
+    /// Address to listen on.
+    #[arg(long, env = "EVENTSYNC_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// `sqlite:PATH` (created if missing) or `postgres://user@host:port/db`.
+    #[arg(
+        long,
+        env = "EVENTSYNC_DATABASE",
+        default_value = "sqlite:./eventsync.db"
+    )]
+    pub database: String,
+    /// Secret that signs access tokens; when set, every request needs a token.
+    #[arg(long, env = "EVENTSYNC_AUTH_SECRET", hide_env_values = true)]
+    pub auth_secret: Option<String>,
+    /// Largest frame or HTTP body accepted, in bytes.
+    #[arg(long, env = "EVENTSYNC_MAX_FRAME_BYTES", default_value_t = 1 << 20)]
+    pub max_frame_bytes: usize,
+    /// Messages per second per connection (sustained).
+    #[arg(long, env = "EVENTSYNC_RATE_LIMIT", default_value_t = 100)]
+    pub rate_limit: u32,
+    /// Messages a connection may send in a burst.
+    #[arg(long, env = "EVENTSYNC_RATE_BURST", default_value_t = 200)]
+    pub rate_burst: u32,
+    /// Store a snapshot every this many events (0: never).
+    #[arg(long, env = "EVENTSYNC_SNAPSHOT_EVERY", default_value_t = 1000)]
+    pub snapshot_every: u64,
+    /// Keep this many events behind the latest snapshot and compact older ones (default: keep all).
+    #[arg(long, env = "EVENTSYNC_RETAIN_EVENTS")]
+    pub retain_events: Option<u64>,
+    /// Serve static files (the demo) from this folder at `/`.
+    #[arg(long, env = "EVENTSYNC_STATIC_DIR")]
+    pub static_dir: Option<PathBuf>,
+    /// Log format: `text` or `json`.
+    #[arg(long, env = "EVENTSYNC_LOG_FORMAT", default_value = "text")]
+    pub log_format: String,
+}
+
+impl Config {
+    /// Defaults for tests and embedding: an ephemeral port on loopback and the given database.
+    pub fn for_database(database: impl Into<String>) -> Self {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            database: database.into(),
+            auth_secret: None,
+            max_frame_bytes: 1 << 20,
+            rate_limit: 100,
+            rate_burst: 200,
+            snapshot_every: 1000,
+            retain_events: None,
+            static_dir: None,
+            log_format: "text".into(),
+        }
+    }
+
+    fn limits(&self) -> Limits {
+        Limits {
+            max_frame_bytes: self.max_frame_bytes,
+            messages_per_second: self.rate_limit,
+            burst: self.rate_burst,
+            ..Limits::default()
+        }
+    }
+}
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    /// Orders edits, answers catch-ups.
+    pub service: Arc<SyncService>,
+    /// Fans events out.
+    pub broker: Arc<EventBroker>,
+    /// Clients' last known state vectors.
+    pub vectors: Arc<StateVectorManager>,
+    /// Token checking, when auth is on.
+    pub authority: Option<Authority>,
+    /// Size and rate limits.
+    pub limits: Limits,
+    /// Flips to true when the server is shutting down.
+    pub shutdown: watch::Receiver<bool>,
+    connections: Arc<Connections>,
+}
+
+#[derive(Default)]
+struct Connections {
+    open: AtomicUsize,
+    closed: Notify,
+}
+
+/// Counts one open WebSocket or SSE connection until dropped.
+pub struct ConnectionGuard(Arc<Connections>);
+
+impl Drop for ConnectionGuard {
+    fn drop(&mut self) {
+        if self.0.open.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.0.closed.notify_waiters();
+        }
+    }
+}
+
+impl AppState {
+    /// Registers an open connection (shutdown waits for it to close).
+    pub fn connection_guard(&self) -> ConnectionGuard {
+        self.connections.open.fetch_add(1, Ordering::SeqCst);
+        ConnectionGuard(self.connections.clone())
+    }
+
+    /// How many WebSocket and SSE connections are open.
+    pub fn open_connections(&self) -> usize {
+        self.connections.open.load(Ordering::SeqCst)
+    }
+}
+
+/// The routes of `docs/PROTOCOL.md`.
+pub fn router(state: AppState, static_dir: Option<PathBuf>) -> Router {
+    use crate::http;
+    let router = Router::new()
+        .route("/health", get(http::health))
+        .route("/sync/{document_id}", get(http::websocket))
+        .route("/api/sync/{document_id}", post(http::sync))
+        .route("/api/events/{document_id}", get(http::events))
+        .route("/api/stream/{document_id}", get(http::stream))
+        .route(
+            "/api/documents/{document_id}",
+            get(http::read_document)
+                .put(http::put_document)
+                .patch(http::patch_document)
+                .delete(http::delete_document),
+        )
+        .layer(DefaultBodyLimit::max(
+            state.limits.max_frame_bytes.saturating_mul(2),
+        ));
+    let router = match static_dir {
+        Some(dir) => router.fallback_service(tower_http::services::ServeDir::new(dir)),
+        None => router,
+    };
+    router.with_state(state)
+}
+
+/// A running server.
+pub struct RunningServer {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// Shared state (for tests: open connections, the service).
+    pub state: AppState,
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl RunningServer {
+    /// Stops accepting, closes every connection, waits for them (at most `grace`).
+    pub async fn shutdown(self, grace: Duration) {
+        let _ = self.stop.send(true);
+        let _ = tokio::time::timeout(grace, self.task).await;
+    }
+}
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The database could not be opened.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        /// The address.
+        addr: SocketAddr,
+        /// The cause.
+        source: std::io::Error,
+    },
+}
+
+/// Opens the store, binds the address and serves until `shutdown` resolves or
+/// [`RunningServer::shutdown`] is called.
+pub async fn start(config: &Config) -> Result<RunningServer, StartError> {
+    let store = store::open(&config.database).await?;
+    start_with_store(config, store).await
+}
+
+/// As [`start`], on a store that is already open.
+pub async fn start_with_store(
+    config: &Config,
+    store: Arc<dyn EventStore>,
+) -> Result<RunningServer, StartError> {
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| StartError::Listen {
+            addr: config.listen,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| StartError::Listen {
+        addr: config.listen,
+        source,
+    })?;
+    let broker = Arc::new(EventBroker::new());
+    let history = History {
+        snapshot_every: config.snapshot_every,
+        retain_events: config.retain_events,
+    };
+    let service = Arc::new(SyncService::new(store.clone(), broker.clone(), history));
+    let (stop, shutdown) = watch::channel(false);
+    let state = AppState {
+        service: service.clone(),
+        broker,
+        vectors: Arc::new(StateVectorManager::new(store.clone())),
+        authority: config.auth_secret.as_deref().map(Authority::new),
+        limits: config.limits(),
+        shutdown: shutdown.clone(),
+        connections: Arc::default(),
+    };
+    if let Some(changes) = store.changes().await? {
+        tokio::spawn(follow_changes(service, changes, shutdown.clone()));
+    }
+    let app = router(state.clone(), config.static_dir.clone());
+    let drain = state.clone();
+    let mut stopped = shutdown.clone();
+    let task = tokio::spawn(async move {
+        let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        });
+        if let Err(err) = serve.await {
+            tracing::error!(error = %err, "server failed");
+        }
+        // Upgraded connections outlive axum's own drain: wait for them to close.
+        let connections = drain.connections.clone();
+        while connections.open.load(Ordering::SeqCst) > 0 {
+            let closed = connections.closed.notified();
+            if connections.open.load(Ordering::SeqCst) == 0 {
+                break;
+            }
+            let _ = tokio::time::timeout(Duration::from_millis(100), closed).await;
+        }
+    });
+    tracing::info!(%addr, database = %redact(&config.database), auth = state.authority.is_some(), "eventsync-server listening");
+    Ok(RunningServer {
+        addr,
+        state,
+        stop,
+        task,
+    })
+}
+
+/// Applies what other processes did to the database.
+async fn follow_changes(
+    service: Arc<SyncService>,
+    mut changes: tokio::sync::mpsc::Receiver<StoreChange>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        let change = tokio::select! {
+            change = changes.recv() => change,
+            _ = shutdown.changed() => return,
+        };
+        let Some(change) = change else { return };
+        let result = match &change {
+            StoreChange::Appended { document_id, .. } => service.refresh(document_id).await,
+            StoreChange::DocumentWritten { document_id } => {
+                service.absorb_external_write(document_id).await
+            }
+        };
+        if let Err(err) = result {
+            tracing::warn!(?change, error = %err, "change from the database not applied");
+        }
+    }
+}
+
+/// The URL without a password.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.find('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let credentials = &url[scheme + 3..at];
+            let user = credentials.split(':').next().unwrap_or("");
+            format!("{}{user}:***{}", &url[..scheme + 3], &url[at..])
+        }
+        _ => url.to_owned(),
+    }
+}

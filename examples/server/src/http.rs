@@ -1,0 +1,501 @@
+//! The HTTP API (`docs/PROTOCOL.md` section 12) and the SSE stream (section 13).
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, RawQuery, State, WebSocketUpgrade};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use eventsync::protocol::{ErrorBody, ErrorCode, EventsPage, Snapshot, StateVector};
+use eventsync::VectorClock;
+use serde::de::DeserializeOwned;
+use serde_json::{json, Value};
+use tokio::sync::broadcast::error::RecvError;
+use tokio_stream::wrappers::ReceiverStream;
+
+use crate::app::AppState;
+use crate::auth::{self, Access, Rights};
+use crate::limits::validate_document_id;
+use crate::service::{ServiceError, Write};
+use crate::ws::unix_now;
+
+/// An error answer: the status of its code and an ErrorBody.
+#[derive(Debug)]
+pub struct ApiError(pub ErrorCode, pub String);
+
+impl ApiError {
+    fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        ApiError(code, message.into())
+    }
+}
+
+impl From<ServiceError> for ApiError {
+    fn from(err: ServiceError) -> Self {
+        ApiError(err.code, err.message)
+    }
+}
+
+impl From<auth::AuthError> for ApiError {
+    fn from(err: auth::AuthError) -> Self {
+        ApiError(err.code(), err.to_string())
+    }
+}
+
+/// The HTTP status of each error code (`docs/PROTOCOL.md` 10.2).
+pub fn status_of(code: ErrorCode) -> StatusCode {
+    match code {
+        ErrorCode::MalformedFrame
+        | ErrorCode::UnexpectedMessage
+        | ErrorCode::UnsupportedVersion
+        | ErrorCode::InvalidSequence => StatusCode::BAD_REQUEST,
+        ErrorCode::InvalidPatch => StatusCode::UNPROCESSABLE_ENTITY,
+        ErrorCode::Conflict | ErrorCode::StaleBase | ErrorCode::DocumentState => {
+            StatusCode::CONFLICT
+        }
+        ErrorCode::UnknownDocument => StatusCode::NOT_FOUND,
+        ErrorCode::Unauthorized => StatusCode::UNAUTHORIZED,
+        ErrorCode::Forbidden | ErrorCode::ClientMismatch => StatusCode::FORBIDDEN,
+        ErrorCode::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        ErrorCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = ErrorBody {
+            code: self.0,
+            message: self.1,
+        };
+        (status_of(self.0), Json(body)).into_response()
+    }
+}
+
+type ApiResult<T> = Result<T, ApiError>;
+
+/// Checks the document id and the caller's rights; returns what the token grants.
+fn admit(
+    state: &AppState,
+    document_id: &str,
+    headers: &HeaderMap,
+    query: Option<&str>,
+    need: Rights,
+) -> ApiResult<Access> {
+    validate_document_id(document_id).map_err(|m| ApiError::new(ErrorCode::UnknownDocument, m))?;
+    let authorization = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    let token = auth::token_from(authorization, query);
+    let access = auth::authorize(
+        state.authority.as_ref(),
+        token.as_deref(),
+        document_id,
+        unix_now(),
+    )?;
+    if need == Rights::Write && access.rights != Rights::Write {
+        return Err(ApiError::new(
+            ErrorCode::Forbidden,
+            "this token is read-only",
+        ));
+    }
+    Ok(access)
+}
+
+/// Parses a JSON body within the limits, with the protocol's error codes.
+fn parse_body<T: DeserializeOwned>(state: &AppState, body: &Bytes) -> ApiResult<T> {
+    if body.len() > state.limits.max_frame_bytes {
+        return Err(ApiError::new(
+            ErrorCode::TooLarge,
+            format!(
+                "body of {} bytes is over the limit of {} bytes",
+                body.len(),
+                state.limits.max_frame_bytes
+            ),
+        ));
+    }
+    serde_json::from_slice(body).map_err(|e| {
+        if e.to_string().starts_with("recursion limit exceeded") {
+            ApiError::new(ErrorCode::TooLarge, "body nested deeper than 128 levels")
+        } else {
+            ApiError::new(ErrorCode::MalformedFrame, format!("bad body: {e}"))
+        }
+    })
+}
+
+fn number(params: &HashMap<String, String>, name: &str) -> ApiResult<Option<u64>> {
+    params
+        .get(name)
+        .map(|v| {
+            v.parse::<u64>().map_err(|_| {
+                ApiError::new(
+                    ErrorCode::MalformedFrame,
+                    format!("{name} must be a non-negative integer"),
+                )
+            })
+        })
+        .transpose()
+}
+
+/// `GET /health`.
+pub async fn health() -> Json<Value> {
+    Json(json!({"status": "ok"}))
+}
+
+/// `ws://{server}/sync/{documentId}`.
+pub async fn websocket(
+    State(state): State<AppState>,
+    Path(document_id): Path<String>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    if let Err(reason) = validate_document_id(&document_id) {
+        return ApiError::new(ErrorCode::UnknownDocument, reason).into_response();
+    }
+    let authorization = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    let token = auth::token_from(authorization, query.as_deref());
+    let access = auth::authorize(
+        state.authority.as_ref(),
+        token.as_deref(),
+        &document_id,
+        unix_now(),
+    );
+    // Frames over the limit get a `too_large` error; far over it, the socket is dropped.
+    let max = state.limits.max_frame_bytes.saturating_mul(4);
+    upgrade
+        .max_message_size(max)
+        .max_frame_size(max)
+        .on_upgrade(move |socket| crate::ws::serve(socket, state, document_id, access))
+}
+
+/// `POST /api/sync/{documentId}`: a state vector in, the missing events out.
+pub async fn sync(
+    State(state): State<AppState>,
+    Path(document_id): Path<String>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Json<EventsPage>> {
+    let access = admit(
+        &state,
+        &document_id,
+        &headers,
+        query.as_deref(),
+        Rights::Read,
+    )?;
+    let vector: StateVector = parse_body(&state, &body)?;
+    if !vector.document_id.is_empty() && vector.document_id != document_id {
+        return Err(ApiError::new(
+            ErrorCode::MalformedFrame,
+            "the body's documentId is not the URL's",
+        ));
+    }
+    if let Some(bound) = &access.client_id {
+        if !vector.client_id.is_empty() && vector.client_id != *bound {
+            return Err(ApiError::new(
+                ErrorCode::ClientMismatch,
+                "the body's clientId is not the token's",
+            ));
+        }
+    }
+    let page = state
+        .service
+        .catch_up(
+            &document_id,
+            &vector.vector_clock,
+            None,
+            state.limits.default_page,
+        )
+        .await?;
+    if !vector.client_id.is_empty() {
+        if let Err(err) = state
+            .vectors
+            .record(&document_id, &vector.client_id, &vector.vector_clock)
+            .await
+        {
+            tracing::warn!(error = %err, "state vector not recorded");
+        }
+    }
+    Ok(Json(page))
+}
+
+/// `GET /api/events/{documentId}?after=&limit=`.
+pub async fn events(
+    State(state): State<AppState>,
+    Path(document_id): Path<String>,
+    Query(params): Query<HashMap<String, String>>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> ApiResult<Json<EventsPage>> {
+    admit(
+        &state,
+        &document_id,
+        &headers,
+        query.as_deref(),
+        Rights::Read,
+    )?;
+    let after = number(&params, "after")?.unwrap_or(0);
+    let limit = number(&params, "limit")?.map_or(state.limits.default_page, |l| {
+        (l as usize).min(state.limits.max_page)
+    });
+    let page = state
+        .service
+        .catch_up(&document_id, &VectorClock::new(), Some(after), limit)
+        .await?;
+    Ok(Json(page))
+}
+
+/// `GET /api/documents/{documentId}`: the document at its head.
+pub async fn read_document(
+    State(state): State<AppState>,
+    Path(document_id): Path<String>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> ApiResult<Json<Snapshot>> {
+    admit(
+        &state,
+        &document_id,
+        &headers,
+        query.as_deref(),
+        Rights::Read,
+    )?;
+    let head = state.service.head(&document_id).await?;
+    Ok(Json(Snapshot {
+        document_id,
+        sequence_num: head.head_seq,
+        document: head.document,
+        vector_clock: head.vector,
+    }))
+}
+
+async fn write(
+    state: AppState,
+    document_id: String,
+    query: Option<String>,
+    headers: HeaderMap,
+    write: impl FnOnce(&AppState) -> ApiResult<Write>,
+) -> ApiResult<Json<Value>> {
+    let access = admit(
+        &state,
+        &document_id,
+        &headers,
+        query.as_deref(),
+        Rights::Write,
+    )?;
+    let write = write(&state)?;
+    let origin = access
+        .client_id
+        .unwrap_or_else(|| eventsync::protocol::SERVER_CLIENT_ID.to_owned());
+    let event = state.service.change(&document_id, &origin, write).await?;
+    Ok(Json(json!({"sequenceNum": event.sequence_num})))
+}
+
+/// `PUT /api/documents/{documentId}`: the whole new document.
+pub async fn put_document(
+    State(state): State<AppState>,
+    Path(document_id): Path<String>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Json<Value>> {
+    write(state, document_id, query, headers, |state| {
+        let document: Value = parse_body(state, &body)?;
+        if document.is_null() {
+            return Err(ApiError::new(
+                ErrorCode::InvalidPatch,
+                "a document cannot be null",
+            ));
+        }
+        Ok(Write::Put(document))
+    })
+    .await
+}
+
+/// `PATCH /api/documents/{documentId}`: an RFC 6902 patch.
+pub async fn patch_document(
+    State(state): State<AppState>,
+    Path(document_id): Path<String>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Json<Value>> {
+    write(state, document_id, query, headers, |state| {
+        let raw: Value = parse_body(state, &body)?;
+        let patch = serde_json::from_value(raw).map_err(|e| {
+            ApiError::new(
+                ErrorCode::InvalidPatch,
+                format!("not an RFC 6902 patch: {e}"),
+            )
+        })?;
+        Ok(Write::Patch(patch))
+    })
+    .await
+}
+
+/// `DELETE /api/documents/{documentId}`.
+pub async fn delete_document(
+    State(state): State<AppState>,
+    Path(document_id): Path<String>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> ApiResult<Json<Value>> {
+    write(state, document_id, query, headers, |_| Ok(Write::Delete)).await
+}
+
+/// `GET /api/stream/{documentId}?after=`: server-sent events for receive-only clients.
+pub async fn stream(
+    State(state): State<AppState>,
+    Path(document_id): Path<String>,
+    Query(params): Query<HashMap<String, String>>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    admit(
+        &state,
+        &document_id,
+        &headers,
+        query.as_deref(),
+        Rights::Read,
+    )?;
+    let last_event_id = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .map(|v| {
+            v.trim().parse::<u64>().map_err(|_| {
+                ApiError::new(
+                    ErrorCode::MalformedFrame,
+                    "Last-Event-ID must be an integer",
+                )
+            })
+        })
+        .transpose()?;
+    let start = match last_event_id {
+        Some(id) => id,
+        None => number(&params, "after")?.unwrap_or(0),
+    };
+    let mut live = state.broker.subscribe(&document_id);
+    let head = state.service.head(&document_id).await?;
+    if start > head.head_seq {
+        return Err(ApiError::new(
+            ErrorCode::InvalidSequence,
+            format!(
+                "position {start} is ahead of the log (head {})",
+                head.head_seq
+            ),
+        ));
+    }
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<SseEvent, Infallible>>(64);
+    let guard = state.connection_guard();
+    tokio::spawn(async move {
+        let _guard = guard;
+        let mut shutdown = state.shutdown.clone();
+        let send = |event: SseEvent| {
+            let tx = tx.clone();
+            async move { tx.send(Ok(event)).await.is_ok() }
+        };
+        let connected = json!({"documentId": document_id, "headSeq": head.head_seq});
+        if !send(
+            SseEvent::default()
+                .event("connected")
+                .data(connected.to_string()),
+        )
+        .await
+        {
+            return;
+        }
+        // Catch up from the store, then follow the live channel, one sequence without gaps.
+        let mut last = start;
+        let mut catch_up = true;
+        loop {
+            if catch_up {
+                catch_up = false;
+                loop {
+                    let page = match state
+                        .service
+                        .catch_up(
+                            &document_id,
+                            &VectorClock::new(),
+                            Some(last),
+                            state.limits.default_page,
+                        )
+                        .await
+                    {
+                        Ok(page) => page,
+                        Err(err) => {
+                            let body = json!({"code": err.code, "message": err.message});
+                            send(SseEvent::default().event("error").data(body.to_string())).await;
+                            return;
+                        }
+                    };
+                    if let Some(snapshot) = &page.snapshot {
+                        last = snapshot.sequence_num;
+                        let data = serde_json::to_string(snapshot).unwrap_or_default();
+                        if !send(
+                            SseEvent::default()
+                                .event("snapshot")
+                                .id(last.to_string())
+                                .data(data),
+                        )
+                        .await
+                        {
+                            return;
+                        }
+                    }
+                    if let Some(end) = page.events.last().map(|e| e.sequence_num) {
+                        last = end;
+                        let data = serde_json::to_string(&page.events).unwrap_or_default();
+                        if !send(
+                            SseEvent::default()
+                                .event("events")
+                                .id(end.to_string())
+                                .data(data),
+                        )
+                        .await
+                        {
+                            return;
+                        }
+                    }
+                    if !page.has_more {
+                        break;
+                    }
+                }
+            }
+            tokio::select! {
+                published = live.recv() => match published {
+                    Ok(published) => {
+                        let first = published.events.first().map_or(0, |e| e.sequence_num);
+                        if first > last + 1 {
+                            catch_up = true;
+                            continue;
+                        }
+                        for (event, data) in published.events.iter().zip(&published.each) {
+                            if event.sequence_num <= last {
+                                continue;
+                            }
+                            last = event.sequence_num;
+                            if !send(SseEvent::default().event("event").id(last.to_string()).data(data.clone())).await {
+                                return;
+                            }
+                        }
+                    }
+                    Err(RecvError::Lagged(_)) => catch_up = true,
+                    Err(RecvError::Closed) => return,
+                },
+                _ = shutdown.changed() => return,
+                _ = tx.closed() => return,
+            }
+        }
+    });
+    let sse = Sse::new(ReceiverStream::new(rx)).keep_alive(
+        KeepAlive::new()
+            .interval(Duration::from_secs(15))
+            .text("keep-alive"),
+    );
+    Ok(([(header::CACHE_CONTROL, "no-cache")], sse).into_response())
+}

@@ -1,0 +1,596 @@
+//! `SyncService`: orders edits and changes into each document's log, answers catch-ups, and keeps
+//! `StateVectorManager`'s record of what each client knows.
+//!
+//! Each document has a cache of its head and its most recent events behind an async mutex: the
+//! mutex is the document's single writer. Ordering itself is the core's
+//! [`eventsync::sequencer::order_submit`], run against the cache; the store makes it durable;
+//! only then does the [`EventBroker`] publish it and the caller acknowledge it.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use eventsync::protocol::{Edit, ErrorCode, Event, EventsPage, Operation, Snapshot, StateVector};
+use eventsync::sequencer::{self, LogView, SubmitOutcome};
+use eventsync::VectorClock;
+use serde_json::Value;
+use tokio::sync::Mutex as AsyncMutex;
+
+use crate::broker::EventBroker;
+use crate::store::{DocumentHead, EventStore, StoreError};
+
+/// How many recent events each document keeps in memory (for stale checks and fan-out repair).
+const RECENT_EVENTS: usize = 1024;
+
+/// Snapshot and retention settings.
+#[derive(Debug, Clone)]
+pub struct History {
+    /// A snapshot is stored every this many events (0: never).
+    pub snapshot_every: u64,
+    /// Events kept behind the latest snapshot; older ones are compacted (None: keep all).
+    pub retain_events: Option<u64>,
+}
+
+impl Default for History {
+    fn default() -> Self {
+        History {
+            snapshot_every: 1000,
+            retain_events: None,
+        }
+    }
+}
+
+/// A failure with the protocol code it is answered with.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct ServiceError {
+    /// The protocol code.
+    pub code: ErrorCode,
+    /// Detail.
+    pub message: String,
+}
+
+impl ServiceError {
+    /// An error with a code.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        ServiceError {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<StoreError> for ServiceError {
+    fn from(err: StoreError) -> Self {
+        tracing::error!(error = %err, "event store failed");
+        ServiceError::new(ErrorCode::Internal, format!("event store failed: {err}"))
+    }
+}
+
+/// The head of one document and its recent events.
+struct DocumentCache {
+    document_id: String,
+    head: DocumentHead,
+    recent: VecDeque<Event>,
+}
+
+impl DocumentCache {
+    async fn load(store: &dyn EventStore, document_id: &str) -> Result<Self, StoreError> {
+        let head = store.head(document_id).await?;
+        let from = head
+            .head_seq
+            .saturating_sub(RECENT_EVENTS as u64)
+            .max(head.first_retained_seq.saturating_sub(1));
+        let recent = store
+            .events_after(document_id, from, RECENT_EVENTS)
+            .await?
+            .into();
+        Ok(DocumentCache {
+            document_id: document_id.to_owned(),
+            head,
+            recent,
+        })
+    }
+
+    fn append(&mut self, events: &[Event], document: Option<Value>) {
+        for event in events {
+            self.head.head_seq = event.sequence_num;
+            self.head.vector.merge(&event.vector_clock);
+            self.head
+                .vector
+                .observe(&event.client_id, event.sequence_num);
+            self.recent.push_back(event.clone());
+            if self.recent.len() > RECENT_EVENTS {
+                self.recent.pop_front();
+            }
+        }
+        if !events.is_empty() {
+            self.head.document = document;
+        }
+    }
+}
+
+/// The cache seen through the core's [`LogView`], with what the store said about one client.
+struct SubmitView<'a> {
+    cache: &'a DocumentCache,
+    highest_client_seq: u64,
+    duplicates: HashMap<u64, u64>,
+}
+
+impl LogView for SubmitView<'_> {
+    fn document_id(&self) -> &str {
+        &self.cache.document_id
+    }
+    fn head_seq(&self) -> u64 {
+        self.cache.head.head_seq
+    }
+    fn document(&self) -> Option<&Value> {
+        self.cache.head.document.as_ref()
+    }
+    fn head_vector(&self) -> &VectorClock {
+        &self.cache.head.vector
+    }
+    fn highest_client_seq(&self, _client_id: &str) -> u64 {
+        self.highest_client_seq
+    }
+    fn ordered_edit(&self, _client_id: &str, client_seq: u64) -> Option<u64> {
+        self.duplicates.get(&client_seq).copied()
+    }
+    fn origins_after(&self, sequence_num: u64) -> Vec<(String, Option<u64>)> {
+        let oldest = self
+            .cache
+            .recent
+            .front()
+            .map_or(self.head_seq() + 1, |e| e.sequence_num);
+        if sequence_num + 1 < oldest {
+            // Older than the window: unknown origins count as foreign, so the edit is stale.
+            return vec![(String::new(), None)];
+        }
+        self.cache
+            .recent
+            .iter()
+            .filter(|e| e.sequence_num > sequence_num)
+            .map(|e| (e.client_id.clone(), e.client_seq))
+            .collect()
+    }
+}
+
+/// Last known state vector of every client, per document (the seed's `StateVectorManager`).
+pub struct StateVectorManager {
+    store: Arc<dyn EventStore>,
+}
+
+impl StateVectorManager {
+    /// Keeps vectors in `store`.
+    pub fn new(store: Arc<dyn EventStore>) -> Self {
+        StateVectorManager { store }
+    }
+
+    /// Records what `client_id` has told (or been sent) about `document_id`.
+    pub async fn record(
+        &self,
+        document_id: &str,
+        client_id: &str,
+        vector_clock: &VectorClock,
+    ) -> Result<(), StoreError> {
+        self.store
+            .save_state_vector(&StateVector {
+                client_id: client_id.to_owned(),
+                document_id: document_id.to_owned(),
+                vector_clock: vector_clock.clone(),
+                last_updated: Some(now_rfc3339()),
+            })
+            .await
+    }
+
+    /// Every client's last known vector for a document.
+    pub async fn vectors(&self, document_id: &str) -> Result<Vec<StateVector>, StoreError> {
+        self.store.state_vectors(document_id).await
+    }
+}
+
+/// Orders edits and changes, answers catch-ups.
+pub struct SyncService {
+    store: Arc<dyn EventStore>,
+    broker: Arc<EventBroker>,
+    history: History,
+    documents: Mutex<HashMap<String, Arc<AsyncMutex<Option<DocumentCache>>>>>,
+    ids: EventIds,
+}
+
+impl SyncService {
+    /// A service over a store, publishing through a broker.
+    pub fn new(store: Arc<dyn EventStore>, broker: Arc<EventBroker>, history: History) -> Self {
+        SyncService {
+            store,
+            broker,
+            history,
+            documents: Mutex::new(HashMap::new()),
+            ids: EventIds::new(),
+        }
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn EventStore> {
+        &self.store
+    }
+
+    fn slot(&self, document_id: &str) -> Arc<AsyncMutex<Option<DocumentCache>>> {
+        self.documents
+            .lock()
+            .expect("documents lock")
+            .entry(document_id.to_owned())
+            .or_default()
+            .clone()
+    }
+
+    /// The document's head (loading it on first use).
+    pub async fn head(&self, document_id: &str) -> Result<DocumentHead, ServiceError> {
+        let slot = self.slot(document_id);
+        let mut guard = slot.lock().await;
+        Ok(self.cache(&mut guard, document_id).await?.head.clone())
+    }
+
+    async fn cache<'a>(
+        &self,
+        guard: &'a mut Option<DocumentCache>,
+        document_id: &str,
+    ) -> Result<&'a mut DocumentCache, StoreError> {
+        if guard.is_none() {
+            *guard = Some(DocumentCache::load(self.store.as_ref(), document_id).await?);
+        }
+        Ok(guard.as_mut().expect("just loaded"))
+    }
+
+    /// Orders a client's submit: durable, then published, then returned for acknowledgement.
+    pub async fn submit(
+        &self,
+        document_id: &str,
+        client_id: &str,
+        edits: &[Edit],
+    ) -> Result<SubmitOutcome, ServiceError> {
+        let slot = self.slot(document_id);
+        let mut guard = slot.lock().await;
+        for _attempt in 0..3 {
+            let cache = self.cache(&mut guard, document_id).await?;
+            let highest = self
+                .store
+                .highest_client_seq(document_id, client_id)
+                .await?;
+            let mut duplicates = HashMap::new();
+            for edit in edits.iter().filter(|e| e.client_seq <= highest) {
+                if let Some(seq) = self
+                    .store
+                    .ordered_edit(document_id, client_id, edit.client_seq)
+                    .await?
+                {
+                    duplicates.insert(edit.client_seq, seq);
+                }
+            }
+            let view = SubmitView {
+                cache,
+                highest_client_seq: highest,
+                duplicates,
+            };
+            let outcome =
+                sequencer::order_submit(&view, client_id, edits, &mut |seq| self.ids.stamp(seq));
+            if outcome.events.is_empty() {
+                return Ok(outcome);
+            }
+            match self
+                .commit(cache, &outcome.events, outcome.document.clone())
+                .await
+            {
+                Ok(()) => return Ok(outcome),
+                Err(StoreError::HeadMoved { .. }) => {
+                    // Another server process wrote first: reload and order again.
+                    *guard = None;
+                }
+                Err(err) => return Err(err.into()),
+            }
+        }
+        Err(ServiceError::new(
+            ErrorCode::Internal,
+            "the document is too busy: try again",
+        ))
+    }
+
+    /// Orders a change that is not a client edit (HTTP writes, database changes). `after` is the
+    /// whole new document for a `PUT`/`DELETE`; `patch` an RFC 6902 patch for a `PATCH`.
+    pub async fn change(
+        &self,
+        document_id: &str,
+        origin: &str,
+        write: Write,
+    ) -> Result<Event, ServiceError> {
+        let slot = self.slot(document_id);
+        let mut guard = slot.lock().await;
+        for _attempt in 0..3 {
+            let cache = self.cache(&mut guard, document_id).await?;
+            let (operation, patch) = match &write {
+                Write::Put(after) => {
+                    sequencer::change_between(cache.head.document.as_ref(), Some(after))
+                }
+                Write::Patch(patch) => (Operation::Update, patch.clone()),
+                Write::Delete => {
+                    if cache.head.document.is_none() {
+                        return Err(ServiceError::new(
+                            ErrorCode::DocumentState,
+                            "the document does not exist",
+                        ));
+                    }
+                    (Operation::Delete, Vec::new())
+                }
+            };
+            let view = SubmitView {
+                cache,
+                highest_client_seq: 0,
+                duplicates: HashMap::new(),
+            };
+            let (event, document) =
+                sequencer::order_change(&view, origin, operation, patch, &mut |seq| {
+                    self.ids.stamp(seq)
+                })
+                .map_err(|(code, message)| ServiceError::new(code, message))?;
+            if document.as_ref().is_some_and(Value::is_null) {
+                return Err(ServiceError::new(
+                    ErrorCode::InvalidPatch,
+                    "a document cannot be null",
+                ));
+            }
+            match self
+                .commit(cache, std::slice::from_ref(&event), document)
+                .await
+            {
+                Ok(()) => return Ok(event),
+                Err(StoreError::HeadMoved { .. }) => *guard = None,
+                Err(err) => return Err(err.into()),
+            }
+        }
+        Err(ServiceError::new(
+            ErrorCode::Internal,
+            "the document is too busy: try again",
+        ))
+    }
+
+    /// Stores, updates the cache, publishes, and keeps snapshots and retention in step.
+    async fn commit(
+        &self,
+        cache: &mut DocumentCache,
+        events: &[Event],
+        document: Option<Value>,
+    ) -> Result<(), StoreError> {
+        let expected = cache.head.head_seq;
+        self.store
+            .append(&cache.document_id, expected, events, document.as_ref())
+            .await?;
+        cache.append(events, document);
+        self.broker.publish(&cache.document_id, events);
+        self.maintain_history(cache, expected).await;
+        Ok(())
+    }
+
+    async fn maintain_history(&self, cache: &mut DocumentCache, before: u64) {
+        let every = self.history.snapshot_every;
+        let head = cache.head.head_seq;
+        if every == 0 || head / every == before / every {
+            return;
+        }
+        let snapshot = Snapshot {
+            document_id: cache.document_id.clone(),
+            sequence_num: head,
+            document: cache.head.document.clone(),
+            vector_clock: cache.head.vector.clone(),
+        };
+        if let Err(err) = self.store.save_snapshot(&snapshot).await {
+            tracing::warn!(error = %err, document = %cache.document_id, "snapshot failed");
+            return;
+        }
+        if let Some(retain) = self.history.retain_events {
+            let through = head.saturating_sub(retain);
+            if through >= cache.head.first_retained_seq {
+                match self.store.compact(&cache.document_id, through).await {
+                    Ok(_) => cache.head.first_retained_seq = through + 1,
+                    Err(err) => tracing::warn!(error = %err, "compaction failed"),
+                }
+            }
+        }
+    }
+
+    /// The events a client is missing, as one page: by cursor when `after` is given, else by the
+    /// seed's state-vector rule. Starts with a snapshot when the client is behind the retained
+    /// history, or is new and a snapshot exists.
+    pub async fn catch_up(
+        &self,
+        document_id: &str,
+        vector: &VectorClock,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<EventsPage, ServiceError> {
+        let head = self.head(document_id).await?;
+        let cursor = match after {
+            Some(after) => after,
+            None => vector.scan_floor(&head.vector).unwrap_or(head.head_seq),
+        };
+        if cursor > head.head_seq || vector.max_seq() > head.head_seq {
+            return Err(ServiceError::new(
+                ErrorCode::InvalidSequence,
+                format!(
+                    "position {} is ahead of the log (head {})",
+                    cursor.max(vector.max_seq()),
+                    head.head_seq
+                ),
+            ));
+        }
+        let behind = cursor + 1 < head.first_retained_seq;
+        let fresh = cursor == 0 && vector.is_empty();
+        let mut page = EventsPage {
+            snapshot: None,
+            events: Vec::new(),
+            head_seq: head.head_seq,
+            has_more: false,
+        };
+        let mut from = cursor;
+        if behind || fresh {
+            if let Some(snapshot) = self.store.latest_snapshot(document_id).await? {
+                if snapshot.sequence_num > cursor {
+                    from = snapshot.sequence_num;
+                    page.snapshot = Some(snapshot);
+                }
+            }
+        }
+        if limit == 0 {
+            page.has_more = from < head.head_seq;
+            return Ok(page);
+        }
+        let events = self.store.events_after(document_id, from, limit).await?;
+        page.has_more = events.len() == limit
+            && events
+                .last()
+                .is_some_and(|e| e.sequence_num < head.head_seq);
+        page.events = match (after, &page.snapshot) {
+            (None, None) => events
+                .into_iter()
+                .filter(|e| vector.is_missing(&e.client_id, e.sequence_num))
+                .collect(),
+            _ => events,
+        };
+        Ok(page)
+    }
+
+    /// Another process appended to `document_id`: bring the cache up and publish what is new.
+    pub async fn refresh(&self, document_id: &str) -> Result<(), ServiceError> {
+        let slot = self.slot(document_id);
+        let mut guard = slot.lock().await;
+        let Some(cache) = guard.as_mut() else {
+            // Not cached: nothing here is subscribed to it yet; it loads fresh on first use.
+            return Ok(());
+        };
+        let head = self.store.head(document_id).await?;
+        if head.head_seq <= cache.head.head_seq {
+            return Ok(());
+        }
+        let events = self
+            .store
+            .events_after(document_id, cache.head.head_seq, usize::MAX >> 1)
+            .await?;
+        cache.append(&events, head.document.clone());
+        cache.head = head;
+        self.broker.publish(document_id, &events);
+        Ok(())
+    }
+
+    /// A row of the documents table was written with plain SQL: turn the difference between the
+    /// log's head and the row into an event of the `server` origin.
+    pub async fn absorb_external_write(&self, document_id: &str) -> Result<(), ServiceError> {
+        let stored = self.store.head(document_id).await?;
+        let slot = self.slot(document_id);
+        let mut guard = slot.lock().await;
+        *guard = None;
+        let cache = self.cache(&mut guard, document_id).await?;
+        // The cache was loaded from the row, so rebuild the log's head document from events.
+        let log_document = self.log_document(document_id, &stored).await?;
+        if log_document == stored.document {
+            return Ok(());
+        }
+        cache.head.document = log_document.clone();
+        let (operation, patch) =
+            sequencer::change_between(log_document.as_ref(), stored.document.as_ref());
+        let view = SubmitView {
+            cache,
+            highest_client_seq: 0,
+            duplicates: HashMap::new(),
+        };
+        let (event, document) = sequencer::order_change(
+            &view,
+            eventsync::protocol::SERVER_CLIENT_ID,
+            operation,
+            patch,
+            &mut |seq| self.ids.stamp(seq),
+        )
+        .map_err(|(code, message)| ServiceError::new(code, message))?;
+        self.commit(cache, std::slice::from_ref(&event), document)
+            .await?;
+        tracing::info!(
+            document = document_id,
+            seq = event.sequence_num,
+            "external write became an event"
+        );
+        Ok(())
+    }
+
+    /// The document as the log says it is at `head` (latest snapshot plus the events after it).
+    async fn log_document(
+        &self,
+        document_id: &str,
+        head: &DocumentHead,
+    ) -> Result<Option<Value>, ServiceError> {
+        let mut state = eventsync::StateManager::new(document_id);
+        if let Some(snapshot) = self.store.latest_snapshot(document_id).await? {
+            state
+                .install_snapshot(&snapshot)
+                .map_err(|e| ServiceError::new(ErrorCode::Internal, e.to_string()))?;
+        }
+        let mut after = state.applied_seq();
+        while after < head.head_seq {
+            let events = self.store.events_after(document_id, after, 1000).await?;
+            let Some(last) = events.last() else { break };
+            after = last.sequence_num;
+            for event in &events {
+                state
+                    .apply(event)
+                    .map_err(|e| ServiceError::new(ErrorCode::Internal, e.to_string()))?;
+            }
+        }
+        Ok(state.document().cloned())
+    }
+}
+
+/// A write through the HTTP API.
+#[derive(Debug, Clone)]
+pub enum Write {
+    /// The whole new document.
+    Put(Value),
+    /// An RFC 6902 patch.
+    Patch(Vec<json_patch::PatchOperation>),
+    /// Delete the document.
+    Delete,
+}
+
+/// Event ids in the seed's shape (24 hex characters: seconds, process, counter) and RFC 3339
+/// timestamps.
+struct EventIds {
+    process: u64,
+    counter: AtomicU64,
+}
+
+impl EventIds {
+    fn new() -> Self {
+        use std::hash::{BuildHasher, Hasher};
+        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+        hasher.write_u32(std::process::id());
+        EventIds {
+            process: hasher.finish() & 0xff_ffff_ffff,
+            counter: AtomicU64::new(0),
+        }
+    }
+
+    fn stamp(&self, _seq: u64) -> (String, String) {
+        let now = time::OffsetDateTime::now_utc();
+        let count = self.counter.fetch_add(1, Ordering::Relaxed) & 0xff_ffff;
+        let id = format!(
+            "{:08x}{:010x}{:06x}",
+            now.unix_timestamp() as u32,
+            self.process,
+            count
+        );
+        (id, now_rfc3339())
+    }
+}
+
+/// Now, RFC 3339.
+pub fn now_rfc3339() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}

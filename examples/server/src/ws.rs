@@ -1,0 +1,454 @@
+//! One WebSocket connection at `/sync/{documentId}`: handshake, catch-up, live events, edits.
+//!
+//! The connection is one task. Frames from the client, published events and shutdown are handled
+//! in a single `select!`, so everything this connection sends is in one order: the `event` frame
+//! of an accepted edit always precedes its `ack`, and live events never skip a `sequenceNum`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
+use eventsync::protocol::{self, ClientMessage, ErrorCode, ServerMessage};
+use eventsync::sequencer::negotiate_version;
+use futures::{SinkExt, StreamExt};
+use tokio::sync::broadcast::error::{RecvError, TryRecvError};
+use tokio::sync::broadcast::Receiver;
+
+use crate::app::AppState;
+use crate::auth::{self, Access, Rights};
+use crate::broker::Published;
+use crate::limits::{validate_client_id, RateLimiter};
+
+/// How long a client has to send `hello`.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+
+type Sink = futures::stream::SplitSink<WebSocket, Message>;
+
+struct Connection {
+    state: AppState,
+    document_id: String,
+    client_id: String,
+    rights: Rights,
+    sink: Sink,
+    events: Receiver<Arc<Published>>,
+    /// The highest `sequenceNum` this connection has been sent.
+    last_sent: u64,
+    limiter: RateLimiter,
+    started: tokio::time::Instant,
+}
+
+/// Runs a connection to its end. `access` is what the URL's token (if any) granted.
+pub async fn serve(
+    socket: WebSocket,
+    state: AppState,
+    document_id: String,
+    access: Result<Access, auth::AuthError>,
+) {
+    let (mut sink, mut stream) = socket.split();
+    let _live = state.connection_guard();
+    let hello = tokio::time::timeout(HELLO_TIMEOUT, stream.next()).await;
+    let text = match hello {
+        Ok(Some(Ok(Message::Text(text)))) => text,
+        Ok(Some(Ok(Message::Close(_)))) | Ok(None) | Ok(Some(Err(_))) => return,
+        Ok(Some(Ok(_))) => {
+            refuse(
+                &mut sink,
+                ErrorCode::MalformedFrame,
+                "the first frame must be a text hello",
+            )
+            .await;
+            return;
+        }
+        Err(_) => {
+            refuse(
+                &mut sink,
+                ErrorCode::UnexpectedMessage,
+                "no hello within 10 seconds",
+            )
+            .await;
+            return;
+        }
+    };
+    let (client_id, token, versions) =
+        match protocol::decode_client(&text, state.limits.max_frame_bytes) {
+            Ok(ClientMessage::Hello {
+                client_id,
+                token,
+                protocol_versions,
+            }) => (client_id, token, protocol_versions),
+            Ok(_) => {
+                refuse(
+                    &mut sink,
+                    ErrorCode::UnexpectedMessage,
+                    "hello must be the first frame",
+                )
+                .await;
+                return;
+            }
+            Err(err) => {
+                refuse(&mut sink, err.code(), &err.to_string()).await;
+                return;
+            }
+        };
+    // A token in `hello` counts when the URL carried none.
+    let access = match (access, token) {
+        (Err(auth::AuthError::Missing), Some(token)) => auth::authorize(
+            state.authority.as_ref(),
+            Some(&token),
+            &document_id,
+            unix_now(),
+        ),
+        (access, _) => access,
+    };
+    let access = match access {
+        Ok(access) => access,
+        Err(err) => {
+            refuse(&mut sink, err.code(), &err.to_string()).await;
+            return;
+        }
+    };
+    if let Err(reason) = validate_client_id(&client_id) {
+        refuse(&mut sink, ErrorCode::MalformedFrame, &reason).await;
+        return;
+    }
+    if access
+        .client_id
+        .as_ref()
+        .is_some_and(|bound| *bound != client_id)
+    {
+        refuse(
+            &mut sink,
+            ErrorCode::ClientMismatch,
+            "the token names another clientId",
+        )
+        .await;
+        return;
+    }
+    let Some(protocol_version) = negotiate_version(&versions) else {
+        refuse(
+            &mut sink,
+            ErrorCode::UnsupportedVersion,
+            &format!(
+                "this server speaks protocol version {}",
+                protocol::PROTOCOL_VERSION
+            ),
+        )
+        .await;
+        return;
+    };
+    // Subscribe before reading the head, so that nothing ordered in between is missed.
+    let events = state.broker.subscribe(&document_id);
+    let head = match state.service.head(&document_id).await {
+        Ok(head) => head,
+        Err(err) => {
+            refuse(&mut sink, err.code, &err.message).await;
+            return;
+        }
+    };
+    let mut connection = Connection {
+        limiter: RateLimiter::new(state.limits.messages_per_second, state.limits.burst),
+        state,
+        document_id,
+        client_id,
+        rights: access.rights,
+        sink,
+        events,
+        last_sent: head.head_seq,
+        started: tokio::time::Instant::now(),
+    };
+    tracing::info!(document = %connection.document_id, client = %connection.client_id, "connected");
+    let welcome = ServerMessage::Welcome {
+        protocol_version,
+        document_id: connection.document_id.clone(),
+        client_id: connection.client_id.clone(),
+        head_seq: head.head_seq,
+    };
+    if connection.send(&welcome).await.is_err() {
+        return;
+    }
+    connection.run(stream).await;
+    tracing::info!(document = %connection.document_id, client = %connection.client_id, "disconnected");
+}
+
+impl Connection {
+    async fn run(&mut self, mut stream: futures::stream::SplitStream<WebSocket>) {
+        let mut shutdown = self.state.shutdown.clone();
+        loop {
+            tokio::select! {
+                frame = stream.next() => match frame {
+                    Some(Ok(Message::Text(text))) => {
+                        if self.handle_text(&text).await.is_err() {
+                            return;
+                        }
+                    }
+                    Some(Ok(Message::Binary(_))) => {
+                        if self.error(ErrorCode::MalformedFrame, "binary frames are not part of the protocol").await.is_err() {
+                            return;
+                        }
+                    }
+                    Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
+                    Some(Ok(_)) => {}
+                },
+                published = self.events.recv() => {
+                    let sent = match published {
+                        Ok(published) => self.forward(&published).await,
+                        Err(RecvError::Lagged(_)) => self.repair().await,
+                        Err(RecvError::Closed) => return,
+                    };
+                    if sent.is_err() {
+                        return;
+                    }
+                }
+                _ = shutdown.changed() => {
+                    let _ = self.sink.send(Message::Close(Some(CloseFrame {
+                        code: 1001,
+                        reason: Utf8Bytes::from_static("server shutting down"),
+                    }))).await;
+                    return;
+                }
+            }
+        }
+    }
+
+    async fn send(&mut self, message: &ServerMessage) -> Result<(), axum::Error> {
+        self.sink
+            .send(Message::Text(protocol::encode(message).into()))
+            .await
+    }
+
+    async fn error(&mut self, code: ErrorCode, message: &str) -> Result<(), axum::Error> {
+        self.send(&ServerMessage::Error {
+            code,
+            message: message.to_owned(),
+        })
+        .await
+    }
+
+    /// Sends a published batch, skipping what this connection already has.
+    async fn forward(&mut self, published: &Published) -> Result<(), axum::Error> {
+        if published.last_seq() <= self.last_sent {
+            return Ok(());
+        }
+        let first = published.events.first().map_or(0, |e| e.sequence_num);
+        if first > self.last_sent + 1 {
+            // Something between was not seen on this channel: fetch it from the store.
+            return self.repair().await;
+        }
+        if first == self.last_sent + 1 {
+            self.sink
+                .send(Message::Text(published.frame.clone().into()))
+                .await?;
+        } else {
+            let events = published
+                .events
+                .iter()
+                .filter(|e| e.sequence_num > self.last_sent)
+                .cloned()
+                .collect();
+            self.send(&ServerMessage::Event { events }).await?;
+        }
+        self.last_sent = published.last_seq();
+        Ok(())
+    }
+
+    /// Sends every event after `last_sent` from the store (after a lag or a gap).
+    async fn repair(&mut self) -> Result<(), axum::Error> {
+        loop {
+            let events = match self
+                .state
+                .service
+                .store()
+                .events_after(
+                    &self.document_id,
+                    self.last_sent,
+                    self.state.limits.default_page,
+                )
+                .await
+            {
+                Ok(events) => events,
+                Err(err) => {
+                    tracing::error!(error = %err, "repair failed");
+                    return self
+                        .error(ErrorCode::Internal, "event store unavailable")
+                        .await;
+                }
+            };
+            let Some(last) = events.last().map(|e| e.sequence_num) else {
+                return Ok(());
+            };
+            self.send(&ServerMessage::Event { events }).await?;
+            self.last_sent = last;
+        }
+    }
+
+    /// Delivers every published event up to `seq` that is already waiting (the events of this
+    /// connection's own accepted edits, so that they precede the ack).
+    async fn deliver_through(&mut self, seq: u64) -> Result<(), axum::Error> {
+        while self.last_sent < seq {
+            match self.events.try_recv() {
+                Ok(published) => self.forward(&published).await?,
+                Err(TryRecvError::Lagged(_))
+                | Err(TryRecvError::Empty)
+                | Err(TryRecvError::Closed) => {
+                    self.repair().await?;
+                    break;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn handle_text(&mut self, text: &str) -> Result<(), axum::Error> {
+        let now_ms = self.started.elapsed().as_millis() as u64;
+        if !self.limiter.allow(now_ms) {
+            return self
+                .error(ErrorCode::RateLimited, "too many messages: slow down")
+                .await;
+        }
+        let message = match protocol::decode_client(text, self.state.limits.max_frame_bytes) {
+            Ok(message) => message,
+            Err(err) => return self.error(err.code(), &err.to_string()).await,
+        };
+        match message {
+            ClientMessage::Hello { .. } => {
+                self.error(ErrorCode::UnexpectedMessage, "hello was already received")
+                    .await
+            }
+            ClientMessage::Ping { nonce } => {
+                let head_seq = self
+                    .state
+                    .service
+                    .head(&self.document_id)
+                    .await
+                    .ok()
+                    .map(|h| h.head_seq);
+                self.send(&ServerMessage::Pong { nonce, head_seq }).await
+            }
+            ClientMessage::Sync {
+                vector_clock,
+                after,
+            } => self.catch_up(vector_clock, after).await,
+            ClientMessage::Submit { edits } => self.submit(edits).await,
+        }
+    }
+
+    async fn catch_up(
+        &mut self,
+        vector: eventsync::VectorClock,
+        mut after: Option<u64>,
+    ) -> Result<(), axum::Error> {
+        let limit = self.state.limits.default_page;
+        if let Err(err) = self
+            .state
+            .vectors
+            .record(&self.document_id, &self.client_id, &vector)
+            .await
+        {
+            tracing::warn!(error = %err, "state vector not recorded");
+        }
+        loop {
+            let page = match self
+                .state
+                .service
+                .catch_up(&self.document_id, &vector, after, limit)
+                .await
+            {
+                Ok(page) => page,
+                Err(err) => return self.error(err.code, &err.message).await,
+            };
+            if let Some(snapshot) = page.snapshot {
+                self.last_sent = self.last_sent.max(snapshot.sequence_num);
+                self.send(&ServerMessage::Snapshot { snapshot }).await?;
+            }
+            let last = page.events.last().map(|e| e.sequence_num);
+            if let Some(last) = last {
+                self.last_sent = self.last_sent.max(last);
+            }
+            self.send(&ServerMessage::Events {
+                events: page.events,
+                head_seq: Some(page.head_seq),
+                has_more: page.has_more,
+            })
+            .await?;
+            match (page.has_more, last) {
+                (true, Some(last)) => after = Some(last),
+                _ => return Ok(()),
+            }
+        }
+    }
+
+    async fn submit(&mut self, edits: Vec<eventsync::Edit>) -> Result<(), axum::Error> {
+        let Some(first) = edits.first() else {
+            return Ok(());
+        };
+        let first = first.client_seq;
+        let refuse = |code, message: String, head_seq| ServerMessage::Reject {
+            client_seq: first,
+            code,
+            message,
+            head_seq,
+        };
+        if self.rights != Rights::Write {
+            let head = self
+                .state
+                .service
+                .head(&self.document_id)
+                .await
+                .map_or(0, |h| h.head_seq);
+            return self
+                .send(&refuse(
+                    ErrorCode::Forbidden,
+                    "this token is read-only".into(),
+                    head,
+                ))
+                .await;
+        }
+        match self
+            .state
+            .service
+            .submit(&self.document_id, &self.client_id, &edits)
+            .await
+        {
+            Ok(outcome) => {
+                if let Some(last) = outcome.events.last() {
+                    self.deliver_through(last.sequence_num).await?;
+                }
+                for reply in outcome.replies() {
+                    self.send(&reply).await?;
+                }
+                Ok(())
+            }
+            Err(err) => {
+                let head = self
+                    .state
+                    .service
+                    .head(&self.document_id)
+                    .await
+                    .map_or(0, |h| h.head_seq);
+                self.send(&refuse(err.code, err.message, head)).await
+            }
+        }
+    }
+}
+
+/// Sends one error frame and closes: for refusals before or during the handshake.
+async fn refuse(sink: &mut Sink, code: ErrorCode, message: &str) {
+    let frame = protocol::encode(&ServerMessage::Error {
+        code,
+        message: message.to_owned(),
+    });
+    let _ = sink.send(Message::Text(frame.into())).await;
+    let _ = sink
+        .send(Message::Close(Some(CloseFrame {
+            code: 1008,
+            reason: Utf8Bytes::from_static("refused"),
+        })))
+        .await;
+}
+
+/// Seconds since the Unix epoch.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
