@@ -13,6 +13,7 @@
 //! - [`queue`]: the offline queue and the storage it survives restarts in.
 //! - [`session`]: [`SyncSession`], the client state machine.
 //! - [`sequencer`]: the server's ordering of edits into the log.
+//! - [`native`]: [`SyncClient`], the tokio/WebSocket driver around the session for Rust apps.
 //!
 //! # The whole flow
 //!
@@ -72,6 +73,8 @@
 
 pub mod conflict;
 pub mod diff;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod native;
 pub mod protocol;
 pub mod queue;
 pub mod sequencer;
@@ -81,7 +84,9 @@ pub mod vector_clock;
 
 pub use conflict::{ConflictPolicy, ConflictResolver};
 pub use diff::{Diff, DiffError};
+#[cfg(not(target_arch = "wasm32"))]
+pub use native::{ClientError, SyncClient, SyncClientBuilder};
 pub use protocol::{ClientMessage, Edit, ErrorCode, Event, Operation, ServerMessage, StateVector};
-pub use session::{SessionConfig, SyncSession};
+pub use session::{ConnectionStatus, SessionConfig, SessionEvent, SyncSession};
 pub use state::StateManager;
 pub use vector_clock::VectorClock;
