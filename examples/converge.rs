@@ -99,6 +99,7 @@ fn main() {
         patch: patch(
             json!([{"op": "add", "path": "", "value": {"title": "groceries", "items": ["milk"]}}]),
         ),
+        shape: None,
     };
     log.submit("server", &[create], &mut stamp);
     let mut clients: Vec<Client> = ["alice", "bob", "carol"]

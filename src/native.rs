@@ -16,7 +16,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 use crate::conflict::ConflictPolicy;
 use crate::protocol::{self, ErrorCode};
-use crate::queue::{FileStore, MemoryStore, Store, StoreError};
+use crate::queue::{FileStore, Store, StoreError};
 use crate::session::{
     ConnectionStatus, Output, SessionConfig, SessionError, SessionEvent, SyncSession,
 };
@@ -144,10 +144,12 @@ impl SyncClientBuilder {
     /// Loads the store, starts the connection task and returns at once: edits work offline
     /// from the first moment. Must be called within a tokio runtime.
     pub fn connect(self) -> Result<SyncClient, ClientError> {
-        let mut store = self.store.unwrap_or_else(|| Box::new(MemoryStore::new()));
-        let saved = store
-            .load()?
-            .filter(|saved| saved.document_id == self.document_id);
+        let mut store = self.store;
+        let saved = match &mut store {
+            Some(store) => store.load()?,
+            None => None,
+        }
+        .filter(|saved| saved.document_id == self.document_id);
         let client_id = self
             .client_id
             .or_else(|| saved.as_ref().map(|s| s.client_id.clone()))
@@ -211,7 +213,8 @@ struct Shared {
 
 struct Core {
     session: SyncSession,
-    store: Box<dyn Store + Send>,
+    /// Where the client's state survives restarts; `None` keeps it in memory only.
+    store: Option<Box<dyn Store + Send>>,
     /// The current connection's outgoing frames.
     writer: Option<mpsc::UnboundedSender<Message>>,
     listeners: Vec<Listener>,
@@ -244,7 +247,8 @@ impl Shared {
                 match output {
                     Output::Persist => {
                         let state = core.session.client_state();
-                        if let Err(err) = core.store.save(&state) {
+                        let saved = core.store.as_mut().map_or(Ok(()), |s| s.save(&state));
+                        if let Err(err) = saved {
                             events.push(SessionEvent::Error {
                                 code: None,
                                 message: format!("could not save the offline queue: {err}"),

@@ -101,6 +101,11 @@ pub struct Edit {
     /// RFC 6902 operations; empty for a delete or for an edit that rebasing reduced to nothing.
     #[serde(default)]
     pub patch: Vec<json_patch::PatchOperation>,
+    /// Optional: per operation of `patch`, whether its last path token indexes an array. Sent
+    /// with patches in normal form (`add`, `remove`, `replace`, `test`; array positions as
+    /// numbers), it lets a server transform a stale edit instead of refusing it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shape: Option<Vec<bool>>,
 }
 
 /// A whole document at one point of its log.
@@ -437,6 +442,7 @@ mod tests {
                 operation: Operation::Create,
                 patch: serde_json::from_value(json!([{"op": "add", "path": "", "value": {}}]))
                     .unwrap(),
+                shape: None,
             }],
         });
         round_trip_client(ClientMessage::Ping { nonce: Some(9) });

@@ -9,6 +9,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde_json::Value;
 
+use crate::conflict::{ConflictPolicy, ConflictResolver, ShapedOp};
 use crate::diff::{self, Diff};
 use crate::protocol::{
     Ack, ClientMessage, Edit, ErrorCode, Event, EventsPage, Operation, ServerMessage, Snapshot,
@@ -32,6 +33,11 @@ pub trait LogView {
     fn ordered_edit(&self, client_id: &str, client_seq: u64) -> Option<u64>;
     /// Origin and `clientSeq` of every event after `sequence_num`, in order.
     fn origins_after(&self, sequence_num: u64) -> Vec<(String, Option<u64>)>;
+    /// The shaped operations of every event after `sequence_num`, in order, when all are known
+    /// (lets a stale submit be transformed instead of refused). `None` by default.
+    fn shapes_after(&self, _sequence_num: u64) -> Option<Vec<Vec<ShapedOp>>> {
+        None
+    }
 }
 
 /// An edit (and every later edit of its submit) that was not ordered.
@@ -56,6 +62,9 @@ pub struct SubmitOutcome {
     pub document: Option<Value>,
     /// One ack per ordered or duplicate edit, in submit order.
     pub acks: Vec<Ack>,
+    /// Per new event, its operations shaped against the document before it (what later
+    /// stale submits are transformed over); `None` when it could not be shaped.
+    pub shapes: Vec<Option<Vec<ShapedOp>>>,
     /// Set when an edit was refused; no later edit of the submit was looked at.
     pub rejection: Option<Rejection>,
 }
@@ -114,10 +123,18 @@ pub fn order_submit(
     }
     // Events after the base are fine only when they are earlier edits of this same submit.
     let own: Vec<u64> = edits.iter().map(|e| e.client_seq).collect();
-    let stale = log
-        .origins_after(base)
+    let after_base = log.origins_after(base);
+    let stale = after_base
         .iter()
         .any(|(origin, seq)| origin != client_id || !seq.is_some_and(|s| own.contains(&s)));
+    // A stale submit is transformed over the events it missed when that is safe; else refused.
+    let rebased = if stale && after_base.iter().all(|(origin, _)| origin != client_id) {
+        let fresh: Vec<&Edit> = edits.iter().filter(|e| e.client_seq > highest).collect();
+        rebase_submit(&fresh, log.shapes_after(base))
+    } else {
+        None
+    };
+    let mut fresh_index = 0;
     let mut previous = 0;
     for edit in edits {
         if edit.client_seq <= previous {
@@ -152,22 +169,49 @@ pub fn order_submit(
             }
             continue;
         }
-        if stale {
-            out.rejection = reject(
-                edit.client_seq,
-                ErrorCode::StaleBase,
-                format!("the log has events after baseSeq {base} this client has not seen"),
-                head,
-            );
-            return out;
-        }
-        let document = match apply_edit(out.document.as_ref(), edit) {
-            Ok(document) => document,
-            Err((code, message)) => {
-                out.rejection = reject(edit.client_seq, code, message, head);
-                return out;
+        let transformed;
+        let edit = if !stale {
+            edit
+        } else {
+            match &rebased {
+                None => {
+                    out.rejection = reject(
+                        edit.client_seq,
+                        ErrorCode::StaleBase,
+                        format!("the log has events after baseSeq {base} this client has not seen"),
+                        head,
+                    );
+                    return out;
+                }
+                Some(rebased) if fresh_index >= rebased.first_conflict => {
+                    out.rejection = reject(
+                        edit.client_seq,
+                        ErrorCode::Conflict,
+                        format!(
+                            "the edit conflicts with events after baseSeq {base}: rebase it with your conflict policy"
+                        ),
+                        head,
+                    );
+                    return out;
+                }
+                Some(rebased) => {
+                    transformed = Edit {
+                        patch: crate::conflict::to_patch(&rebased.edits[fresh_index]),
+                        ..edit.clone()
+                    };
+                    &transformed
+                }
             }
         };
+        fresh_index += 1;
+        // Shaped against the document before it, for stale submits to be transformed over.
+        let null = Value::Null;
+        let shape =
+            crate::conflict::shape_valid(out.document.as_ref().unwrap_or(&null), &edit.patch).ok();
+        if let Err((code, message)) = apply_edit(&mut out.document, edit.operation, &edit.patch) {
+            out.rejection = reject(edit.client_seq, code, message, head);
+            return out;
+        }
         head += 1;
         highest = edit.client_seq;
         vector.observe(client_id, head);
@@ -185,14 +229,49 @@ pub fn order_submit(
             server_seq: 0,
             metadata: Default::default(),
         });
+        out.shapes.push(shape);
         out.acks.push(Ack {
             client_seq: edit.client_seq,
             sequence_num: head,
             duplicate: false,
         });
-        out.document = document;
     }
     out
+}
+
+/// A stale submit's new edits transformed over the events after its base.
+struct RebasedSubmit {
+    edits: Vec<Vec<ShapedOp>>,
+    /// Edits from this index on conflict with those events (or lost a `test`): refused.
+    first_conflict: usize,
+}
+
+/// Transforms `edits` (each after the ones before it) over the events a client missed, with the
+/// same function clients rebase with. `None` when it cannot be done exactly: an edit without a
+/// `shape`, or an event whose shape is not known.
+fn rebase_submit(edits: &[&Edit], missed: Option<Vec<Vec<ShapedOp>>>) -> Option<RebasedSubmit> {
+    let missed = missed?;
+    let mut shaped = edits
+        .iter()
+        .map(|e| {
+            let flags = e.shape.as_ref()?;
+            crate::conflict::from_patch(&e.patch, flags)
+        })
+        .collect::<Option<Vec<_>>>()?;
+    let detector = ConflictResolver::new(ConflictPolicy::ServerWins);
+    let mut first_conflict = shaped.len();
+    for event in &missed {
+        let rebased = detector.rebase(&shaped, event);
+        let conflicted = rebased.conflicts.iter().map(|(k, _)| *k);
+        first_conflict = conflicted
+            .chain(rebased.invalidated.iter().copied())
+            .fold(first_conflict, usize::min);
+        shaped = rebased.edits;
+    }
+    Some(RebasedSubmit {
+        edits: shaped,
+        first_conflict,
+    })
 }
 
 impl SubmitOutcome {
@@ -241,14 +320,18 @@ pub fn order_change(
     operation: Operation,
     patch: Vec<json_patch::PatchOperation>,
     stamp: Stamp<'_>,
-) -> Result<(Event, Option<Value>), (ErrorCode, String)> {
+) -> Result<OrderedChange, (ErrorCode, String)> {
     let edit = Edit {
         client_seq: 0,
         base_seq: log.head_seq(),
         operation,
         patch,
+        shape: None,
     };
-    let document = apply_edit(log.document(), &edit)?;
+    let shape =
+        crate::conflict::shape_valid(log.document().unwrap_or(&Value::Null), &edit.patch).ok();
+    let mut document = log.document().cloned();
+    apply_edit(&mut document, edit.operation, &edit.patch)?;
     let head = log.head_seq() + 1;
     let mut vector = log.head_vector().clone();
     vector.observe(origin, head);
@@ -266,7 +349,22 @@ pub fn order_change(
         server_seq: 0,
         metadata: Default::default(),
     };
-    Ok((event, document))
+    Ok(OrderedChange {
+        event,
+        document,
+        shape,
+    })
+}
+
+/// A change ordered by [`order_change`].
+#[derive(Debug, Clone)]
+pub struct OrderedChange {
+    /// The new event.
+    pub event: Event,
+    /// The document after it.
+    pub document: Option<Value>,
+    /// Its operations shaped against the document before it.
+    pub shape: Option<Vec<ShapedOp>>,
 }
 
 /// The patch that turns `before` into `after` as one event: the operation and RFC 6902 ops
@@ -291,25 +389,75 @@ fn event_diff(operation: Operation, patch: &[json_patch::PatchOperation]) -> Opt
     (operation != Operation::Delete).then(|| Diff::from_patch(patch.to_vec()))
 }
 
-/// Applies one edit to the document it was ordered after; the error carries the protocol code.
+/// Applies one edit to the document it was ordered after, in place and atomically (on error the
+/// document is unchanged); the error carries the protocol code. Used by the server to order
+/// edits and by clients to lay pending edits over the confirmed document.
 pub fn apply_edit(
-    document: Option<&Value>,
-    edit: &Edit,
-) -> Result<Option<Value>, (ErrorCode, String)> {
-    let patched = |mut start: Value| {
-        diff::apply_patch(&mut start, &edit.patch)
-            .map_err(|e| (ErrorCode::InvalidPatch, e.to_string()))?;
-        diff::check_depth(&start, diff::MAX_DOCUMENT_DEPTH)
-            .map_err(|e| (ErrorCode::TooLarge, e.to_string()))?;
-        if start.is_null() {
-            return Err((ErrorCode::InvalidPatch, "a document cannot be null".into()));
+    document: &mut Option<Value>,
+    operation: Operation,
+    patch: &[json_patch::PatchOperation],
+) -> Result<(), (ErrorCode, String)> {
+    use json_patch::PatchOperation as Op;
+    fn placed(op: &json_patch::PatchOperation) -> Option<&Value> {
+        match op {
+            json_patch::PatchOperation::Add(o) => Some(&o.value),
+            json_patch::PatchOperation::Replace(o) => Some(&o.value),
+            _ => None,
         }
-        Ok(Some(start))
+    }
+    if patch
+        .iter()
+        .any(|op| op.path().is_root() && placed(op).is_some_and(Value::is_null))
+    {
+        return Err((ErrorCode::InvalidPatch, "a document cannot be null".into()));
+    }
+    let too_deep = || {
+        (
+            ErrorCode::TooLarge,
+            format!(
+                "the document would be nested deeper than {} levels",
+                diff::MAX_DOCUMENT_DEPTH
+            ),
+        )
     };
-    match (edit.operation, document) {
-        (Operation::Create, None) => patched(Value::Null),
-        (Operation::Update, Some(doc)) => patched(doc.clone()),
-        (Operation::Delete, Some(_)) if edit.patch.is_empty() => Ok(None),
+    // Only what an operation places can deepen the document; moves and copies place values
+    // found in it, so those patches are checked whole on a copy.
+    let moves = patch
+        .iter()
+        .any(|op| matches!(op, Op::Move(_) | Op::Copy(_)));
+    let deepens = patch.iter().any(|op| {
+        placed(op).is_some_and(|v| {
+            op.path().count() + diff::depth_of(v, diff::MAX_DOCUMENT_DEPTH)
+                > diff::MAX_DOCUMENT_DEPTH
+        })
+    });
+    if deepens {
+        return Err(too_deep());
+    }
+    let apply = |doc: &mut Value| -> Result<(), (ErrorCode, String)> {
+        if moves {
+            let mut copy = doc.clone();
+            diff::apply_patch(&mut copy, patch)
+                .map_err(|e| (ErrorCode::InvalidPatch, e.to_string()))?;
+            diff::check_depth(&copy, diff::MAX_DOCUMENT_DEPTH).map_err(|_| too_deep())?;
+            *doc = copy;
+            Ok(())
+        } else {
+            diff::apply_patch(doc, patch).map_err(|e| (ErrorCode::InvalidPatch, e.to_string()))
+        }
+    };
+    match (operation, document.as_mut()) {
+        (Operation::Update, Some(doc)) => apply(doc),
+        (Operation::Create, None) => {
+            let mut doc = Value::Null;
+            apply(&mut doc)?;
+            *document = Some(doc);
+            Ok(())
+        }
+        (Operation::Delete, Some(_)) if patch.is_empty() => {
+            *document = None;
+            Ok(())
+        }
         (Operation::Delete, Some(_)) => {
             Err((ErrorCode::InvalidPatch, "a delete carries no patch".into()))
         }
@@ -343,6 +491,8 @@ pub struct MemoryLog {
     document: Option<Value>,
     vector: VectorClock,
     edits: HashMap<String, BTreeMap<u64, u64>>,
+    /// Per event, its shaped operations (see [`SubmitOutcome::shapes`]).
+    shapes: Vec<Option<Vec<ShapedOp>>>,
 }
 
 impl MemoryLog {
@@ -354,6 +504,7 @@ impl MemoryLog {
             document: None,
             vector: VectorClock::new(),
             edits: HashMap::new(),
+            shapes: Vec::new(),
         }
     }
 
@@ -365,12 +516,39 @@ impl MemoryLog {
     /// Orders a submit and appends what it accepted.
     pub fn submit(&mut self, client_id: &str, edits: &[Edit], stamp: Stamp<'_>) -> SubmitOutcome {
         let outcome = order_submit(self, client_id, edits, stamp);
-        self.append(&outcome.events, outcome.document.clone());
+        self.append_shaped(&outcome.events, &outcome.shapes, outcome.document.clone());
         outcome
     }
 
     /// Appends ordered events and the document they lead to.
     pub fn append(&mut self, events: &[Event], document: Option<Value>) {
+        let mut doc = self.document.clone();
+        let mut shapes = Vec::with_capacity(events.len());
+        for event in events {
+            let change = diff::apply_event(doc.as_ref(), event).ok();
+            shapes.push(change.as_ref().and_then(|change| {
+                let before = doc.clone().unwrap_or(Value::Null);
+                crate::conflict::shape(&before, &change.ops).ok()
+            }));
+            doc = change.and_then(|c| c.document);
+        }
+        self.append_shaped(events, &shapes, document);
+    }
+
+    /// Appends ordered events with their shapes.
+    pub fn append_shaped(
+        &mut self,
+        events: &[Event],
+        shapes: &[Option<Vec<ShapedOp>>],
+        document: Option<Value>,
+    ) {
+        self.shapes.extend(
+            shapes
+                .iter()
+                .cloned()
+                .chain(std::iter::repeat(None))
+                .take(events.len()),
+        );
         for event in events {
             debug_assert_eq!(event.sequence_num, self.head_seq() + 1);
             self.vector.observe(&event.client_id, event.sequence_num);
@@ -531,6 +709,13 @@ impl LogView for MemoryLog {
             .map(|e| (e.client_id.clone(), e.client_seq))
             .collect()
     }
+
+    fn shapes_after(&self, sequence_num: u64) -> Option<Vec<Vec<ShapedOp>>> {
+        self.shapes[(sequence_num.min(self.head_seq()) as usize)..]
+            .iter()
+            .cloned()
+            .collect()
+    }
 }
 
 #[cfg(test)]
@@ -548,6 +733,7 @@ mod tests {
             base_seq,
             operation,
             patch: serde_json::from_value(patch).unwrap(),
+            shape: None,
         }
     }
 
@@ -668,17 +854,29 @@ mod tests {
     fn server_changes_are_ordered_without_client_seq() {
         let mut log = MemoryLog::new("doc");
         let (op, patch) = change_between(None, Some(&json!({"a": 1})));
-        let (event, doc) = order_change(&log, "server", op, patch, &mut stamp()).unwrap();
+        let OrderedChange {
+            event,
+            document: doc,
+            ..
+        } = order_change(&log, "server", op, patch, &mut stamp()).unwrap();
         assert_eq!(event.operation, Operation::Create);
         assert_eq!((event.sequence_num, event.client_seq), (1, None));
         log.append(&[event], doc);
         let (op, patch) = change_between(log.document(), Some(&json!({"a": 2, "b": [1]})));
-        let (event, doc) = order_change(&log, "server", op, patch, &mut stamp()).unwrap();
+        let OrderedChange {
+            event,
+            document: doc,
+            ..
+        } = order_change(&log, "server", op, patch, &mut stamp()).unwrap();
         assert_eq!(event.vector_clock.get("server"), 2);
         assert_eq!(doc, Some(json!({"a": 2, "b": [1]})));
         log.append(&[event], doc);
         let (op, patch) = change_between(log.document(), None);
-        let (event, doc) = order_change(&log, "server", op, patch, &mut stamp()).unwrap();
+        let OrderedChange {
+            event,
+            document: doc,
+            ..
+        } = order_change(&log, "server", op, patch, &mut stamp()).unwrap();
         assert_eq!((event.operation, doc), (Operation::Delete, None));
         log.append(&[event], None);
         let bad: Vec<json_patch::PatchOperation> =

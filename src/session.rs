@@ -203,9 +203,13 @@ pub struct SyncSession {
     state: StateManager,
     pending: VecDeque<PendingEdit>,
     next_client_seq: u64,
-    visible: Option<Value>,
+    /// The document with pending edits applied, while there are any (`None`: the confirmed
+    /// document is what the app sees, so it is not copied).
+    overlay: Option<Option<Value>>,
     phase: Phase,
     welcomed: bool,
+    /// Events or a snapshot arrived on this connection.
+    events_seen: bool,
     inflight: Option<Inflight>,
     /// Do not submit before the confirmed document reaches this (after a retryable reject).
     hold_until_seq: u64,
@@ -266,16 +270,16 @@ impl SyncSession {
         pending: VecDeque<PendingEdit>,
         next_client_seq: u64,
     ) -> Self {
-        let visible = state.document().cloned();
         SyncSession {
             resolver: ConflictResolver::new(config.policy.clone()),
             config,
             state,
             pending,
             next_client_seq,
-            visible,
+            overlay: None,
             phase: Phase::Offline,
             welcomed: false,
+            events_seen: false,
             inflight: None,
             hold_until_seq: 0,
             sync_sent_at: None,
@@ -295,7 +299,10 @@ impl SyncSession {
 
     /// The document as the app sees it: confirmed plus pending edits (`None` if it does not exist).
     pub fn document(&self) -> Option<&Value> {
-        self.visible.as_ref()
+        match &self.overlay {
+            Some(document) => document.as_ref(),
+            None => self.state.document(),
+        }
     }
 
     /// The document as of the last applied event.
@@ -394,6 +401,7 @@ impl SyncSession {
     pub fn handle_connected(&mut self, now: u64) {
         self.phase = Phase::Connecting;
         self.welcomed = false;
+        self.events_seen = false;
         self.inflight = None;
         self.hold_until_seq = 0;
         self.batch_limit = None;
@@ -441,6 +449,12 @@ impl SyncSession {
             return;
         }
         self.last_received = now;
+        self.events_seen |= matches!(
+            message,
+            ServerMessage::Events { .. }
+                | ServerMessage::Event { .. }
+                | ServerMessage::Snapshot { .. }
+        );
         match message {
             ServerMessage::Welcome {
                 protocol_version,
@@ -454,9 +468,10 @@ impl SyncSession {
                     );
                     return;
                 }
-                // Only the connection's first welcome says where the server's log stands.
+                // Only a welcome that precedes every event of its connection says where the
+                // server's log stands (over TCP it always does).
                 let first = !std::mem::replace(&mut self.welcomed, true);
-                if first && head_seq < self.state.applied_seq() {
+                if first && !self.events_seen && head_seq < self.state.applied_seq() {
                     self.restart_from_scratch(now, head_seq);
                 }
             }
@@ -597,17 +612,17 @@ impl SyncSession {
         now: u64,
         patch: Vec<json_patch::PatchOperation>,
     ) -> Result<u64, SessionError> {
-        let before = self.visible.as_ref().ok_or(SessionError::NoDocument)?;
-        let ops = conflict::shape(before, &patch)?;
+        let before = self.document().ok_or(SessionError::NoDocument)?;
         let mut after = before.clone();
         diff::apply_patch(&mut after, &patch)?;
+        let ops = conflict::shape_valid(before, &patch)?;
         diff::check_depth(&after, diff::MAX_DOCUMENT_DEPTH)?;
         Ok(self.queue(now, Operation::Update, ops, Some(after)))
     }
 
     /// Creates the document (it must not exist). Returns the edit's `clientSeq`.
     pub fn create(&mut self, now: u64, document: Value) -> Result<u64, SessionError> {
-        if self.visible.is_some() {
+        if self.document().is_some() {
             return Err(SessionError::DocumentExists);
         }
         diff::check_depth(&document, diff::MAX_DOCUMENT_DEPTH)?;
@@ -621,7 +636,7 @@ impl SyncSession {
 
     /// Deletes the document (it must exist). Returns the edit's `clientSeq`.
     pub fn delete(&mut self, now: u64) -> Result<u64, SessionError> {
-        if self.visible.is_none() {
+        if self.document().is_none() {
             return Err(SessionError::NoDocument);
         }
         Ok(self.queue(now, Operation::Delete, Vec::new(), None))
@@ -643,7 +658,7 @@ impl SyncSession {
             operation,
             ops,
         });
-        self.visible = after;
+        self.overlay = Some(after);
         self.persist = true;
         self.flush(now);
         client_seq
@@ -765,17 +780,16 @@ impl SyncSession {
                 self.pending.pop_front();
             }
             self.state.commit(&event, change);
-            if self.restarting_from.is_none() {
-                self.recompute_visible();
-            }
+            self.recompute_visible();
         } else if self.pending.is_empty() || self.restarting_from.is_some() {
             self.state.commit(&event, change);
             if self.pending.is_empty() {
-                self.visible = self.state.document().cloned();
+                self.overlay = None;
             }
         } else {
-            let before = self.state.document().cloned().unwrap_or(Value::Null);
-            let remote = conflict::shape(&before, &change.ops).unwrap_or_default();
+            let null = Value::Null;
+            let before = self.state.document().unwrap_or(&null);
+            let remote = conflict::shape_valid(before, &change.ops).unwrap_or_default();
             self.state.commit(&event, change);
             self.rebase_pending(&remote);
         }
@@ -841,11 +855,12 @@ impl SyncSession {
         };
         let mut before = self.state.document().cloned();
         for pending in self.pending.range(..index) {
-            before = apply_pending(before.as_ref(), pending).unwrap_or(before);
+            let _ = apply_pending(&mut before, pending);
         }
-        let after = apply_pending(before.as_ref(), &self.pending[index]);
+        let mut after = before.clone();
+        let applied = apply_pending(&mut after, &self.pending[index]);
         self.pending.remove(index);
-        if let (Ok(after), true) = (after, index < self.pending.len()) {
+        if applied.is_ok() && index < self.pending.len() {
             let after = after.unwrap_or(Value::Null);
             let undo = json_patch::diff(&after, before.as_ref().unwrap_or(&Value::Null)).0;
             let undo = conflict::shape(&after, &undo).unwrap_or_default();
@@ -866,14 +881,19 @@ impl SyncSession {
 
     /// visible = confirmed + pending; pending edits that no longer apply are dropped and reported.
     fn recompute_visible(&mut self) {
+        if self.restarting_from.is_some() {
+            // Pending edits are relative to the document before the restart: wait for the jump.
+            return;
+        }
+        if self.pending.is_empty() {
+            self.overlay = None;
+            return;
+        }
         let mut doc = self.state.document().cloned();
         let mut kept = VecDeque::with_capacity(self.pending.len());
         for pending in std::mem::take(&mut self.pending) {
-            match apply_pending(doc.as_ref(), &pending) {
-                Ok(next) => {
-                    doc = next;
-                    kept.push_back(pending);
-                }
+            match apply_pending(&mut doc, &pending) {
+                Ok(()) => kept.push_back(pending),
                 Err((code, message)) => self.emit(SessionEvent::EditRejected {
                     client_seq: pending.client_seq,
                     code,
@@ -882,7 +902,7 @@ impl SyncSession {
             }
         }
         self.pending = kept;
-        self.visible = doc;
+        self.overlay = (!self.pending.is_empty()).then_some(doc);
     }
 
     fn handle_reject(
@@ -934,7 +954,7 @@ impl SyncSession {
     /// rebase pending edits over the difference in one step.
     fn rebase_over_jump(&mut self, before: Option<Value>) {
         if self.pending.is_empty() {
-            self.visible = self.state.document().cloned();
+            self.overlay = None;
             return;
         }
         let before = before.unwrap_or(Value::Null);
@@ -1010,6 +1030,7 @@ impl SyncSession {
                 base_seq,
                 operation: p.operation,
                 patch: conflict::to_patch(&p.ops),
+                shape: Some(p.ops.iter().map(|op| op.in_array).collect()),
             })
             .collect();
         self.inflight = Some(Inflight {
@@ -1020,16 +1041,12 @@ impl SyncSession {
     }
 }
 
-/// Applies one pending edit to a document; the error says why it no longer applies.
+/// Applies one pending edit to a document, in place (this runs for every pending edit on every
+/// remote event); on error the document is unchanged and the error says why it no longer applies.
 fn apply_pending(
-    document: Option<&Value>,
+    document: &mut Option<Value>,
     pending: &PendingEdit,
-) -> Result<Option<Value>, (ErrorCode, String)> {
-    let edit = Edit {
-        client_seq: pending.client_seq,
-        base_seq: 0,
-        operation: pending.operation,
-        patch: conflict::to_patch(&pending.ops),
-    };
-    crate::sequencer::apply_edit(document, &edit)
+) -> Result<(), (ErrorCode, String)> {
+    let patch = conflict::to_patch(&pending.ops);
+    crate::sequencer::apply_edit(document, pending.operation, &patch)
 }

@@ -24,6 +24,7 @@ fn server() -> MemoryLog {
             base_seq: 0,
             operation: Operation::Create,
             patch: patch(json!([{"op": "add", "path": "", "value": {"items": []}}])),
+            shape: None,
         }],
         &mut stamp,
     );
@@ -233,40 +234,40 @@ fn resending_after_a_lost_ack_never_applies_twice() {
     assert_eq!(session.document(), Some(&json!({"items": ["x"]})));
 }
 
-#[test]
-fn a_stale_submit_is_rebased_and_resent() {
+/// Alice's submit is based on an old head; Bob's edit at `bob_path` was ordered in between.
+/// Returns the server's answers to Alice's submit, after delivering Bob's event to her first
+/// (as on a real connection) and running the exchange to its end.
+fn stale_submit(
+    alice_patch: Value,
+    bob_patch: Value,
+    strip_shape: bool,
+) -> (Vec<ServerMessage>, SyncSession, MemoryLog) {
     let mut log = server();
     let mut alice = SyncSession::new(SessionConfig::new("doc", "alice"));
     let mut store = MemoryStore::new();
     connect(&mut alice, &mut store, &mut log);
-    alice
-        .edit(
-            20,
-            patch(json!([{"op": "add", "path": "/items/0", "value": "alice"}])),
-        )
-        .unwrap();
-    let d = drain(&mut alice, &mut store);
-    // Bob's insert at the same index is ordered first.
+    alice.edit(20, patch(alice_patch)).unwrap();
+    let mut d = drain(&mut alice, &mut store);
+    if strip_shape {
+        for message in &mut d.sent {
+            if let ClientMessage::Submit { edits } = message {
+                edits.iter_mut().for_each(|e| e.shape = None);
+            }
+        }
+    }
     log.submit(
         "bob",
         &[Edit {
             client_seq: 1,
             base_seq: 1,
             operation: Operation::Update,
-            patch: patch(json!([{"op": "add", "path": "/items/0", "value": "bob"}])),
+            patch: patch(bob_patch),
+            shape: None,
         }],
         &mut stamp,
     );
     let bob_event = log.events()[1].clone();
     let answers = serve(&mut log, "alice", &d.sent);
-    assert!(matches!(
-        answers[0],
-        ServerMessage::Reject {
-            code: ErrorCode::StaleBase,
-            ..
-        }
-    ));
-    // The live event reaches alice before the reject, as on a real connection.
     alice.handle_message(
         21,
         ServerMessage::Event {
@@ -274,14 +275,70 @@ fn a_stale_submit_is_rebased_and_resent() {
         },
     );
     let mut first = drain(&mut alice, &mut store);
-    for a in answers {
+    for a in answers.clone() {
         alice.handle_message(21, a);
         let d = drain(&mut alice, &mut store);
         first.events.extend(d.events);
         first.sent.extend(d.sent);
     }
     pump(&mut alice, &mut store, &mut log, 21, first);
+    (answers, alice, log)
+}
+
+#[test]
+fn a_stale_submit_is_transformed_by_the_server_like_the_client_rebases_it() {
+    let (answers, alice, log) = stale_submit(
+        json!([{"op": "add", "path": "/items/0", "value": "alice"}]),
+        json!([{"op": "add", "path": "/items/0", "value": "bob"}]),
+        false,
+    );
+    assert!(
+        answers
+            .iter()
+            .any(|a| matches!(a, ServerMessage::Ack { .. })),
+        "accepted at once: {answers:?}"
+    );
     assert_eq!(log.document(), Some(&json!({"items": ["bob", "alice"]})));
+    assert_eq!(alice.document(), log.document());
+    assert_eq!(alice.pending_count(), 0);
+    assert_eq!(log.head_seq(), 3);
+}
+
+#[test]
+fn a_stale_submit_without_shape_is_refused_then_rebased_and_resent() {
+    let (answers, alice, log) = stale_submit(
+        json!([{"op": "add", "path": "/items/0", "value": "alice"}]),
+        json!([{"op": "add", "path": "/items/0", "value": "bob"}]),
+        true,
+    );
+    assert!(matches!(
+        answers[0],
+        ServerMessage::Reject {
+            code: ErrorCode::StaleBase,
+            ..
+        }
+    ));
+    assert_eq!(log.document(), Some(&json!({"items": ["bob", "alice"]})));
+    assert_eq!(alice.document(), log.document());
+    assert_eq!(alice.pending_count(), 0);
+}
+
+#[test]
+fn a_stale_submit_that_truly_conflicts_is_refused_and_resolved_by_the_client_policy() {
+    let (answers, alice, log) = stale_submit(
+        json!([{"op": "add", "path": "/title", "value": "alice"}]),
+        json!([{"op": "add", "path": "/title", "value": "bob"}]),
+        false,
+    );
+    assert!(matches!(
+        answers[0],
+        ServerMessage::Reject {
+            code: ErrorCode::Conflict,
+            ..
+        }
+    ));
+    // The default policy is server wins: Bob's title stands, Alice's edit became empty.
+    assert_eq!(log.document(), Some(&json!({"items": [], "title": "bob"})));
     assert_eq!(alice.document(), log.document());
     assert_eq!(alice.pending_count(), 0);
 }
@@ -347,6 +404,7 @@ fn a_gap_in_live_events_asks_for_a_resync_by_cursor() {
                 base_seq: 1 + i,
                 operation: Operation::Update,
                 patch: patch(json!([{"op": "add", "path": "/items/-", "value": i}])),
+                shape: None,
             }],
             &mut stamp,
         );

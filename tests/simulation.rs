@@ -142,6 +142,7 @@ impl World {
                 json!([{"op": "add", "path": "", "value": {"items": [], "meta": {}}}]),
             )
             .unwrap(),
+            shape: None,
         };
         log.submit("server", &[create], &mut stamp);
         let policy_seed = rng.random();

@@ -48,7 +48,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-pub use shape::{shape, to_patch, OpKind, ShapeError, ShapedOp};
+pub use shape::{from_patch, shape, shape_valid, to_patch, OpKind, ShapeError, ShapedOp};
 
 /// What wins when a local edit and a remote event conflict ([`ConflictKind::SamePath`] or
 /// [`ConflictKind::AncestorOverwrite`]).

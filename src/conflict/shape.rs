@@ -182,6 +182,25 @@ pub fn shape(before: &Value, ops: &[PatchOperation]) -> Result<Vec<ShapedOp>, Sh
     Ok(out)
 }
 
+/// As [`shape`], for operations already known to apply to `before` (a remote event that was
+/// applied, a local edit that was): a single operation other than `move` is shaped without
+/// copying the document.
+pub fn shape_valid(before: &Value, ops: &[PatchOperation]) -> Result<Vec<ShapedOp>, ShapeError> {
+    let (kind, ptr, value) = match ops {
+        [PatchOperation::Add(o)] => (OpKind::Add, &o.path, Some(o.value.clone())),
+        [PatchOperation::Remove(o)] => (OpKind::Remove, &o.path, None),
+        [PatchOperation::Replace(o)] => (OpKind::Replace, &o.path, Some(o.value.clone())),
+        [PatchOperation::Test(o)] => (OpKind::Test, &o.path, Some(o.value.clone())),
+        [PatchOperation::Copy(o)] => (
+            OpKind::Add,
+            &o.path,
+            before.pointer(o.from.as_str()).cloned(),
+        ),
+        _ => return shape(before, ops),
+    };
+    Ok(vec![describe(before, kind, ptr, value)])
+}
+
 /// Shapes one elementary operation against `doc`, then applies it to `doc`.
 fn step(
     doc: &mut Value,
@@ -189,6 +208,15 @@ fn step(
     ptr: &Pointer,
     value: Option<Value>,
 ) -> Result<ShapedOp, String> {
+    let shaped = describe(doc, kind, ptr, value.clone());
+    // Apply the op as written (not the shaped one) so that validity is exactly json_patch's.
+    let op = elementary(kind, ptr.to_buf(), value);
+    json_patch::patch(doc, &[op]).map_err(|e| e.kind.to_string())?;
+    Ok(shaped)
+}
+
+/// The shape of one elementary operation against the document it applies to.
+fn describe(doc: &Value, kind: OpKind, ptr: &Pointer, value: Option<Value>) -> ShapedOp {
     let mut path: Vec<String> = ptr.tokens().map(|t| t.decoded().into_owned()).collect();
     let mut in_array = false;
     if let Some((parent, last)) = ptr.split_back() {
@@ -201,18 +229,51 @@ fn step(
             }
         }
     }
-    // Apply the op as written (not the shaped one) so that validity is exactly json_patch's.
-    let op = elementary(kind, ptr.to_buf(), value.clone());
-    json_patch::patch(doc, &[op]).map_err(|e| e.kind.to_string())?;
-    Ok(ShapedOp {
+    ShapedOp {
         kind,
         path,
         value,
         in_array,
-    })
+    }
 }
 
 /// Converts shaped operations back to RFC 6902 (tokens escaped with `~0` and `~1`).
 pub fn to_patch(ops: &[ShapedOp]) -> Vec<PatchOperation> {
     ops.iter().map(ShapedOp::to_operation).collect()
+}
+
+/// Reads back a patch in the normal form [`to_patch`] writes (add, remove, replace and test only;
+/// array positions as numbers) given, per operation, whether its last token indexes an array:
+/// how a server reads an edit's `shape`. `None` when the patch is not in that form.
+pub fn from_patch(ops: &[PatchOperation], in_array: &[bool]) -> Option<Vec<ShapedOp>> {
+    if ops.len() != in_array.len() {
+        return None;
+    }
+    ops.iter()
+        .zip(in_array)
+        .map(|(op, &in_array)| {
+            let (kind, value) = match op {
+                PatchOperation::Add(o) => (OpKind::Add, Some(o.value.clone())),
+                PatchOperation::Remove(_) => (OpKind::Remove, None),
+                PatchOperation::Replace(o) => (OpKind::Replace, Some(o.value.clone())),
+                PatchOperation::Test(o) => (OpKind::Test, Some(o.value.clone())),
+                PatchOperation::Move(_) | PatchOperation::Copy(_) => return None,
+            };
+            let path: Vec<String> = op
+                .path()
+                .tokens()
+                .map(|t| t.decoded().into_owned())
+                .collect();
+            let concrete = path.last().is_some_and(|t| t.parse::<usize>().is_ok());
+            if in_array && !concrete {
+                return None;
+            }
+            Some(ShapedOp {
+                kind,
+                path,
+                value,
+                in_array,
+            })
+        })
+        .collect()
 }

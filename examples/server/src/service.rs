@@ -10,6 +10,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use eventsync::conflict::ShapedOp;
 use eventsync::protocol::{Edit, ErrorCode, Event, EventsPage, Operation, Snapshot, StateVector};
 use eventsync::sequencer::{self, LogView, SubmitOutcome};
 use eventsync::VectorClock;
@@ -67,11 +68,12 @@ impl From<StoreError> for ServiceError {
     }
 }
 
-/// The head of one document and its recent events.
+/// The head of one document and its recent events, with their shaped operations when known
+/// (events this process ordered): a stale submit is transformed over them instead of refused.
 struct DocumentCache {
     document_id: String,
     head: DocumentHead,
-    recent: VecDeque<Event>,
+    recent: VecDeque<(Event, Option<Vec<ShapedOp>>)>,
 }
 
 impl DocumentCache {
@@ -84,7 +86,9 @@ impl DocumentCache {
         let recent = store
             .events_after(document_id, from, RECENT_EVENTS)
             .await?
-            .into();
+            .into_iter()
+            .map(|event| (event, None))
+            .collect();
         Ok(DocumentCache {
             document_id: document_id.to_owned(),
             head,
@@ -92,14 +96,20 @@ impl DocumentCache {
         })
     }
 
-    fn append(&mut self, events: &[Event], document: Option<Value>) {
-        for event in events {
+    fn append(
+        &mut self,
+        events: &[Event],
+        shapes: &[Option<Vec<ShapedOp>>],
+        document: Option<Value>,
+    ) {
+        let shapes = shapes.iter().cloned().chain(std::iter::repeat(None));
+        for (event, shape) in events.iter().zip(shapes) {
             self.head.head_seq = event.sequence_num;
             self.head.vector.merge(&event.vector_clock);
             self.head
                 .vector
                 .observe(&event.client_id, event.sequence_num);
-            self.recent.push_back(event.clone());
+            self.recent.push_back((event.clone(), shape));
             if self.recent.len() > RECENT_EVENTS {
                 self.recent.pop_front();
             }
@@ -137,21 +147,40 @@ impl LogView for SubmitView<'_> {
         self.duplicates.get(&client_seq).copied()
     }
     fn origins_after(&self, sequence_num: u64) -> Vec<(String, Option<u64>)> {
-        let oldest = self
-            .cache
-            .recent
-            .front()
-            .map_or(self.head_seq() + 1, |e| e.sequence_num);
-        if sequence_num + 1 < oldest {
+        if !self.cache.covers(sequence_num) {
             // Older than the window: unknown origins count as foreign, so the edit is stale.
             return vec![(String::new(), None)];
         }
         self.cache
-            .recent
-            .iter()
-            .filter(|e| e.sequence_num > sequence_num)
-            .map(|e| (e.client_id.clone(), e.client_seq))
+            .after(sequence_num)
+            .map(|(e, _)| (e.client_id.clone(), e.client_seq))
             .collect()
+    }
+    fn shapes_after(&self, sequence_num: u64) -> Option<Vec<Vec<ShapedOp>>> {
+        if !self.cache.covers(sequence_num) {
+            return None;
+        }
+        self.cache
+            .after(sequence_num)
+            .map(|(_, shape)| shape.clone())
+            .collect()
+    }
+}
+
+impl DocumentCache {
+    /// Whether every event after `sequence_num` is in the window.
+    fn covers(&self, sequence_num: u64) -> bool {
+        let oldest = self
+            .recent
+            .front()
+            .map_or(self.head.head_seq + 1, |(e, _)| e.sequence_num);
+        sequence_num + 1 >= oldest
+    }
+
+    fn after(&self, sequence_num: u64) -> impl Iterator<Item = &(Event, Option<Vec<ShapedOp>>)> {
+        self.recent
+            .iter()
+            .filter(move |(e, _)| e.sequence_num > sequence_num)
     }
 }
 
@@ -278,7 +307,12 @@ impl SyncService {
                 return Ok(outcome);
             }
             match self
-                .commit(cache, &outcome.events, outcome.document.clone())
+                .commit(
+                    cache,
+                    &outcome.events,
+                    &outcome.shapes,
+                    outcome.document.clone(),
+                )
                 .await
             {
                 Ok(()) => return Ok(outcome),
@@ -327,11 +361,14 @@ impl SyncService {
                 highest_client_seq: 0,
                 duplicates: HashMap::new(),
             };
-            let (event, document) =
-                sequencer::order_change(&view, origin, operation, patch, &mut |seq| {
-                    self.ids.stamp(seq)
-                })
-                .map_err(|(code, message)| ServiceError::new(code, message))?;
+            let sequencer::OrderedChange {
+                event,
+                document,
+                shape,
+            } = sequencer::order_change(&view, origin, operation, patch, &mut |seq| {
+                self.ids.stamp(seq)
+            })
+            .map_err(|(code, message)| ServiceError::new(code, message))?;
             if document.as_ref().is_some_and(Value::is_null) {
                 return Err(ServiceError::new(
                     ErrorCode::InvalidPatch,
@@ -339,7 +376,7 @@ impl SyncService {
                 ));
             }
             match self
-                .commit(cache, std::slice::from_ref(&event), document)
+                .commit(cache, std::slice::from_ref(&event), &[shape], document)
                 .await
             {
                 Ok(()) => return Ok(event),
@@ -358,13 +395,14 @@ impl SyncService {
         &self,
         cache: &mut DocumentCache,
         events: &[Event],
+        shapes: &[Option<Vec<ShapedOp>>],
         document: Option<Value>,
     ) -> Result<(), StoreError> {
         let expected = cache.head.head_seq;
         self.store
             .append(&cache.document_id, expected, events, document.as_ref())
             .await?;
-        cache.append(events, document);
+        cache.append(events, shapes, document);
         self.broker.publish(&cache.document_id, events);
         self.maintain_history(cache, expected).await;
         Ok(())
@@ -474,7 +512,7 @@ impl SyncService {
             .store
             .events_after(document_id, cache.head.head_seq, usize::MAX >> 1)
             .await?;
-        cache.append(&events, head.document.clone());
+        cache.append(&events, &[], head.document.clone());
         cache.head = head;
         self.broker.publish(document_id, &events);
         Ok(())
@@ -501,7 +539,11 @@ impl SyncService {
             highest_client_seq: 0,
             duplicates: HashMap::new(),
         };
-        let (event, document) = sequencer::order_change(
+        let sequencer::OrderedChange {
+            event,
+            document,
+            shape,
+        } = sequencer::order_change(
             &view,
             eventsync::protocol::SERVER_CLIENT_ID,
             operation,
@@ -509,7 +551,7 @@ impl SyncService {
             &mut |seq| self.ids.stamp(seq),
         )
         .map_err(|(code, message)| ServiceError::new(code, message))?;
-        self.commit(cache, std::slice::from_ref(&event), document)
+        self.commit(cache, std::slice::from_ref(&event), &[shape], document)
             .await?;
         tracing::info!(
             document = document_id,

@@ -191,6 +191,7 @@ pub fn edit(client_seq: u64, base_seq: u64, operation: Operation, patch: Value) 
         base_seq,
         operation,
         patch: serde_json::from_value(patch).expect("valid patch"),
+        shape: None,
     }
 }
 
