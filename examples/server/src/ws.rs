@@ -379,7 +379,8 @@ impl Connection {
 
     async fn submit(&mut self, edits: Vec<eventsync::Edit>) -> Result<(), axum::Error> {
         let Some(first) = edits.first() else {
-            return Ok(());
+            // Every submit is answered: an empty one with an empty ack (8.1).
+            return self.send(&ServerMessage::Ack { edits: Vec::new() }).await;
         };
         let first = first.client_seq;
         let refuse = |code, message: String, head_seq| ServerMessage::Reject {
