@@ -437,7 +437,8 @@ impl SyncService {
 
     /// The events a client is missing, as one page: by cursor when `after` is given, else by the
     /// seed's state-vector rule. Starts with a snapshot when the client is behind the retained
-    /// history, or is new and a snapshot exists.
+    /// history, or is new and a snapshot exists. For the rest of a long answer, see
+    /// [`SyncService::catch_up_page`].
     pub async fn catch_up(
         &self,
         document_id: &str,
@@ -445,23 +446,44 @@ impl SyncService {
         after: Option<u64>,
         limit: usize,
     ) -> Result<EventsPage, ServiceError> {
+        self.catch_up_page(document_id, vector, after, None, limit)
+            .await
+            .map(|(page, _)| page)
+    }
+
+    /// One page of a catch-up, and the `sequenceNum` up to which the log was scanned for it.
+    ///
+    /// `resume` is `None` for the first page. In the vector form (no `after`, no snapshot) a
+    /// later page passes the scan position the previous page returned, with the same vector, so
+    /// that every page keeps the seed's rule; the page's last event is not that position, because
+    /// events the vector already holds are skipped. A vector-form page is never empty while
+    /// `has_more` is true: the scan goes on until it finds a missing event or reaches the head.
+    pub async fn catch_up_page(
+        &self,
+        document_id: &str,
+        vector: &VectorClock,
+        after: Option<u64>,
+        resume: Option<u64>,
+        limit: usize,
+    ) -> Result<(EventsPage, u64), ServiceError> {
         let head = self.head(document_id).await?;
-        let cursor = match after {
+        let start = match after {
             Some(after) => after,
             None => vector.scan_floor(&head.vector).unwrap_or(head.head_seq),
         };
-        if cursor > head.head_seq || vector.max_seq() > head.head_seq {
+        if start > head.head_seq || vector.max_seq() > head.head_seq {
             return Err(ServiceError::new(
                 ErrorCode::InvalidSequence,
                 format!(
                     "position {} is ahead of the log (head {})",
-                    cursor.max(vector.max_seq()),
+                    start.max(vector.max_seq()),
                     head.head_seq
                 ),
             ));
         }
+        let cursor = resume.unwrap_or(start).min(head.head_seq);
         let behind = cursor + 1 < head.first_retained_seq;
-        let fresh = cursor == 0 && vector.is_empty();
+        let fresh = resume.is_none() && cursor == 0 && vector.is_empty();
         let mut page = EventsPage {
             snapshot: None,
             events: Vec::new(),
@@ -479,21 +501,27 @@ impl SyncService {
         }
         if limit == 0 {
             page.has_more = from < head.head_seq;
-            return Ok(page);
+            return Ok((page, from));
         }
-        let events = self.store.events_after(document_id, from, limit).await?;
-        page.has_more = events.len() == limit
-            && events
-                .last()
-                .is_some_and(|e| e.sequence_num < head.head_seq);
-        page.events = match (after, &page.snapshot) {
-            (None, None) => events
-                .into_iter()
-                .filter(|e| vector.is_missing(&e.client_id, e.sequence_num))
-                .collect(),
-            _ => events,
-        };
-        Ok(page)
+        let filter = after.is_none() && page.snapshot.is_none();
+        loop {
+            let events = self.store.events_after(document_id, from, limit).await?;
+            let scanned = events.last().map_or(from, |e| e.sequence_num);
+            page.has_more = events.len() == limit && scanned < head.head_seq;
+            if filter {
+                page.events.extend(
+                    events
+                        .into_iter()
+                        .filter(|e| vector.is_missing(&e.client_id, e.sequence_num)),
+                );
+            } else {
+                page.events = events;
+            }
+            if !page.has_more || !page.events.is_empty() || scanned <= from {
+                return Ok((page, scanned));
+            }
+            from = scanned;
+        }
     }
 
     /// Another process appended to `document_id`: bring the cache up and publish what is new.

@@ -346,22 +346,24 @@ impl Connection {
         {
             tracing::warn!(error = %err, "state vector not recorded");
         }
+        // Where the previous page's scan stopped, for later pages of the vector form.
+        let mut resume = None;
         loop {
-            let page = match self
+            let (page, scanned) = match self
                 .state
                 .service
-                .catch_up(&self.document_id, &vector, after, limit)
+                .catch_up_page(&self.document_id, &vector, after, resume, limit)
                 .await
             {
                 Ok(page) => page,
                 Err(err) => return self.error(err.code, &err.message).await,
             };
+            let snapshot_sent = page.snapshot.is_some();
             if let Some(snapshot) = page.snapshot {
                 self.last_sent = self.last_sent.max(snapshot.sequence_num);
                 self.send(&ServerMessage::Snapshot { snapshot }).await?;
             }
-            let last = page.events.last().map(|e| e.sequence_num);
-            if let Some(last) = last {
+            if let Some(last) = page.events.last().map(|e| e.sequence_num) {
                 self.last_sent = self.last_sent.max(last);
             }
             self.send(&ServerMessage::Events {
@@ -370,9 +372,16 @@ impl Connection {
                 has_more: page.has_more,
             })
             .await?;
-            match (page.has_more, last) {
-                (true, Some(last)) => after = Some(last),
-                _ => return Ok(()),
+            let position = resume.or(after).unwrap_or(0);
+            if !page.has_more || (scanned <= position && !snapshot_sent) {
+                return Ok(());
+            }
+            if after.is_some() || snapshot_sent {
+                // Cursor form (after a snapshot, every later event is missing).
+                after = Some(scanned);
+                resume = None;
+            } else {
+                resume = Some(scanned);
             }
         }
     }
