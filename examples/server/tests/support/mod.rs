@@ -184,6 +184,173 @@ impl Ws {
     }
 }
 
+impl Ws {
+    /// Connects to `/sync/{document}`, returning the handshake failure instead of panicking
+    /// (for upgrades the server refuses over HTTP).
+    pub async fn try_connect(
+        server: &TestServer,
+        document: &str,
+        query: Option<&str>,
+    ) -> Result<Self, tokio_tungstenite::tungstenite::Error> {
+        let url = match query {
+            Some(q) => format!("{}/sync/{document}?{q}", server.ws),
+            None => format!("{}/sync/{document}", server.ws),
+        };
+        let (stream, _) = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(url))
+            .await
+            .expect("connect in time")?;
+        Ok(Ws { stream })
+    }
+
+    /// Sends a `hello` with any versions and token; returns the server's first answer.
+    pub async fn hello_with(
+        &mut self,
+        versions: &[u32],
+        client: &str,
+        token: Option<&str>,
+    ) -> ServerMessage {
+        self.send(&ClientMessage::Hello {
+            protocol_versions: versions.to_vec(),
+            client_id: client.into(),
+            token: token.map(str::to_owned),
+        })
+        .await;
+        self.recv().await
+    }
+
+    /// Sends a `submit`.
+    pub async fn submit(&mut self, edits: Vec<Edit>) {
+        self.send(&ClientMessage::Submit { edits }).await;
+    }
+
+    /// Sends a `ping` with `nonce` and returns the pong's `headSeq`, checking the nonce. Any
+    /// other message before the pong fails the test.
+    pub async fn ping(&mut self, nonce: u64) -> Option<u64> {
+        self.send(&ClientMessage::Ping { nonce: Some(nonce) }).await;
+        match self.recv().await {
+            ServerMessage::Pong {
+                nonce: got,
+                head_seq,
+            } => {
+                assert_eq!(got, Some(nonce), "the pong echoes the nonce");
+                head_seq
+            }
+            other => panic!("expected pong {nonce}, got {other:?}"),
+        }
+    }
+
+    /// Sends a `sync` and collects its whole answer: the snapshot (if any) and the `events`
+    /// frames up to the first one without `hasMore`. Live `event` frames in between are skipped.
+    pub async fn sync(&mut self, vector: eventsync::VectorClock, after: Option<u64>) -> SyncAnswer {
+        self.send(&ClientMessage::Sync {
+            vector_clock: vector,
+            after,
+        })
+        .await;
+        let mut answer = SyncAnswer::default();
+        loop {
+            match self.recv().await {
+                ServerMessage::Snapshot { snapshot } => answer.snapshot = Some(snapshot),
+                ServerMessage::Events {
+                    events,
+                    head_seq,
+                    has_more,
+                } => {
+                    answer.frames.push((events.len(), head_seq, has_more));
+                    answer.events.extend(events);
+                    if !has_more {
+                        return answer;
+                    }
+                }
+                ServerMessage::Event { .. } => {}
+                other => panic!("unexpected answer to sync: {other:?}"),
+            }
+        }
+    }
+
+    /// Reads until the first `ack` or `reject`, returning the live events seen before it and the
+    /// answer.
+    pub async fn answer(&mut self) -> (Vec<eventsync::Event>, ServerMessage) {
+        let mut events = Vec::new();
+        loop {
+            match self.recv().await {
+                ServerMessage::Event { events: more } => events.extend(more),
+                answer @ (ServerMessage::Ack { .. } | ServerMessage::Reject { .. }) => {
+                    return (events, answer)
+                }
+                other => panic!("expected event, ack or reject, got {other:?}"),
+            }
+        }
+    }
+
+    /// Expects an `error` frame with `code` next; returns its message.
+    pub async fn expect_error(&mut self, code: protocol::ErrorCode) -> String {
+        match self.recv().await {
+            ServerMessage::Error { code: got, message } => {
+                assert_eq!(got, code, "error code (message: {message})");
+                assert!(!message.is_empty(), "error frames carry a message");
+                message
+            }
+            other => panic!("expected error {code:?}, got {other:?}"),
+        }
+    }
+
+    /// True when nothing at all arrives within `wait` (and the connection stays open).
+    pub async fn silent_for(&mut self, wait: Duration) -> bool {
+        tokio::time::timeout(wait, self.stream.next())
+            .await
+            .is_err()
+    }
+}
+
+impl Ws {
+    /// Closes the connection with a WebSocket close frame and waits for the server's close.
+    pub async fn close(mut self) {
+        let _ = self.stream.close(None).await;
+        let _ = self.closed_within(WAIT).await;
+    }
+}
+
+/// The collected answer to one `sync`.
+#[derive(Debug, Default)]
+pub struct SyncAnswer {
+    pub snapshot: Option<protocol::Snapshot>,
+    /// Every event of every `events` frame, in arrival order.
+    pub events: Vec<eventsync::Event>,
+    /// Per `events` frame: how many events, its `headSeq`, its `hasMore`.
+    pub frames: Vec<(usize, Option<u64>, bool)>,
+}
+
+impl SyncAnswer {
+    pub fn seqs(&self) -> Vec<u64> {
+        self.events.iter().map(|e| e.sequence_num).collect()
+    }
+}
+
+/// `GET /api/documents/{document}` as JSON (no token).
+pub async fn document(server: &TestServer, document: &str) -> Value {
+    let response = http()
+        .get(server.url(&format!("/api/documents/{document}")))
+        .send()
+        .await
+        .expect("GET document");
+    assert_eq!(response.status(), 200, "GET /api/documents/{document}");
+    response.json().await.expect("a snapshot")
+}
+
+/// `PUT /api/documents/{document}` without a token; returns the new `sequenceNum`.
+pub async fn put(server: &TestServer, document: &str, body: &Value) -> u64 {
+    let response = http()
+        .put(server.url(&format!("/api/documents/{document}")))
+        .json(body)
+        .send()
+        .await
+        .expect("PUT document");
+    assert_eq!(response.status(), 200, "PUT /api/documents/{document}");
+    let answer: Value = response.json().await.expect("a write answer");
+    answer["sequenceNum"].as_u64().expect("sequenceNum")
+}
+
 /// A one-edit submit.
 pub fn edit(client_seq: u64, base_seq: u64, operation: Operation, patch: Value) -> Edit {
     Edit {

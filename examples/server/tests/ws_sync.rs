@@ -1,0 +1,766 @@
+//! Catch-up, paging, live fan-out and the edit answers of docs/PROTOCOL.md sections 6-9, over
+//! real WebSockets against a real server on a SQLite file.
+
+mod support;
+
+use std::time::Duration;
+
+use eventsync::protocol::{Ack, ErrorCode, Operation, ServerMessage};
+use eventsync::{Event, StateManager, VectorClock};
+use serde_json::{json, Value};
+use support::{document, edit, http, put, TestServer, Ws};
+
+fn vector(entries: &[(&str, u64)]) -> VectorClock {
+    entries.iter().map(|(k, v)| (k.to_string(), *v)).collect()
+}
+
+/// Submits one edit and expects it to be ordered (event, then a non-duplicate ack).
+async fn order(ws: &mut Ws, client_seq: u64, base: u64, operation: Operation, patch: Value) -> u64 {
+    ws.submit(vec![edit(client_seq, base, operation, patch)])
+        .await;
+    let (events, answer) = ws.answer().await;
+    let ServerMessage::Ack { edits } = answer else {
+        panic!("edit {client_seq} on base {base} was not acked: {answer:?}")
+    };
+    assert_eq!(edits.len(), 1);
+    assert_eq!(edits[0].client_seq, client_seq);
+    assert!(!edits[0].duplicate);
+    let seq = edits[0].sequence_num;
+    assert!(
+        events.iter().any(|e| e.sequence_num == seq),
+        "the event of edit {client_seq} (#{seq}) came before its ack"
+    );
+    seq
+}
+
+fn expect_ack(answer: ServerMessage) -> Vec<Ack> {
+    match answer {
+        ServerMessage::Ack { edits } => edits,
+        other => panic!("expected ack, got {other:?}"),
+    }
+}
+
+fn expect_reject(answer: ServerMessage, client_seq: u64, code: ErrorCode, head_seq: u64) {
+    match answer {
+        ServerMessage::Reject {
+            client_seq: got,
+            code: got_code,
+            message,
+            head_seq: got_head,
+        } => {
+            assert_eq!(
+                (got, got_code, got_head),
+                (client_seq, code, head_seq),
+                "reject ({message})"
+            );
+            assert!(!message.is_empty());
+        }
+        other => panic!("expected reject {code:?} of {client_seq}, got {other:?}"),
+    }
+}
+
+/// Builds the log of `doc` used by the catch-up tests:
+/// #1 alice create, #2 bob, #3 alice, #4 server (HTTP PUT), #5 bob, #6 carol.
+async fn six_event_log(server: &TestServer, doc: &str) {
+    let (mut alice, _) = Ws::open(server, doc, "alice").await;
+    let (mut bob, _) = Ws::open(server, doc, "bob").await;
+    let (mut carol, _) = Ws::open(server, doc, "carol").await;
+    let add = |v: &str| json!([{"op": "add", "path": "/cards/-", "value": v}]);
+    let create = json!([{"op": "add", "path": "", "value": {"cards": []}}]);
+    assert_eq!(order(&mut alice, 1, 0, Operation::Create, create).await, 1);
+    assert_eq!(order(&mut bob, 1, 1, Operation::Update, add("b1")).await, 2);
+    assert_eq!(
+        order(&mut alice, 2, 2, Operation::Update, add("a2")).await,
+        3
+    );
+    assert_eq!(
+        put(
+            server,
+            doc,
+            &json!({"cards": ["a1", "b1", "a2"], "title": "t"})
+        )
+        .await,
+        4
+    );
+    assert_eq!(order(&mut bob, 2, 4, Operation::Update, add("b2")).await, 5);
+    assert_eq!(
+        order(&mut carol, 1, 5, Operation::Update, add("c1")).await,
+        6
+    );
+    for ws in [alice, bob, carol] {
+        ws.close().await;
+    }
+}
+
+/// The seed's rule, straight from section 2, for checking answers.
+fn missing(log: &[Event], vector: &VectorClock) -> Vec<u64> {
+    log.iter()
+        .filter(|e| e.sequence_num > vector.get(&e.client_id))
+        .map(|e| e.sequence_num)
+        .collect()
+}
+
+#[tokio::test]
+async fn catch_up_from_an_empty_vector_sends_the_whole_log_in_order() {
+    let server = TestServer::start().await;
+    six_event_log(&server, "board").await;
+
+    let (mut dave, head) = Ws::open(&server, "board", "dave").await;
+    assert_eq!(head, 6);
+    let answer = dave.sync(VectorClock::new(), None).await;
+    assert!(answer.snapshot.is_none());
+    assert_eq!(answer.frames, vec![(6, Some(6), false)]);
+    assert_eq!(answer.seqs(), vec![1, 2, 3, 4, 5, 6]);
+
+    let origins: Vec<(&str, Option<u64>)> = answer
+        .events
+        .iter()
+        .map(|e| (e.client_id.as_str(), e.client_seq))
+        .collect();
+    assert_eq!(
+        origins,
+        vec![
+            ("alice", Some(1)),
+            ("bob", Some(1)),
+            ("alice", Some(2)),
+            ("server", None),
+            ("bob", Some(2)),
+            ("carol", Some(1)),
+        ]
+    );
+    assert_eq!(answer.events[0].operation, Operation::Create);
+    assert_eq!(
+        answer.events[5].vector_clock,
+        vector(&[("alice", 3), ("bob", 5), ("server", 4), ("carol", 6)])
+    );
+    for event in &answer.events {
+        assert_eq!(event.document_id, "board");
+        assert!(!event.id.is_empty() && !event.timestamp.is_empty());
+    }
+
+    // Applying the catch-up gives the document the server holds.
+    let mut state = StateManager::new("board");
+    for event in &answer.events {
+        state.apply(event).expect("every event applies");
+    }
+    let snapshot = document(&server, "board").await;
+    assert_eq!(snapshot["sequenceNum"], 6);
+    assert_eq!(state.document(), Some(&snapshot["document"]));
+    assert_eq!(
+        snapshot["document"],
+        json!({"cards": ["a1", "b1", "a2", "b2", "c1"], "title": "t"})
+    );
+}
+
+#[tokio::test]
+async fn catch_up_from_a_partial_vector_follows_the_seed_rule() {
+    let server = TestServer::start().await;
+    six_event_log(&server, "board").await;
+    let (mut dave, _) = Ws::open(&server, "board", "dave").await;
+    let log = dave.sync(VectorClock::new(), None).await.events;
+
+    let cases: Vec<(VectorClock, Vec<u64>)> = vec![
+        // Named origins above their entry, every event of unnamed ones, in order.
+        (vector(&[("alice", 3), ("bob", 2)]), vec![4, 5, 6]),
+        (vector(&[("bob", 5)]), vec![1, 3, 4, 6]),
+        (vector(&[("alice", 1)]), vec![2, 3, 4, 5, 6]),
+        (vector(&[("server", 4)]), vec![1, 2, 3, 5, 6]),
+        (vector(&[("alice", 1), ("carol", 6)]), vec![2, 3, 4, 5]),
+        // An origin without events names nothing: everything is missing.
+        (vector(&[("zed", 2)]), vec![1, 2, 3, 4, 5, 6]),
+        // Up to date: one empty frame, so that the sync has a visible answer.
+        (
+            vector(&[("alice", 3), ("bob", 5), ("server", 4), ("carol", 6)]),
+            vec![],
+        ),
+    ];
+    for (vector, expected) in cases {
+        assert_eq!(missing(&log, &vector), expected, "the test's own rule");
+        let answer = dave.sync(vector.clone(), None).await;
+        assert!(answer.snapshot.is_none());
+        assert_eq!(answer.seqs(), expected, "vector {vector:?}");
+        assert_eq!(answer.frames.len(), 1, "vector {vector:?}");
+        assert_eq!(answer.frames[0].1, Some(6));
+        for event in &answer.events {
+            assert_eq!(Some(event), log.iter().find(|e| e.id == event.id));
+        }
+    }
+    // The connection is still fine, and nothing changed.
+    assert_eq!(dave.ping(1).await, Some(6));
+}
+
+#[tokio::test]
+async fn catch_up_after_a_cursor_and_impossible_positions() {
+    let server = TestServer::start().await;
+    six_event_log(&server, "board").await;
+    let (mut dave, _) = Ws::open(&server, "board", "dave").await;
+
+    assert_eq!(
+        dave.sync(VectorClock::new(), Some(0)).await.seqs(),
+        vec![1, 2, 3, 4, 5, 6]
+    );
+    assert_eq!(
+        dave.sync(VectorClock::new(), Some(2)).await.seqs(),
+        vec![3, 4, 5, 6]
+    );
+    // `after` wins over the vector (6.1).
+    assert_eq!(
+        dave.sync(vector(&[("alice", 1), ("carol", 6)]), Some(4))
+            .await
+            .seqs(),
+        vec![5, 6]
+    );
+    let up_to_date = dave.sync(VectorClock::new(), Some(6)).await;
+    assert_eq!(up_to_date.frames, vec![(0, Some(6), false)]);
+
+    // A position ahead of the head: `invalid_sequence` and nothing else (6.2).
+    for (vector, after) in [
+        (VectorClock::new(), Some(7)),
+        (vector(&[("bob", 7)]), None),
+        (vector(&[("alice", 100)]), Some(2)),
+    ] {
+        dave.send(&eventsync::ClientMessage::Sync {
+            vector_clock: vector,
+            after,
+        })
+        .await;
+        dave.expect_error(ErrorCode::InvalidSequence).await;
+        // The next frame is the pong: no events frame followed the error.
+        assert_eq!(dave.ping(7).await, Some(6));
+    }
+}
+
+#[tokio::test]
+async fn long_catch_ups_are_paged_with_has_more() {
+    // No snapshots, so that a fresh client gets the events themselves.
+    let server = TestServer::start_with(|c| c.snapshot_every = 0).await;
+    let (mut alice, _) = Ws::open(&server, "long", "alice").await;
+    // One submit of 1500 edits: #1 creates, #2..#1500 update.
+    let mut edits = vec![edit(
+        1,
+        0,
+        Operation::Create,
+        json!([{"op": "add", "path": "", "value": {"n": 0}}]),
+    )];
+    for seq in 2..=1500u64 {
+        edits.push(edit(
+            seq,
+            0,
+            Operation::Update,
+            json!([{"op": "replace", "path": "/n", "value": seq}]),
+        ));
+    }
+    alice.submit(edits).await;
+    let (events, answer) = alice.answer().await;
+    assert_eq!(events.len(), 1500);
+    let acks = expect_ack(answer);
+    assert_eq!(acks.len(), 1500);
+    assert!(acks
+        .iter()
+        .enumerate()
+        .all(|(i, a)| a.client_seq == i as u64 + 1 && a.sequence_num == i as u64 + 1));
+    let (mut bob, _) = Ws::open(&server, "long", "bob").await;
+    for seq in 1..=5u64 {
+        order(
+            &mut bob,
+            seq,
+            1499 + seq,
+            Operation::Update,
+            json!([{"op": "replace", "path": "/n", "value": 0}]),
+        )
+        .await;
+    }
+
+    let (mut carol, head) = Ws::open(&server, "long", "carol").await;
+    assert_eq!(head, 1505);
+    let check_pages = |answer: &support::SyncAnswer| {
+        let (last, rest) = answer.frames.split_last().expect("at least one frame");
+        assert!(!last.2, "the last frame has hasMore false");
+        assert!(rest.iter().all(|f| f.2), "earlier frames have hasMore true");
+        assert!(answer
+            .frames
+            .iter()
+            .all(|f| f.0 <= 1000 && f.1 == Some(1505)));
+    };
+
+    let all = carol.sync(VectorClock::new(), None).await;
+    assert_eq!(
+        all.frames,
+        vec![(1000, Some(1505), true), (505, Some(1505), false)]
+    );
+    assert_eq!(all.seqs(), (1..=1505).collect::<Vec<_>>());
+
+    let tail = carol.sync(VectorClock::new(), Some(300)).await;
+    check_pages(&tail);
+    assert_eq!(tail.frames.len(), 2);
+    assert_eq!(tail.seqs(), (301..=1505).collect::<Vec<_>>());
+
+    // Vector form over more than a page: the seed's rule holds on every page, and the answer
+    // ends with a frame without hasMore even when the first 1000 events are all known.
+    let known = carol.sync(vector(&[("alice", 1500)]), None).await;
+    check_pages(&known);
+    assert_eq!(known.seqs(), vec![1501, 1502, 1503, 1504, 1505]);
+
+    let v = vector(&[("alice", 100), ("bob", 1502)]);
+    let mixed = carol.sync(v.clone(), None).await;
+    check_pages(&mixed);
+    assert_eq!(mixed.seqs(), missing(&all.events, &v));
+    assert_eq!(
+        mixed.seqs(),
+        (101..=1500).chain(1503..=1505).collect::<Vec<_>>()
+    );
+
+    // The HTTP form of the same catch-up (12.1) answers the missing events too.
+    let page: Value = http()
+        .post(server.url("/api/sync/long"))
+        .json(&json!({"clientId": "carol", "vectorClock": {"alice": 1500}}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let seqs: Vec<u64> = page["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["sequenceNum"].as_u64().unwrap())
+        .collect();
+    assert_eq!(seqs, vec![1501, 1502, 1503, 1504, 1505]);
+    assert_eq!(page["hasMore"], false);
+    assert_eq!(page["headSeq"], 1505);
+    assert_eq!(carol.ping(2).await, Some(1505));
+}
+
+#[tokio::test]
+async fn live_edits_fan_out_to_every_subscriber_without_gaps() {
+    let server = TestServer::start().await;
+    let (mut alice, _) = Ws::open(&server, "live", "alice").await;
+    let mut subscribers = Vec::new();
+    for name in ["bob", "carol", "dave"] {
+        let (ws, head) = Ws::open(&server, "live", name).await;
+        assert_eq!(head, 0);
+        subscribers.push(ws);
+    }
+
+    let mut head = order(
+        &mut alice,
+        1,
+        0,
+        Operation::Create,
+        json!([{"op": "add", "path": "", "value": {"items": []}}]),
+    )
+    .await;
+    for client_seq in 2..=20u64 {
+        head = order(
+            &mut alice,
+            client_seq,
+            head,
+            Operation::Update,
+            json!([{"op": "add", "path": "/items/-", "value": client_seq}]),
+        )
+        .await;
+        if client_seq == 10 {
+            // An HTTP write in the middle is a live event like any other.
+            head = put(&server, "live", &json!({"items": ["reset"]})).await;
+        }
+    }
+    // And a submit of several edits at once.
+    alice
+        .submit(
+            (21..=25)
+                .map(|s| {
+                    edit(
+                        s,
+                        head,
+                        Operation::Update,
+                        json!([{"op": "add", "path": "/items/-", "value": s}]),
+                    )
+                })
+                .collect(),
+        )
+        .await;
+    let (_, answer) = alice.answer().await;
+    assert_eq!(expect_ack(answer).len(), 5);
+    let head = head + 5;
+    assert_eq!(head, 26);
+
+    for (i, ws) in subscribers.iter_mut().enumerate() {
+        let mut seen: Vec<Event> = Vec::new();
+        while seen.last().map_or(0, |e| e.sequence_num) < head {
+            match ws.recv().await {
+                ServerMessage::Event { events } => seen.extend(events),
+                other => panic!("subscriber {i} got {other:?}"),
+            }
+        }
+        let seqs: Vec<u64> = seen.iter().map(|e| e.sequence_num).collect();
+        assert_eq!(seqs, (1..=head).collect::<Vec<_>>(), "subscriber {i}");
+        assert_eq!(seen[10].client_id, "server");
+        assert_eq!(seen[10].client_seq, None);
+        assert_eq!(seen[25].client_seq, Some(25));
+        // Nothing more: no repeats, no acks for edits that are not theirs.
+        assert!(ws.silent_for(Duration::from_millis(200)).await);
+        assert_eq!(ws.ping(3).await, Some(head));
+    }
+    let snapshot = document(&server, "live").await;
+    assert_eq!(snapshot["sequenceNum"], head);
+    let mut expected = vec![json!("reset")];
+    expected.extend((11..=25).map(|n| json!(n)));
+    assert_eq!(snapshot["document"]["items"], Value::Array(expected));
+}
+
+#[tokio::test]
+async fn an_accepted_edits_event_precedes_its_ack() {
+    let server = TestServer::start().await;
+    let (mut alice, _) = Ws::open(&server, "order", "alice").await;
+    alice
+        .submit(vec![
+            edit(
+                1,
+                0,
+                Operation::Create,
+                json!([{"op": "add", "path": "", "value": {"n": 0}}]),
+            ),
+            edit(
+                2,
+                0,
+                Operation::Update,
+                json!([{"op": "replace", "path": "/n", "value": 1}]),
+            ),
+            edit(
+                3,
+                0,
+                Operation::Update,
+                json!([{"op": "replace", "path": "/n", "value": 2}]),
+            ),
+        ])
+        .await;
+    // Frame by frame: every event first, then the one ack.
+    let mut events = Vec::new();
+    let acks = loop {
+        match alice.recv().await {
+            ServerMessage::Event { events: more } => events.extend(more),
+            ServerMessage::Ack { edits } => break edits,
+            other => panic!("unexpected {other:?}"),
+        }
+    };
+    let seqs: Vec<(u64, Option<u64>)> = events
+        .iter()
+        .map(|e| (e.sequence_num, e.client_seq))
+        .collect();
+    assert_eq!(seqs, vec![(1, Some(1)), (2, Some(2)), (3, Some(3))]);
+    assert_eq!(
+        acks,
+        (1..=3)
+            .map(|s| Ack {
+                client_seq: s,
+                sequence_num: s,
+                duplicate: false
+            })
+            .collect::<Vec<_>>()
+    );
+    // The same holds with another subscriber's events going on.
+    let (mut bob, _) = Ws::open(&server, "order", "bob").await;
+    for round in 0..5u64 {
+        let base = 3 + 2 * round;
+        assert_eq!(
+            order(
+                &mut bob,
+                round + 1,
+                base,
+                Operation::Update,
+                json!([{"op": "replace", "path": "/n", "value": round}])
+            )
+            .await,
+            base + 1
+        );
+        alice
+            .submit(vec![edit(
+                4 + round,
+                base + 1,
+                Operation::Update,
+                json!([{"op": "replace", "path": "/n", "value": round}]),
+            )])
+            .await;
+        let (events, answer) = alice.answer().await;
+        let acks = expect_ack(answer);
+        assert_eq!(acks[0].sequence_num, base + 2);
+        // Bob's event, then alice's own, both before the ack.
+        let seqs: Vec<u64> = events.iter().map(|e| e.sequence_num).collect();
+        assert_eq!(seqs, vec![base + 1, base + 2]);
+    }
+}
+
+#[tokio::test]
+async fn a_resend_on_a_new_connection_is_acknowledged_as_a_duplicate() {
+    let server = TestServer::start().await;
+    let add = |v: &str| json!([{"op": "add", "path": "/log/-", "value": v}]);
+    let first = vec![
+        edit(
+            1,
+            0,
+            Operation::Create,
+            json!([{"op": "add", "path": "", "value": {"log": []}}]),
+        ),
+        edit(2, 0, Operation::Update, add("alice-2")),
+    ];
+    let (mut alice, _) = Ws::open(&server, "resend", "alice").await;
+    alice.submit(first.clone()).await;
+    let (_, answer) = alice.answer().await;
+    assert_eq!(
+        expect_ack(answer)
+            .iter()
+            .map(|a| (a.client_seq, a.sequence_num, a.duplicate))
+            .collect::<Vec<_>>(),
+        vec![(1, 1, false), (2, 2, false)]
+    );
+    alice.close().await;
+
+    let (mut bob, _) = Ws::open(&server, "resend", "bob").await;
+    assert_eq!(
+        order(&mut bob, 1, 2, Operation::Update, add("bob-1")).await,
+        3
+    );
+    let before = document(&server, "resend").await;
+
+    // Alice never saw her acks (say): she reconnects and resends the same edits.
+    let (mut alice, head) = Ws::open(&server, "resend", "alice").await;
+    assert_eq!(head, 3);
+    alice.submit(first.clone()).await;
+    let (events, answer) = alice.answer().await;
+    assert!(events.is_empty(), "nothing was ordered again: {events:?}");
+    assert_eq!(
+        expect_ack(answer),
+        vec![
+            Ack {
+                client_seq: 1,
+                sequence_num: 1,
+                duplicate: true
+            },
+            Ack {
+                client_seq: 2,
+                sequence_num: 2,
+                duplicate: true
+            },
+        ]
+    );
+    assert_eq!(alice.ping(1).await, Some(3), "the head did not move");
+    assert_eq!(document(&server, "resend").await, before);
+    // Bob saw nothing new either.
+    assert!(bob.silent_for(Duration::from_millis(200)).await);
+
+    // A duplicate followed by a new edit on the old base: the duplicate is acked, the new edit
+    // is stale because of bob's #3 (8.3 examples).
+    alice
+        .submit(vec![
+            edit(2, 0, Operation::Update, add("alice-2")),
+            edit(3, 0, Operation::Update, add("alice-3")),
+        ])
+        .await;
+    let (events, answer) = alice.answer().await;
+    assert!(events.is_empty());
+    assert_eq!(
+        expect_ack(answer),
+        vec![Ack {
+            client_seq: 2,
+            sequence_num: 2,
+            duplicate: true
+        }]
+    );
+    expect_reject(alice.recv().await, 3, ErrorCode::StaleBase, 3);
+
+    // Rebased on #3 it goes through, and a resend of it is a duplicate of #4.
+    assert_eq!(
+        order(&mut alice, 3, 3, Operation::Update, add("alice-3")).await,
+        4
+    );
+    alice
+        .submit(vec![edit(3, 3, Operation::Update, add("alice-3"))])
+        .await;
+    let (events, answer) = alice.answer().await;
+    assert!(events.is_empty());
+    assert_eq!(
+        expect_ack(answer),
+        vec![Ack {
+            client_seq: 3,
+            sequence_num: 4,
+            duplicate: true
+        }]
+    );
+    let after = document(&server, "resend").await;
+    assert_eq!(after["sequenceNum"], 4);
+    assert_eq!(
+        after["document"],
+        json!({"log": ["alice-2", "bob-1", "alice-3"]}),
+        "every edit applied exactly once"
+    );
+}
+
+#[tokio::test]
+async fn a_stale_base_is_refused_and_the_rebased_edit_accepted() {
+    let server = TestServer::start().await;
+    let (mut alice, _) = Ws::open(&server, "stale", "alice").await;
+    let (mut bob, _) = Ws::open(&server, "stale", "bob").await;
+    let set = |k: &str, v: u64| json!([{"op": "add", "path": format!("/{k}"), "value": v}]);
+    order(
+        &mut alice,
+        1,
+        0,
+        Operation::Create,
+        json!([{"op": "add", "path": "", "value": {}}]),
+    )
+    .await;
+    assert_eq!(
+        order(&mut bob, 1, 1, Operation::Update, set("bob", 1)).await,
+        2
+    );
+
+    // Alice edits against #1 without having seen #2.
+    alice
+        .submit(vec![edit(2, 1, Operation::Update, set("alice", 2))])
+        .await;
+    let (events, answer) = alice.answer().await;
+    // Before a reject with headSeq h, every live event up to h was sent (8.2).
+    assert_eq!(
+        events.iter().map(|e| e.sequence_num).collect::<Vec<_>>(),
+        vec![2]
+    );
+    expect_reject(answer, 2, ErrorCode::StaleBase, 2);
+    assert_eq!(alice.ping(1).await, Some(2), "nothing was stored");
+
+    // Same clientSeq, new base: accepted.
+    assert_eq!(
+        order(&mut alice, 2, 2, Operation::Update, set("alice", 2)).await,
+        3
+    );
+
+    // An HTTP write makes in-flight edits stale too (8.4).
+    assert_eq!(put(&server, "stale", &json!({"http": true})).await, 4);
+    alice
+        .submit(vec![edit(3, 3, Operation::Update, set("alice", 3))])
+        .await;
+    let (_, answer) = alice.answer().await;
+    expect_reject(answer, 3, ErrorCode::StaleBase, 4);
+    assert_eq!(
+        order(&mut alice, 3, 4, Operation::Update, set("alice", 3)).await,
+        5
+    );
+    let snapshot = document(&server, "stale").await;
+    assert_eq!(snapshot["sequenceNum"], 5);
+    assert_eq!(snapshot["document"], json!({"http": true, "alice": 3}));
+}
+
+#[tokio::test]
+async fn impossible_sequence_numbers_are_refused_with_invalid_sequence() {
+    let server = TestServer::start().await;
+    let (mut alice, _) = Ws::open(&server, "seq", "alice").await;
+    let set = |v: u64| json!([{"op": "replace", "path": "/n", "value": v}]);
+    order(
+        &mut alice,
+        1,
+        0,
+        Operation::Create,
+        json!([{"op": "add", "path": "", "value": {"n": 0}}]),
+    )
+    .await;
+    // clientSeqs may have gaps: 5 after 1.
+    assert_eq!(order(&mut alice, 5, 1, Operation::Update, set(5)).await, 2);
+    let before = document(&server, "seq").await;
+
+    // baseSeq ahead of the head.
+    alice
+        .submit(vec![edit(6, 3, Operation::Update, set(6))])
+        .await;
+    expect_reject(alice.answer().await.1, 6, ErrorCode::InvalidSequence, 2);
+    // Below the highest ordered clientSeq (5), and never ordered itself.
+    alice
+        .submit(vec![edit(3, 2, Operation::Update, set(3))])
+        .await;
+    expect_reject(alice.answer().await.1, 3, ErrorCode::InvalidSequence, 2);
+    // clientSeq 0.
+    alice
+        .submit(vec![edit(0, 2, Operation::Update, set(0))])
+        .await;
+    expect_reject(alice.answer().await.1, 0, ErrorCode::InvalidSequence, 2);
+    // Mixed baseSeqs: the first edit is refused and nothing is ordered.
+    alice
+        .submit(vec![
+            edit(6, 2, Operation::Update, set(6)),
+            edit(7, 1, Operation::Update, set(7)),
+        ])
+        .await;
+    expect_reject(alice.answer().await.1, 6, ErrorCode::InvalidSequence, 2);
+    assert_eq!(alice.ping(1).await, Some(2));
+    assert_eq!(document(&server, "seq").await, before, "nothing was stored");
+
+    // Not increasing within a submit: the first is ordered, the second refused.
+    alice
+        .submit(vec![
+            edit(7, 2, Operation::Update, set(7)),
+            edit(6, 2, Operation::Update, set(6)),
+        ])
+        .await;
+    let (events, answer) = alice.answer().await;
+    assert_eq!(events.len(), 1);
+    assert_eq!(
+        expect_ack(answer),
+        vec![Ack {
+            client_seq: 7,
+            sequence_num: 3,
+            duplicate: false
+        }]
+    );
+    expect_reject(alice.recv().await, 6, ErrorCode::InvalidSequence, 3);
+    let after = document(&server, "seq").await;
+    assert_eq!(after["sequenceNum"], 3);
+    assert_eq!(after["document"], json!({"n": 7}));
+}
+
+#[tokio::test]
+async fn pong_carries_the_head_and_the_nonce() {
+    let server = TestServer::start().await;
+    let (mut alice, _) = Ws::open(&server, "pings", "alice").await;
+    assert_eq!(alice.ping(17).await, Some(0));
+    order(
+        &mut alice,
+        1,
+        0,
+        Operation::Create,
+        json!([{"op": "add", "path": "", "value": 1}]),
+    )
+    .await;
+    assert_eq!(alice.ping(18).await, Some(1));
+    // A write alice did not make: the pong tells her the head moved.
+    assert_eq!(put(&server, "pings", &json!(2)).await, 2);
+    alice.send_text(r#"{"type":"ping"}"#).await;
+    let pong = alice
+        .recv_until(|m| matches!(m, ServerMessage::Pong { .. }))
+        .await;
+    assert_eq!(
+        pong,
+        ServerMessage::Pong {
+            nonce: None,
+            head_seq: Some(2)
+        }
+    );
+    assert_eq!(alice.ping(u64::from(u32::MAX) + 1).await, Some(2));
+}
+
+#[tokio::test]
+async fn an_empty_submit_gets_an_empty_ack() {
+    let server = TestServer::start().await;
+    let (mut alice, _) = Ws::open(&server, "empty", "alice").await;
+    alice.send_text(r#"{"type":"submit","edits":[]}"#).await;
+    assert_eq!(alice.recv().await, ServerMessage::Ack { edits: vec![] });
+    order(
+        &mut alice,
+        1,
+        0,
+        Operation::Create,
+        json!([{"op": "add", "path": "", "value": {}}]),
+    )
+    .await;
+    alice.submit(vec![]).await;
+    assert_eq!(alice.recv().await, ServerMessage::Ack { edits: vec![] });
+    assert_eq!(alice.ping(1).await, Some(1), "nothing was ordered");
+}
