@@ -177,6 +177,17 @@ impl Authority {
         document_id: &str,
         now_unix: u64,
     ) -> Result<Claims, AuthError> {
+        let claims = self.verify_token(token, now_unix)?;
+        if !claims.covers(document_id) {
+            return Err(AuthError::WrongDocument {
+                token_document: claims.document_id,
+            });
+        }
+        Ok(claims)
+    }
+
+    /// As [`Authority::verify`], without checking which document the token is for.
+    pub fn verify_token(&self, token: &str, now_unix: u64) -> Result<Claims, AuthError> {
         let (payload, signature) = token.split_once('.').ok_or(AuthError::Malformed)?;
         if payload.is_empty() || signature.is_empty() || signature.contains('.') {
             return Err(AuthError::Malformed);
@@ -201,11 +212,6 @@ impl Authority {
         }
         if now_unix >= claims.exp {
             return Err(AuthError::Expired { exp: claims.exp });
-        }
-        if !claims.covers(document_id) {
-            return Err(AuthError::WrongDocument {
-                token_document: claims.document_id,
-            });
         }
         Ok(claims)
     }
@@ -284,6 +290,35 @@ pub fn authorize(
         client_id: Some(claims.client_id),
         rights: claims.rights,
     })
+}
+
+/// The checks of a `hello` that follow the `clientId`'s syntax, in the order of 5.2: a present and
+/// valid token when authentication is on (`unauthorized`), the token's `clientId`
+/// (`client_mismatch`), then `forbidden` for the client `server` or a token for another document.
+pub fn authorize_hello(
+    authority: Option<&Authority>,
+    token: Option<&str>,
+    document_id: &str,
+    client_id: &str,
+    now_unix: u64,
+) -> Result<Access, AuthError> {
+    let Some(authority) = authority else {
+        let access = authorize(None, token, document_id, now_unix)?;
+        access.check_client(client_id)?;
+        return Ok(access);
+    };
+    let claims = authority.verify_token(token.ok_or(AuthError::Missing)?, now_unix)?;
+    let access = Access {
+        client_id: Some(claims.client_id.clone()),
+        rights: claims.rights,
+    };
+    access.check_client(client_id)?;
+    if !claims.covers(document_id) {
+        return Err(AuthError::WrongDocument {
+            token_document: claims.document_id,
+        });
+    }
+    Ok(access)
 }
 
 /// The token of an HTTP request or WebSocket upgrade: from `Authorization: Bearer X` (scheme
@@ -812,6 +847,38 @@ mod tests {
             authorize(Some(&a), Some(&foreign), "doc-1", NOW),
             Err(AuthError::BadSignature)
         ));
+    }
+
+    #[test]
+    fn hello_checks_follow_5_2() {
+        let a = authority();
+        let bob_doc2 = a.issue(&claims("doc-2", "bob", Rights::Read, NOW + 60));
+        let check = |token: Option<&str>, client: &str| {
+            authorize_hello(Some(&a), token, "doc-1", client, NOW).map_err(|e| e.code())
+        };
+        assert_eq!(check(None, "alice"), Err(ErrorCode::Unauthorized));
+        assert_eq!(
+            check(Some("garbage"), "alice"),
+            Err(ErrorCode::Unauthorized)
+        );
+        // Another client and another document: client_mismatch comes first.
+        assert_eq!(
+            check(Some(&bob_doc2), "alice"),
+            Err(ErrorCode::ClientMismatch)
+        );
+        assert_eq!(
+            check(Some(&bob_doc2), "server"),
+            Err(ErrorCode::ClientMismatch)
+        );
+        assert_eq!(check(Some(&bob_doc2), "bob"), Err(ErrorCode::Forbidden));
+        let bob_doc1 = a.issue(&claims("doc-1", "bob", Rights::Read, NOW + 60));
+        let access = check(Some(&bob_doc1), "bob").unwrap();
+        assert_eq!(access.client_id.as_deref(), Some("bob"));
+        assert_eq!(access.rights, Rights::Read);
+        // Without authentication: any client but `server`, tokens ignored.
+        let open = |client: &str| authorize_hello(None, Some("x"), "doc-1", client, NOW);
+        assert_eq!(open("alice").unwrap().rights, Rights::Write);
+        assert!(matches!(open("server"), Err(AuthError::ReservedClient)));
     }
 
     #[test]

@@ -15,9 +15,9 @@ use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tokio::sync::broadcast::Receiver;
 
 use crate::app::AppState;
-use crate::auth::{self, Access, Rights};
+use crate::auth::{self, Rights};
 use crate::broker::Published;
-use crate::limits::{validate_client_id, RateLimiter};
+use crate::limits::{validate_id, RateLimiter};
 
 /// How long a client has to send `hello`.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
@@ -37,93 +37,69 @@ struct Connection {
     started: tokio::time::Instant,
 }
 
-/// Runs a connection to its end. `access` is what the URL's token (if any) granted.
+/// Runs a connection to its end. `url_token` is the upgrade request's token (`Authorization` or
+/// `?token=`), if any; a token in `hello` wins over it (5.3).
 pub async fn serve(
     socket: WebSocket,
     state: AppState,
     document_id: String,
-    access: Result<Access, auth::AuthError>,
+    url_token: Option<String>,
 ) {
     let (mut sink, mut stream) = socket.split();
     let _live = state.connection_guard();
-    let hello = tokio::time::timeout(HELLO_TIMEOUT, stream.next()).await;
-    let text = match hello {
-        Ok(Some(Ok(Message::Text(text)))) => text,
-        Ok(Some(Ok(Message::Close(_)))) | Ok(None) | Ok(Some(Err(_))) => return,
-        Ok(Some(Ok(_))) => {
-            refuse(
-                &mut sink,
-                ErrorCode::MalformedFrame,
-                "the first frame must be a text hello",
-            )
-            .await;
-            return;
-        }
-        Err(_) => {
-            refuse(
-                &mut sink,
-                ErrorCode::UnexpectedMessage,
-                "no hello within 10 seconds",
-            )
-            .await;
-            return;
-        }
-    };
-    let (client_id, token, versions) =
-        match protocol::decode_client(&text, state.limits.max_frame_bytes) {
-            Ok(ClientMessage::Hello {
-                client_id,
-                token,
-                protocol_versions,
-            }) => (client_id, token, protocol_versions),
-            Ok(_) => {
+    let started = tokio::time::Instant::now();
+    let mut limiter = RateLimiter::new(state.limits.messages_per_second, state.limits.burst);
+    // Before `welcome`, every frame but a hello is answered and the server goes on waiting for
+    // the hello (5.2 rule 1), for at most HELLO_TIMEOUT in all.
+    let deadline = started + HELLO_TIMEOUT;
+    let (client_id, token, versions) = loop {
+        let text = match tokio::time::timeout_at(deadline, stream.next()).await {
+            Ok(Some(Ok(Message::Text(text)))) => text,
+            Ok(Some(Ok(Message::Binary(_)))) => {
+                let refused = send_error(
+                    &mut sink,
+                    ErrorCode::MalformedFrame,
+                    "binary frames are not part of the protocol",
+                )
+                .await;
+                if refused.is_err() {
+                    return;
+                }
+                continue;
+            }
+            Ok(Some(Ok(Message::Close(_)))) | Ok(None) | Ok(Some(Err(_))) => return,
+            Ok(Some(Ok(_))) => continue,
+            Err(_) => {
                 refuse(
                     &mut sink,
                     ErrorCode::UnexpectedMessage,
-                    "hello must be the first frame",
+                    "no hello within 10 seconds",
                 )
                 .await;
                 return;
             }
-            Err(err) => {
-                refuse(&mut sink, err.code(), &err.to_string()).await;
-                return;
+        };
+        let answer = if !limiter.allow(started.elapsed().as_millis() as u64) {
+            (
+                ErrorCode::RateLimited,
+                "too many messages: slow down".into(),
+            )
+        } else {
+            match protocol::decode_client(&text, state.limits.max_frame_bytes) {
+                Ok(ClientMessage::Hello {
+                    client_id,
+                    token,
+                    protocol_versions,
+                }) => break (client_id, token, protocol_versions),
+                Ok(_) => (ErrorCode::UnexpectedMessage, "send hello first".into()),
+                Err(err) => (err.code(), err.to_string()),
             }
         };
-    // A token in `hello` counts when the URL carried none.
-    let access = match (access, token) {
-        (Err(auth::AuthError::Missing), Some(token)) => auth::authorize(
-            state.authority.as_ref(),
-            Some(&token),
-            &document_id,
-            unix_now(),
-        ),
-        (access, _) => access,
-    };
-    let access = match access {
-        Ok(access) => access,
-        Err(err) => {
-            refuse(&mut sink, err.code(), &err.to_string()).await;
+        if send_error(&mut sink, answer.0, &answer.1).await.is_err() {
             return;
         }
     };
-    if let Err(reason) = validate_client_id(&client_id) {
-        refuse(&mut sink, ErrorCode::MalformedFrame, &reason).await;
-        return;
-    }
-    if access
-        .client_id
-        .as_ref()
-        .is_some_and(|bound| *bound != client_id)
-    {
-        refuse(
-            &mut sink,
-            ErrorCode::ClientMismatch,
-            "the token names another clientId",
-        )
-        .await;
-        return;
-    }
+    // The checks of 5.2 rule 2, in order (the documentId was checked before the upgrade).
     let Some(protocol_version) = negotiate_version(&versions) else {
         refuse(
             &mut sink,
@@ -136,6 +112,28 @@ pub async fn serve(
         .await;
         return;
     };
+    if let Err(reason) = validate_id(&client_id) {
+        refuse(
+            &mut sink,
+            ErrorCode::MalformedFrame,
+            &format!("invalid clientId: {reason}"),
+        )
+        .await;
+        return;
+    }
+    let access = match auth::authorize_hello(
+        state.authority.as_ref(),
+        token.or(url_token).as_deref(),
+        &document_id,
+        &client_id,
+        unix_now(),
+    ) {
+        Ok(access) => access,
+        Err(err) => {
+            refuse(&mut sink, err.code(), &err.to_string()).await;
+            return;
+        }
+    };
     // Subscribe before reading the head, so that nothing ordered in between is missed.
     let events = state.broker.subscribe(&document_id);
     let head = match state.service.head(&document_id).await {
@@ -146,7 +144,7 @@ pub async fn serve(
         }
     };
     let mut connection = Connection {
-        limiter: RateLimiter::new(state.limits.messages_per_second, state.limits.burst),
+        limiter,
         state,
         document_id,
         client_id,
@@ -154,7 +152,7 @@ pub async fn serve(
         sink,
         events,
         last_sent: head.head_seq,
-        started: tokio::time::Instant::now(),
+        started,
     };
     tracing::info!(document = %connection.document_id, client = %connection.client_id, "connected");
     let welcome = ServerMessage::Welcome {
@@ -441,13 +439,18 @@ impl Connection {
     }
 }
 
-/// Sends one error frame and closes: for refusals before or during the handshake.
-async fn refuse(sink: &mut Sink, code: ErrorCode, message: &str) {
+/// Sends one error frame (before the handshake is complete).
+async fn send_error(sink: &mut Sink, code: ErrorCode, message: &str) -> Result<(), axum::Error> {
     let frame = protocol::encode(&ServerMessage::Error {
         code,
         message: message.to_owned(),
     });
-    let _ = sink.send(Message::Text(frame.into())).await;
+    sink.send(Message::Text(frame.into())).await
+}
+
+/// Sends one error frame and closes: for refusals of a `hello`.
+async fn refuse(sink: &mut Sink, code: ErrorCode, message: &str) {
+    let _ = send_error(sink, code, message).await;
     let _ = sink
         .send(Message::Close(Some(CloseFrame {
             code: 1008,
