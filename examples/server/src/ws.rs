@@ -299,6 +299,28 @@ impl Connection {
     async fn handle_text(&mut self, text: &str) -> Result<(), axum::Error> {
         let now_ms = self.started.elapsed().as_millis() as u64;
         if !self.limiter.allow(now_ms) {
+            // A rate limit that hits an edit is reported as a reject of that edit (8.3), so that
+            // the client backs off and resends rather than waits for its request timeout.
+            if let Ok(ClientMessage::Submit { edits }) =
+                protocol::decode_client(text, self.state.limits.max_frame_bytes)
+            {
+                if let Some(first) = edits.first() {
+                    let head_seq = self
+                        .state
+                        .service
+                        .head(&self.document_id)
+                        .await
+                        .map_or(0, |h| h.head_seq);
+                    return self
+                        .send(&ServerMessage::Reject {
+                            client_seq: first.client_seq,
+                            code: ErrorCode::RateLimited,
+                            message: "too many messages: slow down".into(),
+                            head_seq,
+                        })
+                        .await;
+                }
+            }
             return self
                 .error(ErrorCode::RateLimited, "too many messages: slow down")
                 .await;
