@@ -305,19 +305,12 @@ impl Connection {
                 protocol::decode_client(text, self.state.limits.max_frame_bytes)
             {
                 if let Some(first) = edits.first() {
-                    let head_seq = self
-                        .state
-                        .service
-                        .head(&self.document_id)
-                        .await
-                        .map_or(0, |h| h.head_seq);
                     return self
-                        .send(&ServerMessage::Reject {
-                            client_seq: first.client_seq,
-                            code: ErrorCode::RateLimited,
-                            message: "too many messages: slow down".into(),
-                            head_seq,
-                        })
+                        .reject(
+                            first.client_seq,
+                            ErrorCode::RateLimited,
+                            "too many messages: slow down".into(),
+                        )
                         .await;
                 }
             }
@@ -412,25 +405,13 @@ impl Connection {
             return self.send(&ServerMessage::Ack { edits: Vec::new() }).await;
         };
         let first = first.client_seq;
-        let refuse = |code, message: String, head_seq| ServerMessage::Reject {
-            client_seq: first,
-            code,
-            message,
-            head_seq,
-        };
         if self.rights != Rights::Write {
-            let head = self
-                .state
-                .service
-                .head(&self.document_id)
-                .await
-                .map_or(0, |h| h.head_seq);
             return self
-                .send(&refuse(
+                .reject(
+                    first,
                     ErrorCode::Forbidden,
                     "this token is read-only".into(),
-                    head,
-                ))
+                )
                 .await;
         }
         match self
@@ -440,24 +421,49 @@ impl Connection {
             .await
         {
             Ok(outcome) => {
-                if let Some(last) = outcome.events.last() {
-                    self.deliver_through(last.sequence_num).await?;
+                // The events of the accepted edits precede the ack, and every event up to a
+                // reject's headSeq precedes the reject (8.2).
+                let through = outcome
+                    .events
+                    .last()
+                    .map(|e| e.sequence_num)
+                    .into_iter()
+                    .chain(outcome.rejection.as_ref().map(|r| r.head_seq))
+                    .max();
+                if let Some(through) = through {
+                    self.deliver_through(through).await?;
                 }
                 for reply in outcome.replies() {
                     self.send(&reply).await?;
                 }
                 Ok(())
             }
-            Err(err) => {
-                let head = self
-                    .state
-                    .service
-                    .head(&self.document_id)
-                    .await
-                    .map_or(0, |h| h.head_seq);
-                self.send(&refuse(err.code, err.message, head)).await
-            }
+            Err(err) => self.reject(first, err.code, err.message).await,
         }
+    }
+
+    /// Refuses a submit from its edit `client_seq` on, with the current head, after sending
+    /// every event up to that head (8.2).
+    async fn reject(
+        &mut self,
+        client_seq: u64,
+        code: ErrorCode,
+        message: String,
+    ) -> Result<(), axum::Error> {
+        let head_seq = self
+            .state
+            .service
+            .head(&self.document_id)
+            .await
+            .map_or(0, |h| h.head_seq);
+        self.deliver_through(head_seq).await?;
+        self.send(&ServerMessage::Reject {
+            client_seq,
+            code,
+            message,
+            head_seq,
+        })
+        .await
     }
 }
 
