@@ -764,3 +764,79 @@ async fn an_empty_submit_gets_an_empty_ack() {
     assert_eq!(alice.recv().await, ServerMessage::Ack { edits: vec![] });
     assert_eq!(alice.ping(1).await, Some(1), "nothing was ordered");
 }
+
+#[tokio::test]
+async fn a_reject_comes_after_every_live_event_up_to_its_head() {
+    let server = TestServer::start().await;
+    let (mut alice, _) = Ws::open(&server, "race", "alice").await;
+    let (mut bob, _) = Ws::open(&server, "race", "bob").await;
+    let mut head = order(
+        &mut alice,
+        1,
+        0,
+        Operation::Create,
+        json!([{"op": "add", "path": "", "value": {"n": 0}}]),
+    )
+    .await;
+    // What each connection has been sent so far (alice saw #1 before her ack).
+    let mut seen = [head, 0];
+    let (mut rejects, mut seq) = (0, 1);
+    // Both submit against the same head at once: one is ordered, the other is stale, and the
+    // stale one must have been sent the winner's event before its reject (8.2).
+    for round in 0..60u64 {
+        seq += 1;
+        let patch = json!([{"op": "replace", "path": "/n", "value": round}]);
+        let submit = |client_seq| eventsync::ClientMessage::Submit {
+            edits: vec![edit(client_seq, head, Operation::Update, patch.clone())],
+        };
+        let (a, b) = (submit(seq), submit(seq));
+        tokio::join!(alice.send(&a), bob.send(&b));
+        let (answer_a, answer_b) = tokio::join!(alice.answer(), bob.answer());
+        let mut accepted = 0;
+        for (i, (events, answer)) in [answer_a, answer_b].into_iter().enumerate() {
+            if let Some(last) = events.last() {
+                assert_eq!(
+                    events.first().unwrap().sequence_num,
+                    seen[i] + 1,
+                    "gapless live stream"
+                );
+                seen[i] = last.sequence_num;
+            }
+            match answer {
+                ServerMessage::Ack { edits } => {
+                    accepted += 1;
+                    assert!(seen[i] >= edits[0].sequence_num, "event before ack");
+                    head = edits[0].sequence_num;
+                }
+                ServerMessage::Reject {
+                    code: ErrorCode::StaleBase,
+                    head_seq,
+                    ..
+                } => {
+                    rejects += 1;
+                    assert!(
+                        seen[i] >= head_seq,
+                        "round {round}: reject with headSeq {head_seq} before event {head_seq} \
+                         (connection {i} was sent up to {})",
+                        seen[i]
+                    );
+                }
+                other => panic!("round {round}: {other:?}"),
+            }
+        }
+        assert!(accepted >= 1, "round {round}: one of the two is ordered");
+        // Bring both connections to the head before the next round.
+        for (i, ws) in [&mut alice, &mut bob].into_iter().enumerate() {
+            while seen[i] < head {
+                match ws.recv().await {
+                    ServerMessage::Event { events } => {
+                        assert_eq!(events[0].sequence_num, seen[i] + 1);
+                        seen[i] = events.last().unwrap().sequence_num;
+                    }
+                    other => panic!("{other:?}"),
+                }
+            }
+        }
+    }
+    assert!(rejects > 0, "the race happened at least once");
+}
