@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use eventsync::protocol::{self, ClientMessage, Edit, Operation, ServerMessage};
+use eventsync::protocol::{self, ClientMessage, Edit, Event, EventsPage, Operation, ServerMessage};
 use eventsync_server::app::{self, Config, RunningServer};
 use futures::{SinkExt, StreamExt};
 use serde_json::Value;
@@ -54,6 +54,22 @@ impl TestServer {
         Self::start_with(|_| {}).await
     }
 
+    /// A server on the given database (for example a PostgreSQL URL), with settings changed by
+    /// `configure`. Its temporary directory stays empty.
+    pub async fn start_on(database: &str, configure: impl FnOnce(&mut Config)) -> Self {
+        let dir = TempDir::new("server");
+        let mut config = Config::for_database(database);
+        configure(&mut config);
+        let server = app::start(&config).await.expect("server starts");
+        let addr = server.addr;
+        TestServer {
+            server: Some(server),
+            dir,
+            http: format!("http://{addr}"),
+            ws: format!("ws://{addr}"),
+        }
+    }
+
     /// A server on a fresh SQLite file, with settings changed by `configure`.
     pub async fn start_with(configure: impl FnOnce(&mut Config)) -> Self {
         let dir = TempDir::new("server");
@@ -80,6 +96,17 @@ impl TestServer {
     }
 }
 
+/// What [`Ws::receive`] got.
+#[derive(Debug)]
+pub enum Received {
+    /// A protocol message.
+    Message(ServerMessage),
+    /// The connection ended: with the close frame's code, or `None` when it just broke.
+    Closed(Option<u16>),
+    /// Nothing within the wait.
+    TimedOut,
+}
+
 /// A raw protocol client over a real WebSocket.
 pub struct Ws {
     stream: tokio_tungstenite::WebSocketStream<
@@ -99,6 +126,53 @@ impl Ws {
             .expect("connect in time")
             .expect("websocket connects");
         Ws { stream }
+    }
+
+    /// Connects to a full `ws://HOST:PORT/sync/{document}` URL; `None` when it cannot (in time).
+    pub async fn try_connect_url(url: &str) -> Option<Self> {
+        let (stream, _) = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(url))
+            .await
+            .ok()?
+            .ok()?;
+        Some(Ws { stream })
+    }
+
+    /// Connects to the server at `ws_base` (`ws://HOST:PORT`) and completes the handshake as
+    /// `client`; returns the welcome's headSeq.
+    pub async fn open_at(ws_base: &str, document: &str, client: &str) -> (Self, u64) {
+        let mut ws = Self::try_connect_url(&format!("{ws_base}/sync/{document}"))
+            .await
+            .expect("websocket connects in time");
+        let head = ws.hello(client).await;
+        (ws, head)
+    }
+
+    /// Sends a message; false when the connection is gone.
+    pub async fn try_send(&mut self, message: &ClientMessage) -> bool {
+        self.stream
+            .send(Message::Text(protocol::encode(message).into()))
+            .await
+            .is_ok()
+    }
+
+    /// The next protocol message, the end of the connection, or nothing within `wait`.
+    pub async fn receive(&mut self, wait: Duration) -> Received {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            match tokio::time::timeout_at(deadline, self.stream.next()).await {
+                Err(_) => return Received::TimedOut,
+                Ok(None) | Ok(Some(Err(_))) => return Received::Closed(None),
+                Ok(Some(Ok(Message::Close(frame)))) => {
+                    return Received::Closed(frame.map(|f| u16::from(f.code)))
+                }
+                Ok(Some(Ok(Message::Text(text)))) => {
+                    return Received::Message(
+                        protocol::decode_server(&text).expect("server frames parse"),
+                    )
+                }
+                Ok(Some(Ok(_))) => continue,
+            }
+        }
     }
 
     /// Connects and completes the handshake as `client`; returns the welcome's headSeq.
@@ -365,4 +439,50 @@ pub fn edit(client_seq: u64, base_seq: u64, operation: Operation, patch: Value) 
 /// An HTTP client with a bounded timeout.
 pub fn http() -> reqwest::Client {
     reqwest::Client::builder().timeout(WAIT).build().unwrap()
+}
+
+/// Every event of a document's log, read through `GET /api/events` page by page (`limit`
+/// events a page). Panics when a page starts with a snapshot (the log was compacted).
+pub async fn read_log(http_base: &str, document: &str, limit: usize) -> Vec<Event> {
+    let client = http();
+    let mut events: Vec<Event> = Vec::new();
+    loop {
+        let after = events.last().map_or(0, |e| e.sequence_num);
+        let response = client
+            .get(format!(
+                "{http_base}/api/events/{document}?after={after}&limit={limit}"
+            ))
+            .send()
+            .await
+            .expect("GET /api/events answers");
+        assert_eq!(
+            response.status(),
+            200,
+            "GET /api/events/{document}?after={after}"
+        );
+        let page: EventsPage = response.json().await.expect("an EventsPage");
+        assert!(
+            page.snapshot.is_none(),
+            "the log of {document} was compacted"
+        );
+        let empty = page.events.is_empty();
+        events.extend(page.events);
+        if !page.has_more || empty {
+            return events;
+        }
+    }
+}
+
+/// A name no other test, nor an earlier run on the same database, uses.
+pub fn unique(name: &str) -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!(
+        "{name}-{}-{nanos}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
 }
