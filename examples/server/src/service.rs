@@ -317,8 +317,8 @@ impl SyncService {
             {
                 Ok(()) => return Ok(outcome),
                 Err(StoreError::HeadMoved { .. }) => {
-                    // Another server process wrote first: reload and order again.
-                    *guard = None;
+                    // Another server process wrote first: catch up and order again.
+                    self.catch_up_cache(cache).await?;
                 }
                 Err(err) => return Err(err.into()),
             }
@@ -380,7 +380,9 @@ impl SyncService {
                 .await
             {
                 Ok(()) => return Ok(event),
-                Err(StoreError::HeadMoved { .. }) => *guard = None,
+                Err(StoreError::HeadMoved { .. }) => {
+                    self.catch_up_cache(cache).await?;
+                }
                 Err(err) => return Err(err.into()),
             }
         }
@@ -532,29 +534,46 @@ impl SyncService {
             // Not cached: nothing here is subscribed to it yet; it loads fresh on first use.
             return Ok(());
         };
-        let head = self.store.head(document_id).await?;
+        self.catch_up_cache(cache).await?;
+        Ok(())
+    }
+
+    /// Brings the cache up to the store's head and publishes the events other processes
+    /// appended meanwhile. Every advance of a cache goes through here or `commit`, so that this
+    /// process's subscribers are sent every event: the `Appended` notification of those events
+    /// may arrive later, and `refresh` then finds nothing new.
+    /// Returns the head the store gave (its document is the row's body).
+    async fn catch_up_cache(&self, cache: &mut DocumentCache) -> Result<DocumentHead, StoreError> {
+        let head = self.store.head(&cache.document_id).await?;
         if head.head_seq <= cache.head.head_seq {
-            return Ok(());
+            return Ok(head);
         }
+        let missing = usize::try_from(head.head_seq - cache.head.head_seq).unwrap_or(usize::MAX);
         let events = self
             .store
-            .events_after(document_id, cache.head.head_seq, usize::MAX >> 1)
+            .events_after(&cache.document_id, cache.head.head_seq, missing)
             .await?;
+        // Shapes of other processes' events are not known: a submit stale across them is refused.
         cache.append(&events, &[], head.document.clone());
-        cache.head = head;
-        self.broker.publish(document_id, &events);
-        Ok(())
+        cache.head = head.clone();
+        self.broker.publish(&cache.document_id, &events);
+        Ok(head)
     }
 
     /// A row of the documents table was written with plain SQL: turn the difference between the
     /// log's head and the row into an event of the `server` origin.
     pub async fn absorb_external_write(&self, document_id: &str) -> Result<(), ServiceError> {
-        let stored = self.store.head(document_id).await?;
         let slot = self.slot(document_id);
         let mut guard = slot.lock().await;
-        *guard = None;
-        let cache = self.cache(&mut guard, document_id).await?;
-        // The cache was loaded from the row, so rebuild the log's head document from events.
+        // The row as it is now (its head and body, read together). A cached document is brought
+        // up to that head first, publishing what other processes appended (another server may
+        // have absorbed this very write already).
+        let stored = match guard.as_mut() {
+            Some(cache) => self.catch_up_cache(cache).await?,
+            None => self.cache(&mut guard, document_id).await?.head.clone(),
+        };
+        let cache = guard.as_mut().expect("cached above");
+        // The row's body may not be the log's: rebuild the log's document at that head.
         let log_document = self.log_document(document_id, &stored).await?;
         if log_document == stored.document {
             return Ok(());
@@ -603,7 +622,8 @@ impl SyncService {
         }
         let mut after = state.applied_seq();
         while after < head.head_seq {
-            let events = self.store.events_after(document_id, after, 1000).await?;
+            let batch = usize::try_from(head.head_seq - after).map_or(1000, |n| n.min(1000));
+            let events = self.store.events_after(document_id, after, batch).await?;
             let Some(last) = events.last() else { break };
             after = last.sequence_num;
             for event in &events {
