@@ -260,6 +260,15 @@ impl SyncService {
         Ok(self.cache(&mut guard, document_id).await?.head.clone())
     }
 
+    /// The document's head as the store has it now (catching the cache up).
+    async fn current_head(&self, document_id: &str) -> Result<DocumentHead, ServiceError> {
+        let slot = self.slot(document_id);
+        let mut guard = slot.lock().await;
+        let cache = self.cache(&mut guard, document_id).await?;
+        self.catch_up_cache(cache).await?;
+        Ok(cache.head.clone())
+    }
+
     async fn cache<'a>(
         &self,
         guard: &'a mut Option<DocumentCache>,
@@ -282,6 +291,14 @@ impl SyncService {
         let mut guard = slot.lock().await;
         for _attempt in 0..3 {
             let cache = self.cache(&mut guard, document_id).await?;
+            if edits
+                .first()
+                .is_some_and(|e| e.base_seq > cache.head.head_seq)
+            {
+                // The client may know more of the log than this cache: catch-ups and repairs read
+                // the store, where other server processes append. Catch up before judging.
+                self.catch_up_cache(cache).await?;
+            }
             let highest = self
                 .store
                 .highest_client_seq(document_id, client_id)
@@ -468,7 +485,11 @@ impl SyncService {
         resume: Option<u64>,
         limit: usize,
     ) -> Result<(EventsPage, u64), ServiceError> {
-        let head = self.head(document_id).await?;
+        let mut head = self.head(document_id).await?;
+        if after.is_some_and(|a| a > head.head_seq) || vector.max_seq() > head.head_seq {
+            // Ahead of this cache, maybe not of the store (another server process appended).
+            head = self.current_head(document_id).await?;
+        }
         let start = match after {
             Some(after) => after,
             None => vector.scan_floor(&head.vector).unwrap_or(head.head_seq),
