@@ -529,3 +529,66 @@ async fn simultaneous_edits_through_two_servers_never_share_a_sequence_num() {
     a.stop().await;
     b.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_ahead_of_this_servers_cache_is_served_and_can_edit() {
+    const ROUNDS: u64 = 30;
+    let Some(url) = postgres_url() else { return };
+    let document = unique("pg-ahead");
+    let mut a = server_on(&url).await;
+    let mut b = server_on(&url).await;
+    assert_eq!(put_document(&a, &document, &json!({"n": 0})).await, 1);
+    let mut alice = Client::open(&a, &document, "alice").await;
+    for round in 1..=ROUNDS {
+        // A write through server B, then at once a catch-up and an edit through server A, which
+        // may not have heard of B's write yet: neither is refused as ahead of the log.
+        let seq = http()
+            .patch(b.url(&format!("/api/documents/{document}")))
+            .json(&json!([{"op": "replace", "path": "/n", "value": round}]))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(seq.status(), 200);
+        let seq = seq.json::<Value>().await.unwrap()["sequenceNum"]
+            .as_u64()
+            .unwrap();
+        // A client that read B's write elsewhere asks server A for what follows it.
+        let page = http()
+            .get(a.url(&format!("/api/events/{document}?after={seq}&limit=0")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(page.status(), 200, "{}", page.text().await.unwrap());
+        alice
+            .ws
+            .send(&ClientMessage::Sync {
+                vector_clock: Default::default(),
+                after: Some(alice.last),
+            })
+            .await;
+        loop {
+            match alice.next().await {
+                ServerMessage::Events { events, .. } => {
+                    // A catch-up may repeat live events already received (6.4).
+                    let last = alice.last;
+                    let events: Vec<Event> = events
+                        .into_iter()
+                        .filter(|e| e.sequence_num > last)
+                        .collect();
+                    if !events.is_empty() {
+                        alice.take_events(events);
+                    }
+                    break;
+                }
+                ServerMessage::Event { events } => alice.take_events(events),
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        let patch = json!([{"op": "add", "path": format!("/alice-{round}"), "value": round}]);
+        alice.submit_until_acked(round, patch).await;
+    }
+    let log = read_log(&a.http, &document, 1000).await;
+    assert_gapless(&log, 1, 1 + 2 * ROUNDS);
+    a.stop().await;
+    b.stop().await;
+}
