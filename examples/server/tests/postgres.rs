@@ -6,7 +6,9 @@
 //! - two servers on one database: a burst of edits through both reaches subscribers on both in
 //!   the same gapless order, every edit acked exactly once;
 //! - simultaneous edits through both servers never share a `sequenceNum`: one is refused with
-//!   `stale_base` and succeeds on resend.
+//!   `stale_base` and succeeds on resend;
+//! - a client that knows more of the log than a server's cache (it read another server's write
+//!   before this server heard of it) is neither refused a catch-up nor an edit.
 //!
 //! These tests need the server `scripts/with-postgres.sh` starts (it exports
 //! `EVENTSYNC_TEST_POSTGRES_URL`). Without that variable they fail, unless
