@@ -5,6 +5,7 @@ use std::convert::Infallible;
 use std::time::Duration;
 
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, Query, RawQuery, State, WebSocketUpgrade};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
@@ -105,8 +106,30 @@ fn admit(
     Ok(access)
 }
 
-/// Parses a JSON body within the limits, with the protocol's error codes.
-fn parse_body<T: DeserializeOwned>(state: &AppState, body: &Bytes) -> ApiResult<T> {
+/// Parses a JSON body within the limits, with the protocol's error codes. A body the router
+/// refused to buffer (far over the limit) is `too_large` too, with an ErrorBody like every error.
+fn parse_body<T: DeserializeOwned>(
+    state: &AppState,
+    body: &Result<Bytes, BytesRejection>,
+) -> ApiResult<T> {
+    let body = match body {
+        Ok(body) => body,
+        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            return Err(ApiError::new(
+                ErrorCode::TooLarge,
+                format!(
+                    "body over the limit of {} bytes",
+                    state.limits.max_frame_bytes
+                ),
+            ))
+        }
+        Err(rejection) => {
+            return Err(ApiError::new(
+                ErrorCode::MalformedFrame,
+                format!("bad body: {}", rejection.body_text()),
+            ))
+        }
+    };
     if body.len() > state.limits.max_frame_bytes {
         return Err(ApiError::new(
             ErrorCode::TooLarge,
@@ -175,7 +198,7 @@ pub async fn sync(
     Path(document_id): Path<String>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Json<EventsPage>> {
     let access = admit(
         &state,
@@ -297,7 +320,7 @@ pub async fn put_document(
     Path(document_id): Path<String>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Json<Value>> {
     write(state, document_id, query, headers, |state| {
         let document: Value = parse_body(state, &body)?;
@@ -318,7 +341,7 @@ pub async fn patch_document(
     Path(document_id): Path<String>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Json<Value>> {
     write(state, document_id, query, headers, |state| {
         let raw: Value = parse_body(state, &body)?;
