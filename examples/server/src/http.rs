@@ -207,7 +207,16 @@ pub async fn sync(
         query.as_deref(),
         Rights::Read,
     )?;
-    let vector: StateVector = parse_body(&state, &body)?;
+    // A StateVector is an object: serde would also read an array, by position.
+    let raw: Value = parse_body(&state, &body)?;
+    if !raw.is_object() {
+        return Err(ApiError::new(
+            ErrorCode::MalformedFrame,
+            "the body must be a StateVector object",
+        ));
+    }
+    let vector: StateVector = serde_json::from_value(raw)
+        .map_err(|e| ApiError::new(ErrorCode::MalformedFrame, format!("bad body: {e}")))?;
     if !vector.document_id.is_empty() && vector.document_id != document_id {
         return Err(ApiError::new(
             ErrorCode::MalformedFrame,
