@@ -2,6 +2,9 @@
 //! PostgreSQL URL given), and small real WebSocket / HTTP clients with bounded waits.
 #![allow(dead_code)]
 
+pub mod api;
+pub mod sse;
+
 use std::path::PathBuf;
 use std::time::Duration;
 
