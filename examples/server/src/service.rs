@@ -477,6 +477,11 @@ impl SyncService {
     /// that every page keeps the seed's rule; the page's last event is not that position, because
     /// events the vector already holds are skipped. A vector-form page is never empty while
     /// `has_more` is true: the scan goes on until it finds a missing event or reaches the head.
+    ///
+    /// The head, the snapshot and the events are read one after the other while writers go on,
+    /// so a compaction in between can delete the events the page was to continue with: such a
+    /// page would have a gap. It is read again (and then finds the newer snapshot); the last
+    /// attempt holds the document's lock, under which this process compacts nothing.
     pub async fn catch_up_page(
         &self,
         document_id: &str,
@@ -485,11 +490,43 @@ impl SyncService {
         resume: Option<u64>,
         limit: usize,
     ) -> Result<(EventsPage, u64), ServiceError> {
-        let mut head = self.head(document_id).await?;
-        if after.is_some_and(|a| a > head.head_seq) || vector.max_seq() > head.head_seq {
-            // Ahead of this cache, maybe not of the store (another server process appended).
-            head = self.current_head(document_id).await?;
+        for _attempt in 0..3 {
+            let mut head = self.head(document_id).await?;
+            if after.is_some_and(|a| a > head.head_seq) || vector.max_seq() > head.head_seq {
+                // Ahead of this cache, maybe not of the store (another server process appended).
+                head = self.current_head(document_id).await?;
+            }
+            if let Some(found) = self
+                .read_page(document_id, &head, vector, after, resume, limit)
+                .await?
+            {
+                return Ok(found);
+            }
         }
+        let slot = self.slot(document_id);
+        let mut guard = slot.lock().await;
+        let head = self.cache(&mut guard, document_id).await?.head.clone();
+        self.read_page(document_id, &head, vector, after, resume, limit)
+            .await?
+            .ok_or_else(|| {
+                ServiceError::new(
+                    ErrorCode::Internal,
+                    "the log was compacted during the catch-up: try again",
+                )
+            })
+    }
+
+    /// One attempt of [`SyncService::catch_up_page`] from `head`; `None` when the events after
+    /// the page's start were compacted meanwhile.
+    async fn read_page(
+        &self,
+        document_id: &str,
+        head: &DocumentHead,
+        vector: &VectorClock,
+        after: Option<u64>,
+        resume: Option<u64>,
+        limit: usize,
+    ) -> Result<Option<(EventsPage, u64)>, ServiceError> {
         let start = match after {
             Some(after) => after,
             None => vector.scan_floor(&head.vector).unwrap_or(head.head_seq),
@@ -522,14 +559,24 @@ impl SyncService {
                 }
             }
         }
+        // What was read may be newer than `head`; the page's headSeq covers all of it.
+        page.head_seq = page.head_seq.max(from);
         if limit == 0 {
             page.has_more = from < head.head_seq;
-            return Ok((page, from));
+            return Ok(Some((page, from)));
         }
         let filter = after.is_none() && page.snapshot.is_none();
         loop {
             let events = self.store.events_after(document_id, from, limit).await?;
+            let gapless = match events.first() {
+                Some(first) => first.sequence_num == from + 1,
+                None => from >= head.head_seq,
+            };
+            if !gapless {
+                return Ok(None);
+            }
             let scanned = events.last().map_or(from, |e| e.sequence_num);
+            page.head_seq = page.head_seq.max(scanned);
             page.has_more = events.len() == limit && scanned < head.head_seq;
             if filter {
                 page.events.extend(
@@ -541,7 +588,7 @@ impl SyncService {
                 page.events = events;
             }
             if !page.has_more || !page.events.is_empty() || scanned <= from {
-                return Ok((page, scanned));
+                return Ok(Some((page, scanned)));
             }
             from = scanned;
         }
