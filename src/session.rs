@@ -491,6 +491,7 @@ impl SyncSession {
             ServerMessage::Event { events } => self.receive_events(now, events),
             ServerMessage::Snapshot { snapshot } => self.install_snapshot(now, &snapshot),
             ServerMessage::Ack { edits } => {
+                let mut folded = false;
                 for ack in edits {
                     self.emit(SessionEvent::Acked {
                         client_seq: ack.client_seq,
@@ -499,6 +500,22 @@ impl SyncSession {
                     if ack.sequence_num > self.state.applied_seq() {
                         // The event has not arrived yet: fetch it rather than wait forever.
                         self.hold_until_seq = self.hold_until_seq.max(ack.sequence_num);
+                    } else if let Some(index) = self
+                        .pending
+                        .iter()
+                        .position(|p| p.client_seq == ack.client_seq)
+                    {
+                        // Its event is in the confirmed document but was never applied on its
+                        // own: a snapshot folded it in (a resend after compaction, 6.3). The
+                        // edit has been applied, so it leaves the queue (8.6).
+                        self.pending.remove(index);
+                        folded = true;
+                    }
+                }
+                if folded {
+                    self.persist = true;
+                    if self.restarting_from.is_none() {
+                        self.recompute_visible();
                     }
                 }
                 self.backoff_ms = 0;

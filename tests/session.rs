@@ -714,3 +714,69 @@ fn a_submit_too_large_for_the_server_is_split_and_a_lone_oversized_edit_dropped(
     assert_eq!(session.pending_count(), 3);
     assert_eq!(session.document(), Some(&json!({"items": [1, 2, 3]})));
 }
+
+#[test]
+fn an_edit_folded_into_a_snapshot_leaves_the_queue_on_its_duplicate_ack() {
+    let mut log = server();
+    let mut session = SyncSession::new(SessionConfig::new("doc", "alice"));
+    let mut store = MemoryStore::new();
+    connect(&mut session, &mut store, &mut log);
+    session
+        .edit(
+            10,
+            patch(json!([{"op": "add", "path": "/items/-", "value": "x"}])),
+        )
+        .unwrap();
+    let d = drain(&mut session, &mut store);
+    // Ordered as #2, but the answers are lost; then a server write #3.
+    let _lost = serve(&mut log, "alice", &d.sent);
+    session.handle_disconnected(11);
+    drain(&mut session, &mut store);
+    let edit = Edit {
+        client_seq: 1,
+        base_seq: 2,
+        operation: Operation::Update,
+        patch: patch(json!([{"op": "add", "path": "/items/-", "value": "y"}])),
+        shape: None,
+    };
+    log.submit("bob", &[edit], &mut stamp);
+    // The server has compacted #2: the catch-up is a snapshot of #3.
+    session.handle_connected(12);
+    let d = drain(&mut session, &mut store);
+    assert_eq!(d.sent.len(), 2, "hello and sync");
+    for message in [
+        ServerMessage::Welcome {
+            protocol_version: 1,
+            document_id: "doc".into(),
+            client_id: "alice".into(),
+            head_seq: 3,
+        },
+        ServerMessage::Snapshot {
+            snapshot: log.snapshot(),
+        },
+        ServerMessage::Events {
+            events: vec![],
+            head_seq: Some(3),
+            has_more: false,
+        },
+    ] {
+        session.handle_message(12, message);
+    }
+    assert_eq!(session.applied_seq(), 3);
+    assert_eq!(session.pending_count(), 1, "the client cannot tell yet");
+    // The resend is answered as a duplicate of #2, which the snapshot holds.
+    let d = drain(&mut session, &mut store);
+    let events = pump(&mut session, &mut store, &mut log, 12, d);
+    assert!(events.iter().any(|e| matches!(
+        e,
+        SessionEvent::Acked {
+            client_seq: 1,
+            sequence_num: 2
+        }
+    )));
+    assert_eq!(log.head_seq(), 3, "not ordered twice");
+    assert_eq!(session.pending_count(), 0);
+    assert!(session.is_settled());
+    assert_eq!(session.document(), Some(&json!({"items": ["x", "y"]})));
+    assert_eq!(store.load().unwrap().unwrap().pending.len(), 0);
+}
