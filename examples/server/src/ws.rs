@@ -274,6 +274,20 @@ impl Connection {
             let Some(last) = events.last().map(|e| e.sequence_num) else {
                 return Ok(());
             };
+            if events[0].sequence_num != self.last_sent + 1 {
+                // The events in between were compacted before this connection was sent them:
+                // it cannot get them in order any more, so it is closed rather than sent a gap
+                // (7.1). The client reconnects and catches up from the snapshot.
+                tracing::warn!(document = %self.document_id, client = %self.client_id, after = self.last_sent, "connection fell behind the retained history: closing");
+                let _ = self
+                    .sink
+                    .send(Message::Close(Some(CloseFrame {
+                        code: 1000,
+                        reason: Utf8Bytes::from_static("fell behind the retained history"),
+                    })))
+                    .await;
+                return Err(axum::Error::new("fell behind the retained history"));
+            }
             self.send(&ServerMessage::Event { events }).await?;
             self.last_sent = last;
         }
