@@ -439,6 +439,8 @@ pub async fn stream(
         // Catch up from the store, then follow the live channel, one sequence without gaps.
         let mut last = start;
         let mut catch_up = true;
+        // Whether anything followed `connected`: a snapshot may only come first (13).
+        let mut started = false;
         loop {
             if catch_up {
                 catch_up = false;
@@ -461,6 +463,13 @@ pub async fn stream(
                         }
                     };
                     if let Some(snapshot) = &page.snapshot {
+                        if started {
+                            // Fell behind the retained history after the stream started: a
+                            // snapshot here would skip events of the one sequence, so the
+                            // stream ends and the client resumes (Last-Event-ID) from it.
+                            return;
+                        }
+                        started = true;
                         last = snapshot.sequence_num;
                         let data = serde_json::to_string(snapshot).unwrap_or_default();
                         if !send(
@@ -475,6 +484,7 @@ pub async fn stream(
                         }
                     }
                     if let Some(end) = page.events.last().map(|e| e.sequence_num) {
+                        started = true;
                         last = end;
                         let data = serde_json::to_string(&page.events).unwrap_or_default();
                         if !send(
@@ -506,6 +516,7 @@ pub async fn stream(
                                 continue;
                             }
                             last = event.sequence_num;
+                            started = true;
                             if !send(SseEvent::default().event("event").id(last.to_string()).data(data.clone())).await {
                                 return;
                             }
