@@ -4,7 +4,6 @@
 mod support;
 
 use eventsync::protocol::{ClientMessage, Event, Operation, ServerMessage};
-use eventsync::sequencer::{order_change, LogView, MemoryLog};
 use eventsync::StateManager;
 use serde_json::{json, Value};
 use support::api::{self, assert_error, written};
@@ -483,33 +482,7 @@ async fn get_events_pages_through_the_whole_log() {
 #[tokio::test]
 async fn get_events_treats_a_limit_above_10000_as_10000() {
     let server = TestServer::start().await;
-    // 10050 events, stored in one transaction (the service loads the document on first use).
-    let mut log = MemoryLog::new("big");
-    let mut stamp = |seq: u64| (format!("evt-{seq}"), "2026-01-01T00:00:00Z".to_owned());
-    let create =
-        serde_json::from_value(json!([{"op": "add", "path": "", "value": {"n": 0}}])).unwrap();
-    let (event, document) =
-        order_change(&log, "server", Operation::Create, create, &mut stamp).unwrap();
-    log.append(&[event], document);
-    for n in 1..10_050u64 {
-        let patch =
-            serde_json::from_value(json!([{"op": "replace", "path": "/n", "value": n}])).unwrap();
-        let (event, document) =
-            order_change(&log, "server", Operation::Update, patch, &mut stamp).unwrap();
-        log.append(&[event], document);
-    }
-    let store = server
-        .server
-        .as_ref()
-        .unwrap()
-        .state
-        .service
-        .store()
-        .clone();
-    store
-        .append("big", 0, log.events(), log.document())
-        .await
-        .expect("bulk append");
+    support::bulk::seed_log(&server, "big", 10_050).await;
 
     let (status, page) = api::events(&server, "big", "?limit=20000").await;
     assert_eq!(status, 200);

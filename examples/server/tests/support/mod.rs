@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod api;
+pub mod bulk;
 pub mod sse;
 
 use std::path::PathBuf;

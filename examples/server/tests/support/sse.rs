@@ -32,6 +32,8 @@ type ByteStream = Pin<Box<dyn Stream<Item = reqwest::Result<Vec<u8>>> + Send>>;
 
 /// An open event stream.
 pub struct SseStream {
+    /// The response's headers.
+    pub headers: reqwest::header::HeaderMap,
     body: ByteStream,
     buffer: Vec<u8>,
     ready: VecDeque<SseMessage>,
@@ -55,6 +57,7 @@ impl SseStream {
             "content type {content_type:?}"
         );
         SseStream {
+            headers: response.headers().clone(),
             body: Box::pin(response.bytes_stream().map(|r| r.map(|b| b.to_vec()))),
             buffer: Vec::new(),
             ready: VecDeque::new(),
