@@ -26,9 +26,8 @@ pub async fn seed_log(server: &TestServer, document: &str, count: u64) {
             )
         };
         let patch = serde_json::from_value(patch).expect("a patch");
-        let (event, document) =
-            order_change(&log, "server", operation, patch, &mut stamp).expect("orders");
-        log.append(&[event], document);
+        let change = order_change(&log, "server", operation, patch, &mut stamp).expect("orders");
+        log.append_shaped(&[change.event], &[change.shape], change.document);
     }
     let store = server
         .server
