@@ -3,6 +3,36 @@
 //! The session decides everything; this file moves frames between it and a tokio-tungstenite
 //! WebSocket, keeps time, saves the session's state to a [`Store`] when told to, reconnects with
 //! exponential backoff and jitter, and hands events to the app (callbacks and a `Stream`).
+//!
+//! ```no_run
+//! use eventsync::{ConflictPolicy, SessionEvent, SyncClient};
+//! use serde_json::json;
+//!
+//! # #[tokio::main] async fn main() -> Result<(), eventsync::ClientError> {
+//! // `cargo run -p eventsync-server` serves ws://127.0.0.1:8080.
+//! let client = SyncClient::builder("ws://127.0.0.1:8080", "todo")
+//!     .client_id("alice")
+//!     .file_store("todo.eventsync.json") // offline edits survive the app closing
+//!     .conflict_policy(ConflictPolicy::ClientWins)
+//!     .connect()?; // returns at once: edits work offline from here on
+//! client.on_event(|event| {
+//!     if let SessionEvent::Applied { event, own: false } = event {
+//!         println!("#{} from {}", event.sequence_num, event.client_id);
+//!     }
+//! });
+//! client.sync_state().await?; // online and caught up
+//! if client.document().is_none() {
+//!     client.create(json!({"items": []}))?;
+//! }
+//! client.edit(serde_json::from_value(json!([
+//!     {"op": "add", "path": "/items/-", "value": "milk"}
+//! ])).unwrap())?;
+//! client.update(|doc| doc["title"] = json!("groceries"))?; // the difference is the edit
+//! client.flush().await?; // both edits are in the server's log
+//! println!("{}", client.document().unwrap());
+//! client.close().await;
+//! # Ok(()) }
+//! ```
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
