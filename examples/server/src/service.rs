@@ -323,27 +323,15 @@ impl SyncService {
             if outcome.events.is_empty() {
                 return Ok(outcome);
             }
-            match self
-                .commit(
-                    cache,
-                    &outcome.events,
-                    &outcome.shapes,
-                    outcome.document.clone(),
-                )
-                .await
+            let document = outcome.document.clone();
+            if self
+                .commit_or_catch_up(cache, &outcome.events, &outcome.shapes, document)
+                .await?
             {
-                Ok(()) => return Ok(outcome),
-                Err(StoreError::HeadMoved { .. }) => {
-                    // Another server process wrote first: catch up and order again.
-                    self.catch_up_cache(cache).await?;
-                }
-                Err(err) => return Err(err.into()),
+                return Ok(outcome);
             }
         }
-        Err(ServiceError::new(
-            ErrorCode::Internal,
-            "the document is too busy: try again",
-        ))
+        Err(too_busy())
     }
 
     /// Orders a change that is not a client edit (HTTP writes, database changes). `after` is the
@@ -386,27 +374,34 @@ impl SyncService {
                 self.ids.stamp(seq)
             })
             .map_err(|(code, message)| ServiceError::new(code, message))?;
-            if document.as_ref().is_some_and(Value::is_null) {
-                return Err(ServiceError::new(
-                    ErrorCode::InvalidPatch,
-                    "a document cannot be null",
-                ));
-            }
-            match self
-                .commit(cache, std::slice::from_ref(&event), &[shape], document)
-                .await
+            let events = std::slice::from_ref(&event);
+            if self
+                .commit_or_catch_up(cache, events, &[shape], document)
+                .await?
             {
-                Ok(()) => return Ok(event),
-                Err(StoreError::HeadMoved { .. }) => {
-                    self.catch_up_cache(cache).await?;
-                }
-                Err(err) => return Err(err.into()),
+                return Ok(event);
             }
         }
-        Err(ServiceError::new(
-            ErrorCode::Internal,
-            "the document is too busy: try again",
-        ))
+        Err(too_busy())
+    }
+
+    /// [`SyncService::commit`], or, when another server process wrote first, catches the cache
+    /// up (publishing what it wrote) and returns false: order again.
+    async fn commit_or_catch_up(
+        &self,
+        cache: &mut DocumentCache,
+        events: &[Event],
+        shapes: &[Option<Vec<ShapedOp>>],
+        document: Option<Value>,
+    ) -> Result<bool, StoreError> {
+        match self.commit(cache, events, shapes, document).await {
+            Ok(()) => Ok(true),
+            Err(StoreError::HeadMoved { .. }) => {
+                self.catch_up_cache(cache).await?;
+                Ok(false)
+            }
+            Err(err) => Err(err),
+        }
     }
 
     /// Stores, updates the cache, publishes, and keeps snapshots and retention in step.
@@ -702,6 +697,10 @@ impl SyncService {
         }
         Ok(state.document().cloned())
     }
+}
+
+fn too_busy() -> ServiceError {
+    ServiceError::new(ErrorCode::Internal, "the document is too busy: try again")
 }
 
 /// A write through the HTTP API.
