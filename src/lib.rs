@@ -55,6 +55,11 @@
 //!             _ => {}
 //!         }
 //!     }
+//!     if alice.needs_save() {
+//!         // Applied events: saving them can wait (losing them costs a refetch, not an edit).
+//!         store.save(&alice.client_state()).unwrap();
+//!         alice.mark_saved();
+//!     }
 //!     if inbox.is_empty() {
 //!         break;
 //!     }

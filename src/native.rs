@@ -204,6 +204,7 @@ impl SyncClientBuilder {
                 writer: None,
                 listeners: Vec::new(),
                 refused: None,
+                saved_at: Instant::now(),
             }),
             events,
             wake: Notify::new(),
@@ -250,6 +251,26 @@ struct Core {
     listeners: Vec<Listener>,
     /// Set when the server refused us for good.
     refused: Option<(Option<ErrorCode>, String)>,
+    /// When the state was last saved.
+    saved_at: Instant,
+}
+
+/// Changes that lose nothing when lost (applied events) are saved at most this often.
+const LAZY_SAVE: Duration = Duration::from_secs(1);
+
+impl Core {
+    /// Saves what the session says can wait (see [`SyncSession::needs_save`]).
+    fn save_lazily(&mut self, events: &mut Vec<ClientEvent>) {
+        let state = self.session.client_state();
+        match self.store.as_mut().map_or(Ok(()), |s| s.save(&state)) {
+            Ok(()) => self.session.mark_saved(),
+            Err(err) => events.push(SessionEvent::Error {
+                code: None,
+                message: format!("could not save the client state: {err}"),
+            }),
+        }
+        self.saved_at = Instant::now();
+    }
 }
 
 impl Shared {
@@ -276,6 +297,7 @@ impl Shared {
             while let Some(output) = core.session.poll_output() {
                 match output {
                     Output::Persist => {
+                        core.saved_at = Instant::now();
                         let state = core.session.client_state();
                         let saved = core.store.as_mut().map_or(Ok(()), |s| s.save(&state));
                         if let Err(err) = saved {
@@ -308,6 +330,9 @@ impl Shared {
                         }
                     }
                 }
+            }
+            if core.session.needs_save() && core.saved_at.elapsed() >= LAZY_SAVE {
+                core.save_lazily(&mut events);
             }
             result
         };
@@ -570,6 +595,14 @@ impl SyncClient {
 
     /// Closes the connection and stops reconnecting. The store keeps everything pending.
     pub async fn close(&self) {
+        let mut events = Vec::new();
+        {
+            let mut core = self.shared.lock();
+            if core.session.needs_save() {
+                core.save_lazily(&mut events);
+            }
+        }
+        self.shared.dispatch(events);
         self.shared.closed.notify_waiters();
         self.shared.closed.notify_one();
         let task = self.task.lock().ok().and_then(|mut t| t.take());

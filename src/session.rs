@@ -12,6 +12,8 @@
 //! - Outputs: after every input, call [`SyncSession::poll_output`] until it returns `None`, then
 //!   arm a timer for [`SyncSession::poll_timeout`]. `Output::Persist` always comes before the
 //!   `Output::Transmit` that depends on it: save [`SyncSession::client_state`] when you see it.
+//!   Changes that can wait (applied events) are only flagged: save when
+//!   [`SyncSession::needs_save`] says so and it suits you.
 
 use std::collections::VecDeque;
 
@@ -226,10 +228,12 @@ pub struct SyncSession {
     batch_limit: Option<usize>,
     /// The server's log turned out to be behind this replica: the confirmed document before
     /// the restart from scratch, to rebase pending edits over once caught up again.
-    restarting_from: Option<Option<Value>>,
+    restarting_from: Option<StateManager>,
     last_received: u64,
     last_sent: u64,
     persist: bool,
+    /// Saved state is behind, but nothing would be lost (see `needs_save`).
+    dirty: bool,
     outputs: VecDeque<Output>,
 }
 
@@ -291,6 +295,7 @@ impl SyncSession {
             last_received: 0,
             last_sent: 0,
             persist: false,
+            dirty: false,
             outputs: VecDeque::new(),
         }
     }
@@ -350,17 +355,35 @@ impl SyncSession {
     }
 
     /// Everything to persist (see [`crate::queue::Store`]).
+    ///
+    /// While the session starts over from a server that lost history, this is the state from
+    /// before (which the pending edits are relative to) until the catch-up completes.
     pub fn client_state(&self) -> ClientState {
+        let state = self.restarting_from.as_ref().unwrap_or(&self.state);
         ClientState {
             format: STATE_FORMAT,
             document_id: self.config.document_id.clone(),
             client_id: self.config.client_id.clone(),
             next_client_seq: self.next_client_seq,
-            confirmed: self.state.document().cloned(),
-            applied_seq: self.state.applied_seq(),
-            vector_clock: self.state.state_vector().clone(),
+            confirmed: state.document().cloned(),
+            applied_seq: state.applied_seq(),
+            vector_clock: state.state_vector().clone(),
             pending: self.pending.iter().cloned().collect(),
         }
+    }
+
+    /// True when the state changed since it was last saved in a way that need not be saved at
+    /// once: events applied, pending edits rebased. Losing such a change costs a refetch, never
+    /// an edit; drivers save it when convenient (say, once a second) and call
+    /// [`SyncSession::mark_saved`]. Changes that must be saved at once come as
+    /// [`Output::Persist`].
+    pub fn needs_save(&self) -> bool {
+        self.dirty
+    }
+
+    /// The driver saved [`SyncSession::client_state`].
+    pub fn mark_saved(&mut self) {
+        self.dirty = false;
     }
 
     // ----- outputs -----
@@ -369,6 +392,7 @@ impl SyncSession {
     pub fn poll_output(&mut self) -> Option<Output> {
         if self.persist {
             self.persist = false;
+            self.dirty = false;
             return Some(Output::Persist);
         }
         self.outputs.pop_front()
@@ -513,7 +537,7 @@ impl SyncSession {
                     }
                 }
                 if folded {
-                    self.persist = true;
+                    self.dirty = true;
                     if self.restarting_from.is_none() {
                         self.recompute_visible();
                     }
@@ -721,7 +745,8 @@ impl SyncSession {
         }
         self.sync_sent_at = None;
         if let Some(before) = self.restarting_from.take() {
-            self.rebase_over_jump(before);
+            self.rebase_over_jump(before.document().cloned());
+            self.dirty = true;
         }
         if self.phase == Phase::Connecting {
             self.phase = Phase::Online;
@@ -810,7 +835,8 @@ impl SyncSession {
             self.state.commit(&event, change);
             self.rebase_pending(&remote);
         }
-        self.persist = true;
+        // The confirmed document is a cache of the server's log: it need not be saved at once.
+        self.dirty = true;
         self.emit(SessionEvent::Applied {
             event: Box::new(event),
             own,
@@ -824,7 +850,7 @@ impl SyncSession {
                 if self.restarting_from.is_none() {
                     self.rebase_over_jump(before);
                 }
-                self.persist = true;
+                self.dirty = true;
             }
             Ok(None) => {}
             Err(err) => self.emit(SessionEvent::Error {
@@ -991,12 +1017,11 @@ impl SyncSession {
                 self.state.applied_seq()
             ),
         });
-        let before = self.state.document().cloned();
+        let fresh = StateManager::new(self.config.document_id.clone());
+        let before = std::mem::replace(&mut self.state, fresh);
         self.restarting_from.get_or_insert(before);
-        self.state = StateManager::new(self.config.document_id.clone());
         self.inflight = None;
         self.hold_until_seq = 0;
-        self.persist = true;
         self.request_sync(now, Some(0));
     }
 

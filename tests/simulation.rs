@@ -240,6 +240,13 @@ impl World {
                 }
             }
         }
+        // Changes that can wait are saved now and then, so restarts see older saved states too.
+        if self.clients[c].session.needs_save() && self.rng.random_bool(0.3) {
+            let client = &mut self.clients[c];
+            let state = client.session.client_state();
+            client.store.save(&state).expect("store saves");
+            client.session.mark_saved();
+        }
     }
 
     fn server_send(&mut self, conn: usize, message: &ServerMessage) {
