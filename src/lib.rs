@@ -14,6 +14,8 @@
 //! - [`session`]: [`SyncSession`], the client state machine.
 //! - [`sequencer`]: the server's ordering of edits into the log.
 //! - [`native`]: [`SyncClient`], the tokio/WebSocket driver around the session for Rust apps.
+//! - `web` (wasm32 only): the browser driver and its JavaScript bindings (`SyncClient` in JS).
+//! - [`reconnect`]: reconnect backoff and client ids, shared by both drivers.
 //!
 //! # The whole flow
 //!
@@ -82,16 +84,22 @@ pub mod diff;
 pub mod native;
 pub mod protocol;
 pub mod queue;
+pub mod reconnect;
 pub mod sequencer;
 pub mod session;
 pub mod state;
 pub mod vector_clock;
+#[cfg(target_arch = "wasm32")]
+pub mod web;
 
 pub use conflict::{ConflictPolicy, ConflictResolver};
 pub use diff::{Diff, DiffError};
 #[cfg(not(target_arch = "wasm32"))]
 pub use native::{ClientError, SyncClient, SyncClientBuilder};
 pub use protocol::{ClientMessage, Edit, ErrorCode, Event, Operation, ServerMessage, StateVector};
+pub use reconnect::Backoff;
 pub use session::{ConnectionStatus, SessionConfig, SessionEvent, SyncSession};
 pub use state::StateManager;
 pub use vector_clock::VectorClock;
+#[cfg(target_arch = "wasm32")]
+pub use web::{ClientError, SyncClient, SyncClientBuilder};

@@ -47,6 +47,8 @@ use tokio_tungstenite::tungstenite::Message;
 use crate::conflict::ConflictPolicy;
 use crate::protocol::{self, ErrorCode};
 use crate::queue::{FileStore, Store, StoreError};
+use crate::reconnect::random_client_id;
+pub use crate::reconnect::Backoff;
 use crate::session::{
     ConnectionStatus, Output, SessionConfig, SessionError, SessionEvent, SyncSession,
 };
@@ -78,37 +80,6 @@ pub enum ClientError {
     /// Waiting took longer than allowed.
     #[error("timed out")]
     Timeout,
-}
-
-/// Reconnect timing: exponential backoff from `initial` to `max`, each wait drawn at random from
-/// its upper half (jitter, so that many clients do not reconnect in lockstep).
-#[derive(Debug, Clone, Copy)]
-pub struct Backoff {
-    /// The first wait.
-    pub initial: Duration,
-    /// The longest wait.
-    pub max: Duration,
-}
-
-impl Default for Backoff {
-    fn default() -> Self {
-        Backoff {
-            initial: Duration::from_millis(250),
-            max: Duration::from_secs(30),
-        }
-    }
-}
-
-impl Backoff {
-    /// The wait before reconnect attempt `attempt` (0-based), with jitter.
-    pub fn delay(&self, attempt: u32) -> Duration {
-        let ceiling = self
-            .initial
-            .saturating_mul(1u32 << attempt.min(16))
-            .min(self.max);
-        let half = ceiling / 2;
-        half + Duration::from_micros(fastrand::u64(0..=half.as_micros() as u64))
-    }
 }
 
 type Tune = Box<dyn FnOnce(&mut SessionConfig) + Send>;
@@ -449,12 +420,6 @@ async fn pump(
         return Break(());
     }
     stop
-}
-
-fn random_client_id() -> String {
-    let mut id = String::from("c-");
-    id.extend((0..16).map(|_| fastrand::alphanumeric()));
-    id
 }
 
 impl SyncClient {

@@ -1,0 +1,77 @@
+//! What both drivers (native and browser) share: reconnect timing and fresh client ids.
+//!
+//! The only randomness of the drivers lives here; the session itself draws none.
+
+use std::time::Duration;
+
+/// Reconnect timing: exponential backoff from `initial` to `max`, each wait drawn at random from
+/// its upper half (jitter, so that many clients do not reconnect in lockstep).
+#[derive(Debug, Clone, Copy)]
+pub struct Backoff {
+    /// The first wait.
+    pub initial: Duration,
+    /// The longest wait.
+    pub max: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff {
+            initial: Duration::from_millis(250),
+            max: Duration::from_secs(30),
+        }
+    }
+}
+
+impl Backoff {
+    /// The wait before reconnect attempt `attempt` (0-based), with jitter.
+    pub fn delay(&self, attempt: u32) -> Duration {
+        let ceiling = self
+            .initial
+            .saturating_mul(1u32 << attempt.min(16))
+            .min(self.max);
+        let half = ceiling / 2;
+        half + Duration::from_micros(random_below(half.as_micros() as u64 + 1))
+    }
+}
+
+/// A new random client id (`c-` and 16 alphanumerics).
+pub(crate) fn random_client_id() -> String {
+    const ALPHABET: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+    let mut id = String::from("c-");
+    id.extend((0..16).map(|_| ALPHABET[random_below(ALPHABET.len() as u64) as usize] as char));
+    id
+}
+
+/// A random number in `0..bound` (`bound` > 0).
+#[cfg(not(target_arch = "wasm32"))]
+fn random_below(bound: u64) -> u64 {
+    fastrand::u64(0..bound)
+}
+
+/// A random number in `0..bound` (`bound` > 0), from the JavaScript engine's `Math.random`.
+#[cfg(target_arch = "wasm32")]
+fn random_below(bound: u64) -> u64 {
+    ((js_sys::Math::random() * bound as f64) as u64).min(bound - 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delays_grow_with_jitter_up_to_the_max() {
+        let backoff = Backoff::default();
+        for attempt in 0..40 {
+            let ceiling = (backoff.initial * 2u32.pow(attempt.min(16))).min(backoff.max);
+            let delay = backoff.delay(attempt);
+            assert!(
+                delay >= ceiling / 2 && delay <= ceiling,
+                "{attempt}: {delay:?}"
+            );
+        }
+        let id = random_client_id();
+        assert_eq!(id.len(), 18);
+        assert!(id[2..].chars().all(|c| c.is_ascii_alphanumeric()));
+    }
+}

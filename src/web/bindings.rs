@@ -1,0 +1,326 @@
+//! The `SyncClient` class JavaScript sees. Conversion only: every method converts its arguments
+//! once, calls the driver ([`super::driver::SyncClient`]) and converts the result once.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use wasm_bindgen::prelude::*;
+
+use super::driver::{self, ClientEvent};
+use super::error::{client_error, invalid_argument};
+use crate::conflict::ConflictPolicy;
+use crate::reconnect::Backoff;
+use crate::session::{ConnectionStatus, SessionEvent};
+
+#[wasm_bindgen(typescript_custom_section)]
+const TYPES: &'static str = r#"
+/** Options of `new SyncClient(url, documentId, options)`; every field is optional. */
+export interface SyncOptions {
+  /** This client's stable id (default: a new random one). */
+  clientId?: string;
+  /** An access token, sent in `hello`. */
+  token?: string;
+  /** How true conflicts are resolved when rebasing local edits (default `"serverWins"`). */
+  conflictPolicy?: "serverWins" | "clientWins";
+  /** A `sync` or `submit` unanswered this long is sent again (default 10000). */
+  requestTimeoutMs?: number;
+  /** A connection silent this long is closed and reopened (default 30000). */
+  idleTimeoutMs?: number;
+  /** A `ping` is sent after this long without traffic (default 15000). */
+  pingIntervalMs?: number;
+  /** At most this many edits per `submit` (default 1000). */
+  maxBatch?: number;
+  /** The first reconnect wait (default 250). */
+  reconnectInitialMs?: number;
+  /** The longest reconnect wait (default 30000). */
+  reconnectMaxMs?: number;
+}
+
+/** Connection status. */
+export type SyncStatus = "offline" | "connecting" | "online" | "reconnecting";
+
+/** One RFC 6902 operation. */
+export type PatchOp =
+  | { op: "add" | "replace" | "test"; path: string; value: unknown }
+  | { op: "remove"; path: string }
+  | { op: "move" | "copy"; from: string; path: string };
+
+/** An event of the document's log, as the server wrote it. */
+export interface LogEvent {
+  eventId: string;
+  sequenceNum: number;
+  clientId: string;
+  clientSeq?: number;
+  operation: "create" | "update" | "delete";
+  [field: string]: unknown;
+}
+
+/** What `onEvent` callbacks receive. */
+export type SyncEvent =
+  | { type: "status"; status: SyncStatus }
+  | { type: "applied"; event: LogEvent; own: boolean }
+  | { type: "synced"; sequenceNum: number }
+  | { type: "acked"; clientSeq: number; sequenceNum: number }
+  | { type: "editRejected"; clientSeq: number; code: string; message: string }
+  | { type: "conflict"; clientSeq: number; kind: string; path: string }
+  | { type: "error"; code: string | null; message: string };
+"#;
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct Options {
+    client_id: Option<String>,
+    token: Option<String>,
+    conflict_policy: Option<Policy>,
+    request_timeout_ms: Option<u64>,
+    idle_timeout_ms: Option<u64>,
+    ping_interval_ms: Option<u64>,
+    max_batch: Option<usize>,
+    reconnect_initial_ms: Option<u64>,
+    reconnect_max_ms: Option<u64>,
+}
+
+#[derive(Deserialize, Clone, Copy)]
+#[serde(rename_all = "camelCase")]
+enum Policy {
+    ServerWins,
+    ClientWins,
+}
+
+/// A live, offline-capable replica of one document on an eventsync server.
+#[wasm_bindgen(js_name = SyncClient)]
+pub struct JsSyncClient {
+    inner: driver::SyncClient,
+}
+
+#[wasm_bindgen(js_class = SyncClient)]
+impl JsSyncClient {
+    /// Connects to `url` (`ws://host:port`) for `documentId` and returns at once: edits work
+    /// offline from the first moment.
+    #[wasm_bindgen(constructor)]
+    pub fn new(
+        url: String,
+        #[wasm_bindgen(js_name = documentId)] document_id: String,
+        #[wasm_bindgen(unchecked_param_type = "SyncOptions | undefined")] options: JsValue,
+    ) -> Result<JsSyncClient, JsValue> {
+        let options: Options = if options.is_undefined() || options.is_null() {
+            Options::default()
+        } else {
+            serde_wasm_bindgen::from_value(options).map_err(|e| invalid_argument("options", e))?
+        };
+        let mut builder = driver::SyncClient::builder(url, document_id);
+        if let Some(client_id) = options.client_id {
+            builder = builder.client_id(client_id);
+        }
+        if let Some(token) = options.token {
+            builder = builder.token(token);
+        }
+        builder = builder.conflict_policy(match options.conflict_policy {
+            Some(Policy::ClientWins) => ConflictPolicy::ClientWins,
+            Some(Policy::ServerWins) | None => ConflictPolicy::ServerWins,
+        });
+        let mut backoff = Backoff::default();
+        if let Some(ms) = options.reconnect_initial_ms {
+            backoff.initial = std::time::Duration::from_millis(ms);
+        }
+        if let Some(ms) = options.reconnect_max_ms {
+            backoff.max = std::time::Duration::from_millis(ms);
+        }
+        builder = builder.backoff(backoff);
+        builder = builder.session_config(move |config| {
+            if let Some(ms) = options.request_timeout_ms {
+                config.request_timeout_ms = ms;
+            }
+            if let Some(ms) = options.idle_timeout_ms {
+                config.idle_timeout_ms = ms;
+            }
+            if let Some(ms) = options.ping_interval_ms {
+                config.ping_interval_ms = ms;
+            }
+            if let Some(max) = options.max_batch {
+                config.max_batch = max;
+            }
+        });
+        let inner = builder.connect().map_err(client_error)?;
+        Ok(JsSyncClient { inner })
+    }
+
+    /// Calls `callback` with every event (a plain object, see `SyncEvent`).
+    #[wasm_bindgen(js_name = onEvent)]
+    pub fn on_event(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "(event: SyncEvent) => void")]
+        callback: js_sys::Function,
+    ) {
+        self.inner.on_event(move |event| {
+            if let Err(thrown) = callback.call1(&JsValue::NULL, &event_to_js(event)) {
+                web_sys::console::error_2(&"eventsync: an onEvent callback threw".into(), &thrown);
+            }
+        });
+    }
+
+    /// Resolves once the client is online and has caught up with the server's log.
+    #[wasm_bindgen(js_name = syncState, unchecked_return_type = "Promise<void>")]
+    pub fn sync_state(&self) -> js_sys::Promise {
+        let inner = self.inner.clone();
+        wasm_bindgen_futures::future_to_promise(async move {
+            inner.sync_state().await.map_err(client_error)?;
+            Ok(JsValue::UNDEFINED)
+        })
+    }
+
+    /// Resolves once every local edit made so far is in the server's log (or was rejected).
+    #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
+    pub fn flush(&self) -> js_sys::Promise {
+        let inner = self.inner.clone();
+        wasm_bindgen_futures::future_to_promise(async move {
+            inner.flush().await.map_err(client_error)?;
+            Ok(JsValue::UNDEFINED)
+        })
+    }
+
+    /// Records that events of `clientId` up to `sequenceNum` are known.
+    #[wasm_bindgen(js_name = updateStateVector)]
+    pub fn update_state_vector(
+        &self,
+        #[wasm_bindgen(js_name = clientId)] client_id: &str,
+        #[wasm_bindgen(js_name = sequenceNum)] sequence_num: f64,
+    ) -> Result<(), JsValue> {
+        let sequence_num = to_u64(sequence_num, "sequenceNum")?;
+        self.inner.update_state_vector(client_id, sequence_num);
+        Ok(())
+    }
+
+    /// The document as the app sees it (confirmed plus pending edits); `null` if it does not
+    /// exist. A fresh copy each call.
+    #[wasm_bindgen(unchecked_return_type = "unknown")]
+    pub fn document(&self) -> Result<JsValue, JsValue> {
+        self.inner.with_document(|document| match document {
+            Some(document) => to_js(document),
+            None => Ok(JsValue::NULL),
+        })
+    }
+
+    /// Applies an RFC 6902 patch (an array of operations, all in one call) locally at once and
+    /// queues it for the server. Returns its `clientSeq`. Throws, changing nothing, when the
+    /// patch is malformed or does not apply.
+    pub fn edit(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "PatchOp[]")] patch: JsValue,
+    ) -> Result<f64, JsValue> {
+        let patch: Vec<json_patch::PatchOperation> =
+            serde_wasm_bindgen::from_value(patch).map_err(|e| invalid_argument("patch", e))?;
+        let client_seq = self.inner.edit(patch).map_err(client_error)?;
+        Ok(client_seq as f64)
+    }
+
+    /// Creates the document (it must not exist). Returns the edit's `clientSeq`.
+    pub fn create(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "unknown")] document: JsValue,
+    ) -> Result<f64, JsValue> {
+        let document: Value = serde_wasm_bindgen::from_value(document)
+            .map_err(|e| invalid_argument("document", e))?;
+        let client_seq = self.inner.create(document).map_err(client_error)?;
+        Ok(client_seq as f64)
+    }
+
+    /// Deletes the document. Returns the edit's `clientSeq`.
+    pub fn delete(&self) -> Result<f64, JsValue> {
+        let client_seq = self.inner.delete().map_err(client_error)?;
+        Ok(client_seq as f64)
+    }
+
+    /// Connection status.
+    #[wasm_bindgen(unchecked_return_type = "SyncStatus")]
+    pub fn status(&self) -> String {
+        status_name(self.inner.status()).to_owned()
+    }
+
+    /// Local edits not yet in the server's log.
+    #[wasm_bindgen(js_name = pendingCount)]
+    pub fn pending_count(&self) -> usize {
+        self.inner.pending_count()
+    }
+
+    /// The `sequenceNum` of the last event applied.
+    #[wasm_bindgen(js_name = appliedSeq)]
+    pub fn applied_seq(&self) -> f64 {
+        self.inner.applied_seq() as f64
+    }
+
+    /// This client's id.
+    #[wasm_bindgen(js_name = clientId)]
+    pub fn client_id(&self) -> String {
+        self.inner.client_id()
+    }
+
+    /// Closes the connection and stops reconnecting; waiting promises reject.
+    pub fn close(&self) {
+        self.inner.close();
+    }
+}
+
+fn to_u64(number: f64, what: &str) -> Result<u64, JsValue> {
+    if number >= 0.0 && number.fract() == 0.0 && number <= 9_007_199_254_740_991.0 {
+        Ok(number as u64)
+    } else {
+        Err(invalid_argument(
+            what,
+            format!("{number} is not a non-negative integer"),
+        ))
+    }
+}
+
+/// A Rust value as a plain JavaScript value (objects, not `Map`s), converted once.
+fn to_js(value: &impl Serialize) -> Result<JsValue, JsValue> {
+    value
+        .serialize(&serde_wasm_bindgen::Serializer::json_compatible())
+        .map_err(|e| super::error::js_error("EventsyncError", e))
+}
+
+fn status_name(status: ConnectionStatus) -> &'static str {
+    match status {
+        ConnectionStatus::Offline => "offline",
+        ConnectionStatus::Connecting => "connecting",
+        ConnectionStatus::Online => "online",
+        ConnectionStatus::Reconnecting => "reconnecting",
+    }
+}
+
+/// An event as a plain object (`SyncEvent` in the TypeScript types).
+fn event_to_js(event: &ClientEvent) -> JsValue {
+    let value = match event {
+        SessionEvent::Status(status) => json!({"type": "status", "status": status_name(*status)}),
+        SessionEvent::Applied { event, own } => {
+            json!({"type": "applied", "event": event, "own": own})
+        }
+        SessionEvent::Synced { sequence_num } => {
+            json!({"type": "synced", "sequenceNum": sequence_num})
+        }
+        SessionEvent::Acked {
+            client_seq,
+            sequence_num,
+        } => json!({"type": "acked", "clientSeq": client_seq, "sequenceNum": sequence_num}),
+        SessionEvent::EditRejected {
+            client_seq,
+            code,
+            message,
+        } => json!({
+            "type": "editRejected", "clientSeq": client_seq, "code": code, "message": message
+        }),
+        SessionEvent::Conflict {
+            client_seq,
+            conflict,
+        } => {
+            let kind = format!("{:?}", conflict.kind);
+            let kind = kind[..1].to_lowercase() + &kind[1..];
+            json!({
+                "type": "conflict", "clientSeq": client_seq, "kind": kind, "path": conflict.path
+            })
+        }
+        SessionEvent::Error { code, message } => {
+            json!({"type": "error", "code": code, "message": message})
+        }
+    };
+    to_js(&value).unwrap_or(JsValue::NULL)
+}

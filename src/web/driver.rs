@@ -1,0 +1,590 @@
+//! [`SyncClient`]: the browser driver, a thin `wasm-bindgen-futures` loop around [`SyncSession`].
+//!
+//! It mirrors `src/native.rs`: the session decides everything; this file moves frames between it
+//! and a WebSocket (gloo-net over the global `WebSocket`), keeps time (`performance.now()`),
+//! saves the session's state to a [`Store`] when told to, reconnects with exponential backoff
+//! and jitter, and hands events to the app. Everything lives on the one JavaScript thread:
+//! shared state is `Rc<RefCell<..>>`, and nothing here is `Send`.
+//!
+//! Persistence: [`SyncClientBuilder::store`] takes any [`Store`]; without one the state lives in
+//! memory only. The [`Store`] trait is synchronous, so an IndexedDB store (asynchronous) will need
+//! the driver to await the save on `Output::Persist` before sending what follows it; that is the
+//! one place to change ([`Shared::with_session`]).
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use futures::channel::{mpsc, oneshot};
+use futures::{FutureExt, SinkExt, StreamExt};
+use gloo_net::websocket::{futures::WebSocket, Message, State};
+use gloo_timers::future::TimeoutFuture;
+use serde_json::Value;
+use wasm_bindgen::prelude::*;
+
+use crate::conflict::ConflictPolicy;
+use crate::protocol::{self, ErrorCode};
+use crate::queue::{Store, StoreError};
+use crate::reconnect::{random_client_id, Backoff};
+use crate::session::{
+    ConnectionStatus, Output, SessionConfig, SessionError, SessionEvent, SyncSession,
+};
+
+/// What apps receive: the session's events, plus `Status(Reconnecting)` from the driver.
+pub type ClientEvent = SessionEvent;
+
+/// Errors of the browser client (the same cases as the native one).
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClientError {
+    /// A local operation failed (the document is unchanged).
+    #[error("{0}")]
+    Session(String),
+    /// The offline store failed.
+    #[error("{0}")]
+    Store(String),
+    /// The server refused this client for good (bad token, unsupported version, ...).
+    #[error("the server refused the connection ({code:?}): {message}")]
+    Refused {
+        /// The protocol code.
+        code: Option<ErrorCode>,
+        /// The server's message.
+        message: String,
+    },
+    /// The client was closed.
+    #[error("the client is closed")]
+    Closed,
+}
+
+impl From<SessionError> for ClientError {
+    fn from(err: SessionError) -> Self {
+        ClientError::Session(err.to_string())
+    }
+}
+
+impl From<StoreError> for ClientError {
+    fn from(err: StoreError) -> Self {
+        ClientError::Store(err.to_string())
+    }
+}
+
+#[wasm_bindgen]
+extern "C" {
+    /// `performance.now()`: a monotonic clock in both browsers and Node.
+    #[wasm_bindgen(js_namespace = performance, js_name = now)]
+    fn performance_now() -> f64;
+}
+
+/// How long opening a WebSocket may take.
+const CONNECT_TIMEOUT_MS: u32 = 10_000;
+
+type Tune = Box<dyn FnOnce(&mut SessionConfig)>;
+
+/// Settings for [`SyncClientBuilder::connect`].
+pub struct SyncClientBuilder {
+    server: String,
+    document_id: String,
+    client_id: Option<String>,
+    token: Option<String>,
+    policy: ConflictPolicy,
+    store: Option<Box<dyn Store>>,
+    backoff: Backoff,
+    tune: Option<Tune>,
+}
+
+impl SyncClientBuilder {
+    /// The client's stable id. Default: the one in the store, else a new random one.
+    pub fn client_id(mut self, client_id: impl Into<String>) -> Self {
+        self.client_id = Some(client_id.into());
+        self
+    }
+
+    /// An access token (sent in `hello`).
+    pub fn token(mut self, token: impl Into<String>) -> Self {
+        self.token = Some(token.into());
+        self
+    }
+
+    /// How true conflicts are resolved when rebasing local edits (default: server wins).
+    pub fn conflict_policy(mut self, policy: ConflictPolicy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// Keeps the client's state in any [`Store`] (default: memory only).
+    pub fn store(mut self, store: impl Store + 'static) -> Self {
+        self.store = Some(Box::new(store));
+        self
+    }
+
+    /// Reconnect timing.
+    pub fn backoff(mut self, backoff: Backoff) -> Self {
+        self.backoff = backoff;
+        self
+    }
+
+    /// Adjusts the session's timers and batch size.
+    pub fn session_config(mut self, tune: impl FnOnce(&mut SessionConfig) + 'static) -> Self {
+        self.tune = Some(Box::new(tune));
+        self
+    }
+
+    /// Loads the store, starts the connection loop and returns at once: edits work offline
+    /// from the first moment.
+    pub fn connect(self) -> Result<SyncClient, ClientError> {
+        let mut store = self.store;
+        let saved = match &mut store {
+            Some(store) => store.load()?,
+            None => None,
+        }
+        .filter(|saved| saved.document_id == self.document_id);
+        let client_id = self
+            .client_id
+            .or_else(|| saved.as_ref().map(|s| s.client_id.clone()))
+            .unwrap_or_else(random_client_id);
+        let mut config = SessionConfig::new(self.document_id.clone(), client_id);
+        config.token = self.token;
+        config.policy = self.policy;
+        if let Some(tune) = self.tune {
+            tune(&mut config);
+        }
+        let session = match saved {
+            Some(saved) if saved.client_id == config.client_id => {
+                SyncSession::restore(config, saved)?
+            }
+            _ => SyncSession::new(config),
+        };
+        let (control, control_rx) = mpsc::unbounded();
+        let shared = Rc::new(Shared {
+            core: RefCell::new(Core {
+                session,
+                store,
+                writer: None,
+                listeners: Vec::new(),
+                waiters: Vec::new(),
+                refused: None,
+                closed: false,
+            }),
+            control,
+            epoch: performance_now(),
+        });
+        let url = format!(
+            "{}/sync/{}",
+            self.server.trim_end_matches('/'),
+            self.document_id
+        );
+        wasm_bindgen_futures::spawn_local(drive(shared.clone(), url, self.backoff, control_rx));
+        Ok(SyncClient { shared })
+    }
+}
+
+/// A live, offline-capable replica of one document on a server (browser side, `!Send`).
+/// Clones share the one client.
+#[derive(Clone)]
+pub struct SyncClient {
+    shared: Rc<Shared>,
+}
+
+type Listener = Rc<dyn Fn(&ClientEvent)>;
+
+/// Signals to the connection loop.
+enum Control {
+    /// Something changed the session's deadlines: re-read them.
+    Wake,
+    /// `close()` was called.
+    Close,
+}
+
+/// What a `sync_state()` or `flush()` call waits for.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum WaitFor {
+    Synced,
+    Flushed,
+}
+
+struct Waiter {
+    until: WaitFor,
+    done: oneshot::Sender<Result<(), ClientError>>,
+}
+
+struct Shared {
+    core: RefCell<Core>,
+    control: mpsc::UnboundedSender<Control>,
+    epoch: f64,
+}
+
+struct Core {
+    session: SyncSession,
+    /// Where the client's state survives restarts; `None` keeps it in memory only.
+    store: Option<Box<dyn Store>>,
+    /// The current connection's outgoing frames.
+    writer: Option<mpsc::UnboundedSender<String>>,
+    listeners: Vec<Listener>,
+    waiters: Vec<Waiter>,
+    /// Set when the server refused us for good.
+    refused: Option<(Option<ErrorCode>, String)>,
+    closed: bool,
+}
+
+impl Core {
+    /// Resolves the waiters whose condition holds, given the events just emitted.
+    fn settle_waiters(&mut self, events: &[ClientEvent]) {
+        let synced = events
+            .iter()
+            .any(|e| matches!(e, SessionEvent::Synced { .. }));
+        let flushed = self.session.pending_count() == 0;
+        let failure = if let Some((code, message)) = &self.refused {
+            Some(ClientError::Refused {
+                code: *code,
+                message: message.clone(),
+            })
+        } else if self.closed {
+            Some(ClientError::Closed)
+        } else {
+            None
+        };
+        for waiter in std::mem::take(&mut self.waiters) {
+            let result = match (&failure, waiter.until) {
+                (Some(err), _) => Err(err.clone()),
+                (None, WaitFor::Synced) if synced => Ok(()),
+                (None, WaitFor::Flushed) if flushed => Ok(()),
+                _ => {
+                    self.waiters.push(waiter);
+                    continue;
+                }
+            };
+            let _ = waiter.done.send(result);
+        }
+    }
+}
+
+impl Shared {
+    fn now(&self) -> u64 {
+        (performance_now() - self.epoch).max(0.0) as u64
+    }
+
+    /// Runs `f` on the session, then carries out its outputs: saves, sends, resolves waiters
+    /// and tells the app (after the borrow ends, so listeners may call back into the client).
+    /// Returns `f`'s result and whether the session closed the connection.
+    fn with_session<T>(&self, f: impl FnOnce(&mut SyncSession, u64) -> T) -> (T, bool) {
+        let now = self.now();
+        let mut events = Vec::new();
+        let mut close = false;
+        let mut last_code = None;
+        let (result, listeners) = {
+            let mut core = self.core.borrow_mut();
+            let core = &mut *core;
+            let result = f(&mut core.session, now);
+            while let Some(output) = core.session.poll_output() {
+                match output {
+                    Output::Persist => {
+                        let state = core.session.client_state();
+                        let saved = core.store.as_mut().map_or(Ok(()), |s| s.save(&state));
+                        if let Err(err) = saved {
+                            events.push(SessionEvent::Error {
+                                code: None,
+                                message: format!("could not save the offline queue: {err}"),
+                            });
+                        }
+                    }
+                    Output::Transmit(message) => {
+                        if let Some(writer) = &core.writer {
+                            let _ = writer.unbounded_send(protocol::encode(&message));
+                        }
+                    }
+                    Output::Event(event) => {
+                        if let SessionEvent::Error {
+                            code: Some(code), ..
+                        } = &event
+                        {
+                            last_code = Some(*code);
+                        }
+                        events.push(event)
+                    }
+                    Output::Close { reconnect, reason } => {
+                        close = true;
+                        core.writer = None;
+                        if !reconnect {
+                            // Reconnecting cannot help (bad token, unsupported version, ...).
+                            core.refused = Some((last_code, reason));
+                        }
+                    }
+                }
+            }
+            core.settle_waiters(&events);
+            let listeners = if events.is_empty() {
+                Vec::new()
+            } else {
+                core.listeners.clone()
+            };
+            (result, listeners)
+        };
+        for event in &events {
+            for listener in &listeners {
+                listener(event);
+            }
+        }
+        let _ = self.control.unbounded_send(Control::Wake);
+        (result, close)
+    }
+
+    fn emit(&self, event: ClientEvent) {
+        let listeners = self.core.borrow().listeners.clone();
+        for listener in &listeners {
+            listener(&event);
+        }
+    }
+
+    /// The client stopped for good (closed, or refused): fail every waiter.
+    fn finish(&self) {
+        let mut core = self.core.borrow_mut();
+        core.closed = true;
+        core.settle_waiters(&[]);
+    }
+}
+
+/// Sleeps `ms` milliseconds, or until `close()`; true when closed.
+async fn sleep_or_close(ms: u32, control: &mut mpsc::UnboundedReceiver<Control>) -> bool {
+    let mut sleep = TimeoutFuture::new(ms).fuse();
+    loop {
+        futures::select! {
+            _ = sleep => return false,
+            signal = control.next() => match signal {
+                Some(Control::Wake) => {}
+                Some(Control::Close) | None => return true,
+            },
+        }
+    }
+}
+
+/// The connection loop: connect, pump, back off, again, until closed or refused for good.
+async fn drive(
+    shared: Rc<Shared>,
+    url: String,
+    backoff: Backoff,
+    mut control: mpsc::UnboundedReceiver<Control>,
+) {
+    let mut attempt: u32 = 0;
+    loop {
+        if shared.core.borrow().closed {
+            break;
+        }
+        // A failure surfaces to the app as the `Reconnecting` status below.
+        if let Some(socket) = open(&url, &mut control).await {
+            attempt = 0;
+            if pump(&shared, socket, &mut control).await.is_break() {
+                break;
+            }
+        }
+        if shared.core.borrow().closed {
+            break;
+        }
+        let delay = backoff.delay(attempt);
+        attempt = attempt.saturating_add(1);
+        shared.emit(SessionEvent::Status(ConnectionStatus::Reconnecting));
+        if sleep_or_close(delay.as_millis() as u32, &mut control).await {
+            break;
+        }
+    }
+    shared.finish();
+}
+
+/// Opens a WebSocket and waits until it is open (`None`: it failed, timed out, or the client
+/// was closed meanwhile).
+async fn open(url: &str, control: &mut mpsc::UnboundedReceiver<Control>) -> Option<WebSocket> {
+    let mut socket = WebSocket::open(url).ok()?;
+    let mut timeout = TimeoutFuture::new(CONNECT_TIMEOUT_MS).fuse();
+    loop {
+        let outcome = {
+            // Ready once the socket is open, or once it failed (its state then says Closed).
+            let mut ready = futures::future::poll_fn(|cx| socket.poll_ready_unpin(cx)).fuse();
+            futures::select! {
+                result = ready => Some(result.is_ok()),
+                _ = timeout => return None,
+                signal = control.next() => match signal {
+                    Some(Control::Wake) => None,
+                    // `close()` resolves its waiters itself; nothing to send.
+                    Some(Control::Close) | None => return None,
+                },
+            }
+        };
+        if let Some(ok) = outcome {
+            return (ok && matches!(socket.state(), State::Open)).then_some(socket);
+        }
+    }
+}
+
+/// One connection's life. `Break` when the client should stop for good.
+async fn pump(
+    shared: &Rc<Shared>,
+    socket: WebSocket,
+    control: &mut mpsc::UnboundedReceiver<Control>,
+) -> std::ops::ControlFlow<()> {
+    use std::ops::ControlFlow::{Break, Continue};
+    let (mut sink, mut stream) = socket.split();
+    let (writer, mut outgoing) = mpsc::unbounded::<String>();
+    shared.core.borrow_mut().writer = Some(writer);
+    let (_, mut closed) = shared.with_session(|s, now| s.handle_connected(now));
+    let mut stop = Continue(());
+    while !closed {
+        let deadline = shared.core.borrow().session.poll_timeout();
+        let sleep = async {
+            match deadline {
+                Some(at) => {
+                    let wait = at.saturating_sub(shared.now()).min(u32::MAX as u64);
+                    TimeoutFuture::new(wait as u32).await
+                }
+                None => std::future::pending().await,
+            }
+        };
+        futures::select! {
+            frame = stream.next().fuse() => match frame {
+                Some(Ok(Message::Text(text))) => {
+                    closed = shared.with_session(|s, now| s.handle_frame(now, &text)).1;
+                }
+                Some(Ok(Message::Bytes(_))) => {}
+                Some(Err(_)) | None => break,
+            },
+            message = outgoing.next() => match message {
+                Some(text) => {
+                    if sink.send(Message::Text(text)).await.is_err() {
+                        break;
+                    }
+                }
+                None => break,
+            },
+            _ = sleep.fuse() => {
+                closed = shared.with_session(|s, now| s.handle_timeout(now)).1;
+            }
+            signal = control.next() => match signal {
+                Some(Control::Wake) => {}
+                Some(Control::Close) | None => {
+                    stop = Break(());
+                    break;
+                }
+            },
+        }
+    }
+    // Send what the session queued before closing (e.g. nothing after a refusal).
+    while let Ok(text) = outgoing.try_recv() {
+        let _ = sink.send(Message::Text(text)).await;
+    }
+    let _ = sink.close().await;
+    // Dropping both halves closes the socket.
+    drop((sink, stream));
+    shared.core.borrow_mut().writer = None;
+    shared.with_session(|s, now| s.handle_disconnected(now));
+    if shared.core.borrow().refused.is_some() {
+        return Break(());
+    }
+    stop
+}
+
+impl SyncClient {
+    /// Settings for a client of `document_id` on the server at `server` (`ws://host:port`).
+    pub fn builder(server: impl Into<String>, document_id: impl Into<String>) -> SyncClientBuilder {
+        SyncClientBuilder {
+            server: server.into(),
+            document_id: document_id.into(),
+            client_id: None,
+            token: None,
+            policy: ConflictPolicy::default(),
+            store: None,
+            backoff: Backoff::default(),
+            tune: None,
+        }
+    }
+
+    /// Calls `callback` for every event (applied events, acks, conflicts, status, errors).
+    pub fn on_event(&self, callback: impl Fn(&ClientEvent) + 'static) {
+        self.shared
+            .core
+            .borrow_mut()
+            .listeners
+            .push(Rc::new(callback));
+    }
+
+    /// Runs `f` on the document as the app sees it (confirmed plus pending edits; `None` if it
+    /// does not exist), without copying it.
+    pub fn with_document<T>(&self, f: impl FnOnce(Option<&Value>) -> T) -> T {
+        f(self.shared.core.borrow().session.document())
+    }
+
+    /// The document as the app sees it; `None` if it does not exist.
+    pub fn document(&self) -> Option<Value> {
+        self.with_document(|doc| doc.cloned())
+    }
+
+    /// Connection status.
+    pub fn status(&self) -> ConnectionStatus {
+        self.shared.core.borrow().session.status()
+    }
+
+    /// Local edits not yet in the server's log.
+    pub fn pending_count(&self) -> usize {
+        self.shared.core.borrow().session.pending_count()
+    }
+
+    /// The `sequenceNum` of the last event applied.
+    pub fn applied_seq(&self) -> u64 {
+        self.shared.core.borrow().session.applied_seq()
+    }
+
+    /// The client's id.
+    pub fn client_id(&self) -> String {
+        self.shared.core.borrow().session.config().client_id.clone()
+    }
+
+    /// Records that events of `client_id` up to `sequence_num` are known (see
+    /// [`SyncSession::update_state_vector`]).
+    pub fn update_state_vector(&self, client_id: &str, sequence_num: u64) {
+        self.shared
+            .with_session(|s, _| s.update_state_vector(client_id, sequence_num));
+    }
+
+    /// Applies an RFC 6902 patch locally at once and queues it for the server. Returns its
+    /// `clientSeq`. On error nothing changes.
+    pub fn edit(&self, patch: Vec<json_patch::PatchOperation>) -> Result<u64, ClientError> {
+        Ok(self.shared.with_session(|s, now| s.edit(now, patch)).0?)
+    }
+
+    /// Creates the document (it must not exist).
+    pub fn create(&self, document: Value) -> Result<u64, ClientError> {
+        Ok(self
+            .shared
+            .with_session(|s, now| s.create(now, document))
+            .0?)
+    }
+
+    /// Deletes the document.
+    pub fn delete(&self) -> Result<u64, ClientError> {
+        Ok(self.shared.with_session(|s, now| s.delete(now)).0?)
+    }
+
+    fn wait(&self, until: WaitFor) -> oneshot::Receiver<Result<(), ClientError>> {
+        let (done, receiver) = oneshot::channel();
+        let mut core = self.shared.core.borrow_mut();
+        core.waiters.push(Waiter { until, done });
+        core.settle_waiters(&[]);
+        receiver
+    }
+
+    /// Resolves once the client is online and has caught up with the server's log.
+    pub async fn sync_state(&self) -> Result<(), ClientError> {
+        let receiver = self.wait(WaitFor::Synced);
+        self.shared.with_session(|s, now| s.sync_state(now));
+        receiver.await.unwrap_or(Err(ClientError::Closed))
+    }
+
+    /// Resolves once every local edit made so far is in the server's log (or was rejected).
+    pub async fn flush(&self) -> Result<(), ClientError> {
+        self.wait(WaitFor::Flushed)
+            .await
+            .unwrap_or(Err(ClientError::Closed))
+    }
+
+    /// Closes the connection and stops reconnecting. The store keeps everything pending.
+    pub fn close(&self) {
+        let _ = self.shared.control.unbounded_send(Control::Close);
+        self.shared.finish();
+    }
+}

@@ -1,0 +1,13 @@
+//! The browser driver (`wasm32` only): a single-threaded, `Rc`-based loop around
+//! [`SyncSession`](crate::SyncSession) over the browser's WebSocket, and its JavaScript bindings.
+//!
+//! - [`driver`]: [`SyncClient`], the same behaviour as the native driver (reconnect with backoff
+//!   and jitter, status events, timers from `poll_timeout`), `!Send` by design.
+//! - `bindings`: the `SyncClient` class JavaScript sees; conversion only.
+//! - `error`: Rust errors to JavaScript `Error`s.
+
+mod bindings;
+pub mod driver;
+mod error;
+
+pub use driver::{ClientError, ClientEvent, SyncClient, SyncClientBuilder};
