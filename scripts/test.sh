@@ -27,7 +27,34 @@ set +e
 bash scripts/with-postgres.sh cargo test --workspace --locked --no-fail-fast 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 set -e
-# One closing line for the whole run, summed over every test binary and doc-test run.
-awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i; if ($(i+1) ~ /^ignored/) s += $i } }
-     END { printf "\ntotal: %d passed, %d failed, %d skipped\n", p, f, s }' "$log"
-exit "$status"
+
+step "npm package (wasm, Node build) against the reference server"
+js_log=$(mktemp)
+trap 'rm -f "$log" "$js_log"' EXIT
+set +e
+bash scripts/test-js.sh --test-reporter=tap 2>&1 | tee "$js_log"
+js_status=${PIPESTATUS[0]}
+set -e
+# node's TAP summary: "# pass N", "# fail N", "# skipped N", "# todo N", "# cancelled N".
+read -r js_pass js_fail js_skip < <(awk '
+  /^# pass /      { p = $3 }
+  /^# fail /      { f = $3 }
+  /^# cancelled / { f += $3 }
+  /^# skipped /   { s = $3 }
+  /^# todo /      { s += $3 }
+  END { printf "%d %d %d\n", p, f, s }' "$js_log")
+if [ "$js_status" -ne 0 ] && [ "$js_fail" -eq 0 ]; then
+  # The run failed before any test could (a build or the install): count it as one failure.
+  js_fail=1
+fi
+printf '\nnode --test: %d passed, %d failed, %d skipped\n' "$js_pass" "$js_fail" "$js_skip"
+
+# One closing line for the whole run, summed over every test binary and doc-test run, and the
+# Node tests of the npm package.
+awk -v jp="$js_pass" -v jf="$js_fail" -v js="$js_skip" '
+     /^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i; if ($(i+1) ~ /^ignored/) s += $i } }
+     END { printf "\ntotal: %d passed, %d failed, %d skipped\n", p + jp, f + jf, s + js }' "$log"
+if [ "$status" -ne 0 ]; then
+  exit "$status"
+fi
+exit "$js_status"
