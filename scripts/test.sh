@@ -49,12 +49,25 @@ if [ "$js_status" -ne 0 ] && [ "$js_fail" -eq 0 ]; then
 fi
 printf '\nnode --test: %d passed, %d failed, %d skipped\n' "$js_pass" "$js_fail" "$js_skip"
 
-# One closing line for the whole run, summed over every test binary and doc-test run, and the
-# Node tests of the npm package.
+step "bindings in headless Chromium (wasm-bindgen-test)"
+web_log=$(mktemp)
+trap 'rm -f "$log" "$js_log" "$web_log"' EXIT
+set +e
+bash scripts/test-web.sh 2>&1 | tee "$web_log"
+web_status=${PIPESTATUS[0]}
+set -e
+if [ "$web_status" -ne 0 ] && ! grep -q '^test result:' "$web_log"; then
+  # It failed before any test ran (a build or the install): count it as one failure.
+  echo 'test result: FAILED. 0 passed; 1 failed; 0 ignored' >>"$web_log"
+fi
+
+# One closing line for the whole run, summed over every test binary and doc-test run (native and
+# in the browser), and the Node tests of the npm package.
 awk -v jp="$js_pass" -v jf="$js_fail" -v js="$js_skip" '
      /^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i; if ($(i+1) ~ /^ignored/) s += $i } }
-     END { printf "\ntotal: %d passed, %d failed, %d skipped\n", p + jp, f + jf, s + js }' "$log"
-if [ "$status" -ne 0 ]; then
-  exit "$status"
-fi
-exit "$js_status"
+     END { printf "\ntotal: %d passed, %d failed, %d skipped\n", p + jp, f + jf, s + js }' "$log" "$web_log"
+for code in "$status" "$js_status" "$web_status"; do
+  if [ "$code" -ne 0 ]; then
+    exit "$code"
+  fi
+done

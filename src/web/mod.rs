@@ -3,11 +3,13 @@
 //!
 //! - [`driver`]: [`SyncClient`], the same behaviour as the native driver (reconnect with backoff
 //!   and jitter, status events, timers from `poll_timeout`), `!Send` by design.
-//! - `bindings`: the `SyncClient` class JavaScript sees; conversion only.
+//! - [`JsSyncClient`]: the `SyncClient` class JavaScript sees; conversion only (public so that
+//!   the browser tests can drive it from Rust).
 //! - `error`: Rust errors to JavaScript `Error`s.
 
 mod bindings;
 pub mod driver;
 mod error;
 
+pub use bindings::JsSyncClient;
 pub use driver::{ClientError, ClientEvent, SyncClient, SyncClientBuilder};

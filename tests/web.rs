@@ -1,0 +1,166 @@
+//! The JavaScript bindings in a real browser (headless Chromium): `scripts/test-web.sh`.
+//!
+//! No server runs here: the client points at a closed port, so everything below is the offline
+//! path (edits apply at once and queue), plus the conversions at the boundary.
+#![cfg(target_arch = "wasm32")]
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use eventsync::web::JsSyncClient;
+use serde::Serialize;
+use serde_json::{json, Value};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
+use wasm_bindgen_test::*;
+
+wasm_bindgen_test_configure!(run_in_browser);
+
+/// Nothing listens on port 9 (discard); the client keeps reconnecting, offline.
+const NOWHERE: &str = "ws://127.0.0.1:9";
+
+fn js(value: Value) -> JsValue {
+    value
+        .serialize(&serde_wasm_bindgen::Serializer::json_compatible())
+        .unwrap()
+}
+
+fn rust(value: JsValue) -> Value {
+    serde_wasm_bindgen::from_value(value).unwrap()
+}
+
+fn options(value: Value) -> JsValue {
+    js(value)
+}
+
+fn error_message(err: JsValue) -> String {
+    let err = err
+        .dyn_into::<js_sys::Error>()
+        .expect("errors reach JS as Error objects");
+    String::from(err.message())
+}
+
+#[wasm_bindgen_test]
+fn offline_edits_apply_at_once_and_queue() {
+    let client = JsSyncClient::new(
+        NOWHERE.into(),
+        "doc".into(),
+        options(json!({"clientId": "alice", "conflictPolicy": "clientWins"})),
+    )
+    .unwrap();
+    assert_eq!(client.client_id(), "alice");
+    assert!(client.document().unwrap().is_null());
+    assert_eq!(client.create(js(json!({"items": []}))).unwrap(), 1.0);
+    let seq = client
+        .edit(js(json!([
+            {"op": "add", "path": "/items/-", "value": "milk"},
+            {"op": "add", "path": "/items/0", "value": "eggs"}
+        ])))
+        .unwrap();
+    assert_eq!(seq, 2.0);
+    assert_eq!(
+        rust(client.document().unwrap()),
+        json!({"items": ["eggs", "milk"]})
+    );
+    assert_eq!(client.pending_count(), 2);
+    assert_eq!(client.applied_seq(), 0.0);
+    assert_ne!(client.status(), "online");
+    client.close();
+}
+
+#[wasm_bindgen_test]
+fn errors_are_js_errors_and_change_nothing() {
+    let client = JsSyncClient::new(NOWHERE.into(), "doc".into(), JsValue::UNDEFINED).unwrap();
+    assert!(client.client_id().starts_with("c-"));
+    let message = error_message(
+        client
+            .edit(js(json!([{"op": "add", "path": "/a", "value": 1}])))
+            .unwrap_err(),
+    );
+    assert!(message.contains("does not exist"), "{message}");
+    client.create(js(json!({"a": 1}))).unwrap();
+    let message = error_message(
+        client
+            .edit(js(json!([{"op": "frobnicate", "path": "/a"}])))
+            .unwrap_err(),
+    );
+    assert!(message.contains("invalid patch"), "{message}");
+    let message = error_message(
+        client
+            .edit(js(json!([{"op": "remove", "path": "/b"}])))
+            .unwrap_err(),
+    );
+    assert!(message.contains("does not apply"), "{message}");
+    let message = error_message(client.create(js(json!({}))).unwrap_err());
+    assert!(message.contains("already exists"), "{message}");
+    let message = error_message(client.update_state_vector("x", -1.0).unwrap_err());
+    assert!(message.contains("sequenceNum"), "{message}");
+    assert_eq!(rust(client.document().unwrap()), json!({"a": 1}));
+    assert_eq!(client.pending_count(), 1);
+    client.delete().unwrap();
+    assert!(client.document().unwrap().is_null());
+    client.close();
+
+    let bad = JsSyncClient::new(
+        NOWHERE.into(),
+        "doc".into(),
+        options(json!({"conflictPolicy": "whoever"})),
+    );
+    let message = error_message(bad.err().unwrap());
+    assert!(message.contains("invalid options"), "{message}");
+}
+
+#[wasm_bindgen_test]
+async fn events_are_plain_objects_and_close_rejects_waiters() {
+    let client = JsSyncClient::new(
+        NOWHERE.into(),
+        "doc".into(),
+        options(json!({"reconnectInitialMs": 10, "reconnectMaxMs": 20})),
+    )
+    .unwrap();
+    let seen: Rc<RefCell<Vec<Value>>> = Rc::default();
+    let sink = seen.clone();
+    let callback = Closure::<dyn Fn(JsValue)>::new(move |event: JsValue| {
+        sink.borrow_mut().push(rust(event));
+    });
+    client.on_event(
+        callback
+            .as_ref()
+            .unchecked_ref::<js_sys::Function>()
+            .clone(),
+    );
+    callback.forget();
+
+    // The connection fails: the driver reports that it is reconnecting.
+    let deadline = js_sys::Date::now() + 5_000.0;
+    while !seen
+        .borrow()
+        .iter()
+        .any(|e| *e == json!({"type": "status", "status": "reconnecting"}))
+    {
+        assert!(
+            js_sys::Date::now() < deadline,
+            "no reconnecting status: {:?}",
+            seen.borrow()
+        );
+        gloo_sleep(20).await;
+    }
+
+    let waiting = wasm_bindgen_futures::JsFuture::from(client.sync_state());
+    client.close();
+    let message = error_message(waiting.await.unwrap_err());
+    assert!(message.contains("closed"), "{message}");
+}
+
+async fn gloo_sleep(ms: i32) {
+    let promise = js_sys::Promise::new(&mut |resolve, _| {
+        web_sys_set_timeout(&resolve, ms);
+    });
+    wasm_bindgen_futures::JsFuture::from(promise).await.unwrap();
+}
+
+#[wasm_bindgen]
+extern "C" {
+    #[wasm_bindgen(js_name = setTimeout)]
+    fn web_sys_set_timeout(callback: &js_sys::Function, ms: i32);
+}
