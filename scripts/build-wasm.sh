@@ -28,7 +28,9 @@ for target in bundler web nodejs; do
   out=$target
   [ "$target" = nodejs ] && out=node
   rm -rf "pkg/$out"
-  wasm-bindgen --target "$target" --out-dir "pkg/$out" --out-name eventsync "$wasm"
+  # The name section (function names, ~200 KB) only serves debugging: left out.
+  wasm-bindgen --target "$target" --out-dir "pkg/$out" --out-name eventsync \
+    --remove-name-section --remove-producers-section "$wasm"
   # The Node build is CommonJS; the others are ES modules.
   if [ "$out" = node ]; then type=commonjs; else type=module; fi
   printf '{ "type": "%s" }\n' "$type" >"pkg/$out/package.json"
