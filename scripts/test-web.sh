@@ -13,7 +13,7 @@ if [ "$(wasm-bindgen-test-runner --version 2>/dev/null | awk '{print $2}')" != "
   cargo install wasm-bindgen-cli --version "$version" --force
 fi
 if ! command -v chromedriver >/dev/null 2>&1; then
-  apt-get update && apt-get install -y --no-install-recommends chromium chromium-driver
+  apt-get update && apt-get install -y chromium chromium-driver
 fi
 
 export CHROMEDRIVER=${CHROMEDRIVER:-$(command -v chromedriver)}
