@@ -1,0 +1,63 @@
+//! `eventsync-conformance --url http://host:port [--token T --client-id C] [--json]`
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use eventsync_conformance::{render, run, Options, Outcome};
+
+/// Checks a live eventsync server against docs/PROTOCOL.md.
+#[derive(Debug, Parser)]
+#[command(name = "eventsync-conformance", version, about)]
+struct Args {
+    /// The server's base URL (`http://host:port`, optionally with a path prefix).
+    #[arg(long, env = "EVENTSYNC_CONFORMANCE_URL")]
+    url: String,
+    /// A valid token that may write every document. Turns the authentication checks on.
+    #[arg(long, env = "EVENTSYNC_CONFORMANCE_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// The clientId the token names (every connection then uses it).
+    #[arg(long, default_value = "conformance")]
+    client_id: String,
+    /// Fail, rather than skip, the snapshot check when the server keeps its whole history
+    /// (start the server so that it compacts after a few dozen events).
+    #[arg(long)]
+    expect_snapshots: bool,
+    /// Bound on every network wait, in seconds.
+    #[arg(long, default_value_t = 10)]
+    timeout: u64,
+    /// Run only these check numbers (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<u32>,
+    /// Print a JSON array of results instead of the table.
+    #[arg(long)]
+    json: bool,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = Args::parse();
+    let options = Options {
+        url: args.url,
+        token: args.token,
+        client_id: args.client_id,
+        expect_snapshots: args.expect_snapshots,
+        timeout: Duration::from_secs(args.timeout.max(1)),
+        only: args.only,
+    };
+    let results = run(&options).await;
+    if args.json {
+        let rows: Vec<_> = results.iter().map(|r| r.to_json()).collect();
+        println!("{}", serde_json::Value::Array(rows));
+    } else {
+        print!("{}", render(&results));
+    }
+    if results
+        .iter()
+        .any(|r| matches!(r.outcome, Outcome::Fail(_)))
+    {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
