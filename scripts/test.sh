@@ -26,6 +26,16 @@ set +e
 # The storage and multi-process tests run against a real PostgreSQL server started for them.
 bash scripts/with-postgres.sh cargo test --workspace --locked --no-fail-fast 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
+
+step "conformance kit against reference server processes (SQLite, PostgreSQL)"
+# The real binaries against real server processes, as server authors run the kit.
+conformance=0
+if cargo build --locked -p eventsync-server -p eventsync-conformance; then
+  bash scripts/conformance.sh sqlite || conformance=$?
+  bash scripts/with-postgres.sh bash scripts/conformance.sh postgres || conformance=$?
+else
+  conformance=1
+fi
 set -e
 
 step "npm package (wasm, Node build) against the reference server"
@@ -66,7 +76,10 @@ fi
 awk -v jp="$js_pass" -v jf="$js_fail" -v js="$js_skip" '
      /^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i; if ($(i+1) ~ /^ignored/) s += $i } }
      END { printf "\ntotal: %d passed, %d failed, %d skipped\n", p + jp, f + jf, s + js }' "$log" "$web_log"
-for code in "$status" "$js_status" "$web_status"; do
+if [ "$conformance" -ne 0 ]; then
+  echo "conformance kit: FAILED (status $conformance)"
+fi
+for code in "$status" "$conformance" "$js_status" "$web_status"; do
   if [ "$code" -ne 0 ]; then
     exit "$code"
   fi
