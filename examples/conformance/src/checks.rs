@@ -240,6 +240,8 @@ async fn seeded(ctx: &Ctx, tag: &str, count: u64) -> Result<(String, Vec<Event>)
         "welcome.headSeq {head} for a new document (§2: 0)"
     );
     let events = conn.write_counter(0, count).await?;
+    check_run(&doc, &events, 0, count)
+        .map_err(|e| format!("the events of the test data, live: {e}"))?;
     Ok((doc, events))
 }
 

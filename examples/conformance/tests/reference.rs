@@ -216,3 +216,110 @@ async fn a_broken_server_fails() {
         "{report}"
     );
 }
+
+/// A server that speaks the handshake right but numbers events with a gap: 1, 3, 4, ...
+async fn gapped_server() -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    type Logs = std::collections::HashMap<String, (u64, Vec<serde_json::Value>)>;
+    let logs = std::sync::Arc::new(std::sync::Mutex::new(Logs::new()));
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let logs = logs.clone();
+            tokio::spawn(async move {
+                let path = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+                let seen = path.clone();
+                let callback =
+                    move |req: &tokio_tungstenite::tungstenite::handshake::server::Request,
+                          resp| {
+                        *seen.lock().unwrap() = req.uri().path().to_string();
+                        Ok(resp)
+                    };
+                let Ok(mut ws) = tokio_tungstenite::accept_hdr_async(stream, callback).await else {
+                    return;
+                };
+                let doc = path
+                    .lock()
+                    .unwrap()
+                    .trim_start_matches("/sync/")
+                    .to_string();
+                while let Some(Ok(Message::Text(text))) = ws.next().await {
+                    let frame: serde_json::Value =
+                        serde_json::from_str(text.as_str()).unwrap_or_default();
+                    let answers = {
+                        let mut answers = Vec::new();
+                        let mut logs = logs.lock().unwrap();
+                        let (next, log) = logs.entry(doc.clone()).or_insert((1, Vec::new()));
+                        match frame["type"].as_str() {
+                            Some("hello") => answers.push(serde_json::json!({
+                                "type": "welcome", "protocolVersion": 1, "documentId": doc,
+                                "clientId": frame["clientId"], "headSeq": 0
+                            })),
+                            Some("submit") => {
+                                let mut acks = Vec::new();
+                                for edit in frame["edits"].as_array().cloned().unwrap_or_default() {
+                                    let seq = *next;
+                                    *next += if seq == 1 { 2 } else { 1 };
+                                    let client =
+                                        frame["clientId"].as_str().unwrap_or("conf-writer");
+                                    let event = serde_json::json!({
+                                        "id": format!("e{seq}"), "documentId": doc,
+                                        "timestamp": "2026-01-01T00:00:00Z", "sequenceNum": seq,
+                                        "operation": edit["operation"], "diff": { "patch": edit["patch"] },
+                                        "vectorClock": { client: seq }, "clientId": client,
+                                        "clientSeq": edit["clientSeq"]
+                                    });
+                                    log.push(event.clone());
+                                    answers.push(
+                                        serde_json::json!({ "type": "event", "events": [event] }),
+                                    );
+                                    acks.push(serde_json::json!({ "clientSeq": edit["clientSeq"], "sequenceNum": seq }));
+                                }
+                                answers.push(serde_json::json!({ "type": "ack", "edits": acks }));
+                            }
+                            Some("ping") => answers.push(
+                                serde_json::json!({ "type": "pong", "nonce": frame["nonce"] }),
+                            ),
+                            _ => answers.push(serde_json::json!({
+                                "type": "events", "events": log.clone(), "headSeq": *next - 1
+                            })),
+                        }
+                        answers
+                    };
+                    for answer in answers {
+                        if ws
+                            .send(Message::Text(answer.to_string().into()))
+                            .await
+                            .is_err()
+                        {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    format!("http://{addr}")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_with_gaps_fails() {
+    let url = gapped_server().await;
+    let mut options = Options::new(url);
+    options.timeout = Duration::from_secs(2);
+    options.only = vec![2, 10, 17];
+    let results = run(&options).await;
+    let report = render(&results);
+    println!("{report}");
+    assert!(
+        matches!(results[0].outcome, Outcome::Pass),
+        "the handshake is right\n{report}"
+    );
+    for r in &results[1..] {
+        assert!(
+            matches!(&r.outcome, Outcome::Fail(reason) if reason.contains("where 2 was due")),
+            "check {} did not catch the gap\n{report}",
+            r.number
+        );
+    }
+}
