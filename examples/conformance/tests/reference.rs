@@ -218,6 +218,7 @@ async fn a_broken_server_fails() {
 }
 
 /// A server that speaks the handshake right but numbers events with a gap: 1, 3, 4, ...
+#[allow(clippy::result_large_err)] // the callback type is tungstenite's
 async fn gapped_server() -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
