@@ -126,6 +126,7 @@ pub fn checks() -> Vec<Check> {
         ),
         check!(33, "auth: token in the URL", "§5.3, §12, §13", auth_url),
         check!(34, "still serving after bad input", "§4.2", still_serving),
+        check!(35, "HTTP writes", "§12.5, §8.4", http_writes),
     ]
 }
 
@@ -885,6 +886,10 @@ async fn stale(ctx: &Ctx) -> R {
             ensure!(seq == bob_seq, "reject of clientSeq {seq}");
             ensure!(head == 2, "reject.headSeq {head}, expected 2");
             ensure!(
+                answer.events.iter().any(|e| e.sequence_num == 2),
+                "the reject (headSeq 2) came before live event #2 (8.2: every live event up to headSeq first)"
+            );
+            ensure!(
                 answer.events.iter().all(|e| e.sequence_num <= 2),
                 "an event was ordered for a rejected edit"
             );
@@ -1635,5 +1640,87 @@ async fn still_serving(ctx: &Ctx) -> R {
     let client = ctx.client("late");
     conn.send(&ctx.hello(&client)).await?;
     conn.welcome(&doc, &client).await?;
+    Ok(Outcome::Pass)
+}
+
+async fn http_writes(ctx: &Ctx) -> R {
+    use eventsync::protocol::Operation;
+    let doc = ctx.doc("httpwrite");
+    let path = format!("/api/documents/{doc}");
+    ensure!(
+        ctx.put_document(&doc, &json!({ "n": 1 })).await? == 1,
+        "PUT of a new document is not #1"
+    );
+    let mut req = ctx
+        .http
+        .patch(ctx.http_url(&path))
+        .header("content-type", "application/json-patch+json")
+        .body(json!([{ "op": "test", "path": "/n", "value": 1 }, { "op": "replace", "path": "/n", "value": 2 }]).to_string());
+    if let Some(token) = &ctx.opts.token {
+        req = req.bearer_auth(token);
+    }
+    let resp = req.send().await.map_err(|e| format!("PATCH {path}: {e}"))?;
+    let status = resp.status().as_u16();
+    let body = resp.text().await.unwrap_or_default();
+    let answer: Value = crate::client::parse_ok(&format!("PATCH {path}"), status, &body)?;
+    ensure!(
+        answer["sequenceNum"] == 2,
+        "PATCH answered {}",
+        short(&body)
+    );
+    let (status, body) = ctx
+        .request(reqwest::Method::DELETE, &path, None, true)
+        .await?;
+    let answer: Value = crate::client::parse_ok(&format!("DELETE {path}"), status, &body)?;
+    ensure!(
+        answer["sequenceNum"] == 3,
+        "DELETE answered {}",
+        short(&body)
+    );
+    let s: Snapshot = ctx.get_ok(&path).await?;
+    ensure!(
+        s.sequence_num == 3 && s.document.is_none(),
+        "after DELETE: #{} {:?}",
+        s.sequence_num,
+        s.document
+    );
+    ensure!(
+        ctx.put_document(&doc, &json!({ "n": 4 })).await? == 4,
+        "PUT after a delete is not #4"
+    );
+    let log = ctx.read_log(&doc).await?;
+    let from = log.snapshot.as_ref().map(|s| s.sequence_num).unwrap_or(0);
+    check_run(&doc, &log.events, from, 4)?;
+    let ops: Vec<_> = log
+        .events
+        .iter()
+        .map(|e| (e.sequence_num, e.operation))
+        .collect();
+    let want = [
+        (1, Operation::Create),
+        (2, Operation::Update),
+        (3, Operation::Delete),
+        (4, Operation::Create),
+    ];
+    ensure!(
+        ops.iter().all(|op| want.contains(op)),
+        "operations {ops:?}, expected create, update, delete, create"
+    );
+    ensure!(
+        log.events.iter().all(|e| e.client_seq.is_none()),
+        "an HTTP write's event has a clientSeq (12.5)"
+    );
+    for e in log
+        .events
+        .iter()
+        .filter(|e| e.operation != Operation::Delete)
+    {
+        let patch = e.diff.as_ref().map(|d| d.patch.is_some());
+        ensure!(
+            patch == Some(true),
+            "event #{} has no diff.patch (3.2 rule 3)",
+            e.sequence_num
+        );
+    }
     Ok(Outcome::Pass)
 }

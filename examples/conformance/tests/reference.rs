@@ -58,7 +58,7 @@ async fn run_clean(options: &Options, skipped: &[u32]) -> Vec<CheckResult> {
     let results = run(options).await;
     let report = render(&results);
     println!("{report}");
-    assert!(results.len() >= 34, "{report}");
+    assert!(results.len() >= 35, "{report}");
     for r in &results {
         match &r.outcome {
             Outcome::Pass => assert!(!skipped.contains(&r.number), "{} ran\n{report}", r.number),
