@@ -47,7 +47,6 @@ use tokio_tungstenite::tungstenite::Message;
 use crate::conflict::ConflictPolicy;
 use crate::protocol::{self, ErrorCode};
 use crate::queue::{FileStore, Store, StoreError};
-use crate::reconnect::random_client_id;
 pub use crate::reconnect::Backoff;
 use crate::session::{
     ConnectionStatus, Output, SessionConfig, SessionError, SessionEvent, SyncSession,
@@ -146,27 +145,16 @@ impl SyncClientBuilder {
     /// from the first moment. Must be called within a tokio runtime.
     pub fn connect(self) -> Result<SyncClient, ClientError> {
         let mut store = self.store;
-        let saved = match &mut store {
-            Some(store) => store.load()?,
-            None => None,
-        }
-        .filter(|saved| saved.document_id == self.document_id);
-        let client_id = self
-            .client_id
-            .or_else(|| saved.as_ref().map(|s| s.client_id.clone()))
-            .unwrap_or_else(random_client_id);
-        let mut config = SessionConfig::new(self.document_id.clone(), client_id);
-        config.token = self.token;
-        config.policy = self.policy;
-        if let Some(tune) = self.tune {
-            tune(&mut config);
-        }
-        let session = match saved {
-            Some(saved) if saved.client_id == config.client_id => {
-                SyncSession::restore(config, saved)?
-            }
-            _ => SyncSession::new(config),
-        };
+        let session = crate::reconnect::open_session::<ClientError, _>(
+            store.as_deref_mut().map(|s| s as &mut dyn Store),
+            crate::reconnect::SessionOptions {
+                document_id: self.document_id.clone(),
+                client_id: self.client_id,
+                token: self.token,
+                policy: self.policy,
+                tune: self.tune,
+            },
+        )?;
         let (events, _) = broadcast::channel(1024);
         let shared = Arc::new(Shared {
             core: Mutex::new(Core {

@@ -1,4 +1,5 @@
-//! What both drivers (native and browser) share: reconnect timing and fresh client ids.
+//! What both drivers (native and browser) share: opening the session from a store, reconnect
+//! timing and fresh client ids.
 //!
 //! The only randomness of the drivers lives here; the session itself draws none.
 
@@ -33,6 +34,48 @@ impl Backoff {
         let half = ceiling / 2;
         half + Duration::from_micros(random_below(half.as_micros() as u64 + 1))
     }
+}
+
+/// What a driver's builder collected, to open its session with.
+pub(crate) struct SessionOptions<T> {
+    pub document_id: String,
+    pub client_id: Option<String>,
+    pub token: Option<String>,
+    pub policy: crate::conflict::ConflictPolicy,
+    pub tune: Option<T>,
+}
+
+/// Opens the session a driver runs: from the store's saved state when it is this document's (and
+/// this client's, when one was named), else new. Without a named client id, the stored one is
+/// kept, else a random one is drawn.
+pub(crate) fn open_session<E, T>(
+    store: Option<&mut dyn crate::queue::Store>,
+    options: SessionOptions<T>,
+) -> Result<crate::session::SyncSession, E>
+where
+    E: From<crate::session::SessionError> + From<crate::queue::StoreError>,
+    T: FnOnce(&mut crate::session::SessionConfig),
+{
+    use crate::session::{SessionConfig, SyncSession};
+    let saved = match store {
+        Some(store) => store.load()?,
+        None => None,
+    }
+    .filter(|saved| saved.document_id == options.document_id);
+    let client_id = options
+        .client_id
+        .or_else(|| saved.as_ref().map(|s| s.client_id.clone()))
+        .unwrap_or_else(random_client_id);
+    let mut config = SessionConfig::new(options.document_id, client_id);
+    config.token = options.token;
+    config.policy = options.policy;
+    if let Some(tune) = options.tune {
+        tune(&mut config);
+    }
+    Ok(match saved {
+        Some(saved) if saved.client_id == config.client_id => SyncSession::restore(config, saved)?,
+        _ => SyncSession::new(config),
+    })
 }
 
 /// A new random client id (`c-` and 16 alphanumerics).

@@ -24,7 +24,7 @@ use wasm_bindgen::prelude::*;
 use crate::conflict::ConflictPolicy;
 use crate::protocol::{self, ErrorCode};
 use crate::queue::{Store, StoreError};
-use crate::reconnect::{random_client_id, Backoff};
+use crate::reconnect::Backoff;
 use crate::session::{
     ConnectionStatus, Output, SessionConfig, SessionError, SessionEvent, SyncSession,
 };
@@ -132,27 +132,16 @@ impl SyncClientBuilder {
     /// from the first moment.
     pub fn connect(self) -> Result<SyncClient, ClientError> {
         let mut store = self.store;
-        let saved = match &mut store {
-            Some(store) => store.load()?,
-            None => None,
-        }
-        .filter(|saved| saved.document_id == self.document_id);
-        let client_id = self
-            .client_id
-            .or_else(|| saved.as_ref().map(|s| s.client_id.clone()))
-            .unwrap_or_else(random_client_id);
-        let mut config = SessionConfig::new(self.document_id.clone(), client_id);
-        config.token = self.token;
-        config.policy = self.policy;
-        if let Some(tune) = self.tune {
-            tune(&mut config);
-        }
-        let session = match saved {
-            Some(saved) if saved.client_id == config.client_id => {
-                SyncSession::restore(config, saved)?
-            }
-            _ => SyncSession::new(config),
-        };
+        let session = crate::reconnect::open_session::<ClientError, _>(
+            store.as_deref_mut().map(|s| s as &mut dyn Store),
+            crate::reconnect::SessionOptions {
+                document_id: self.document_id.clone(),
+                client_id: self.client_id,
+                token: self.token,
+                policy: self.policy,
+                tune: self.tune,
+            },
+        )?;
         let (control, control_rx) = mpsc::unbounded();
         let shared = Rc::new(Shared {
             core: RefCell::new(Core {
