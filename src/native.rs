@@ -145,8 +145,9 @@ impl SyncClientBuilder {
     /// from the first moment. Must be called within a tokio runtime.
     pub fn connect(self) -> Result<SyncClient, ClientError> {
         let mut store = self.store;
-        let session = crate::reconnect::open_session::<ClientError, _>(
-            store.as_deref_mut().map(|s| s as &mut dyn Store),
+        let saved = store.as_mut().map(|s| s.load()).transpose()?.flatten();
+        let session = crate::reconnect::open_session(
+            saved,
             crate::reconnect::SessionOptions {
                 document_id: self.document_id.clone(),
                 client_id: self.client_id,

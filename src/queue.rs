@@ -62,6 +62,9 @@ pub enum StoreError {
     /// What was stored cannot be read back.
     #[error("stored client state is corrupt: {0}")]
     Corrupt(String),
+    /// The storage backend (IndexedDB, Web Locks) refused or failed.
+    #[error("storage failed: {0}")]
+    Backend(String),
     /// The stored state belongs to another document or client.
     #[error("stored state is for document {document_id:?} and client {client_id:?}")]
     Mismatch {
@@ -80,11 +83,11 @@ pub trait Store {
     fn save(&mut self, state: &ClientState) -> Result<(), StoreError>;
 }
 
-fn encode(state: &ClientState) -> Vec<u8> {
+pub(crate) fn encode(state: &ClientState) -> Vec<u8> {
     serde_json::to_vec(state).expect("client state always serializes")
 }
 
-fn decode(bytes: &[u8]) -> Result<ClientState, StoreError> {
+pub(crate) fn decode(bytes: &[u8]) -> Result<ClientState, StoreError> {
     let state: ClientState =
         serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt(e.to_string()))?;
     if state.format != STATE_FORMAT {

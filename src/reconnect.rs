@@ -45,23 +45,18 @@ pub(crate) struct SessionOptions<T> {
     pub tune: Option<T>,
 }
 
-/// Opens the session a driver runs: from the store's saved state when it is this document's (and
-/// this client's, when one was named), else new. Without a named client id, the stored one is
-/// kept, else a random one is drawn.
-pub(crate) fn open_session<E, T>(
-    store: Option<&mut dyn crate::queue::Store>,
+/// Opens the session a driver runs: from `saved` (what its store loaded) when that is this
+/// document's (and this client's, when one was named), else new. Without a named client id, the
+/// saved one is kept, else a random one is drawn.
+pub(crate) fn open_session<T>(
+    saved: Option<crate::queue::ClientState>,
     options: SessionOptions<T>,
-) -> Result<crate::session::SyncSession, E>
+) -> Result<crate::session::SyncSession, crate::session::SessionError>
 where
-    E: From<crate::session::SessionError> + From<crate::queue::StoreError>,
     T: FnOnce(&mut crate::session::SessionConfig),
 {
     use crate::session::{SessionConfig, SyncSession};
-    let saved = match store {
-        Some(store) => store.load()?,
-        None => None,
-    }
-    .filter(|saved| saved.document_id == options.document_id);
+    let saved = saved.filter(|saved| saved.document_id == options.document_id);
     let client_id = options
         .client_id
         .or_else(|| saved.as_ref().map(|s| s.client_id.clone()))
@@ -72,10 +67,10 @@ where
     if let Some(tune) = options.tune {
         tune(&mut config);
     }
-    Ok(match saved {
-        Some(saved) if saved.client_id == config.client_id => SyncSession::restore(config, saved)?,
-        _ => SyncSession::new(config),
-    })
+    match saved {
+        Some(saved) if saved.client_id == config.client_id => SyncSession::restore(config, saved),
+        _ => Ok(SyncSession::new(config)),
+    }
 }
 
 /// A new random client id (`c-` and 16 alphanumerics).

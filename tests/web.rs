@@ -164,3 +164,112 @@ extern "C" {
     #[wasm_bindgen(js_name = setTimeout)]
     fn web_sys_set_timeout(callback: &js_sys::Function, ms: i32);
 }
+
+/// A database name of its own per test, so that tests do not share records.
+fn persisted(database: &str, extra: Value) -> JsValue {
+    let mut value = json!({"persist": true, "database": database, "reconnectInitialMs": 10});
+    value
+        .as_object_mut()
+        .unwrap()
+        .extend(extra.as_object().unwrap().clone());
+    options(value)
+}
+
+/// Waits until IndexedDB has what the client sent to it (saves finish asynchronously).
+async fn reopen_until(database: &str, expected_pending: usize) -> JsSyncClient {
+    let deadline = js_sys::Date::now() + 5_000.0;
+    loop {
+        let client =
+            JsSyncClient::open(NOWHERE.into(), "doc".into(), persisted(database, json!({})))
+                .await
+                .unwrap();
+        if client.pending_count() == expected_pending {
+            return client;
+        }
+        assert!(
+            js_sys::Date::now() < deadline,
+            "the reopened client has {} pending edits, not {expected_pending}",
+            client.pending_count()
+        );
+        client.close();
+        gloo_sleep(20).await;
+    }
+}
+
+#[wasm_bindgen_test]
+async fn offline_edits_survive_a_reload_in_indexed_db() {
+    let database = "eventsync-test-reload";
+    let client = JsSyncClient::open(NOWHERE.into(), "doc".into(), persisted(database, json!({})))
+        .await
+        .unwrap();
+    let client_id = client.client_id();
+    client.create(js(json!({"items": []}))).unwrap();
+    client
+        .edit(js(
+            json!([{"op": "add", "path": "/items/-", "value": "milk"}]),
+        ))
+        .unwrap();
+    // A reload: the page's client goes away (its lock with it) and a new one opens.
+    client.close();
+    let reopened = reopen_until(database, 2).await;
+    assert_eq!(reopened.client_id(), client_id, "the same client resumes");
+    assert_eq!(
+        rust(reopened.document().unwrap()),
+        json!({"items": ["milk"]})
+    );
+    // The next edit continues the clientSeq sequence instead of reusing a number.
+    let seq = reopened
+        .edit(js(
+            json!([{"op": "add", "path": "/items/-", "value": "eggs"}]),
+        ))
+        .unwrap();
+    assert_eq!(seq, 3.0);
+    reopened.close();
+}
+
+#[wasm_bindgen_test]
+async fn two_tabs_never_share_a_client_id() {
+    let database = "eventsync-test-tabs";
+    let first = JsSyncClient::open(NOWHERE.into(), "doc".into(), persisted(database, json!({})))
+        .await
+        .unwrap();
+    first.create(js(json!({"from": "first"}))).unwrap();
+    // While the first holds its record, a second client gets a new id (and record).
+    let second = JsSyncClient::open(NOWHERE.into(), "doc".into(), persisted(database, json!({})))
+        .await
+        .unwrap();
+    assert_ne!(second.client_id(), first.client_id());
+    assert!(second.document().unwrap().is_null());
+    assert_eq!(second.pending_count(), 0);
+    // Naming a held client id is refused with a clear error.
+    let taken = JsSyncClient::open(
+        NOWHERE.into(),
+        "doc".into(),
+        persisted(database, json!({"clientId": first.client_id()})),
+    )
+    .await;
+    let message = error_message(taken.err().unwrap());
+    assert!(message.contains("another tab"), "{message}");
+    // Once the first goes away, a new client takes over its record, pending edits and all.
+    let first_id = first.client_id();
+    first.close();
+    let third = reopen_until(database, 1).await;
+    assert_eq!(third.client_id(), first_id);
+    assert_eq!(rust(third.document().unwrap()), json!({"from": "first"}));
+    second.close();
+    third.close();
+}
+
+#[wasm_bindgen_test]
+fn persistence_needs_open() {
+    let message = error_message(
+        JsSyncClient::new(
+            NOWHERE.into(),
+            "doc".into(),
+            options(json!({"persist": true})),
+        )
+        .err()
+        .unwrap(),
+    );
+    assert!(message.contains("SyncClient.open"), "{message}");
+}

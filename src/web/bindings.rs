@@ -13,10 +13,18 @@ use crate::session::{ConnectionStatus, SessionEvent};
 
 #[wasm_bindgen(typescript_custom_section)]
 const TYPES: &'static str = r#"
-/** Options of `new SyncClient(url, documentId, options)`; every field is optional. */
+/** Options of `new SyncClient(url, documentId, options)` and `SyncClient.open`; every field is
+ * optional. */
 export interface SyncOptions {
-  /** This client's stable id (default: a new random one). */
+  /** This client's stable id (default: the persisted one, else a new random one). */
   clientId?: string;
+  /** Keep the offline queue, the last document and the state vector in IndexedDB, so that edits
+   * made offline survive a reload (default false). Needs `await SyncClient.open(...)`, IndexedDB
+   * and the Web Locks API (a page served over https or from localhost). Each tab holds its own
+   * record; a new tab takes over a record no open tab holds, so queued edits are sent. */
+  persist?: boolean;
+  /** The IndexedDB database `persist` uses (default `"eventsync"`). */
+  database?: string;
   /** An access token, sent in `hello`. */
   token?: string;
   /** How true conflicts are resolved when rebasing local edits (default `"serverWins"`). */
@@ -69,6 +77,9 @@ export type SyncEvent =
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct Options {
     client_id: Option<String>,
+    #[serde(default)]
+    persist: bool,
+    database: Option<String>,
     token: Option<String>,
     conflict_policy: Option<Policy>,
     request_timeout_ms: Option<u64>,
@@ -95,52 +106,28 @@ pub struct JsSyncClient {
 #[wasm_bindgen(js_class = SyncClient)]
 impl JsSyncClient {
     /// Connects to `url` (`ws://host:port`) for `documentId` and returns at once: edits work
-    /// offline from the first moment.
+    /// offline from the first moment. Keeps its state in memory; `SyncClient.open` can persist it.
     #[wasm_bindgen(constructor)]
     pub fn new(
         url: String,
         #[wasm_bindgen(js_name = documentId)] document_id: String,
         #[wasm_bindgen(unchecked_param_type = "SyncOptions | undefined")] options: JsValue,
     ) -> Result<JsSyncClient, JsValue> {
-        let options: Options = if options.is_undefined() || options.is_null() {
-            Options::default()
-        } else {
-            serde_wasm_bindgen::from_value(options).map_err(|e| invalid_argument("options", e))?
-        };
-        let mut builder = driver::SyncClient::builder(url, document_id);
-        if let Some(client_id) = options.client_id {
-            builder = builder.client_id(client_id);
-        }
-        if let Some(token) = options.token {
-            builder = builder.token(token);
-        }
-        builder = builder.conflict_policy(match options.conflict_policy {
-            Some(Policy::ClientWins) => ConflictPolicy::ClientWins,
-            Some(Policy::ServerWins) | None => ConflictPolicy::ServerWins,
-        });
-        let mut backoff = Backoff::default();
-        if let Some(ms) = options.reconnect_initial_ms {
-            backoff.initial = std::time::Duration::from_millis(ms);
-        }
-        if let Some(ms) = options.reconnect_max_ms {
-            backoff.max = std::time::Duration::from_millis(ms);
-        }
-        builder = builder.backoff(backoff);
-        builder = builder.session_config(move |config| {
-            if let Some(ms) = options.request_timeout_ms {
-                config.request_timeout_ms = ms;
-            }
-            if let Some(ms) = options.idle_timeout_ms {
-                config.idle_timeout_ms = ms;
-            }
-            if let Some(ms) = options.ping_interval_ms {
-                config.ping_interval_ms = ms;
-            }
-            if let Some(max) = options.max_batch {
-                config.max_batch = max;
-            }
-        });
+        let builder = builder(url, document_id, options)?;
         let inner = builder.connect().map_err(client_error)?;
+        Ok(JsSyncClient { inner })
+    }
+
+    /// Like `new SyncClient(...)`, and with `persist: true` first loads what the last page saved
+    /// in IndexedDB (edits made offline before a reload are sent once online).
+    #[wasm_bindgen(unchecked_return_type = "Promise<SyncClient>")]
+    pub async fn open(
+        url: String,
+        #[wasm_bindgen(js_name = documentId)] document_id: String,
+        #[wasm_bindgen(unchecked_param_type = "SyncOptions | undefined")] options: JsValue,
+    ) -> Result<JsSyncClient, JsValue> {
+        let builder = builder(url, document_id, options)?;
+        let inner = builder.open().await.map_err(client_error)?;
         Ok(JsSyncClient { inner })
     }
 
@@ -258,6 +245,56 @@ impl JsSyncClient {
     pub fn close(&self) {
         self.inner.close();
     }
+}
+
+/// The driver's builder for `new SyncClient(url, documentId, options)` and `SyncClient.open`.
+fn builder(
+    url: String,
+    document_id: String,
+    options: JsValue,
+) -> Result<driver::SyncClientBuilder, JsValue> {
+    let options: Options = if options.is_undefined() || options.is_null() {
+        Options::default()
+    } else {
+        serde_wasm_bindgen::from_value(options).map_err(|e| invalid_argument("options", e))?
+    };
+    let mut builder = driver::SyncClient::builder(url, document_id);
+    if let Some(client_id) = options.client_id {
+        builder = builder.client_id(client_id);
+    }
+    if let Some(token) = options.token {
+        builder = builder.token(token);
+    }
+    builder = builder.conflict_policy(match options.conflict_policy {
+        Some(Policy::ClientWins) => ConflictPolicy::ClientWins,
+        Some(Policy::ServerWins) | None => ConflictPolicy::ServerWins,
+    });
+    let mut backoff = Backoff::default();
+    if let Some(ms) = options.reconnect_initial_ms {
+        backoff.initial = std::time::Duration::from_millis(ms);
+    }
+    if let Some(ms) = options.reconnect_max_ms {
+        backoff.max = std::time::Duration::from_millis(ms);
+    }
+    builder = builder.backoff(backoff);
+    builder = builder.session_config(move |config| {
+        if let Some(ms) = options.request_timeout_ms {
+            config.request_timeout_ms = ms;
+        }
+        if let Some(ms) = options.idle_timeout_ms {
+            config.idle_timeout_ms = ms;
+        }
+        if let Some(ms) = options.ping_interval_ms {
+            config.ping_interval_ms = ms;
+        }
+        if let Some(max) = options.max_batch {
+            config.max_batch = max;
+        }
+    });
+    if options.persist {
+        builder = builder.indexed_db(options.database);
+    }
+    Ok(builder)
 }
 
 fn to_u64(number: f64, what: &str) -> Result<u64, JsValue> {

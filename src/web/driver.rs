@@ -6,15 +6,17 @@
 //! and jitter, and hands events to the app. Everything lives on the one JavaScript thread:
 //! shared state is `Rc<RefCell<..>>`, and nothing here is `Send`.
 //!
-//! Persistence: [`SyncClientBuilder::store`] takes any [`Store`]; without one the state lives in
-//! memory only. The [`Store`] trait is synchronous, so an IndexedDB store (asynchronous) will need
-//! the driver to await the save on `Output::Persist` before sending what follows it; that is the
-//! one place to change ([`Shared::with_session`]).
+//! Persistence: [`SyncClientBuilder::indexed_db`] keeps the state in IndexedDB (opened by
+//! [`SyncClientBuilder::open`]); [`SyncClientBuilder::store`] takes any synchronous [`Store`];
+//! without either the state lives in memory only. IndexedDB saves complete later, so every frame
+//! the session sends after an `Output::Persist` waits until that save is durable ([`Saves`]):
+//! an edit is on disk before the server can acknowledge it (DESIGN invariant 8).
 
 use std::cell::RefCell;
 use std::rc::Rc;
 
 use futures::channel::{mpsc, oneshot};
+use futures::future::LocalBoxFuture;
 use futures::{FutureExt, SinkExt, StreamExt};
 use gloo_net::websocket::{futures::WebSocket, Message, State};
 use gloo_timers::future::TimeoutFuture;
@@ -23,11 +25,12 @@ use wasm_bindgen::prelude::*;
 
 use crate::conflict::ConflictPolicy;
 use crate::protocol::{self, ErrorCode};
-use crate::queue::{Store, StoreError};
+use crate::queue::{ClientState, Store, StoreError};
 use crate::reconnect::Backoff;
 use crate::session::{
     ConnectionStatus, Output, SessionConfig, SessionError, SessionEvent, SyncSession,
 };
+use crate::web::idb::{IndexedDbStore, DEFAULT_DATABASE};
 
 /// What apps receive: the session's events, plus `Status(Reconnecting)` from the driver.
 pub type ClientEvent = SessionEvent;
@@ -77,6 +80,9 @@ extern "C" {
 /// How long opening a WebSocket may take.
 const CONNECT_TIMEOUT_MS: u32 = 10_000;
 
+/// Changes that lose nothing when lost (applied events) are saved at most this often.
+const LAZY_SAVE_MS: f64 = 1_000.0;
+
 type Tune = Box<dyn FnOnce(&mut SessionConfig)>;
 
 /// Settings for [`SyncClientBuilder::connect`].
@@ -87,6 +93,7 @@ pub struct SyncClientBuilder {
     token: Option<String>,
     policy: ConflictPolicy,
     store: Option<Box<dyn Store>>,
+    indexed_db: Option<String>,
     backoff: Backoff,
     tune: Option<Tune>,
 }
@@ -116,6 +123,13 @@ impl SyncClientBuilder {
         self
     }
 
+    /// Keeps the client's state in the IndexedDB database `database` (`None`: `eventsync`), so
+    /// that edits made offline survive a reload. Needs [`SyncClientBuilder::open`].
+    pub fn indexed_db(mut self, database: Option<String>) -> Self {
+        self.indexed_db = Some(database.unwrap_or_else(|| DEFAULT_DATABASE.to_owned()));
+        self
+    }
+
     /// Reconnect timing.
     pub fn backoff(mut self, backoff: Backoff) -> Self {
         self.backoff = backoff;
@@ -129,11 +143,40 @@ impl SyncClientBuilder {
     }
 
     /// Loads the store, starts the connection loop and returns at once: edits work offline
-    /// from the first moment.
-    pub fn connect(self) -> Result<SyncClient, ClientError> {
-        let mut store = self.store;
-        let session = crate::reconnect::open_session::<ClientError, _>(
-            store.as_deref_mut().map(|s| s as &mut dyn Store),
+    /// from the first moment. IndexedDB opens asynchronously: use [`SyncClientBuilder::open`].
+    pub fn connect(mut self) -> Result<SyncClient, ClientError> {
+        if self.indexed_db.is_some() {
+            return Err(ClientError::Store(
+                "IndexedDB persistence opens asynchronously: use SyncClient.open".into(),
+            ));
+        }
+        let saved = match self.store.as_mut() {
+            Some(store) => store.load()?,
+            None => None,
+        };
+        let store = self.store.take().map(Persistence::Sync);
+        self.start(saved, store)
+    }
+
+    /// Like [`SyncClientBuilder::connect`], and also opens IndexedDB persistence (loading what
+    /// the last page saved) when [`SyncClientBuilder::indexed_db`] asked for it.
+    pub async fn open(mut self) -> Result<SyncClient, ClientError> {
+        let Some(database) = self.indexed_db.take() else {
+            return self.connect();
+        };
+        let (store, saved) =
+            IndexedDbStore::open(&database, &self.document_id, self.client_id.as_deref()).await?;
+        self.client_id = Some(store.client_id().to_owned());
+        self.start(saved, Some(Persistence::IndexedDb(store)))
+    }
+
+    fn start(
+        self,
+        saved: Option<ClientState>,
+        store: Option<Persistence>,
+    ) -> Result<SyncClient, ClientError> {
+        let session = crate::reconnect::open_session(
+            saved,
             crate::reconnect::SessionOptions {
                 document_id: self.document_id.clone(),
                 client_id: self.client_id,
@@ -147,6 +190,8 @@ impl SyncClientBuilder {
             core: RefCell::new(Core {
                 session,
                 store,
+                saves: Saves::default(),
+                saved_at: performance_now(),
                 writer: None,
                 listeners: Vec::new(),
                 waiters: Vec::new(),
@@ -201,10 +246,43 @@ struct Shared {
     epoch: f64,
 }
 
+/// Where the client's state survives reloads.
+enum Persistence {
+    /// Any synchronous [`Store`]: saves are done when `save` returns.
+    Sync(Box<dyn Store>),
+    /// IndexedDB: saves are done later.
+    IndexedDb(IndexedDbStore),
+}
+
+impl Persistence {
+    fn save(&mut self, state: &ClientState) -> LocalBoxFuture<'static, Result<(), StoreError>> {
+        match self {
+            Persistence::Sync(store) => futures::future::ready(store.save(state)).boxed_local(),
+            Persistence::IndexedDb(store) => store.save(state).boxed_local(),
+        }
+    }
+}
+
+/// Saves in flight, and the frames that wait for them. Saves are numbered; a frame the session
+/// sent after an `Output::Persist` waits for that save (or a later one) to be durable. IndexedDB
+/// commits read-write transactions on one store in the order they began, so "durable" only grows.
+#[derive(Default)]
+struct Saves {
+    /// The number of the last save begun.
+    begun: u64,
+    /// The number of the last save known durable (or failed: failing it loses nothing sent).
+    durable: u64,
+    /// Frames waiting, in the order the session sent them: (save awaited, connection, frame).
+    waiting: Vec<(u64, mpsc::UnboundedSender<String>, String)>,
+}
+
 struct Core {
     session: SyncSession,
     /// Where the client's state survives restarts; `None` keeps it in memory only.
-    store: Option<Box<dyn Store>>,
+    store: Option<Persistence>,
+    saves: Saves,
+    /// When the state was last saved (`performance.now()`).
+    saved_at: f64,
     /// The current connection's outgoing frames.
     writer: Option<mpsc::UnboundedSender<String>>,
     listeners: Vec<Listener>,
@@ -215,6 +293,42 @@ struct Core {
 }
 
 impl Core {
+    /// Begins saving the session's state; returns the save's number and its completion.
+    fn begin_save(&mut self) -> Option<(u64, LocalBoxFuture<'static, Result<(), StoreError>>)> {
+        let store = self.store.as_mut()?;
+        let state = self.session.client_state();
+        self.session.mark_saved();
+        self.saved_at = performance_now();
+        self.saves.begun += 1;
+        Some((self.saves.begun, store.save(&state)))
+    }
+
+    /// Save `number` ended: sends the frames that waited for it.
+    fn save_ended(
+        &mut self,
+        number: u64,
+        result: Result<(), StoreError>,
+        events: &mut Vec<ClientEvent>,
+    ) {
+        if let Err(err) = result {
+            events.push(SessionEvent::Error {
+                code: None,
+                message: format!("could not save the client state: {err}"),
+            });
+        }
+        self.saves.durable = self.saves.durable.max(number);
+        let durable = self.saves.durable;
+        let ready = self
+            .saves
+            .waiting
+            .iter()
+            .take_while(|(awaited, _, _)| *awaited <= durable)
+            .count();
+        for (_, connection, frame) in self.saves.waiting.drain(..ready) {
+            let _ = connection.unbounded_send(frame);
+        }
+    }
+
     /// Resolves the waiters whose condition holds, given the events just emitted.
     fn settle_waiters(&mut self, events: &[ClientEvent]) {
         let synced = events
@@ -251,33 +365,33 @@ impl Shared {
         (performance_now() - self.epoch).max(0.0) as u64
     }
 
-    /// Runs `f` on the session, then carries out its outputs: saves, sends, resolves waiters
-    /// and tells the app (after the borrow ends, so listeners may call back into the client).
-    /// Returns `f`'s result and whether the session closed the connection.
-    fn with_session<T>(&self, f: impl FnOnce(&mut SyncSession, u64) -> T) -> (T, bool) {
+    /// Runs `f` on the session, then carries out its outputs: saves, sends (after the saves
+    /// they depend on), resolves waiters and tells the app (after the borrow ends, so listeners
+    /// may call back into the client). Returns `f`'s result and whether the session closed the
+    /// connection.
+    fn with_session<T>(self: &Rc<Self>, f: impl FnOnce(&mut SyncSession, u64) -> T) -> (T, bool) {
         let now = self.now();
         let mut events = Vec::new();
         let mut close = false;
         let mut last_code = None;
-        let (result, listeners) = {
+        let (result, listeners, save_in_flight) = {
             let mut core = self.core.borrow_mut();
             let core = &mut *core;
             let result = f(&mut core.session, now);
+            // Set by `Output::Persist`: what follows waits for the save begun below.
+            let mut urgent = false;
             while let Some(output) = core.session.poll_output() {
                 match output {
-                    Output::Persist => {
-                        let state = core.session.client_state();
-                        let saved = core.store.as_mut().map_or(Ok(()), |s| s.save(&state));
-                        if let Err(err) = saved {
-                            events.push(SessionEvent::Error {
-                                code: None,
-                                message: format!("could not save the offline queue: {err}"),
-                            });
-                        }
-                    }
+                    Output::Persist => urgent = core.store.is_some(),
                     Output::Transmit(message) => {
                         if let Some(writer) = &core.writer {
-                            let _ = writer.unbounded_send(protocol::encode(&message));
+                            let frame = protocol::encode(&message);
+                            let awaited = core.saves.begun + u64::from(urgent);
+                            if awaited > core.saves.durable {
+                                core.saves.waiting.push((awaited, writer.clone(), frame));
+                            } else {
+                                let _ = writer.unbounded_send(frame);
+                            }
                         }
                     }
                     Output::Event(event) => {
@@ -299,18 +413,44 @@ impl Shared {
                     }
                 }
             }
+            let lazy =
+                core.session.needs_save() && performance_now() - core.saved_at >= LAZY_SAVE_MS;
+            let mut save_in_flight = None;
+            if urgent || lazy {
+                if let Some((number, mut saved)) = core.begin_save() {
+                    // A synchronous store is done already; IndexedDB finishes later.
+                    match (&mut saved).now_or_never() {
+                        Some(result) => core.save_ended(number, result, &mut events),
+                        None => save_in_flight = Some((number, saved)),
+                    }
+                }
+            }
             core.settle_waiters(&events);
             let listeners = if events.is_empty() {
                 Vec::new()
             } else {
                 core.listeners.clone()
             };
-            (result, listeners)
+            (result, listeners, save_in_flight)
         };
         for event in &events {
             for listener in &listeners {
                 listener(event);
             }
+        }
+        if let Some((number, saved)) = save_in_flight {
+            let shared = self.clone();
+            wasm_bindgen_futures::spawn_local(async move {
+                let result = saved.await;
+                let mut events = Vec::new();
+                shared
+                    .core
+                    .borrow_mut()
+                    .save_ended(number, result, &mut events);
+                for event in events {
+                    shared.emit(event);
+                }
+            });
         }
         let _ = self.control.unbounded_send(Control::Wake);
         (result, close)
@@ -478,6 +618,7 @@ impl SyncClient {
             token: None,
             policy: ConflictPolicy::default(),
             store: None,
+            indexed_db: None,
             backoff: Backoff::default(),
             tune: None,
         }
@@ -571,9 +712,25 @@ impl SyncClient {
             .unwrap_or(Err(ClientError::Closed))
     }
 
-    /// Closes the connection and stops reconnecting. The store keeps everything pending.
+    /// Closes the connection and stops reconnecting. The store keeps everything pending: what
+    /// could wait is saved now, then the store is let go (another client may take its record).
     pub fn close(&self) {
         let _ = self.shared.control.unbounded_send(Control::Close);
+        let (last_save, store) = {
+            let mut core = self.shared.core.borrow_mut();
+            let last_save = if core.session.needs_save() {
+                core.begin_save()
+            } else {
+                None
+            };
+            (last_save, core.store.take())
+        };
+        wasm_bindgen_futures::spawn_local(async move {
+            if let Some((_, saved)) = last_save {
+                let _ = saved.await;
+            }
+            drop(store);
+        });
         self.shared.finish();
     }
 }

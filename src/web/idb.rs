@@ -1,0 +1,358 @@
+//! [`IndexedDbStore`]: the browser client's state in IndexedDB, so that edits made offline
+//! survive a page reload.
+//!
+//! One database (default `eventsync`) with one object store, `clients`, holding one record per
+//! (document, client): the encoded [`ClientState`] under the key `[documentId, clientId]`.
+//!
+//! Tabs: two tabs of one origin must never share a client id, or their `clientSeq`s would collide
+//! and the server would drop one tab's edits as duplicates. Each open record is therefore held by
+//! a Web Lock (`navigator.locks`) for as long as its client lives; the browser releases it when
+//! the tab goes away. Opening a document takes a record nobody holds (one with pending edits
+//! first, so they get sent), else starts a new client id. The number of records per document
+//! stays at the number of tabs that were open at once.
+
+use std::cell::RefCell;
+use std::future::Future;
+use std::rc::Rc;
+
+use futures::channel::oneshot;
+use js_sys::{Array, Function, Promise, Reflect};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
+use web_sys::{EventTarget, IdbDatabase, IdbFactory, IdbKeyRange, IdbOpenDbRequest, IdbRequest};
+
+use crate::queue::{decode, encode, ClientState, StoreError};
+
+/// The database used when none is named.
+pub const DEFAULT_DATABASE: &str = "eventsync";
+
+const OBJECT_STORE: &str = "clients";
+const DATABASE_VERSION: u32 = 1;
+
+#[wasm_bindgen]
+extern "C" {
+    /// `navigator.locks`.
+    type LockManager;
+
+    #[wasm_bindgen(method, catch)]
+    fn request(
+        this: &LockManager,
+        name: &str,
+        options: &JsValue,
+        callback: &Function,
+    ) -> Result<Promise, JsValue>;
+
+    /// An `IDBDatabase`, for the one method web-sys marks unstable.
+    type RawDatabase;
+
+    /// `IDBDatabase.transaction(store, mode, options)`.
+    #[wasm_bindgen(method, catch, js_name = transaction)]
+    fn transaction_with_options(
+        this: &RawDatabase,
+        store: &str,
+        mode: &str,
+        options: &JsValue,
+    ) -> Result<web_sys::IdbTransaction, JsValue>;
+}
+
+/// One document's client state in IndexedDB, held by this client alone while it lives.
+pub struct IndexedDbStore {
+    db: IdbDatabase,
+    key: JsValue,
+    client_id: String,
+    _lock: HeldLock,
+}
+
+impl std::fmt::Debug for IndexedDbStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IndexedDbStore")
+            .field("client_id", &self.client_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl IndexedDbStore {
+    /// Opens `database` and takes a record of `document_id`: `client_id`'s when one is named
+    /// (an error if another tab holds it), else a free one, else a new client's. Returns the
+    /// store and the state saved in the record (`None` for a new client).
+    pub async fn open(
+        database: &str,
+        document_id: &str,
+        client_id: Option<&str>,
+    ) -> Result<(IndexedDbStore, Option<ClientState>), StoreError> {
+        let locks = lock_manager()?;
+        let db = open_database(database).await?;
+        let lock_name = |client: &str| {
+            serde_json::to_string(&[database, document_id, client]).expect("strings serialize")
+        };
+        if let Some(client_id) = client_id {
+            let lock = try_lock(&locks, &lock_name(client_id))
+                .await?
+                .ok_or_else(|| {
+                    backend(format!(
+                        "client id {client_id:?} of document {document_id:?} is open in another tab"
+                    ))
+                })?;
+            let key = record_key(document_id, client_id);
+            let saved = read_record(&db, &key).await?;
+            let store = IndexedDbStore::new(db, key, client_id, lock);
+            return Ok((store, saved));
+        }
+        // Records with pending edits first (so they get sent), then the most caught-up one.
+        let mut saved = read_document_records(&db, document_id).await?;
+        saved.sort_by_key(|state| {
+            (
+                state.pending.is_empty(),
+                std::cmp::Reverse(state.applied_seq),
+            )
+        });
+        for state in saved {
+            if let Some(lock) = try_lock(&locks, &lock_name(&state.client_id)).await? {
+                let key = record_key(document_id, &state.client_id);
+                let client_id = state.client_id.clone();
+                return Ok((IndexedDbStore::new(db, key, &client_id, lock), Some(state)));
+            }
+        }
+        let client_id = crate::reconnect::random_client_id();
+        let lock = try_lock(&locks, &lock_name(&client_id))
+            .await?
+            .ok_or_else(|| backend("a new client id is locked already"))?;
+        let key = record_key(document_id, &client_id);
+        Ok((IndexedDbStore::new(db, key, &client_id, lock), None))
+    }
+
+    fn new(db: IdbDatabase, key: JsValue, client_id: &str, lock: HeldLock) -> Self {
+        IndexedDbStore {
+            db,
+            key,
+            client_id: client_id.to_owned(),
+            _lock: lock,
+        }
+    }
+
+    /// The client id of the record this store holds.
+    pub fn client_id(&self) -> &str {
+        &self.client_id
+    }
+
+    /// Replaces the record; the future resolves once IndexedDB committed it (strict
+    /// durability: flushed to disk, not only to the OS).
+    pub fn save(&self, state: &ClientState) -> impl Future<Output = Result<(), StoreError>> {
+        let value = JsValue::from_str(&String::from_utf8(encode(state)).expect("JSON is UTF-8"));
+        let db = self.db.clone();
+        let key = self.key.clone();
+        async move {
+            let options = js_sys::Object::new();
+            Reflect::set(&options, &"durability".into(), &"strict".into()).map_err(js_failure)?;
+            let transaction = db
+                .unchecked_ref::<RawDatabase>()
+                .transaction_with_options(OBJECT_STORE, "readwrite", &options)
+                .map_err(js_failure)?;
+            let store = transaction.object_store(OBJECT_STORE).map_err(js_failure)?;
+            store.put_with_key(&value, &key).map_err(js_failure)?;
+            if settled(&transaction, "complete", &["error", "abort"]).await {
+                Ok(())
+            } else {
+                Err(backend(format!(
+                    "saving to IndexedDB failed: {}",
+                    transaction
+                        .error()
+                        .map_or_else(|| "aborted".to_owned(), |e| e.message())
+                )))
+            }
+        }
+    }
+}
+
+fn backend(message: impl Into<String>) -> StoreError {
+    StoreError::Backend(message.into())
+}
+
+/// A JavaScript exception as a store error.
+fn js_failure(err: JsValue) -> StoreError {
+    let message = err
+        .dyn_ref::<js_sys::Error>()
+        .map(|e| String::from(e.message()))
+        .or_else(|| err.as_string())
+        .unwrap_or_else(|| format!("{err:?}"));
+    backend(message)
+}
+
+fn record_key(document_id: &str, client_id: &str) -> JsValue {
+    Array::of2(&document_id.into(), &client_id.into()).into()
+}
+
+fn global_property(object: &JsValue, name: &str) -> Option<JsValue> {
+    Reflect::get(object, &name.into())
+        .ok()
+        .filter(|value| !value.is_undefined() && !value.is_null())
+}
+
+fn lock_manager() -> Result<LockManager, StoreError> {
+    global_property(&js_sys::global(), "navigator")
+        .and_then(|navigator| global_property(&navigator, "locks"))
+        .map(JsCast::unchecked_into)
+        .ok_or_else(|| {
+            backend(
+                "persistence needs the Web Locks API (navigator.locks): a browser page served \
+                 over https or from localhost",
+            )
+        })
+}
+
+/// Resolves when `target` fires `success` (true) or one of `failures` (false).
+async fn settled(target: &EventTarget, success: &str, failures: &[&str]) -> bool {
+    let (sender, receiver) = oneshot::channel();
+    let sender = Rc::new(RefCell::new(Some(sender)));
+    let listener = |outcome: bool| {
+        let sender = sender.clone();
+        Closure::<dyn FnMut(web_sys::Event)>::new(move |_| {
+            if let Some(sender) = sender.borrow_mut().take() {
+                let _ = sender.send(outcome);
+            }
+        })
+    };
+    let on_success = listener(true);
+    let on_failure = listener(false);
+    let _ = target.add_event_listener_with_callback(success, on_success.as_ref().unchecked_ref());
+    for failure in failures {
+        let _ =
+            target.add_event_listener_with_callback(failure, on_failure.as_ref().unchecked_ref());
+    }
+    let outcome = receiver.await.unwrap_or(false);
+    let _ =
+        target.remove_event_listener_with_callback(success, on_success.as_ref().unchecked_ref());
+    for failure in failures {
+        let _ = target
+            .remove_event_listener_with_callback(failure, on_failure.as_ref().unchecked_ref());
+    }
+    outcome
+}
+
+/// The result of `request` once it succeeded.
+async fn request_result(request: &IdbRequest) -> Result<JsValue, StoreError> {
+    if settled(request, "success", &["error"]).await {
+        request.result().map_err(js_failure)
+    } else {
+        let message = request
+            .error()
+            .ok()
+            .flatten()
+            .map_or_else(|| "request failed".to_owned(), |e| e.message());
+        Err(backend(format!("IndexedDB: {message}")))
+    }
+}
+
+async fn open_database(name: &str) -> Result<IdbDatabase, StoreError> {
+    let factory: IdbFactory = global_property(&js_sys::global(), "indexedDB")
+        .ok_or_else(|| backend("this environment has no IndexedDB"))?
+        .unchecked_into();
+    let request: IdbOpenDbRequest = factory
+        .open_with_u32(name, DATABASE_VERSION)
+        .map_err(js_failure)?;
+    // A new database gets its object store while the upgrade runs (it must happen in there).
+    let upgrade = Closure::<dyn FnMut(web_sys::Event)>::new({
+        let request = request.clone();
+        move |_| {
+            if let Ok(db) = request.result() {
+                let db: IdbDatabase = db.unchecked_into();
+                if !db.object_store_names().contains(OBJECT_STORE) {
+                    let _ = db.create_object_store(OBJECT_STORE);
+                }
+            }
+        }
+    });
+    request.set_onupgradeneeded(Some(upgrade.as_ref().unchecked_ref()));
+    let result = request_result(&request).await;
+    request.set_onupgradeneeded(None);
+    Ok(result?.unchecked_into())
+}
+
+fn read_only(db: &IdbDatabase) -> Result<web_sys::IdbObjectStore, StoreError> {
+    db.transaction_with_str(OBJECT_STORE)
+        .and_then(|transaction| transaction.object_store(OBJECT_STORE))
+        .map_err(js_failure)
+}
+
+fn decode_record(value: &JsValue) -> Result<ClientState, StoreError> {
+    let text = value
+        .as_string()
+        .ok_or_else(|| StoreError::Corrupt("a record is not a string".into()))?;
+    decode(text.as_bytes())
+}
+
+async fn read_record(db: &IdbDatabase, key: &JsValue) -> Result<Option<ClientState>, StoreError> {
+    let value = request_result(&read_only(db)?.get(key).map_err(js_failure)?).await?;
+    if value.is_undefined() {
+        return Ok(None);
+    }
+    decode_record(&value).map(Some)
+}
+
+/// Every readable record of `document_id`. A corrupt record is skipped with a console warning
+/// rather than failing the app for good.
+async fn read_document_records(
+    db: &IdbDatabase,
+    document_id: &str,
+) -> Result<Vec<ClientState>, StoreError> {
+    // Arrays sort after strings in IndexedDB's key order: [doc, []] is above every [doc, id].
+    let range = IdbKeyRange::bound(
+        &Array::of2(&document_id.into(), &"".into()),
+        &Array::of2(&document_id.into(), &Array::new()),
+    )
+    .map_err(js_failure)?;
+    let values = request_result(
+        &read_only(db)?
+            .get_all_with_key(&range)
+            .map_err(js_failure)?,
+    )
+    .await?;
+    let mut states = Vec::new();
+    for value in Array::from(&values).iter() {
+        match decode_record(&value) {
+            Ok(state) if state.document_id == document_id => states.push(state),
+            Ok(_) => {}
+            Err(err) => web_sys::console::warn_1(
+                &format!("eventsync: skipping an unreadable IndexedDB record: {err}").into(),
+            ),
+        }
+    }
+    Ok(states)
+}
+
+/// A Web Lock held until this value is dropped (or the page goes away).
+struct HeldLock {
+    release: Function,
+}
+
+impl Drop for HeldLock {
+    fn drop(&mut self) {
+        let _ = self.release.call0(&JsValue::NULL);
+    }
+}
+
+/// Takes the lock `name` if nobody holds it (`None` if someone does).
+async fn try_lock(locks: &LockManager, name: &str) -> Result<Option<HeldLock>, StoreError> {
+    let (sender, receiver) = oneshot::channel::<Option<Function>>();
+    // The browser calls this with the lock (or null when it is taken) and holds the lock until
+    // the returned promise settles: it settles when `HeldLock` drops.
+    let callback = Closure::once_into_js(move |lock: JsValue| -> JsValue {
+        if lock.is_null() {
+            let _ = sender.send(None);
+            return JsValue::UNDEFINED;
+        }
+        let mut release = None;
+        let held = Promise::new(&mut |resolve, _| release = Some(resolve));
+        let _ = sender.send(release);
+        held.into()
+    });
+    let options = js_sys::Object::new();
+    Reflect::set(&options, &"ifAvailable".into(), &true.into()).map_err(js_failure)?;
+    let _ = locks
+        .request(name, &options, callback.unchecked_ref())
+        .map_err(js_failure)?;
+    let release = receiver
+        .await
+        .map_err(|_| backend("the lock request was dropped"))?;
+    Ok(release.map(|release| HeldLock { release }))
+}
