@@ -190,7 +190,8 @@ pub struct SyncClient {
     task: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
-type Listener = Box<dyn Fn(&ClientEvent) + Send + Sync>;
+/// Listeners get the events of one step together (a catch-up page is one call).
+type Listener = Box<dyn Fn(&[ClientEvent]) + Send + Sync>;
 
 struct Shared {
     core: Mutex<Core>,
@@ -306,10 +307,8 @@ impl Shared {
             return;
         }
         let core = self.lock();
-        for event in &events {
-            for listener in &core.listeners {
-                listener(event);
-            }
+        for listener in &core.listeners {
+            listener(&events);
         }
         drop(core);
         for event in events {
@@ -428,6 +427,12 @@ impl SyncClient {
 
     /// Calls `callback` for every event (applied events, acks, conflicts, status, errors).
     pub fn on_event(&self, callback: impl Fn(&ClientEvent) + Send + Sync + 'static) {
+        self.on_events(move |events| events.iter().for_each(&callback));
+    }
+
+    /// Calls `callback` with the events of each step at once (all the events of a catch-up page
+    /// in one call), in order: one re-render per batch.
+    pub fn on_events(&self, callback: impl Fn(&[ClientEvent]) + Send + Sync + 'static) {
         self.shared.lock().listeners.push(Box::new(callback));
     }
 

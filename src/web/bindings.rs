@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
 
 use super::driver::{self, ClientEvent};
 use super::error::{client_error, invalid_argument};
@@ -131,16 +132,38 @@ impl JsSyncClient {
         Ok(JsSyncClient { inner })
     }
 
-    /// Calls `callback` with every event (a plain object, see `SyncEvent`).
+    /// Calls `callback` with every event (a plain object, see `SyncEvent`). The events of one
+    /// step (say, a catch-up page of thousands) cross into JavaScript as one array.
     #[wasm_bindgen(js_name = onEvent)]
     pub fn on_event(
         &self,
         #[wasm_bindgen(unchecked_param_type = "(event: SyncEvent) => void")]
         callback: js_sys::Function,
     ) {
-        self.inner.on_event(move |event| {
-            if let Err(thrown) = callback.call1(&JsValue::NULL, &event_to_js(event)) {
-                web_sys::console::error_2(&"eventsync: an onEvent callback threw".into(), &thrown);
+        self.inner.on_events(move |events| {
+            let events = events_to_js(events);
+            for event in events.iter() {
+                if let Err(thrown) = callback.call1(&JsValue::NULL, &event) {
+                    web_sys::console::error_2(
+                        &"eventsync: an onEvent callback threw".into(),
+                        &thrown,
+                    );
+                }
+            }
+        });
+    }
+
+    /// Calls `callback` once per step with that step's events, in order (a catch-up page is
+    /// one call): re-render once per batch.
+    #[wasm_bindgen(js_name = onEvents)]
+    pub fn on_events(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "(events: SyncEvent[]) => void")]
+        callback: js_sys::Function,
+    ) {
+        self.inner.on_events(move |events| {
+            if let Err(thrown) = callback.call1(&JsValue::NULL, &events_to_js(events)) {
+                web_sys::console::error_2(&"eventsync: an onEvents callback threw".into(), &thrown);
             }
         });
     }
@@ -324,9 +347,15 @@ fn status_name(status: ConnectionStatus) -> &'static str {
     }
 }
 
-/// An event as a plain object (`SyncEvent` in the TypeScript types).
-fn event_to_js(event: &ClientEvent) -> JsValue {
-    let value = match event {
+/// Events as an array of plain objects (`SyncEvent[]`), converted in one go.
+fn events_to_js(events: &[ClientEvent]) -> js_sys::Array {
+    let values: Vec<Value> = events.iter().map(event_value).collect();
+    to_js(&values).map_or_else(|_| js_sys::Array::new(), JsCast::unchecked_into)
+}
+
+/// An event as JSON (`SyncEvent` in the TypeScript types).
+fn event_value(event: &ClientEvent) -> Value {
+    match event {
         SessionEvent::Status(status) => json!({"type": "status", "status": status_name(*status)}),
         SessionEvent::Applied { event, own } => {
             json!({"type": "applied", "event": event, "own": own})
@@ -358,6 +387,5 @@ fn event_to_js(event: &ClientEvent) -> JsValue {
         SessionEvent::Error { code, message } => {
             json!({"type": "error", "code": code, "message": message})
         }
-    };
-    to_js(&value).unwrap_or(JsValue::NULL)
+    }
 }

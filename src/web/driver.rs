@@ -218,7 +218,8 @@ pub struct SyncClient {
     shared: Rc<Shared>,
 }
 
-type Listener = Rc<dyn Fn(&ClientEvent)>;
+/// Listeners get the events of one step together (a catch-up page is one call).
+type Listener = Rc<dyn Fn(&[ClientEvent])>;
 
 /// Signals to the connection loop.
 enum Control {
@@ -433,9 +434,9 @@ impl Shared {
             };
             (result, listeners, save_in_flight)
         };
-        for event in &events {
+        if !events.is_empty() {
             for listener in &listeners {
-                listener(event);
+                listener(&events);
             }
         }
         if let Some((number, saved)) = save_in_flight {
@@ -447,8 +448,8 @@ impl Shared {
                     .core
                     .borrow_mut()
                     .save_ended(number, result, &mut events);
-                for event in events {
-                    shared.emit(event);
+                if !events.is_empty() {
+                    shared.emit_all(&events);
                 }
             });
         }
@@ -457,9 +458,13 @@ impl Shared {
     }
 
     fn emit(&self, event: ClientEvent) {
+        self.emit_all(std::slice::from_ref(&event));
+    }
+
+    fn emit_all(&self, events: &[ClientEvent]) {
         let listeners = self.core.borrow().listeners.clone();
         for listener in &listeners {
-            listener(&event);
+            listener(events);
         }
     }
 
@@ -626,6 +631,12 @@ impl SyncClient {
 
     /// Calls `callback` for every event (applied events, acks, conflicts, status, errors).
     pub fn on_event(&self, callback: impl Fn(&ClientEvent) + 'static) {
+        self.on_events(move |events| events.iter().for_each(&callback));
+    }
+
+    /// Calls `callback` with the events of each step at once (all the events of a catch-up page
+    /// in one call): one re-render, or one crossing into JavaScript, per batch.
+    pub fn on_events(&self, callback: impl Fn(&[ClientEvent]) + 'static) {
         self.shared
             .core
             .borrow_mut()

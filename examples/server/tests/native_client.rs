@@ -281,3 +281,45 @@ async fn a_refused_token_is_an_error_not_a_reconnect_loop() {
     alice.close().await;
     server.shutdown(WAIT).await;
 }
+
+#[tokio::test]
+async fn a_catch_up_reaches_on_events_in_batches_not_one_call_per_event() {
+    let server = Restartable::start().await;
+    let writer = client(&server, "batched", "writer");
+    writer.create(json!({"n": 0})).unwrap();
+    for n in 1..=200 {
+        writer
+            .edit(patch(json!([{"op": "replace", "path": "/n", "value": n}])))
+            .unwrap();
+    }
+    settle(&[&writer]).await;
+    writer.close().await;
+
+    let reader = SyncClient::builder(server.ws(), "batched")
+        .client_id("reader")
+        .backoff(fast_backoff())
+        .connect()
+        .unwrap();
+    let batches = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = batches.clone();
+    reader.on_events(move |events| {
+        let applied = events
+            .iter()
+            .filter(|e| matches!(e, SessionEvent::Applied { .. }))
+            .count();
+        sink.lock().unwrap().push(applied);
+    });
+    tokio::time::timeout(WAIT, reader.sync_state())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(reader.document(), Some(json!({"n": 200})));
+    let batches = batches.lock().unwrap().clone();
+    assert_eq!(batches.iter().sum::<usize>(), 201, "{batches:?}");
+    assert!(
+        batches.iter().filter(|&&n| n > 0).count() < 10,
+        "201 events came in {} calls: {batches:?}",
+        batches.len()
+    );
+    reader.close().await;
+}
