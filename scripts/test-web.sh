@@ -16,6 +16,9 @@ if ! command -v chromedriver >/dev/null 2>&1; then
   apt-get update && apt-get install -y chromium chromium-driver
 fi
 
+# The browser-only code (src/web/, tests/web.rs) is linted here, where the wasm32 target exists.
+cargo clippy --locked --target wasm32-unknown-unknown -p eventsync --lib --test web -- -D warnings
+
 export CHROMEDRIVER=${CHROMEDRIVER:-$(command -v chromedriver)}
 export CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner
 cargo test --locked --target wasm32-unknown-unknown -p eventsync --test web
