@@ -121,7 +121,6 @@ impl JsSyncClient {
 
     /// Like `new SyncClient(...)`, and with `persist: true` first loads what the last page saved
     /// in IndexedDB (edits made offline before a reload are sent once online).
-    #[wasm_bindgen(unchecked_return_type = "Promise<SyncClient>")]
     pub async fn open(
         url: String,
         #[wasm_bindgen(js_name = documentId)] document_id: String,
