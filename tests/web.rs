@@ -65,6 +65,9 @@ fn offline_edits_apply_at_once_and_queue() {
     assert_eq!(client.pending_count(), 2);
     assert_eq!(client.applied_seq(), 0.0);
     assert_ne!(client.status(), "online");
+    assert_eq!(rust(client.state_vector().unwrap()), json!({}));
+    client.update_state_vector("bob", 7.0).unwrap();
+    assert_eq!(rust(client.state_vector().unwrap()), json!({"bob": 7}));
     client.close();
 }
 

@@ -44,6 +44,9 @@ export interface SyncOptions {
   reconnectMaxMs?: number;
 }
 
+/** Per client id, the highest `sequenceNum` of its events applied (what `sync` sends). */
+export type StateVector = Record<string, number>;
+
 /** Connection status. */
 export type SyncStatus = "offline" | "connecting" | "online" | "reconnecting";
 
@@ -255,6 +258,12 @@ impl JsSyncClient {
     #[wasm_bindgen(js_name = appliedSeq)]
     pub fn applied_seq(&self) -> f64 {
         self.inner.applied_seq() as f64
+    }
+
+    /// The state vector: per client id, the highest `sequenceNum` of its events applied here.
+    #[wasm_bindgen(js_name = stateVector, unchecked_return_type = "StateVector")]
+    pub fn state_vector(&self) -> Result<JsValue, JsValue> {
+        to_js(&self.inner.state_vector())
     }
 
     /// This client's id.

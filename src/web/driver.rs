@@ -30,6 +30,7 @@ use crate::reconnect::Backoff;
 use crate::session::{
     ConnectionStatus, Output, SessionConfig, SessionError, SessionEvent, SyncSession,
 };
+use crate::vector_clock::VectorClock;
 use crate::web::idb::{IndexedDbStore, DEFAULT_DATABASE};
 
 /// What apps receive: the session's events, plus `Status(Reconnecting)` from the driver.
@@ -668,6 +669,11 @@ impl SyncClient {
     /// The `sequenceNum` of the last event applied.
     pub fn applied_seq(&self) -> u64 {
         self.shared.core.borrow().session.applied_seq()
+    }
+
+    /// The state vector: per client id, the highest `sequenceNum` of its events applied here.
+    pub fn state_vector(&self) -> VectorClock {
+        self.shared.core.borrow().session.state_vector().clone()
     }
 
     /// The client's id.
