@@ -2,7 +2,8 @@
 //! clients that edit one document online and offline and converge.
 //!
 //! `cargo run -p eventsync-server --bin eventsync-demo` (add `-- --keep-serving` to leave the
-//! server running afterwards, for `eventsync-cli` or your own clients).
+//! server running afterwards, for `eventsync-cli` or your own clients, and `--static-dir
+//! examples/web-demo` to serve the browser demo too: `scripts/run.sh` does both).
 
 use std::time::Duration;
 
@@ -24,6 +25,9 @@ struct Args {
     /// Keep the server running after the demo (Ctrl-C stops it).
     #[arg(long)]
     keep_serving: bool,
+    /// Serve this folder at `/` (the web demo: `examples/web-demo`, after `scripts/build-wasm.sh`).
+    #[arg(long)]
+    static_dir: Option<std::path::PathBuf>,
 }
 
 fn patch(v: Value) -> Vec<json_patch::PatchOperation> {
@@ -47,6 +51,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
     let mut config = Config::for_database(args.database.clone());
     config.listen = args.listen;
+    config.static_dir = args.static_dir.clone();
     let server = app::start(&config).await?;
     let url = format!("ws://{}", server.addr);
     println!(
@@ -140,12 +145,18 @@ bob restarts with {} offline edits from his store",
     println!("\nconverged: {converged}");
     alice.close().await;
     bob.close().await;
+    let web_demo = format!("http://{}/?doc=todo", server.addr);
     if args.keep_serving {
         println!(
             "serving on ws://{}/sync/{{documentId}}; Ctrl-C to stop",
             server.addr
         );
+        if args.static_dir.is_some() {
+            println!("\nthe web demo: open {web_demo} in two browser windows");
+        }
         tokio::signal::ctrl_c().await?;
+    } else if args.static_dir.is_some() {
+        println!("\nthe web demo ({web_demo}) needs the server running: add --keep-serving");
     }
     server.shutdown(Duration::from_secs(5)).await;
     if converged {
