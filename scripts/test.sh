@@ -45,18 +45,19 @@ set +e
 bash scripts/test-js.sh --test-reporter=tap 2>&1 | tee "$js_log"
 js_status=${PIPESTATUS[0]}
 set -e
-# node's TAP summary: "# pass N", "# fail N", "# skipped N", "# todo N", "# cancelled N".
-read -r js_pass js_fail js_skip < <(awk '
-  /^# pass /      { p = $3 }
-  /^# fail /      { f = $3 }
-  /^# cancelled / { f += $3 }
-  /^# skipped /   { s = $3 }
-  /^# todo /      { s += $3 }
-  END { printf "%d %d %d\n", p, f, s }' "$js_log")
-if [ "$js_status" -ne 0 ] && [ "$js_fail" -eq 0 ]; then
-  # The run failed before any test could (a build or the install): count it as one failure.
-  js_fail=1
-fi
+# Prints "passed failed skipped" from a `node --test --test-reporter=tap` log and its exit status.
+tap_counts() {
+  # node's TAP summary: "# pass N", "# fail N", "# skipped N", "# todo N", "# cancelled N".
+  awk -v status="$2" '
+    /^# pass /      { p = $3 }
+    /^# fail /      { f = $3 }
+    /^# cancelled / { f += $3 }
+    /^# skipped /   { s = $3 }
+    /^# todo /      { s += $3 }
+    # A run that failed before any test could (a build or the install) counts as one failure.
+    END { if (status != 0 && f == 0) f = 1; printf "%d %d %d\n", p, f, s }' "$1"
+}
+read -r js_pass js_fail js_skip < <(tap_counts "$js_log" "$js_status")
 printf '\nnode --test: %d passed, %d failed, %d skipped\n' "$js_pass" "$js_fail" "$js_skip"
 
 step "bindings in headless Chromium (wasm-bindgen-test)"
@@ -71,15 +72,25 @@ if [ "$web_status" -ne 0 ] && ! grep -q '^test result:' "$web_log"; then
   echo 'test result: FAILED. 0 passed; 1 failed; 0 ignored' >>"$web_log"
 fi
 
+step "web demo and packed package in headless Chromium (Playwright)"
+e2e_log=$(mktemp)
+trap 'rm -f "$log" "$js_log" "$web_log" "$e2e_log"' EXIT
+set +e
+bash scripts/test-e2e.sh --test-reporter=tap 2>&1 | tee "$e2e_log"
+e2e_status=${PIPESTATUS[0]}
+set -e
+read -r e2e_pass e2e_fail e2e_skip < <(tap_counts "$e2e_log" "$e2e_status")
+printf '\nnode --test (e2e): %d passed, %d failed, %d skipped\n' "$e2e_pass" "$e2e_fail" "$e2e_skip"
+
 # One closing line for the whole run, summed over every test binary and doc-test run (native and
-# in the browser), and the Node tests of the npm package.
-awk -v jp="$js_pass" -v jf="$js_fail" -v js="$js_skip" '
+# in the browser), the Node tests of the npm package and the end-to-end browser tests.
+awk -v np="$((js_pass + e2e_pass))" -v nf="$((js_fail + e2e_fail))" -v ns="$((js_skip + e2e_skip))" '
      /^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i; if ($(i+1) ~ /^ignored/) s += $i } }
-     END { printf "\ntotal: %d passed, %d failed, %d skipped\n", p + jp, f + jf, s + js }' "$log" "$web_log"
+     END { printf "\ntotal: %d passed, %d failed, %d skipped\n", p + np, f + nf, s + ns }' "$log" "$web_log"
 if [ "$conformance" -ne 0 ]; then
   echo "conformance kit: FAILED (status $conformance)"
 fi
-for code in "$status" "$conformance" "$js_status" "$web_status"; do
+for code in "$status" "$conformance" "$js_status" "$web_status" "$e2e_status"; do
   if [ "$code" -ne 0 ]; then
     exit "$code"
   fi

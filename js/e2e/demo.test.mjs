@@ -1,0 +1,118 @@
+// The web demo (examples/web-demo) in headless Chromium, served by the real reference server:
+// what a user sees in two windows, online and offline. Run by scripts/test-e2e.sh.
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { demoDir, launchChromium, startServer, until } from "./support.mjs";
+
+let server;
+let browser;
+
+before(async () => {
+  server = await startServer(demoDir);
+  browser = await launchChromium();
+});
+
+after(async () => {
+  await browser?.close();
+  server?.stop();
+});
+
+/** Opens the demo on `documentId` in a new page and waits until it can add items. */
+async function openDemo(context, origin, documentId) {
+  const page = await context.newPage();
+  page.errors = [];
+  page.on("pageerror", (error) => page.errors.push(error.message));
+  page.on("console", (message) => {
+    if (message.type() === "error") page.errors.push(`${message.text()} (${message.location().url})`);
+  });
+  await page.goto(`${origin}/?doc=${encodeURIComponent(documentId)}`);
+  await page.locator("#add-form button:enabled").waitFor({ timeout: 15_000 });
+  return page;
+}
+
+async function addItem(page, text) {
+  await page.fill("#new-item", text);
+  await page.press("#new-item", "Enter");
+}
+
+function row(page, text) {
+  return page.locator("#items li", { has: page.locator(".text", { hasText: new RegExp(`^${text}$`) }) });
+}
+
+const toggle = (page, text) => row(page, text).locator("input[type=checkbox]").click();
+const remove = (page, text) => row(page, text).locator("button.remove").click();
+
+/** The list as the page shows it: "text" or "text [x]" for done items, in order. */
+function shownItems(page) {
+  return page.$$eval("#items li", (rows) =>
+    rows.map((li) => li.querySelector(".text").textContent + (li.querySelector("input").checked ? " [x]" : "")),
+  );
+}
+
+async function serverItems(documentId) {
+  const { document } = await server.read(documentId);
+  return (document?.items ?? []).map((item) => item.text + (item.done ? " [x]" : ""));
+}
+
+async function pageState(page) {
+  return {
+    items: await shownItems(page),
+    status: await page.textContent("#status"),
+    pending: Number(await page.textContent("#pending")),
+  };
+}
+
+/** Waits until every page shows the server's list, online with nothing pending; returns it. */
+async function converged(documentId, pages, what) {
+  const state = await until(
+    async () => ({ server: await serverItems(documentId), pages: await Promise.all(pages.map(pageState)) }),
+    (s) => s.pages.every((p) => p.status === "online" && p.pending === 0 && same(p.items, s.server)),
+    what,
+    30_000,
+  );
+  return state.server;
+}
+
+const same = (a, b) => JSON.stringify(a) === JSON.stringify(b);
+const sorted = (items) => [...items].sort();
+
+test("two windows edit one list at the same time and converge", async () => {
+  const documentId = "e2e-concurrent";
+  const alice = await browser.newContext();
+  const bob = await browser.newContext();
+  try {
+    const alicePage = await openDemo(alice, server.origin, documentId);
+    const bobPage = await openDemo(bob, server.origin, documentId);
+
+    // Both add at once; each sees its own items immediately.
+    await Promise.all([
+      (async () => {
+        await addItem(alicePage, "milk");
+        await addItem(alicePage, "eggs");
+      })(),
+      addItem(bobPage, "bread"),
+    ]);
+    const first = await converged(documentId, [alicePage, bobPage], "both windows to show all three items");
+    assert.deepEqual(sorted(first), ["bread", "eggs", "milk"]);
+    assert.ok(first.indexOf("milk") < first.indexOf("eggs"), `alice's items keep her order: ${first}`);
+
+    // At once again: alice ticks bread and removes eggs; bob adds tea and ticks milk.
+    await Promise.all([
+      (async () => {
+        await toggle(alicePage, "bread");
+        await remove(alicePage, "eggs");
+      })(),
+      (async () => {
+        await addItem(bobPage, "tea");
+        await toggle(bobPage, "milk");
+      })(),
+    ]);
+    const final = await converged(documentId, [alicePage, bobPage], "both windows to agree after the second round");
+    assert.deepEqual(sorted(final), ["bread [x]", "milk [x]", "tea"]);
+    assert.deepEqual(alicePage.errors, []);
+    assert.deepEqual(bobPage.errors, []);
+  } finally {
+    await alice.close();
+    await bob.close();
+  }
+});
