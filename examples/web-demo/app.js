@@ -31,14 +31,15 @@ client.syncState().then(() => {
   render();
 });
 
-/** A client whose offline edits survive a reload (IndexedDB), when the package can persist. */
-async function openClient() {
-  // Retry at least every 5 s, so a list comes back soon after the network does.
-  const options = { reconnectMaxMs: 5000 };
-  if (typeof SyncClient.open === "function") {
-    return SyncClient.open(serverUrl, documentId, { persist: true, ...options });
-  }
-  return new SyncClient(serverUrl, documentId, options);
+/** A client whose offline edits survive a reload: its state lives in IndexedDB. */
+function openClient() {
+  return SyncClient.open(serverUrl, documentId, {
+    // Persisting needs the Web Locks API, which browsers offer on https and localhost only;
+    // elsewhere (http on a LAN address) the list works but keeps offline edits in memory.
+    persist: window.isSecureContext,
+    // Retry at least every 5 s, so a list comes back soon after the network does.
+    reconnectMaxMs: 5000,
+  });
 }
 
 function items() {
