@@ -2,7 +2,7 @@
 // what a user sees in two windows, online and offline. Run by scripts/test-e2e.sh.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { demoDir, launchChromium, startServer, until } from "./support.mjs";
+import { CuttableProxy, demoDir, launchChromium, startServer, until } from "./support.mjs";
 
 let server;
 let browser;
@@ -23,7 +23,10 @@ async function openDemo(context, origin, documentId) {
   page.errors = [];
   page.on("pageerror", (error) => page.errors.push(error.message));
   page.on("console", (message) => {
-    if (message.type() === "error") page.errors.push(`${message.text()} (${message.location().url})`);
+    // Chromium itself reports each refused socket of an offline page; those are expected.
+    if (message.type() === "error" && !/^WebSocket connection to .* failed/.test(message.text())) {
+      page.errors.push(`${message.text()} (${message.location().url})`);
+    }
   });
   await page.goto(`${origin}/?doc=${encodeURIComponent(documentId)}`);
   await page.locator("#add-form button:enabled").waitFor({ timeout: 15_000 });
@@ -114,5 +117,68 @@ test("two windows edit one list at the same time and converge", async () => {
   } finally {
     await alice.close();
     await bob.close();
+  }
+});
+
+test("a window edits offline, reloads, comes back online: nothing is lost", async () => {
+  const documentId = "e2e-offline";
+  const proxy = await new CuttableProxy(server.port).listen();
+  // Alice reaches the server through the proxy (the page's origin is the proxy's); bob directly.
+  const alice = await browser.newContext();
+  const bob = await browser.newContext();
+  try {
+    const alicePage = await openDemo(alice, proxy.origin, documentId);
+    const bobPage = await openDemo(bob, server.origin, documentId);
+    for (const text of ["milk", "rice", "bread"]) await addItem(alicePage, text);
+    const before = await converged(documentId, [alicePage, bobPage], "the list before going offline");
+    assert.deepEqual(before, ["milk", "rice", "bread"]);
+
+    // Alice goes offline: the browser stops making requests and her open socket is cut.
+    await alice.setOffline(true);
+    proxy.cutWebSockets();
+    await until(() => alicePage.textContent("#status"), (s) => s !== "online", "alice's page to notice", 15_000);
+
+    await addItem(alicePage, "apples");
+    await addItem(alicePage, "pears");
+    await toggle(alicePage, "milk");
+    await remove(alicePage, "bread");
+    await addItem(alicePage, "plums");
+    await remove(alicePage, "pears");
+    const offline = ["milk [x]", "rice", "apples", "plums"];
+    assert.deepEqual(await shownItems(alicePage), offline, "alice's page shows her offline edits at once");
+    // Meanwhile bob, online, edits the same list (shifting the indices alice's edits used).
+    await remove(bobPage, "rice");
+    await addItem(bobPage, "tea");
+    await toggle(bobPage, "tea");
+    const bobOnly = await converged(documentId, [bobPage], "bob's edits to reach the server");
+    assert.deepEqual(bobOnly, ["milk", "bread", "tea [x]"], "none of alice's offline edits reached the server");
+
+    // Alice reloads. Her browser is online again so the page loads, but the proxy still refuses
+    // her WebSocket: the page must come back with her offline edits from its own storage.
+    await alice.setOffline(false);
+    const refusedBefore = proxy.refused;
+    await alicePage.reload();
+    const reloaded = await until(
+      () => pageState(alicePage),
+      (s) => s.items.length > 0,
+      "the reloaded page to show a list",
+      15_000,
+    );
+    assert.deepEqual(reloaded.items, offline, "the reloaded page restores alice's offline list");
+    assert.notEqual(reloaded.status, "online");
+    assert.ok(reloaded.pending > 0, `offline edits still pending after the reload: ${JSON.stringify(reloaded)}`);
+    await until(() => proxy.refused, (n) => n > refusedBefore, "the reloaded page to try its socket", 15_000);
+    assert.deepEqual(await serverItems(documentId), bobOnly, "still nothing from alice on the server");
+
+    // Back online: both converge on every edit, each offline one applied exactly once.
+    proxy.allowWebSockets();
+    const final = await converged(documentId, [alicePage, bobPage], "alice's offline edits to reach bob");
+    assert.deepEqual(final, ["milk [x]", "tea [x]", "apples", "plums"]);
+    assert.deepEqual(alicePage.errors, []);
+    assert.deepEqual(bobPage.errors, []);
+  } finally {
+    await alice.close();
+    await bob.close();
+    await proxy.close();
   }
 });
