@@ -120,6 +120,22 @@ test("two windows edit one list at the same time and converge", async () => {
   }
 });
 
+test("two windows open a new list at once: one creates it, both first items are kept", async () => {
+  const documentId = "e2e-new-list";
+  const contexts = [await browser.newContext(), await browser.newContext()];
+  try {
+    // Both pages find no document and may both create it: the server refuses the second
+    // create, and that page's item is rebased onto the list that won.
+    const pages = await Promise.all(contexts.map((context) => openDemo(context, server.origin, documentId)));
+    await Promise.all([addItem(pages[0], "first"), addItem(pages[1], "second")]);
+    const final = await converged(documentId, pages, "both windows to show both items");
+    assert.deepEqual(sorted(final), ["first", "second"]);
+    for (const page of pages) assert.deepEqual(page.errors, []);
+  } finally {
+    for (const context of contexts) await context.close();
+  }
+});
+
 test("a window edits offline, reloads, comes back online: nothing is lost", async () => {
   const documentId = "e2e-offline";
   const proxy = await new CuttableProxy(server.port).listen();
