@@ -15,7 +15,8 @@ const page = `<!doctype html>
 <script type="module">
   import init, { SyncClient } from "./node_modules/eventsync/web/eventsync.js";
   await init();
-  const client = new SyncClient(\`ws://\${location.host}\`, "tarball", { clientId: "tarball-page" });
+  // As in the README's browser quick start.
+  const client = await SyncClient.open(\`ws://\${location.host}\`, "tarball", { persist: true });
   await client.syncState();
   client.create({ from: "tarball", items: [] });
   client.edit([{ op: "add", path: "/items/-", value: "from the browser" }]);
@@ -77,6 +78,8 @@ test("a page importing the installed tarball's web build syncs with the server",
     "the page to receive the HTTP edit",
   );
   assert.deepEqual(seen, { from: "tarball", items: ["from the browser", "over HTTP"] });
+  const databases = await tab.evaluate(async () => (await indexedDB.databases()).map((db) => db.name));
+  assert.ok(databases.includes("eventsync"), `the client persisted to IndexedDB: ${databases}`);
   assert.deepEqual(errors, []);
   await context.close();
 });
