@@ -1,9 +1,18 @@
 #!/usr/bin/env bash
-# The main job: the reference server on its embedded SQLite default, with the demo (two native
-# clients editing one document online and offline, converging), serving the web demo
-# (examples/web-demo, on the npm package's web build) from the same server. Pass --keep-serving
-# to leave the server running afterwards and open the web demo's URL it prints.
+# The main job: the reference server on its embedded SQLite default (127.0.0.1:8080), the native
+# demo (two native clients editing one document online and offline, converging), then the server
+# keeps serving the web demo (examples/web-demo, on the npm package's web build): open the URL it
+# prints. `--once` exits after the native demo instead. Other arguments go to eventsync-demo.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+args=(--static-dir examples/web-demo)
+keep_serving=--keep-serving
+for arg in "$@"; do
+  case "$arg" in
+    --once) keep_serving= ;;
+    --keep-serving) ;;
+    *) args+=("$arg") ;;
+  esac
+done
 bash scripts/build-wasm.sh
-cargo run --locked -p eventsync-server --bin eventsync-demo -- --static-dir examples/web-demo "$@"
+cargo run --locked -p eventsync-server --bin eventsync-demo -- "${args[@]}" ${keep_serving:+"$keep_serving"}

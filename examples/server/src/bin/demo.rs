@@ -3,7 +3,7 @@
 //!
 //! `cargo run -p eventsync-server --bin eventsync-demo` (add `-- --keep-serving` to leave the
 //! server running afterwards, for `eventsync-cli` or your own clients, and `--static-dir
-//! examples/web-demo` to serve the browser demo too: `scripts/run.sh` does both).
+//! examples/web-demo` to serve the browser demo too: `scripts/run.sh` does both, and keeps serving).
 
 use std::time::Duration;
 
