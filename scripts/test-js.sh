@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Tests the npm package (pkg/, Node build) against the real reference server:
-# builds the wasm package and the server, installs the test dependencies, runs `node --test`.
+# Tests the npm package (pkg/, Node build) against the real reference server: builds the wasm
+# package and the server, installs the package into js/ as npm installs it (js/.npmrc) with the
+# test dependencies, runs `node --test`.
 # Extra arguments go to `node --test` (e.g. `--test-reporter=tap`).
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -34,7 +34,7 @@ before(() => {
     execFileSync("npm", [...args, "--no-audit", "--no-fund"], { cwd: project, encoding: "utf8" });
   const [packed] = JSON.parse(npm("pack", join(repoRoot, "pkg"), "--pack-destination", project, "--json"));
   writeFileSync(join(project, "package.json"), JSON.stringify({ name: "consumer", private: true }));
-  // The package has no dependencies: installing its tarball needs no registry.
+  // Its one dependency (ws, for Node 20) is in npm's cache from js/'s `npm ci`: no registry needed.
   npm("install", "--offline", `./${packed.filename}`);
   writeFileSync(join(project, "index.html"), page);
 });

@@ -1,65 +1,27 @@
-// The npm package's Node build against the real reference server.
-// Run by scripts/test-js.sh, which builds pkg/ and the server and sets EVENTSYNC_SERVER_BIN.
+// The npm package's Node build against the real reference server, imported as users import it
+// (js/package.json installs pkg/ the way npm installs a package). Run by scripts/test-js.sh,
+// which builds pkg/ and the server and sets EVENTSYNC_SERVER_BIN.
+import { createRequire } from "node:module";
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
-import { createRequire } from "node:module";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import WebSocket from "ws";
+import { startServer, until, withTimeout } from "../support/server.mjs";
 
-// Node 20 has no global WebSocket; the package uses the global one, as in browsers. The `ws`
-// package lacks `dispatchEvent`, which the package's socket layer (gloo-net) uses to deliver a
-// synthetic `close` when it drops a socket; without it the real `close` later reaches a freed
-// callback. Browsers and Node 22's global WebSocket have it (and the `CloseEvent` it builds).
-globalThis.CloseEvent ??= class CloseEvent extends Event {
-  constructor(type, init = {}) {
-    super(type);
-    this.code = init.code ?? 0;
-    this.reason = init.reason ?? "";
-    this.wasClean = init.wasClean ?? false;
-  }
-};
-class NodeWebSocket extends WebSocket {
-  dispatchEvent(event) {
-    if (event.type !== "close") return false;
-    this.emit("close", event.code, Buffer.from(event.reason ?? ""));
-    return true;
-  }
-}
-globalThis.WebSocket ??= NodeWebSocket;
-const require = createRequire(import.meta.url);
-const { SyncClient } = require("../../pkg/node/eventsync.js");
+// No WebSocket shim here: on Node 20 the package installs one itself (pkg/node.cjs).
+const nodeHadWebSocket = typeof globalThis.WebSocket === "function";
+const { SyncClient } = await import("eventsync");
 
-const serverBin = process.env.EVENTSYNC_SERVER_BIN;
 let server;
 let url;
-let dir;
 const clients = [];
 
 before(async () => {
-  assert.ok(serverBin, "EVENTSYNC_SERVER_BIN must name the eventsync-server binary");
-  dir = mkdtempSync(join(tmpdir(), "eventsync-js-"));
-  server = spawn(serverBin, ["--listen", "127.0.0.1:0", "--database", `sqlite:${join(dir, "x.db")}`], {
-    stdio: ["ignore", "pipe", "inherit"],
-    env: { ...process.env, RUST_LOG: "warn" },
-  });
-  url = await new Promise((resolve, reject) => {
-    let out = "";
-    server.stdout.on("data", (chunk) => {
-      out += chunk;
-      const match = out.match(/listening on http:\/\/(\S+)/);
-      if (match) resolve(`ws://${match[1]}`);
-    });
-    server.on("exit", (code) => reject(new Error(`eventsync-server exited with ${code}`)));
-  });
+  server = await startServer();
+  url = server.url;
 });
 
 after(() => {
   for (const client of clients) client.close();
-  server?.kill();
-  if (dir) rmSync(dir, { recursive: true, force: true });
+  server?.stop();
 });
 
 function client(documentId, options = {}) {
@@ -68,20 +30,15 @@ function client(documentId, options = {}) {
   return c;
 }
 
-const withTimeout = (promise, ms = 10_000, what = "operation") =>
-  Promise.race([
-    promise,
-    new Promise((_, reject) => setTimeout(() => reject(new Error(`${what} timed out`)), ms)),
-  ]);
-
-/** Waits until `predicate()` holds, polling. */
-async function until(predicate, what, ms = 10_000) {
-  const end = Date.now() + ms;
-  while (!predicate()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
+test("on Node without a global WebSocket, the package installs one that gloo-net can drive", () => {
+  assert.equal(typeof globalThis.WebSocket, "function");
+  assert.equal(typeof globalThis.CloseEvent, "function");
+  if (!nodeHadWebSocket) {
+    const { WebSocket: WsWebSocket } = createRequire(import.meta.resolve("eventsync"))("ws");
+    assert.ok(globalThis.WebSocket.prototype instanceof WsWebSocket, "the global WebSocket comes from ws");
+    assert.equal(typeof globalThis.WebSocket.prototype.dispatchEvent, "function");
   }
-}
+});
 
 test("syncState resolves and the client is online", async () => {
   const alice = client("doc-online", { clientId: "alice" });
