@@ -115,7 +115,7 @@ impl JsSyncClient {
     pub fn new(
         url: String,
         #[wasm_bindgen(js_name = documentId)] document_id: String,
-        #[wasm_bindgen(unchecked_param_type = "SyncOptions | undefined")] options: JsValue,
+        #[wasm_bindgen(unchecked_optional_param_type = "SyncOptions")] options: JsValue,
     ) -> Result<JsSyncClient, JsValue> {
         let builder = builder(url, document_id, options)?;
         let inner = builder.connect().map_err(client_error)?;
@@ -127,7 +127,7 @@ impl JsSyncClient {
     pub async fn open(
         url: String,
         #[wasm_bindgen(js_name = documentId)] document_id: String,
-        #[wasm_bindgen(unchecked_param_type = "SyncOptions | undefined")] options: JsValue,
+        #[wasm_bindgen(unchecked_optional_param_type = "SyncOptions")] options: JsValue,
     ) -> Result<JsSyncClient, JsValue> {
         let builder = builder(url, document_id, options)?;
         let inner = builder.open().await.map_err(client_error)?;
