@@ -87,6 +87,7 @@ pub mod queue;
 pub mod reconnect;
 pub mod sequencer;
 pub mod session;
+mod shared_api;
 pub mod state;
 pub mod vector_clock;
 #[cfg(target_arch = "wasm32")]

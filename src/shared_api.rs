@@ -1,0 +1,74 @@
+//! The API the native (`src/native.rs`) and browser (`src/web/driver.rs`) `SyncClient`s share,
+//! pinned at compile time. This module builds on both targets against whichever `SyncClient`
+//! the crate root re-exports there, so a method that changes name, receiver, arguments or result
+//! on one side breaks that side's build (native: `cargo build`; browser:
+//! `scripts/build-wasm.sh`). Nothing here runs.
+//!
+//! Deliberate differences, left out of the pin:
+//! - Threads: native callbacks, stores and `session_config` closures must be `Send` (and
+//!   callbacks `Sync`); the browser client is `!Send`, `Rc`-based, and `Clone`.
+//! - Closing: native `close()` is async (it waits for the connection task to end); the browser's
+//!   is synchronous (there is no task to join on the page's one thread).
+//! - Errors: native `ClientError::{Session, Store}` wrap the inner errors (`#[from]`); the
+//!   browser's carry their messages (`String`), so that its errors are `Clone` for every waiting
+//!   promise. Native also has `ClientError::Timeout`.
+//! - Native only: `file_store`, the `events()` stream, `update(closure)` and `state_vector()`.
+//! - Browser only: `indexed_db` with `open().await`, and `with_document` (no copy).
+#![allow(dead_code)]
+
+use serde_json::{json, Value};
+
+use crate::queue::MemoryStore;
+use crate::{
+    Backoff, ClientError, ConflictPolicy, ConnectionStatus, ErrorCode, SessionConfig, SessionEvent,
+    SyncClient, SyncClientBuilder,
+};
+
+/// Building and connecting.
+fn builder(server: String, document_id: String) -> Result<SyncClient, ClientError> {
+    let builder: SyncClientBuilder = SyncClient::builder(server, document_id)
+        .client_id("alice")
+        .token("secret")
+        .conflict_policy(ConflictPolicy::ClientWins)
+        .store(MemoryStore::new())
+        .backoff(Backoff::default())
+        .session_config(|config: &mut SessionConfig| config.max_batch = 10);
+    let connect: fn(SyncClientBuilder) -> Result<SyncClient, ClientError> =
+        SyncClientBuilder::connect;
+    connect(builder)
+}
+
+/// The synchronous methods, receivers and results exactly.
+fn methods(client: &SyncClient) {
+    let _: fn(&SyncClient) -> Option<Value> = SyncClient::document;
+    let _: fn(&SyncClient) -> ConnectionStatus = SyncClient::status;
+    let _: fn(&SyncClient) -> usize = SyncClient::pending_count;
+    let _: fn(&SyncClient) -> u64 = SyncClient::applied_seq;
+    let _: fn(&SyncClient) -> String = SyncClient::client_id;
+    let _: fn(&SyncClient, &str, u64) = SyncClient::update_state_vector;
+    let _: fn(&SyncClient, Vec<json_patch::PatchOperation>) -> Result<u64, ClientError> =
+        SyncClient::edit;
+    let _: fn(&SyncClient, Value) -> Result<u64, ClientError> = SyncClient::create;
+    let _: fn(&SyncClient) -> Result<u64, ClientError> = SyncClient::delete;
+    // Both drivers' `ClientEvent` is the session's event.
+    client.on_event(|event: &SessionEvent| drop(event.clone()));
+    client.on_events(|events: &[SessionEvent]| drop(events.to_vec()));
+    let _ = client.create(json!({}));
+}
+
+/// The waiting methods.
+async fn waiting(client: &SyncClient) {
+    let _: Result<(), ClientError> = client.sync_state().await;
+    let _: Result<(), ClientError> = client.flush().await;
+}
+
+/// The error cases both sides report the same way.
+fn errors(error: ClientError) -> Option<(Option<ErrorCode>, String)> {
+    fn is_error<E: std::error::Error + 'static>(_: &E) {}
+    is_error(&error);
+    match error {
+        ClientError::Refused { code, message } => Some((code, message)),
+        ClientError::Closed => None,
+        _ => None,
+    }
+}
