@@ -12,7 +12,7 @@
 //! - Errors: native `ClientError::{Session, Store}` wrap the inner errors (`#[from]`); the
 //!   browser's carry their messages (`String`), so that its errors are `Clone` for every waiting
 //!   promise. Native also has `ClientError::Timeout`.
-//! - Native only: `file_store`, the `events()` stream, `update(closure)` and `state_vector()`.
+//! - Native only: `file_store`, the `events()` stream and `update(closure)`.
 //! - Browser only: `indexed_db` with `open().await`, and `with_document` (no copy).
 #![allow(dead_code)]
 
@@ -21,7 +21,7 @@ use serde_json::{json, Value};
 use crate::queue::MemoryStore;
 use crate::{
     Backoff, ClientError, ConflictPolicy, ConnectionStatus, ErrorCode, SessionConfig, SessionEvent,
-    SyncClient, SyncClientBuilder,
+    SyncClient, SyncClientBuilder, VectorClock,
 };
 
 /// Building and connecting.
@@ -45,6 +45,7 @@ fn methods(client: &SyncClient) {
     let _: fn(&SyncClient) -> usize = SyncClient::pending_count;
     let _: fn(&SyncClient) -> u64 = SyncClient::applied_seq;
     let _: fn(&SyncClient) -> String = SyncClient::client_id;
+    let _: fn(&SyncClient) -> VectorClock = SyncClient::state_vector;
     let _: fn(&SyncClient, &str, u64) = SyncClient::update_state_vector;
     let _: fn(&SyncClient, Vec<json_patch::PatchOperation>) -> Result<u64, ClientError> =
         SyncClient::edit;

@@ -1,7 +1,16 @@
 // A user's TypeScript: every type the package declares for what crosses the boundary, checked
 // with `tsc --noEmit --strict` against the installed tarball (js/test/package.test.mjs).
 import { SyncClient } from "eventsync";
-import type { LogEvent, PatchOp, SyncEvent, SyncOptions, SyncStatus } from "eventsync";
+import type {
+  ConflictKind,
+  ErrorCode,
+  LogEvent,
+  PatchOp,
+  StateVector,
+  SyncEvent,
+  SyncOptions,
+  SyncStatus,
+} from "eventsync";
 
 const options: SyncOptions = {
   clientId: "ts",
@@ -33,12 +42,18 @@ function describe(event: SyncEvent): string {
       return `synced to ${event.sequenceNum}`;
     case "acked":
       return `${event.clientSeq} is #${event.sequenceNum}`;
-    case "editRejected":
-      return `${event.clientSeq} rejected: ${event.code} ${event.message}`;
-    case "conflict":
-      return `${event.clientSeq} conflicts (${event.kind}) at ${event.path}`;
-    case "error":
-      return `${event.code ?? "local"}: ${event.message}`;
+    case "editRejected": {
+      const code: ErrorCode = event.code;
+      return `${event.clientSeq} rejected: ${code} ${event.message}`;
+    }
+    case "conflict": {
+      const kind: ConflictKind = event.kind;
+      return `${event.clientSeq} conflicts (${kind}) at ${event.path}`;
+    }
+    case "error": {
+      const code: ErrorCode | null = event.code;
+      return `${code ?? "local"}: ${event.message}`;
+    }
     default: {
       const unhandled: never = event;
       return unhandled;
@@ -67,8 +82,10 @@ export async function run(url: string): Promise<unknown> {
   const deleted: number = client.delete();
   await client.flush();
   client.updateStateVector("someone", 3);
+  const vector: StateVector = client.stateVector();
+  const known: number = vector["someone"] ?? 0;
   const status: SyncStatus = client.status();
-  const counts: number[] = [created, edited, deleted, client.pendingCount(), client.appliedSeq()];
+  const counts: number[] = [created, edited, deleted, known, client.pendingCount(), client.appliedSeq()];
   const id: string = client.clientId();
   const document: unknown = client.document();
 
@@ -77,9 +94,11 @@ export async function run(url: string): Promise<unknown> {
   client.edit([{ op: "remove" }]);
   // @ts-expect-error: statuses are a closed set
   const sleeping: SyncStatus = "sleeping";
+  // @ts-expect-error: so are error codes
+  const teapot: ErrorCode = "teapot";
   // @ts-expect-error: unknown options are refused at runtime, and by the types
   new SyncClient(url, "typed", { conflictPolicy: "whoever" });
 
   for (const c of [client, persisted, defaults]) c.close();
-  return { log, status, counts, id, document, sleeping };
+  return { log, status, counts, id, document, sleeping, teapot };
 }

@@ -89,6 +89,12 @@ test("two clients converge on concurrent edits, including inserts into one array
     "convergence",
   );
 
+  // The state vectors agree: per origin, the highest sequenceNum of its events, as plain objects.
+  const vector = alice.stateVector();
+  assert.deepEqual(vector, bob.stateVector());
+  assert.deepEqual(Object.keys(vector).sort(), ["alice", "bob"]);
+  assert.equal(Math.max(...Object.values(vector)), alice.appliedSeq());
+
   const final = alice.document();
   assert.equal(final.title, "shared");
   assert.deepEqual(final.done, { alice: true, bob: true });

@@ -66,15 +66,27 @@ export interface LogEvent {
   [field: string]: unknown;
 }
 
+/** The protocol's error codes (docs/PROTOCOL.md); `"unknown"` stands for codes newer than this
+ * package. */
+export type ErrorCode =
+  | "malformed_frame" | "unexpected_message" | "unsupported_version" | "invalid_patch"
+  | "conflict" | "stale_base" | "invalid_sequence" | "document_state" | "unknown_document"
+  | "unauthorized" | "forbidden" | "client_mismatch" | "too_large" | "rate_limited" | "internal"
+  | "unknown";
+
+/** Why a local edit could not simply be carried over a remote change when rebasing. */
+export type ConflictKind =
+  | "samePath" | "ancestorOverwrite" | "parentRemoved" | "parentReplaced" | "testInvalidated";
+
 /** What `onEvent` callbacks receive. */
 export type SyncEvent =
   | { type: "status"; status: SyncStatus }
   | { type: "applied"; event: LogEvent; own: boolean }
   | { type: "synced"; sequenceNum: number }
   | { type: "acked"; clientSeq: number; sequenceNum: number }
-  | { type: "editRejected"; clientSeq: number; code: string; message: string }
-  | { type: "conflict"; clientSeq: number; kind: string; path: string }
-  | { type: "error"; code: string | null; message: string };
+  | { type: "editRejected"; clientSeq: number; code: ErrorCode; message: string }
+  | { type: "conflict"; clientSeq: number; kind: ConflictKind; path: string }
+  | { type: "error"; code: ErrorCode | null; message: string };
 "#;
 
 #[derive(Deserialize, Default)]
