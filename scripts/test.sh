@@ -38,7 +38,7 @@ else
 fi
 set -e
 
-step "npm package (wasm, Node build) against the reference server"
+step "npm package in Node against the reference server: its tests, the RFC 6902 suite, the packed tarball in a fresh project, tsc"
 js_log=$(mktemp)
 trap 'rm -f "$log" "$js_log"' EXIT
 set +e
