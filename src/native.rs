@@ -96,23 +96,7 @@ pub struct SyncClientBuilder {
 }
 
 impl SyncClientBuilder {
-    /// The client's stable id. Default: the one in the store, else a new random one.
-    pub fn client_id(mut self, client_id: impl Into<String>) -> Self {
-        self.client_id = Some(client_id.into());
-        self
-    }
-
-    /// An access token (sent in `hello`).
-    pub fn token(mut self, token: impl Into<String>) -> Self {
-        self.token = Some(token.into());
-        self
-    }
-
-    /// How true conflicts are resolved when rebasing local edits (default: server wins).
-    pub fn conflict_policy(mut self, policy: ConflictPolicy) -> Self {
-        self.policy = policy;
-        self
-    }
+    crate::reconnect::shared_builder_settings!();
 
     /// Keeps the offline queue, the last document and the state vector in a file, so that they
     /// survive the app being closed.
@@ -123,12 +107,6 @@ impl SyncClientBuilder {
     /// Keeps the client's state in any [`Store`].
     pub fn store(mut self, store: impl Store + Send + 'static) -> Self {
         self.store = Some(Box::new(store));
-        self
-    }
-
-    /// Reconnect timing.
-    pub fn backoff(mut self, backoff: Backoff) -> Self {
-        self.backoff = backoff;
         self
     }
 

@@ -36,6 +36,37 @@ impl Backoff {
     }
 }
 
+/// The builder settings both drivers share, written once inside each `SyncClientBuilder` impl
+/// (the builders have fields of these names).
+macro_rules! shared_builder_settings {
+    () => {
+        /// The client's stable id. Default: the one in the store, else a new random one.
+        pub fn client_id(mut self, client_id: impl Into<String>) -> Self {
+            self.client_id = Some(client_id.into());
+            self
+        }
+
+        /// An access token (sent in `hello`).
+        pub fn token(mut self, token: impl Into<String>) -> Self {
+            self.token = Some(token.into());
+            self
+        }
+
+        /// How true conflicts are resolved when rebasing local edits (default: server wins).
+        pub fn conflict_policy(mut self, policy: $crate::conflict::ConflictPolicy) -> Self {
+            self.policy = policy;
+            self
+        }
+
+        /// Reconnect timing.
+        pub fn backoff(mut self, backoff: $crate::reconnect::Backoff) -> Self {
+            self.backoff = backoff;
+            self
+        }
+    };
+}
+pub(crate) use shared_builder_settings;
+
 /// What a driver's builder collected, to open its session with.
 pub(crate) struct SessionOptions<T> {
     pub document_id: String,

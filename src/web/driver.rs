@@ -100,23 +100,7 @@ pub struct SyncClientBuilder {
 }
 
 impl SyncClientBuilder {
-    /// The client's stable id. Default: the one in the store, else a new random one.
-    pub fn client_id(mut self, client_id: impl Into<String>) -> Self {
-        self.client_id = Some(client_id.into());
-        self
-    }
-
-    /// An access token (sent in `hello`).
-    pub fn token(mut self, token: impl Into<String>) -> Self {
-        self.token = Some(token.into());
-        self
-    }
-
-    /// How true conflicts are resolved when rebasing local edits (default: server wins).
-    pub fn conflict_policy(mut self, policy: ConflictPolicy) -> Self {
-        self.policy = policy;
-        self
-    }
+    crate::reconnect::shared_builder_settings!();
 
     /// Keeps the client's state in any [`Store`] (default: memory only).
     pub fn store(mut self, store: impl Store + 'static) -> Self {
@@ -128,12 +112,6 @@ impl SyncClientBuilder {
     /// that edits made offline survive a reload. Needs [`SyncClientBuilder::open`].
     pub fn indexed_db(mut self, database: Option<String>) -> Self {
         self.indexed_db = Some(database.unwrap_or_else(|| DEFAULT_DATABASE.to_owned()));
-        self
-    }
-
-    /// Reconnect timing.
-    pub fn backoff(mut self, backoff: Backoff) -> Self {
-        self.backoff = backoff;
         self
     }
 
