@@ -217,6 +217,9 @@ pub struct SyncSession {
     hold_until_seq: u64,
     /// When the outstanding `sync` was sent.
     sync_sent_at: Option<u64>,
+    /// `sync_state` was called while a sync was in flight: the server may have answered that
+    /// one before the call, so one more round trip comes before `Synced`.
+    fresh_sync_wanted: bool,
     /// An event failed to apply: no resync before this time (0: not stalled), so that a bad
     /// event is not fetched again in a tight loop.
     stalled_until: u64,
@@ -287,6 +290,7 @@ impl SyncSession {
             inflight: None,
             hold_until_seq: 0,
             sync_sent_at: None,
+            fresh_sync_wanted: false,
             stalled_until: 0,
             retry_at: 0,
             backoff_ms: 0,
@@ -450,6 +454,7 @@ impl SyncSession {
         self.phase = Phase::Offline;
         self.inflight = None;
         self.sync_sent_at = None;
+        self.fresh_sync_wanted = false;
         self.emit(SessionEvent::Status(ConnectionStatus::Offline));
     }
 
@@ -639,9 +644,16 @@ impl SyncSession {
         self.persist = true;
     }
 
-    /// Asks for a catch-up now (e.g. when the app returns to the foreground).
+    /// Asks for a catch-up now (e.g. when the app returns to the foreground). The next
+    /// `Synced` answers a sync the server received after this call, so it covers every event
+    /// the log held at the call. Offline, the next connection's handshake does that.
     pub fn sync_state(&mut self, now: u64) {
-        if self.phase != Phase::Offline {
+        if self.phase == Phase::Offline {
+            return;
+        }
+        if self.sync_sent_at.is_some() {
+            self.fresh_sync_wanted = true;
+        } else {
             self.request_sync(now, Some(self.state.applied_seq()));
         }
     }
@@ -751,6 +763,10 @@ impl SyncSession {
         if self.phase == Phase::Connecting {
             self.phase = Phase::Online;
             self.emit(SessionEvent::Status(ConnectionStatus::Online));
+        }
+        if std::mem::take(&mut self.fresh_sync_wanted) {
+            self.request_sync(now, Some(self.state.applied_seq()));
+            return;
         }
         self.emit(SessionEvent::Synced {
             sequence_num: self.state.applied_seq(),

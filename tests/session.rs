@@ -785,3 +785,66 @@ fn an_edit_folded_into_a_snapshot_leaves_the_queue_on_its_duplicate_ack() {
     assert_eq!(session.document(), Some(&json!({"items": ["x", "y"]})));
     assert_eq!(store.load().unwrap().unwrap().pending.len(), 0);
 }
+
+#[test]
+fn sync_state_during_the_handshake_waits_for_an_answer_given_after_the_call() {
+    let mut log = server();
+    let mut session = SyncSession::new(SessionConfig::new("doc", "alice"));
+    let mut store = MemoryStore::new();
+    session.handle_connected(0);
+    let handshake = drain(&mut session, &mut store);
+    // The server answers the handshake's sync at once (head 1)...
+    let early_answers = serve(&mut log, "alice", &handshake.sent);
+    // ...then bob's edit lands, and only then does the app ask to be in sync.
+    log.submit(
+        "bob",
+        &[Edit {
+            client_seq: 1,
+            base_seq: 1,
+            operation: Operation::Update,
+            patch: patch(json!([{"op": "add", "path": "/items/-", "value": "bob"}])),
+            shape: None,
+        }],
+        &mut stamp,
+    );
+    session.sync_state(0);
+    assert!(
+        drain(&mut session, &mut store).sent.is_empty(),
+        "a sync is in flight already"
+    );
+    let mut events = Vec::new();
+    let mut sent = Vec::new();
+    for answer in early_answers {
+        session.handle_message(0, answer);
+        let d = drain(&mut session, &mut store);
+        events.extend(d.events);
+        sent.extend(d.sent);
+    }
+    assert!(
+        !events
+            .iter()
+            .any(|e| matches!(e, SessionEvent::Synced { .. })),
+        "the early answer predates the call: {events:?}"
+    );
+    assert!(
+        matches!(sent.as_slice(), [ClientMessage::Sync { .. }]),
+        "{sent:?}"
+    );
+    let events = pump(
+        &mut session,
+        &mut store,
+        &mut log,
+        0,
+        Drained {
+            sent,
+            ..Drained::default()
+        },
+    );
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, SessionEvent::Synced { sequence_num: 2 })),
+        "{events:?}"
+    );
+    assert_eq!(session.document(), Some(&json!({"items": ["bob"]})));
+}
