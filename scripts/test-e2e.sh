@@ -4,16 +4,8 @@
 # Installs what it needs: the wasm package and server builds, npm dependencies and, through apt,
 # chromium (never a browser downloaded by a tool). Extra arguments go to `node --test`.
 set -euo pipefail
-cd "$(dirname "$0")/.."
-
-bash scripts/build-wasm.sh
-cargo build --locked -p eventsync-server --bin eventsync-server
-export EVENTSYNC_SERVER_BIN="${CARGO_TARGET_DIR:-$PWD/target}/debug/eventsync-server"
-case "$EVENTSYNC_SERVER_BIN" in /*) ;; *) EVENTSYNC_SERVER_BIN="$PWD/$EVENTSYNC_SERVER_BIN" ;; esac
 if [ ! -x /usr/bin/chromium ]; then
   apt-get update && apt-get install -y chromium
 fi
-
-cd js
-npm ci --no-audit --no-fund
+source "$(dirname "$0")/js-setup.sh"
 node --test "$@" e2e/
