@@ -36,6 +36,9 @@ for target in bundler web nodejs; do
   printf '{ "type": "%s" }\n' "$type" >"pkg/$out/package.json"
 done
 
+# npm packs the license texts from the package's root (pkg/README.md is the package's own).
+cp LICENSE-MIT LICENSE-APACHE pkg/
+
 raw=$(wc -c <"pkg/web/eventsync_bg.wasm")
 gz=$(gzip -9 -c "pkg/web/eventsync_bg.wasm" | wc -c)
 printf 'wasm size: %d bytes raw, %d bytes gzipped (pkg/web/eventsync_bg.wasm)\n' "$raw" "$gz"

@@ -36,11 +36,14 @@ after(() => {
   if (project) rmSync(project, { recursive: true, force: true });
 });
 
-test("the tarball holds the three builds, each with its wasm and declarations, and nothing else", () => {
+test("the tarball holds the three builds, each with its wasm and declarations, its readme and licenses, and nothing else", () => {
   const builds = ["bundler", "node", "web"];
   const generated = ["eventsync.d.ts", "eventsync.js", "eventsync_bg.wasm", "eventsync_bg.wasm.d.ts", "package.json"];
   const expected = [
     "package.json",
+    "README.md",
+    "LICENSE-MIT",
+    "LICENSE-APACHE",
     "node.cjs",
     "bundler/eventsync_bg.js",
     ...builds.flatMap((build) => generated.map((file) => `${build}/${file}`)),
