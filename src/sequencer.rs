@@ -246,11 +246,23 @@ struct RebasedSubmit {
     first_conflict: usize,
 }
 
+/// The most (local op, remote op) pairs the server transforms for one stale submit. Transforming
+/// costs the product of the two sizes: without a bound, one frame of a few thousand ops, stale
+/// across events of a few thousand ops each, would hold the document for hours. Beyond it the
+/// submit is refused with `stale_base` and the client rebases it itself.
+pub const MAX_TRANSFORM_PAIRS: usize = 1 << 20;
+
 /// Transforms `edits` (each after the ones before it) over the events a client missed, with the
 /// same function clients rebase with. `None` when it cannot be done exactly: an edit without a
-/// `shape`, or an event whose shape is not known.
+/// `shape`, or an event whose shape is not known; or when it would cost more than
+/// [`MAX_TRANSFORM_PAIRS`].
 fn rebase_submit(edits: &[&Edit], missed: Option<Vec<Vec<ShapedOp>>>) -> Option<RebasedSubmit> {
     let missed = missed?;
+    let local_ops: usize = edits.iter().map(|e| e.patch.len()).sum();
+    let remote_ops: usize = missed.iter().map(Vec::len).sum();
+    if local_ops.saturating_mul(remote_ops) > MAX_TRANSFORM_PAIRS {
+        return None;
+    }
     let mut shaped = edits
         .iter()
         .map(|e| {
@@ -384,6 +396,10 @@ pub fn change_between(
     }
 }
 
+fn null_document() -> (ErrorCode, String) {
+    (ErrorCode::InvalidPatch, "a document cannot be null".into())
+}
+
 /// The diff an event carries: the patch, or `null` for a delete.
 fn event_diff(operation: Operation, patch: &[json_patch::PatchOperation]) -> Option<Diff> {
     (operation != Operation::Delete).then(|| Diff::from_patch(patch.to_vec()))
@@ -409,7 +425,7 @@ pub fn apply_edit(
         .iter()
         .any(|op| op.path().is_root() && placed(op).is_some_and(Value::is_null))
     {
-        return Err((ErrorCode::InvalidPatch, "a document cannot be null".into()));
+        return Err(null_document());
     }
     let too_deep = || {
         (
@@ -437,13 +453,16 @@ pub fn apply_edit(
     let apply = |doc: &mut Value| -> Result<(), (ErrorCode, String)> {
         if moves {
             let mut copy = doc.clone();
-            diff::apply_patch(&mut copy, patch)
-                .map_err(|e| (ErrorCode::InvalidPatch, e.to_string()))?;
+            diff::apply_patch(&mut copy, patch).map_err(|e| (e.code(), e.to_string()))?;
             diff::check_depth(&copy, diff::MAX_DOCUMENT_DEPTH).map_err(|_| too_deep())?;
+            if copy.is_null() {
+                // A move or copy of a null to the root.
+                return Err(null_document());
+            }
             *doc = copy;
             Ok(())
         } else {
-            diff::apply_patch(doc, patch).map_err(|e| (ErrorCode::InvalidPatch, e.to_string()))
+            diff::apply_patch(doc, patch).map_err(|e| (e.code(), e.to_string()))
         }
     };
     match (operation, document.as_mut()) {
@@ -451,6 +470,10 @@ pub fn apply_edit(
         (Operation::Create, None) => {
             let mut doc = Value::Null;
             apply(&mut doc)?;
+            if doc.is_null() {
+                // A create that sets nothing (an empty patch, only tests): no client could apply it.
+                return Err(null_document());
+            }
             *document = Some(doc);
             Ok(())
         }
@@ -803,6 +826,93 @@ mod tests {
         assert_eq!(rejection.code, ErrorCode::StaleBase);
         assert_eq!(rejection.head_seq, 3);
         assert_eq!(log.head_seq(), 3);
+    }
+
+    /// An edit of `n` insertions at the front of `/list`, with its shape, so that a server may
+    /// transform it.
+    fn inserts(client_seq: u64, base_seq: u64, n: usize) -> Edit {
+        let ops: Vec<Value> = (0..n)
+            .map(|i| json!({"op": "add", "path": "/list/0", "value": i}))
+            .collect();
+        Edit {
+            shape: Some(vec![true; n]),
+            ..edit(client_seq, base_seq, Operation::Update, Value::Array(ops))
+        }
+    }
+
+    #[test]
+    fn stale_submits_too_costly_to_transform_are_refused_stale() {
+        let mut log = MemoryLog::new("doc");
+        let list = edit(
+            1,
+            0,
+            Operation::Create,
+            json!([{"op": "add", "path": "", "value": {"list": []}}]),
+        );
+        log.submit("a", &[list], &mut stamp());
+        log.submit("b", &[inserts(1, 1, 1100)], &mut stamp());
+        // 1000 x 1100 op pairs: over the bound, so refused, and nothing is applied.
+        let out = log.submit("a", &[inserts(2, 1, 1000)], &mut stamp());
+        const { assert!(1000 * 1100 > MAX_TRANSFORM_PAIRS) };
+        assert_eq!(out.rejection.unwrap().code, ErrorCode::StaleBase);
+        assert_eq!(log.head_seq(), 2);
+        // A small stale edit over the same events is transformed and ordered.
+        let out = log.submit("a", &[inserts(2, 1, 2)], &mut stamp());
+        assert_eq!(out.rejection, None);
+        assert_eq!(log.head_seq(), 3);
+        assert_eq!(
+            log.document().unwrap()["list"].as_array().unwrap().len(),
+            1102
+        );
+    }
+
+    #[test]
+    fn a_copy_bomb_is_refused_too_large_and_changes_nothing() {
+        let mut log = MemoryLog::new("doc");
+        log.submit("a", &[create()], &mut stamp());
+        let bomb: Vec<Value> = (0..64)
+            .map(|i| json!({"op": "copy", "from": "", "path": format!("/c{i}")}))
+            .collect();
+        let out = log.submit(
+            "a",
+            &[edit(2, 1, Operation::Update, Value::Array(bomb))],
+            &mut stamp(),
+        );
+        let rejection = out.rejection.unwrap();
+        assert_eq!(rejection.code, ErrorCode::TooLarge, "{}", rejection.message);
+        assert_eq!(log.document(), Some(&json!({"n": 0})));
+        assert_eq!(log.head_seq(), 1);
+    }
+
+    #[test]
+    fn edits_that_would_leave_a_null_document_are_refused() {
+        // Every client refuses such an event: accepting it would stop the document for all.
+        let mut log = MemoryLog::new("doc");
+        for (client_seq, patch) in [
+            (1, json!([])),
+            (2, json!([{"op": "test", "path": "", "value": null}])),
+        ] {
+            let out = log.submit(
+                "a",
+                &[edit(client_seq, 0, Operation::Create, patch)],
+                &mut stamp(),
+            );
+            assert_eq!(out.rejection.unwrap().code, ErrorCode::InvalidPatch);
+            assert_eq!(log.head_seq(), 0);
+        }
+        let doc = json!([{"op": "add", "path": "", "value": {"x": null}}]);
+        log.submit("a", &[edit(3, 0, Operation::Create, doc)], &mut stamp());
+        for (client_seq, op) in [(4, "move"), (5, "copy")] {
+            let patch = json!([{"op": op, "from": "/x", "path": ""}]);
+            let out = log.submit(
+                "a",
+                &[edit(client_seq, 1, Operation::Update, patch)],
+                &mut stamp(),
+            );
+            assert_eq!(out.rejection.unwrap().code, ErrorCode::InvalidPatch, "{op}");
+        }
+        assert_eq!(log.document(), Some(&json!({"x": null})));
+        assert_eq!(log.head_seq(), 1);
     }
 
     #[test]

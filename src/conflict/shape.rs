@@ -130,11 +130,14 @@ fn op_name(op: &PatchOperation) -> &'static str {
 /// `move` becomes `remove(from)` + `add(path, moved value)`; `copy` becomes
 /// `add(path, copied value)`; an array append token `-` becomes the concrete index (the array
 /// length); operations whose parent is an array get `in_array = true`. Succeeds exactly when
-/// `json_patch::patch(before, ops)` does, and applying [`to_patch`] of the result to `before`
-/// gives the same document.
+/// `json_patch::patch(before, ops)` does (except for a patch whose copies go over
+/// [`crate::diff::MAX_COPY_WEIGHT`], which fails), and applying [`to_patch`] of the result to
+/// `before` gives the same document.
 pub fn shape(before: &Value, ops: &[PatchOperation]) -> Result<Vec<ShapedOp>, ShapeError> {
     let mut doc = before.clone();
     let mut out = Vec::with_capacity(ops.len());
+    // The same bound as `diff::apply_patch`: copies must not grow the document without limit.
+    let mut budget = crate::diff::CopyBudget::new(before, ops);
     for (index, op) in ops.iter().enumerate() {
         let fail = |reason: String| ShapeError::DoesNotApply {
             index,
@@ -142,6 +145,9 @@ pub fn shape(before: &Value, ops: &[PatchOperation]) -> Result<Vec<ShapedOp>, Sh
             path: op.path().as_str().to_owned(),
             reason,
         };
+        budget
+            .place(&doc, index, op)
+            .map_err(|e| fail(e.to_string()))?;
         match op {
             PatchOperation::Add(o) => {
                 out.push(step(&mut doc, OpKind::Add, &o.path, Some(o.value.clone())).map_err(fail)?)

@@ -25,6 +25,7 @@ use crate::protocol::{ErrorCode, Event, Operation};
 pub use bson::{BsonPatch, MAX_ARRAY_PADDING};
 pub use merge::MergePatch;
 pub use patch::apply_patch;
+pub(crate) use patch::CopyBudget;
 
 /// The deepest nesting of arrays and objects a document may have.
 ///
@@ -37,6 +38,38 @@ pub const MAX_DEPTH: usize = 128;
 /// The deepest document an edit may produce: a document travels 6 levels deep inside an `event`
 /// frame, and frames stop at [`MAX_DEPTH`] (see `docs/PROTOCOL.md` section 11).
 pub const MAX_DOCUMENT_DEPTH: usize = 120;
+
+/// The heaviest document, in [`weight`] units, that a patch with `copy` operations may produce.
+///
+/// `copy` is the one operation that places more than its frame carries: a few dozen copies of
+/// the root into itself double the document each time, so a patch of a few kilobytes would ask
+/// for more memory than exists. Patches without `copy` grow a document by at most their own size.
+pub const MAX_COPY_WEIGHT: usize = 4 << 20;
+
+/// A value's size, roughly: one per value, plus the bytes of every string and object key; or
+/// any weight above `limit` once it is known to exceed it. Iterative, like [`check_depth`].
+pub fn weight(value: &Value, limit: usize) -> usize {
+    let mut total = 0usize;
+    let mut stack = vec![value];
+    while let Some(v) = stack.pop() {
+        total += 1;
+        match v {
+            Value::String(s) => total += s.len(),
+            Value::Array(items) => stack.extend(items),
+            Value::Object(members) => {
+                for (key, child) in members {
+                    total += key.len();
+                    stack.push(child);
+                }
+            }
+            _ => {}
+        }
+        if total > limit {
+            return total;
+        }
+    }
+    total
+}
 
 /// The change an event carries.
 ///
@@ -170,6 +203,16 @@ pub enum DiffError {
         /// The limit ([`MAX_DEPTH`] unless [`check_depth`] was given another).
         limit: usize,
     },
+    /// A patch with `copy` operations would make the document heavier than [`MAX_COPY_WEIGHT`].
+    #[error("operation {index} at `{path}`: a patch that copies may not make the document heavier than {limit} (values plus bytes of strings and keys)")]
+    TooHeavy {
+        /// Index of the operation that went over.
+        index: usize,
+        /// Its `path`.
+        path: String,
+        /// The limit.
+        limit: usize,
+    },
     /// The event would leave the document `null`: a document that exists is never `null`.
     #[error("the event would leave the document null (a document that exists is never null)")]
     NullDocument,
@@ -180,7 +223,7 @@ impl DiffError {
     pub fn code(&self) -> ErrorCode {
         match self {
             DiffError::DocumentMissing => ErrorCode::DocumentState,
-            DiffError::TooDeep { .. } => ErrorCode::TooLarge,
+            DiffError::TooDeep { .. } | DiffError::TooHeavy { .. } => ErrorCode::TooLarge,
             _ => ErrorCode::InvalidPatch,
         }
     }

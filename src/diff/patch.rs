@@ -10,29 +10,84 @@
 //! - `test` compares with `==` on `serde_json::Value`, for which `1` and `1.0` differ; RFC 6902
 //!   section 4.6 says numbers are equal when their values are numerically equal.
 //! - Nothing limits how deep a patch may nest the document; see [`super::MAX_DEPTH`].
+//! - Nothing limits how much `copy` operations may grow it; see [`super::MAX_COPY_WEIGHT`].
 
 use json_patch::PatchOperation;
 use serde_json::Value;
 
-use super::{depth_of, DiffError, MAX_DEPTH};
+use super::{depth_of, weight, DiffError, MAX_COPY_WEIGHT, MAX_DEPTH};
 
 /// Apply RFC 6902 `ops` to `doc` atomically: on error the document is exactly as it was.
 ///
 /// The error names the index of the failing operation, its `path` and the reason. A patch that
-/// would nest the document deeper than [`MAX_DEPTH`] containers fails too.
+/// would nest the document deeper than [`MAX_DEPTH`] containers fails too, and so does a patch
+/// with `copy` operations that would make it heavier than [`MAX_COPY_WEIGHT`].
 pub fn apply_patch(doc: &mut Value, ops: &[PatchOperation]) -> Result<(), DiffError> {
+    let mut budget = CopyBudget::new(doc, ops);
     match ops {
         [] => Ok(()),
         // Every single operation but `move` fails before it changes anything.
-        [op] if !matches!(op, PatchOperation::Move(_)) => apply_one(doc, 0, op),
+        [op] if !matches!(op, PatchOperation::Move(_)) => {
+            budget.place(doc, 0, op)?;
+            apply_one(doc, 0, op)
+        }
         _ => {
             let mut work = doc.clone();
             for (index, op) in ops.iter().enumerate() {
+                budget.place(&work, index, op)?;
                 apply_one(&mut work, index, op)?;
             }
             *doc = work;
             Ok(())
         }
+    }
+}
+
+/// How heavy a patch with `copy` operations may still make the document: an upper bound of its
+/// weight is kept (what operations remove is not subtracted). Patches without `copy` are not
+/// counted.
+pub(crate) struct CopyBudget {
+    /// The bound so far; `None` when the patch has no `copy`.
+    weight: Option<usize>,
+}
+
+impl CopyBudget {
+    /// The budget for applying `ops` to `doc`.
+    pub(crate) fn new(doc: &Value, ops: &[PatchOperation]) -> Self {
+        let copies = ops.iter().any(|op| matches!(op, PatchOperation::Copy(_)));
+        CopyBudget {
+            weight: copies.then(|| weight(doc, MAX_COPY_WEIGHT)),
+        }
+    }
+
+    /// Counts what `op` (the operation at `index`) places into `doc`, the document it is about to
+    /// apply to; an error when that goes over the limit.
+    pub(crate) fn place(
+        &mut self,
+        doc: &Value,
+        index: usize,
+        op: &PatchOperation,
+    ) -> Result<(), DiffError> {
+        let Some(total) = self.weight.as_mut() else {
+            return Ok(());
+        };
+        let placed = match op {
+            PatchOperation::Add(o) => Some(&o.value),
+            PatchOperation::Replace(o) => Some(&o.value),
+            PatchOperation::Copy(o) => doc.pointer(o.from.as_str()),
+            _ => None,
+        };
+        if let Some(value) = placed {
+            *total = total.saturating_add(weight(value, MAX_COPY_WEIGHT));
+        }
+        if *total > MAX_COPY_WEIGHT {
+            return Err(DiffError::TooHeavy {
+                index,
+                path: op.path().as_str().to_owned(),
+                limit: MAX_COPY_WEIGHT,
+            });
+        }
+        Ok(())
     }
 }
 
@@ -287,5 +342,45 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("deeper"), "{err}");
+    }
+
+    /// `n` copies of the root into a new member: each doubles the document.
+    fn copy_bomb(n: usize) -> Vec<PatchOperation> {
+        ops(Value::Array(
+            (0..n)
+                .map(|i| json!({"op": "copy", "from": "", "path": format!("/c{i}")}))
+                .collect(),
+        ))
+    }
+
+    #[test]
+    fn copies_may_not_grow_the_document_without_limit() {
+        // Without the bound these 64 operations (about 2 KB) would ask for 2^64 values.
+        let mut doc = json!({"seed": "x".repeat(100)});
+        let before = doc.clone();
+        let err = apply_patch(&mut doc, &copy_bomb(64)).unwrap_err();
+        assert!(matches!(err, DiffError::TooHeavy { .. }), "{err:?}");
+        assert_eq!(err.code(), crate::protocol::ErrorCode::TooLarge);
+        assert_eq!(doc, before, "nothing applied");
+        // A few copies are fine, and so is one large copy within the limit.
+        apply_patch(&mut doc, &copy_bomb(3)).unwrap();
+        assert_eq!(doc.as_object().unwrap().len(), 4);
+        let mut big = json!({"a": "y".repeat(super::MAX_COPY_WEIGHT / 3)});
+        apply_patch(
+            &mut big,
+            &ops(json!([{"op": "copy", "from": "/a", "path": "/b"}])),
+        )
+        .unwrap();
+        // A single copy over the limit fails before it changes anything.
+        let err = apply_patch(
+            &mut big,
+            &ops(json!([{"op": "copy", "from": "/a", "path": "/c"}])),
+        )
+        .unwrap_err();
+        assert!(
+            matches!(err, DiffError::TooHeavy { index: 0, .. }),
+            "{err:?}"
+        );
+        assert!(big.get("c").is_none());
     }
 }
