@@ -44,7 +44,7 @@ pub const MAX_DOCUMENT_DEPTH: usize = 120;
 /// `copy` is the one operation that places more than its frame carries: a few dozen copies of
 /// the root into itself double the document each time, so a patch of a few kilobytes would ask
 /// for more memory than exists. Patches without `copy` grow a document by at most their own size.
-pub const MAX_COPY_WEIGHT: usize = 4 << 20;
+pub const MAX_COPY_WEIGHT: usize = 1 << 20;
 
 /// A value's size, roughly: one per value, plus the bytes of every string and object key; or
 /// any weight above `limit` once it is known to exceed it. Iterative, like [`check_depth`].
