@@ -1,14 +1,16 @@
 //! `bsonPatch`: the MongoDB update operators the seed's server (nodestorage) records, applied to a
 //! JSON document.
 
+use std::cell::Cell;
+
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Number, Value};
 
 use super::patch::json_equal;
 use super::{check_depth, DiffError, MAX_DEPTH};
 
-/// How far past the end of an array a `set` may write (MongoDB pads the gap with `null`s); a
-/// bound so that a hostile index cannot allocate without limit.
+/// How many `null`s one patch may pad arrays with, in all, when it writes past their end (as
+/// MongoDB does): a bound so that hostile indexes cannot allocate without limit.
 pub const MAX_ARRAY_PADDING: usize = 10_000;
 
 /// MongoDB update operators keyed by dotted paths (`players.p1.level`), as nodestorage records
@@ -80,6 +82,7 @@ impl BsonPatch {
             }
         }
         let mut doc = start.clone();
+        let padding_left = Cell::new(MAX_ARRAY_PADDING);
         for (operator, map) in ops {
             for (path, value) in map.iter().flatten() {
                 if operator == "inc" && skip_version_inc && path == "version" {
@@ -90,6 +93,7 @@ impl BsonPatch {
                     operator,
                     path,
                     segs: &segs,
+                    padding_left: &padding_left,
                 };
                 match operator {
                     "set" => at.set(&mut doc, value.clone())?,
@@ -160,6 +164,8 @@ struct At<'a> {
     operator: &'a str,
     path: &'a str,
     segs: &'a [&'a str],
+    /// The `null`s the whole patch may still pad arrays with.
+    padding_left: &'a Cell<usize>,
 }
 
 impl At<'_> {
@@ -238,11 +244,13 @@ impl At<'_> {
     fn pad(&self, arr: &mut Vec<Value>, seg: &str) -> Result<usize, DiffError> {
         let idx = array_index(seg)
             .ok_or_else(|| self.error(format!("`{seg}` is not an index of the array")))?;
-        if idx > arr.len() + MAX_ARRAY_PADDING {
+        let nulls = idx.saturating_sub(arr.len());
+        if nulls > self.padding_left.get() {
             return Err(self.error(format!(
-                "index {idx} is more than {MAX_ARRAY_PADDING} past the end of the array"
+                "index {idx} would pad arrays with more than {MAX_ARRAY_PADDING} nulls in all"
             )));
         }
+        self.padding_left.set(self.padding_left.get() - nulls);
         arr.resize(arr.len().max(idx), Value::Null);
         Ok(idx)
     }
@@ -473,6 +481,24 @@ mod tests {
         bad(start.clone(), json!({"set": {"list.x": 1}}));
         bad(start.clone(), json!({"set": {"list.01": 1}}));
         bad(start, json!({"set": {"list.99999999999": 1}}));
+    }
+
+    #[test]
+    fn padding_is_bounded_over_the_whole_patch() {
+        let half = MAX_ARRAY_PADDING / 2 + 1;
+        let one = json!({"set": {format!("a.{half}"): 1}});
+        assert_eq!(
+            apply(json!({"a": []}), one).unwrap()["a"]
+                .as_array()
+                .unwrap()
+                .len(),
+            half + 1
+        );
+        // Two such writes (to two arrays, or twice to one) go over the bound together.
+        let two = json!({"set": {format!("a.{half}"): 1, format!("b.{half}"): 1}});
+        bad(json!({"a": [], "b": []}), two);
+        let twice = json!({"set": {format!("a.{half}"): 1}, "push": {"a": 2}, "inc": {format!("a.{}", 2 * half + 1): 1}});
+        bad(json!({"a": []}), twice);
     }
 
     #[test]
