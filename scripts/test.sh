@@ -19,6 +19,9 @@ cargo fmt --all -- --check
 step "lint"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+step "fuzz targets build (stable, cargo check; scripts/fuzz.sh runs them on nightly)"
+cargo check --locked --manifest-path fuzz/Cargo.toml --bins --no-default-features
+
 step "tests"
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
