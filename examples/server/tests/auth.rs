@@ -656,3 +656,65 @@ async fn http_sync_checks_the_bodys_client_id() {
         assert_eq!(answer.1["events"].as_array().unwrap().len(), 1);
     }
 }
+
+#[tokio::test]
+async fn refused_credentials_leave_everyone_else_served_and_sse_checks_tokens_too() {
+    let server = auth_server().await;
+    // An authorized client follows the document while others are refused.
+    let alice = token(DOC, "alice", Rights::Write);
+    let (mut writer, _) = welcomed(&server, DOC, None, Some(&alice), "alice").await;
+    let reader_token = token(DOC, "reader", Rights::Read);
+    let (mut reader, _) = welcomed(&server, DOC, Some(&reader_token), None, "reader").await;
+
+    let stream = format!("/api/stream/{DOC}");
+    let mut head = 1;
+    for (name, bad) in bad_tokens() {
+        refused(&server, None, Some(&bad), "alice", ErrorCode::Unauthorized).await;
+        for auth in [Auth::Bearer(&bad), Auth::Query(&bad)] {
+            let answer = call(&server, Method::GET, &stream, auth, None).await;
+            assert_error(&answer, 401, "unauthorized", &format!("SSE {name}"));
+        }
+        // The read-only client's edits stay refused, the writer's go through, and both follow.
+        reader
+            .submit(vec![edit(
+                head,
+                head,
+                Operation::Update,
+                json!([{"op": "replace", "path": "/n", "value": -1}]),
+            )])
+            .await;
+        let (_, answer) = reader.answer().await;
+        assert!(
+            matches!(
+                answer,
+                ServerMessage::Reject {
+                    code: ErrorCode::Forbidden,
+                    ..
+                }
+            ),
+            "{answer:?}"
+        );
+        writer
+            .submit(vec![edit(
+                head,
+                head,
+                Operation::Update,
+                json!([{"op": "replace", "path": "/n", "value": head}]),
+            )])
+            .await;
+        assert!(matches!(writer.answer().await.1, ServerMessage::Ack { .. }));
+        head += 1;
+        match reader.recv().await {
+            ServerMessage::Event { events } => assert_eq!(events[0].sequence_num, head),
+            other => panic!("the reader expected event {head}, got {other:?}"),
+        }
+    }
+    // A token for another document does not open this document's stream.
+    let other = token("other-doc", "alice", Rights::Read);
+    let answer = call(&server, Method::GET, &stream, Auth::Bearer(&other), None).await;
+    assert_error(&answer, 403, "forbidden", "SSE other document");
+    let doc = stored(&server, DOC).await;
+    assert_eq!(doc["sequenceNum"], head);
+    assert_eq!(doc["document"], json!({"n": head - 1}));
+    assert_eq!(reader.ping(1).await, Some(head));
+}
