@@ -14,23 +14,16 @@
 mod support;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use eventsync::protocol::{ClientMessage, ErrorCode, Event, Operation, ServerMessage};
 use serde_json::{json, Value};
+use support::process::{free_port, read, wait_exit, ServerProcess, BINARY};
 use support::{edit, http, read_log, Received, TempDir, Ws, WAIT};
-
-const BINARY: &str = env!("CARGO_BIN_EXE_eventsync-server");
-
-/// A port that was free a moment ago (the listener is dropped before the server binds it).
-fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
-    listener.local_addr().expect("local address").port()
-}
 
 /// splitmix64: enough randomness for kill moments, and reproducible from the seed.
 struct Rng(u64);
@@ -59,144 +52,6 @@ fn seed() -> u64 {
     };
     eprintln!("seed {seed} (set EVENTSYNC_TEST_SEED={seed} to replay the kill moments)");
     seed
-}
-
-/// A running `eventsync-server` process; killed (SIGKILL) when dropped.
-struct ServerProcess {
-    child: Child,
-    http: String,
-    ws: String,
-    stdout: PathBuf,
-    stderr: PathBuf,
-}
-
-impl ServerProcess {
-    /// Spawns the binary on `database` and a free port, with its output in files under `logs`
-    /// (named after `tag`).
-    fn spawn(database: &str, port: u16, logs: &Path, tag: &str) -> (Child, PathBuf, PathBuf) {
-        let stdout = logs.join(format!("{tag}.stdout"));
-        let stderr = logs.join(format!("{tag}.stderr"));
-        let child = Command::new(BINARY)
-            .args(["--listen", &format!("127.0.0.1:{port}")])
-            .args(["--database", database])
-            // The load below is faster than a person types: no rate limiting.
-            .args(["--rate-limit", "100000", "--rate-burst", "100000"])
-            .env("RUST_LOG", "info")
-            .env_remove("EVENTSYNC_AUTH_SECRET")
-            .stdin(Stdio::null())
-            .stdout(std::fs::File::create(&stdout).expect("stdout file"))
-            .stderr(std::fs::File::create(&stderr).expect("stderr file"))
-            .spawn()
-            .expect("the server binary starts");
-        (child, stdout, stderr)
-    }
-
-    /// Starts the server and waits until `/health` answers. Another process may take the
-    /// chosen port between picking and binding it: then it tries another one.
-    async fn start(database: &str, logs: &Path, tag: &str) -> Self {
-        for attempt in 0..3 {
-            let port = free_port();
-            let tag = format!("{tag}-{attempt}");
-            let (mut child, stdout, stderr) = Self::spawn(database, port, logs, &tag);
-            let http = format!("http://127.0.0.1:{port}");
-            match wait_healthy(&mut child, &http).await {
-                Ok(()) => {
-                    return ServerProcess {
-                        child,
-                        ws: format!("ws://127.0.0.1:{port}"),
-                        http,
-                        stdout,
-                        stderr,
-                    }
-                }
-                Err(Some(status)) if status.code() == Some(3) => continue,
-                Err(status) => {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    panic!(
-                        "the server did not become healthy ({status:?}); stderr:\n{}\nstdout:\n{}",
-                        read(&stderr),
-                        read(&stdout)
-                    );
-                }
-            }
-        }
-        panic!("no free port after 3 attempts");
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// SIGKILL, and reap.
-    fn kill(&mut self) {
-        self.child.kill().expect("SIGKILL the server");
-        self.child.wait().expect("reap the server");
-    }
-
-    /// SIGTERM (through `kill(1)`, no extra dependency).
-    fn terminate(&self) {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.pid().to_string()])
-            .status()
-            .expect("run kill -TERM");
-        assert!(status.success(), "kill -TERM failed: {status}");
-    }
-
-    fn logs(&self) -> String {
-        format!(
-            "stderr:\n{}\nstdout:\n{}",
-            read(&self.stderr),
-            read(&self.stdout)
-        )
-    }
-}
-
-impl Drop for ServerProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn read(path: &Path) -> String {
-    std::fs::read_to_string(path).unwrap_or_default()
-}
-
-/// Polls `/health` until it answers 200. `Err(status)` when the process exited first,
-/// `Err(None)` when it did not answer in time.
-async fn wait_healthy(child: &mut Child, http_base: &str) -> Result<(), Option<ExitStatus>> {
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_millis(500))
-        .build()
-        .unwrap();
-    let deadline = Instant::now() + WAIT;
-    while Instant::now() < deadline {
-        if let Some(status) = child.try_wait().expect("poll the child") {
-            return Err(Some(status));
-        }
-        if let Ok(response) = client.get(format!("{http_base}/health")).send().await {
-            if response.status() == 200 {
-                return Ok(());
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    Err(None)
-}
-
-/// Waits (at most `wait`) for the process to exit.
-async fn wait_exit(child: &mut Child, wait: Duration) -> Option<ExitStatus> {
-    let deadline = Instant::now() + wait;
-    loop {
-        if let Some(status) = child.try_wait().expect("poll the child") {
-            return Some(status);
-        }
-        if Instant::now() >= deadline {
-            return None;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 /// One client of the load: submits one edit at a time and remembers what was acknowledged.

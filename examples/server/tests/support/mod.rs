@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod bulk;
+pub mod process;
 pub mod sse;
 
 use std::path::PathBuf;
