@@ -5,6 +5,7 @@
 pub mod api;
 pub mod bulk;
 pub mod process;
+pub mod proxy;
 pub mod sse;
 
 use std::path::PathBuf;
