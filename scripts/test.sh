@@ -26,6 +26,8 @@ step "tests"
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 set +e
+# The server's soak test (examples/server/tests/soak.rs) runs this long: about 1.5 minutes of CI.
+export EVENTSYNC_SOAK_SECS="${EVENTSYNC_SOAK_SECS:-90}"
 # The storage and multi-process tests run against a real PostgreSQL server started for them.
 bash scripts/with-postgres.sh cargo test --workspace --locked --no-fail-fast 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
