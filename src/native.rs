@@ -475,11 +475,18 @@ impl SyncClient {
     }
 
     /// Edits by closure: the document is changed in place and the difference is the edit.
+    ///
+    /// The closure runs while the client is locked (so that no remote event lands between
+    /// reading the document and queueing the difference): it must not call the client.
     pub fn update(&self, change: impl FnOnce(&mut Value)) -> Result<u64, ClientError> {
-        let before = self.document().ok_or(SessionError::NoDocument)?;
-        let mut after = before.clone();
-        change(&mut after);
-        self.edit(json_patch::diff(&before, &after).0)
+        let (result, _) = self.shared.with_session(|s, now| {
+            let before = s.document().ok_or(SessionError::NoDocument)?;
+            let mut after = before.clone();
+            change(&mut after);
+            let difference = json_patch::diff(before, &after).0;
+            s.edit(now, difference)
+        });
+        Ok(result?)
     }
 
     /// Creates the document (it must not exist).

@@ -323,3 +323,53 @@ async fn a_catch_up_reaches_on_events_in_batches_not_one_call_per_event() {
     );
     reader.close().await;
 }
+
+/// `update` reads the document, changes it and queues the difference in one step: a remote
+/// event that the client's task (on another thread) applies while the closure runs must not
+/// make the difference land on another document than the one it was taken from.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn update_takes_its_difference_from_the_document_it_changes() {
+    let server = Restartable::start().await;
+    let writer = client(&server, "atomic", "writer");
+    writer.create(json!({"items": ["first"]})).unwrap();
+    settle(&[&writer]).await;
+    let updater = client(&server, "atomic", "updater");
+    tokio::time::timeout(WAIT, updater.sync_state())
+        .await
+        .unwrap()
+        .unwrap();
+    // The writer appends an item and removes the first, over and over: the list keeps shifting
+    // under the updater, which replaces its last item.
+    let writing = tokio::spawn(async move {
+        for n in 0..300 {
+            writer
+                .edit(patch(
+                    json!([{"op": "add", "path": "/items/-", "value": format!("w{n}")}]),
+                ))
+                .unwrap();
+            writer
+                .edit(patch(json!([{"op": "remove", "path": "/items/0"}])))
+                .unwrap();
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        writer
+    });
+    for n in 0..200 {
+        updater
+            .update(|doc| {
+                // An app computing its change for a moment.
+                std::thread::sleep(Duration::from_millis(1));
+                if let Some(last) = doc["items"].as_array_mut().and_then(|i| i.last_mut()) {
+                    *last = json!(format!("u{n}"));
+                }
+            })
+            .unwrap_or_else(|err| panic!("update {n} of a document with items failed: {err}"));
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let writer = writing.await.unwrap();
+    settle(&[&writer, &updater]).await;
+    let server_doc = server.document("atomic").await["document"].clone();
+    assert_eq!(updater.document().unwrap(), server_doc);
+    writer.close().await;
+    updater.close().await;
+}
