@@ -342,12 +342,23 @@ async fn run_client(
             // another one opens the same file.
             tokio::time::sleep(Duration::from_millis(rng.random_range(20..200))).await;
             client = open_client(&proxy_ws, &id, &store, &ledger);
+            if n == 0 {
+                // Crashed before its first edit, the client may never have saved the document
+                // (applied events are saved lazily): it fetches it again.
+                wait_for(
+                    Duration::from_secs(30),
+                    || format!("{id} never received the document again after a crash"),
+                    || client.document().is_some(),
+                )
+                .await;
+            }
         }
+        // An edit saved the document with it: a client back from a crash has it at once.
         let document = client
             .document()
-            .unwrap_or_else(|| panic!("{id}: the document vanished"));
+            .unwrap_or_else(|| panic!("{id}: the document is gone after {n} edits"));
         let patch = random_edit(&mut rng, &document, me, n);
-        let patch = serde_json::from_value(patch.clone()).unwrap();
+        let patch = serde_json::from_value(patch).unwrap();
         let client_seq = client
             .edit(patch)
             .unwrap_or_else(|err| panic!("{id}: a valid edit failed: {err}"));

@@ -151,7 +151,6 @@ pub struct FaultStats {
 struct Shared {
     target: Mutex<SocketAddr>,
     mix: Mutex<FaultMix>,
-    rng: Mutex<ChaCha8Rng>,
     seed: u64,
     /// No new connection is relayed before this.
     refuse_until: Mutex<Option<Instant>>,
@@ -186,7 +185,6 @@ impl FaultProxy {
         let shared = Arc::new(Shared {
             target: Mutex::new(target),
             mix: Mutex::new(mix),
-            rng: Mutex::new(ChaCha8Rng::seed_from_u64(seed)),
             seed,
             refuse_until: Mutex::new(None),
             calm: AtomicBool::new(false),
@@ -300,10 +298,10 @@ async fn relay(shared: Arc<Shared>, client: TcpStream) {
     };
     let _ = client.set_nodelay(true);
     let _ = server.set_nodelay(true);
-    // Each connection draws from a generator of its own, so that its delays do not depend on
-    // what other connections drew.
-    let seed = shared.rng.lock().unwrap().random::<u64>() ^ shared.seed;
-    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ number);
+    // Each connection draws from a generator of its own, seeded by its number, so that what it
+    // draws does not depend on the order connections are served in.
+    let mut rng =
+        ChaCha8Rng::seed_from_u64(shared.seed ^ number.wrapping_mul(0x9e37_79b9_7f4a_7c15));
     let fault = if shared.calm.load(Ordering::SeqCst) {
         Fault::Clean
     } else {
@@ -591,7 +589,6 @@ pub struct FrameScanner {
     partial: Vec<u8>,
     /// The handshake's length, once its end (`\r\n\r\n`) has been seen.
     handshake_len: Option<usize>,
-    seen: usize,
 }
 
 impl FrameScanner {
@@ -618,10 +615,7 @@ impl FrameScanner {
                     offset = end - before;
                     self.partial.clear();
                 }
-                None => {
-                    self.seen += chunk.len();
-                    return frames;
-                }
+                None => return frames,
             }
         }
         while offset < chunk.len() {
@@ -643,7 +637,6 @@ impl FrameScanner {
                 }
             }
         }
-        self.seen += chunk.len();
         frames
     }
 }
