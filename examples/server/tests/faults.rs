@@ -484,9 +484,11 @@ async fn run_seed(seed: u64) -> FaultStats {
 
     // The schedule, by how many edits have been made.
     let total = CLIENTS * EDITS_PER_CLIENT;
+    // A client task that ended early (a panic, say) ends the waiting: joining it below tells why.
     let reached = |fraction: f64| {
         let made = made.clone();
         let target = (total as f64 * fraction) as usize;
+        let tasks = &tasks;
         async move {
             wait_for(
                 Duration::from_secs(60),
@@ -496,7 +498,10 @@ async fn run_seed(seed: u64) -> FaultStats {
                         made.load(Ordering::SeqCst)
                     )
                 },
-                || made.load(Ordering::SeqCst) >= target,
+                || {
+                    made.load(Ordering::SeqCst) >= target
+                        || tasks.iter().any(tokio::task::JoinHandle::is_finished)
+                },
             )
             .await
         }
