@@ -640,7 +640,12 @@ async fn clients_converge_and_lose_no_edit_through_cuts_replays_crashes_and_a_se
             }
         }
     }
-    // The faults this test is about did happen (the seeds decide how often).
+    // The faults this test is about did happen (the seeds decide how often; one seed alone
+    // may miss a kind).
+    if std::env::var("EVENTSYNC_FAULT_SEED").is_ok() {
+        eprintln!("faults over the run: {faults:?}");
+        return;
+    }
     assert!(
         faults.cuts_mid_frame > 0
             && faults.cuts_at_answer > 0
