@@ -2,7 +2,7 @@
 //! fault proxy ([`support::proxy`]) in front of the real `eventsync-server` binary on a SQLite
 //! file. The proxy cuts connections (after any number of bytes, so mid-frame too, and right as
 //! a submit's answer comes back), delays chunks, refuses connections for a while, cuts them all
-//! at once, and replays submits on a second connection; mid-way the server is SIGKILLed and
+//! at once, and replays submits on a second connection; twice the server is SIGKILLed and
 //! restarted on the same file (the proxy follows it to its new port), and clients crash (their
 //! `SyncClient` dropped without closing) and come back from their file stores, some of them
 //! while the server is down.
@@ -609,7 +609,7 @@ fn seeds() -> Vec<u64> {
 /// The clients, the proxy and this test share one thread (the server is its own process), so
 /// an event listener is always in place before a client's task first runs.
 #[tokio::test]
-async fn clients_converge_and_lose_no_edit_through_cuts_replays_crashes_and_a_server_kill() {
+async fn clients_converge_and_lose_no_edit_through_cuts_replays_crashes_and_server_kills() {
     let mut faults = FaultStats::default();
     for seed in seeds() {
         eprintln!("fault seed {seed}");
