@@ -18,9 +18,12 @@ await init();
 const client = await openClient();
 window.eventsyncClient = client; // for the console
 
-client.onEvent((event) => {
-  if (event.type === "editRejected" || event.type === "conflict" || event.type === "error") {
-    console.warn("eventsync:", event);
+// One render per batch: a catch-up of thousands of events arrives as one call.
+client.onEvents((events) => {
+  for (const event of events) {
+    if (event.type === "editRejected" || event.type === "conflict" || event.type === "error") {
+      console.warn("eventsync:", event);
+    }
   }
   render();
 });
