@@ -537,6 +537,13 @@ impl SyncClient {
         }
     }
 
+    /// Resolves once every local edit made so far is saved in the client's store. Native
+    /// stores save before `edit` returns, so this is ready at once (it exists for parity with
+    /// the browser client, whose IndexedDB saves finish later).
+    pub async fn saved(&self) -> Result<(), ClientError> {
+        Ok(())
+    }
+
     /// Closes the connection and stops reconnecting. The store keeps everything pending.
     pub async fn close(&self) {
         let mut events = Vec::new();

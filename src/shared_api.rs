@@ -61,6 +61,7 @@ fn methods(client: &SyncClient) {
 async fn waiting(client: &SyncClient) {
     let _: Result<(), ClientError> = client.sync_state().await;
     let _: Result<(), ClientError> = client.flush().await;
+    let _: Result<(), ClientError> = client.saved().await;
 }
 
 /// The error cases both sides report the same way.

@@ -212,6 +212,10 @@ async fn offline_edits_survive_a_reload_in_indexed_db() {
             json!([{"op": "add", "path": "/items/-", "value": "milk"}]),
         ))
         .unwrap();
+    // The edits are committed to IndexedDB a moment after edit() returns.
+    wasm_bindgen_futures::JsFuture::from(client.saved())
+        .await
+        .unwrap();
     // A reload: the page's client goes away (its lock with it) and a new one opens.
     client.close();
     let reopened = reopen_until(database, 2).await;

@@ -202,6 +202,17 @@ impl JsSyncClient {
         })
     }
 
+    /// Resolves once every local edit made so far is saved in IndexedDB (with `persist`; at
+    /// once otherwise). `edit` applies at once and the commit follows a moment later.
+    #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
+    pub fn saved(&self) -> js_sys::Promise {
+        let inner = self.inner.clone();
+        wasm_bindgen_futures::future_to_promise(async move {
+            inner.saved().await.map_err(client_error)?;
+            Ok(JsValue::UNDEFINED)
+        })
+    }
+
     /// Records that events of `clientId` up to `sequenceNum` are known.
     #[wasm_bindgen(js_name = updateStateVector)]
     pub fn update_state_vector(

@@ -208,11 +208,13 @@ enum Control {
     Close,
 }
 
-/// What a `sync_state()` or `flush()` call waits for.
+/// What a `sync_state()`, `flush()` or `saved()` call waits for.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum WaitFor {
     Synced,
     Flushed,
+    /// Save number `n` (and those before it) ended.
+    Saved(u64),
 }
 
 struct Waiter {
@@ -254,6 +256,8 @@ struct Saves {
     durable: u64,
     /// Frames waiting, in the order the session sent them: (save awaited, connection, frame).
     waiting: Vec<(u64, mpsc::UnboundedSender<String>, String)>,
+    /// Why the last save that ended failed, if it did.
+    failure: Option<String>,
 }
 
 struct Core {
@@ -290,10 +294,13 @@ impl Core {
         result: Result<(), StoreError>,
         events: &mut Vec<ClientEvent>,
     ) {
+        self.saves.failure = None;
         if let Err(err) = result {
+            let message = format!("could not save the client state: {err}");
+            self.saves.failure = Some(message.clone());
             events.push(SessionEvent::Error {
                 code: None,
-                message: format!("could not save the client state: {err}"),
+                message,
             });
         }
         self.saves.durable = self.saves.durable.max(number);
@@ -307,6 +314,7 @@ impl Core {
         for (_, connection, frame) in self.saves.waiting.drain(..ready) {
             let _ = connection.unbounded_send(frame);
         }
+        self.settle_waiters(&[]);
     }
 
     /// Resolves the waiters whose condition holds, given the events just emitted.
@@ -327,6 +335,17 @@ impl Core {
         };
         for waiter in std::mem::take(&mut self.waiters) {
             let result = match (&failure, waiter.until) {
+                // Saves finish even after close() (it begins the last one itself).
+                (_, WaitFor::Saved(number)) if self.saves.durable >= number => {
+                    match &self.saves.failure {
+                        Some(message) => Err(ClientError::Store(message.clone())),
+                        None => Ok(()),
+                    }
+                }
+                (_, WaitFor::Saved(_)) => {
+                    self.waiters.push(waiter);
+                    continue;
+                }
                 (Some(err), _) => Err(err.clone()),
                 (None, WaitFor::Synced) if synced => Ok(()),
                 (None, WaitFor::Flushed) if flushed => Ok(()),
@@ -703,6 +722,15 @@ impl SyncClient {
     /// Resolves once every local edit made so far is in the server's log (or was rejected).
     pub async fn flush(&self) -> Result<(), ClientError> {
         self.wait(WaitFor::Flushed)
+            .await
+            .unwrap_or(Err(ClientError::Closed))
+    }
+
+    /// Resolves once every local edit made so far is saved in the client's store (IndexedDB
+    /// commits a moment after `edit` returns; memory and synchronous stores at once).
+    pub async fn saved(&self) -> Result<(), ClientError> {
+        let begun = self.shared.core.borrow().saves.begun;
+        self.wait(WaitFor::Saved(begun))
             .await
             .unwrap_or(Err(ClientError::Closed))
     }
