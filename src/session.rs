@@ -812,8 +812,20 @@ impl SyncSession {
 
     /// Applies the next event of the log; on error nothing changes.
     fn apply_event(&mut self, event: Event) -> Result<(), StateError> {
-        let change = self.state.prepare(&event)?;
         let own = event.client_id == self.config.client_id && event.client_seq.is_some();
+        let rebase = !own && !self.pending.is_empty() && self.restarting_from.is_none();
+        if rebase {
+            // Rebasing needs the document before the event next to the one after it.
+            let change = self.state.prepare(&event)?;
+            let null = Value::Null;
+            let before = self.state.document().unwrap_or(&null);
+            let remote = conflict::shape_valid(before, &change.ops).unwrap_or_default();
+            self.state.commit(&event, change);
+            self.rebase_pending(&remote);
+        } else {
+            // Otherwise in place: the cost of the event, not of the document.
+            self.state.apply(&event)?;
+        }
         if own {
             let client_seq = event.client_seq.unwrap_or_default();
             // Edits before it that never made it to the log never will (the server refuses
@@ -837,19 +849,9 @@ impl SyncSession {
             {
                 self.pending.pop_front();
             }
-            self.state.commit(&event, change);
             self.recompute_visible();
-        } else if self.pending.is_empty() || self.restarting_from.is_some() {
-            self.state.commit(&event, change);
-            if self.pending.is_empty() {
-                self.overlay = None;
-            }
-        } else {
-            let null = Value::Null;
-            let before = self.state.document().unwrap_or(&null);
-            let remote = conflict::shape_valid(before, &change.ops).unwrap_or_default();
-            self.state.commit(&event, change);
-            self.rebase_pending(&remote);
+        } else if !rebase && self.pending.is_empty() {
+            self.overlay = None;
         }
         // The confirmed document is a cache of the server's log: it need not be saved at once.
         self.dirty = true;

@@ -177,16 +177,28 @@ impl StateManager {
     pub fn commit(&mut self, event: &Event, change: Change) {
         debug_assert_eq!(event.sequence_num, self.applied_seq + 1);
         self.document = change.document;
+        self.advance(event);
+    }
+
+    /// Moves the applied position (and the state vector) past `event`.
+    fn advance(&mut self, event: &Event) {
         self.applied_seq = event.sequence_num;
         self.vector.merge(&event.vector_clock);
         self.vector.observe(&event.client_id, event.sequence_num);
     }
 
-    /// Applies the next event in order atomically: on error nothing changes.
-    pub fn apply(&mut self, event: &Event) -> Result<Change, StateError> {
-        let change = self.prepare(event)?;
-        self.commit(event, change.clone());
-        Ok(change)
+    /// Applies the next event in order atomically, in place (see
+    /// [`diff::apply_event_in_place`]): on error nothing changes.
+    pub fn apply(&mut self, event: &Event) -> Result<(), StateError> {
+        debug_assert_eq!(event.sequence_num, self.applied_seq + 1);
+        diff::apply_event_in_place(&mut self.document, event).map_err(|source| {
+            StateError::Diff {
+                sequence_num: event.sequence_num,
+                source,
+            }
+        })?;
+        self.advance(event);
+        Ok(())
     }
 
     /// Installs a server snapshot when it is ahead of the applied position. Returns the document

@@ -354,6 +354,26 @@ pub fn apply_event(before: Option<&Value>, event: &Event) -> Result<Change, Diff
     })
 }
 
+/// [`apply_event`] in place: `document` becomes the document after `event`; on error it is
+/// exactly as it was.
+///
+/// An RFC 6902 update that does not touch the root (the usual event) changes the document where
+/// it is instead of copying it: [`apply_patch`] is atomic and bounds the depth of every value it
+/// places, so this costs what the patch touches, not the size of the document.
+pub fn apply_event_in_place(document: &mut Option<Value>, event: &Event) -> Result<(), DiffError> {
+    let format = event.diff.as_ref().and_then(Diff::format);
+    if let (Operation::Update, Some(doc), Some(Format::Patch(ops))) =
+        (event.operation, document.as_mut(), format)
+    {
+        // A root operation may turn the document into `null`, which apply_event refuses.
+        if ops.iter().all(|op| !op.path().as_str().is_empty()) {
+            return apply_patch(doc, ops);
+        }
+    }
+    *document = apply_event(document.as_ref(), event)?.document;
+    Ok(())
+}
+
 /// The whole document an event carries in `metadata`, if any.
 fn snapshot(event: &Event) -> Result<Option<Value>, DiffError> {
     let keys: &[&str] = match event.operation {
