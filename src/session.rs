@@ -828,6 +828,7 @@ impl SyncSession {
         }
         if own {
             let client_seq = event.client_seq.unwrap_or_default();
+            let mut taken_as_sent = true;
             // Edits before it that never made it to the log never will (the server refuses
             // clientSeqs at or below its highest); the protocol does not allow this, so say so.
             while self
@@ -835,6 +836,7 @@ impl SyncSession {
                 .front()
                 .is_some_and(|p| p.client_seq < client_seq)
             {
+                taken_as_sent = false;
                 let lost = self.pending.pop_front().expect("checked");
                 self.emit(SessionEvent::EditRejected {
                     client_seq: lost.client_seq,
@@ -842,14 +844,19 @@ impl SyncSession {
                     message: "a later edit was ordered first; this one can no longer be".into(),
                 });
             }
-            if self
-                .pending
-                .front()
-                .is_some_and(|p| p.client_seq == client_seq)
-            {
-                self.pending.pop_front();
+            match self.pending.front() {
+                Some(edit) if edit.client_seq == client_seq => {
+                    taken_as_sent &= logged_as_sent(&event, edit);
+                    self.pending.pop_front();
+                }
+                _ => taken_as_sent = false,
             }
-            self.recompute_visible();
+            // Confirmed plus the rest of the queue is what the app already sees when the log
+            // took the edit as it was sent: replaying the whole queue per acknowledged edit
+            // made flushing a long queue quadratic.
+            if !(taken_as_sent && self.overlay.is_some() && !self.pending.is_empty()) {
+                self.recompute_visible();
+            }
         } else if !rebase && self.pending.is_empty() {
             self.overlay = None;
         }
@@ -1103,6 +1110,13 @@ impl SyncSession {
 
 /// Applies one pending edit to a document, in place (this runs for every pending edit on every
 /// remote event); on error the document is unchanged and the error says why it no longer applies.
+/// Whether the log holds `edit` unchanged (not transformed or rebased by the server).
+fn logged_as_sent(event: &Event, edit: &PendingEdit) -> bool {
+    event.operation == edit.operation
+        && event.diff.as_ref().and_then(|diff| diff.patch.as_ref())
+            == Some(&conflict::to_patch(&edit.ops))
+}
+
 fn apply_pending(
     document: &mut Option<Value>,
     pending: &PendingEdit,
