@@ -168,6 +168,9 @@ pub async fn health() -> Json<Value> {
     Json(json!({"status": "ok"}))
 }
 
+/// A WebSocket connection's initial read buffer (tungstenite's advice for many connections).
+const READ_BUFFER_BYTES: usize = 4 * 1024;
+
 /// `ws://{server}/sync/{documentId}`.
 pub async fn websocket(
     State(state): State<AppState>,
@@ -189,6 +192,9 @@ pub async fn websocket(
     upgrade
         .max_message_size(max)
         .max_frame_size(max)
+        // tungstenite zero-fills its whole read buffer (128 KiB by default) on the first read:
+        // that was most of an idle connection's memory. Larger frames grow it as needed.
+        .read_buffer_size(READ_BUFFER_BYTES)
         .on_upgrade(move |socket| crate::ws::serve(socket, state, document_id, token))
 }
 
