@@ -87,15 +87,29 @@ set -e
 read -r e2e_pass e2e_fail e2e_skip < <(tap_counts "$e2e_log" "$e2e_status")
 printf '\nnode --test (e2e): %d passed, %d failed, %d skipped\n' "$e2e_pass" "$e2e_fail" "$e2e_skip"
 
+step "benchmark harness smoke (tiny sizes, no timing assertions)"
+bench_log=$(mktemp)
+trap 'rm -f "$log" "$js_log" "$web_log" "$e2e_log" "$bench_log"' EXIT
+set +e
+bash scripts/bench.sh --smoke
+bench_status=$?
+set -e
+# Counted as one test: every scenario of scripts/bench.sh ran against real servers.
+if [ "$bench_status" -eq 0 ]; then
+  echo 'test result: ok. 1 passed; 0 failed; 0 ignored' >"$bench_log"
+else
+  echo 'test result: FAILED. 0 passed; 1 failed; 0 ignored' >"$bench_log"
+fi
+
 # One closing line for the whole run, summed over every test binary and doc-test run (native and
 # in the browser), the Node tests of the npm package and the end-to-end browser tests.
 awk -v np="$((js_pass + e2e_pass))" -v nf="$((js_fail + e2e_fail))" -v ns="$((js_skip + e2e_skip))" '
      /^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i; if ($(i+1) ~ /^ignored/) s += $i } }
-     END { printf "\ntotal: %d passed, %d failed, %d skipped\n", p + np, f + nf, s + ns }' "$log" "$web_log"
+     END { printf "\ntotal: %d passed, %d failed, %d skipped\n", p + np, f + nf, s + ns }' "$log" "$web_log" "$bench_log"
 if [ "$conformance" -ne 0 ]; then
   echo "conformance kit: FAILED (status $conformance)"
 fi
-for code in "$status" "$conformance" "$js_status" "$web_status" "$e2e_status"; do
+for code in "$status" "$conformance" "$js_status" "$web_status" "$e2e_status" "$bench_status"; do
   if [ "$code" -ne 0 ]; then
     exit "$code"
   fi

@@ -1,0 +1,278 @@
+// Turns the records of scripts/bench.sh (one JSON object a line) into docs/BENCHMARKS.md.
+//   node report.mjs results.jsonl > docs/BENCHMARKS.md
+import { readFileSync } from "node:fs";
+import { execSync } from "node:child_process";
+import { createRequire } from "node:module";
+import os from "node:os";
+
+const require = createRequire(import.meta.url);
+const records = Object.fromEntries(
+  readFileSync(process.argv[2], "utf8")
+    .split("\n")
+    .filter(Boolean)
+    .map((line) => JSON.parse(line))
+    .map(({ case: name, result }) => [name, result]),
+);
+const get = (name) => records[name] ?? null;
+
+const ms = (v) => (v == null ? "n/a" : v >= 100 ? `${v.toFixed(0)} ms` : `${v.toFixed(1)} ms`);
+const kb = (v) => (v == null ? "n/a" : v >= 10_000_000 ? `${(v / 1048576).toFixed(1)} MiB` : `${(v / 1024).toFixed(1)} KiB`);
+const num = (v) => (v == null ? "n/a" : Math.round(v).toLocaleString("en-US"));
+/** `ours / theirs` for figures where lower is better, as "0.25x" (below 1: we are ahead). */
+const ratio = (ours, theirs) => (ours == null || theirs == null || theirs === 0 ? "n/a" : `${(ours / theirs).toFixed(2)}x`);
+
+function shell(command) {
+  try {
+    return execSync(command, { encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] }).trim();
+  } catch {
+    return "unknown";
+  }
+}
+function packageVersion(name) {
+  return require(`${name}/package.json`).version;
+}
+
+const cpu = readFileSync("/proc/cpuinfo", "utf8").match(/model name\s*:\s*(.*)/)?.[1] ?? "unknown";
+const memTotal = Number(readFileSync("/proc/meminfo", "utf8").match(/MemTotal:\s+(\d+)/)[1]) * 1024;
+const osName = readFileSync("/etc/os-release", "utf8").match(/PRETTY_NAME="(.*)"/)?.[1] ?? "Linux";
+
+const out = [];
+const line = (text = "") => out.push(text);
+const table = (header, rows) => {
+  line(`| ${header.join(" | ")} |`);
+  line(`| ${header.map(() => "---").join(" | ")} |`);
+  for (const row of rows) line(`| ${row.join(" | ")} |`);
+  line();
+};
+
+line("# Benchmarks");
+line();
+line("Written by `bash scripts/bench.sh` (do not edit by hand). It builds in release mode (server,");
+line("benchmark binary, the npm package and the benchmark's WebAssembly build), runs every scenario");
+line("below against real servers on loopback and writes this file. `bash scripts/bench.sh --smoke`");
+line("runs the same harness at tiny sizes (CI runs it; it asserts nothing about time).");
+line();
+line("## Machine");
+line();
+line(`- CPU: ${cpu}, ${os.cpus().length} cores; RAM: ${(memTotal / 2 ** 30).toFixed(1)} GiB; ${osName}, Linux ${os.release()}`);
+line(`- ${shell("rustc --version")}; Node ${process.version}; ShareDB ${packageVersion("sharedb")}, yjs ${packageVersion("yjs")}, y-websocket ${packageVersion("y-websocket")}, ws ${packageVersion("ws")}`);
+line(`- Load average before / after the run: ${get("machine-before")?.loadavg} / ${get("machine-after")?.loadavg}.`);
+line("  **The machine is shared** (2 cores, several engineers building and testing at the same");
+line("  time): every figure is from a loaded box and noisy; compare rows of the same run, not runs.");
+line();
+line("## Setup");
+line();
+line("- Workload, the same for every system: a JSON document `{title, fields: {k0..k999}}` (1,000");
+line("  numeric fields) and updates that each set one field to a number (eventsync: one RFC 6902");
+line("  `add`; ShareDB: one json0 `oi`/`od`; Yjs: one `Y.Map.set` transaction).");
+line("- eventsync: the reference server `eventsync-server` (release) on a SQLite file with its");
+line("  defaults: WAL, `synchronous=FULL` (an edit is acknowledged only once it is on disk), a");
+line("  snapshot every 1,000 events. The native client is `eventsync::SyncClient`; the WebAssembly");
+line("  client is the npm package (`pkg/node`) under Node with the `ws` package as `WebSocket`.");
+line("- ShareDB 7 with its in-memory database and pub/sub and its own client; Yjs with the");
+line("  y-websocket server (`bin/utils`, in memory, no persistence) and `WebsocketProvider`. Each");
+line("  runs in its own Node process, like eventsync-server. **Asymmetry:** they keep nothing on");
+line("  disk, eventsync fsyncs every acknowledged edit.");
+line("- Bytes are counted on the wire, at a loopback TCP proxy between client and server (HTTP");
+line("  upgrade and WebSocket framing included).");
+line();
+
+// 1. Apply
+line("## 1. Apply throughput");
+line();
+line("Applying update events to a replica (`StateManager::receive` + `apply`, what a client does with");
+line("each event it decoded) against applying the same patches with nothing but `json_patch::patch`");
+line("on a `serde_json::Value` (the floor). Median of several rounds.");
+line();
+{
+  const rows = [];
+  for (const target of ["native", "wasm"]) {
+    const r = get(`apply-${target}`);
+    if (!r) continue;
+    const rate = (t) => `${num((r.events / t) * 1000)} events/s`;
+    rows.push([
+      target === "native" ? "native" : "WebAssembly (Node)",
+      num(r.events), `${ms(r.eventsyncMs)} (${rate(r.eventsyncMs)})`,
+      `${ms(r.jsonPatchMs)} (${rate(r.jsonPatchMs)})`,
+      `${((r.jsonPatchMs / r.eventsyncMs) * 100).toFixed(0)}% of the floor`,
+    ]);
+  }
+  table(["target", "events", "eventsync", "json-patch floor", "eventsync throughput"], rows);
+}
+
+// 2. Catch-up
+line("## 2. Catch-up");
+line();
+line("A new client syncing the document after its log holds the creation and the updates: time");
+line("from creating the client to `syncState()` resolved (ShareDB: `subscribe` called back; Yjs:");
+line("the provider's `sync` event), and the bytes each way. \"With snapshot\": the server's latest");
+line("snapshot and the events after it; \"without\": the server runs with `--snapshot-every 0`, so");
+line("the client replays every event. ShareDB always sends its current snapshot and Yjs its whole");
+line("state as one update: they have no replay row.");
+line();
+{
+  const native = get("catchup-native-with");
+  const sharedb = get("catchup-sharedb");
+  const yjs = get("catchup-yjs");
+  const events = (get("seed-with")?.events ?? 0);
+  line(`Document: 1 create + ${num(events)} updates.`);
+  line();
+  const rows = [];
+  const row = (label, r) =>
+    r && rows.push([label, ms(r.ms), kb(r.bytesToClient), kb(r.bytesToServer)]);
+  row("eventsync native, with snapshot", get("catchup-native-with"));
+  row("eventsync native, without snapshot", get("catchup-native-without"));
+  row("eventsync WebAssembly, with snapshot", get("catchup-wasm-with"));
+  row("eventsync WebAssembly, without snapshot", get("catchup-wasm-without"));
+  row("ShareDB (Node client)", sharedb);
+  row("Yjs / y-websocket (Node client)", yjs);
+  table(["client", "time to synced", "bytes to client", "bytes to server"], rows);
+  const wasm = get("catchup-wasm-with");
+  line("Side by side (JavaScript clients under Node, eventsync with snapshot; ratio = eventsync /");
+  line("other, below 1.00x means eventsync is ahead):");
+  line();
+  table(
+    ["figure", "eventsync (wasm)", "ShareDB", "ratio", "Yjs", "ratio"],
+    [
+      ["time to synced", ms(wasm?.ms), ms(sharedb?.ms), ratio(wasm?.ms, sharedb?.ms), ms(yjs?.ms), ratio(wasm?.ms, yjs?.ms)],
+      ["bytes to client", kb(wasm?.bytesToClient), kb(sharedb?.bytesToClient), ratio(wasm?.bytesToClient, sharedb?.bytesToClient), kb(yjs?.bytesToClient), ratio(wasm?.bytesToClient, yjs?.bytesToClient)],
+    ],
+  );
+  if (native) {
+    line(`The native client with snapshot against the JavaScript ones: ${ratio(native.ms, sharedb?.ms)} of ShareDB's time, ${ratio(native.ms, yjs?.ms)} of Yjs's.`);
+    line();
+  }
+}
+
+// 3. Fan-out
+line("## 3. Fan-out");
+line();
+{
+  const e = get("fanout-eventsync");
+  const s = get("fanout-sharedb");
+  const y = get("fanout-yjs");
+  const any = e ?? s ?? y;
+  if (any) {
+    line(`One writer and ${num(any.subscribers)} subscribers on loopback, all JavaScript clients in`);
+    line(`one Node process (eventsync: the npm package), the writer offering ${any.rate} updates/s for`);
+    line(`${any.seconds} s (${num(any.updates)} updates, ${num(any.expected)} deliveries expected). Latency:`);
+    line("from the writer's edit call to a subscriber's callback, one clock (same process). The");
+    line("subscribers share one Node thread, so the latency includes waiting for that thread; it is");
+    line("the same for every system. Memory: the server's resident set after connecting (and");
+    line("syncing) every subscriber, minus before, per connection.");
+    line();
+    const fig = (label, key, format, lowerIsBetter = true) => {
+      const ours = e?.[key];
+      const cells = [s, y].flatMap((other) => [
+        format(other?.[key]),
+        lowerIsBetter ? ratio(ours, other?.[key]) : ratio(other?.[key], ours),
+      ]);
+      return [label, format(ours), ...cells];
+    };
+    table(
+      ["figure", "eventsync", "ShareDB", "ratio", "Yjs", "ratio"],
+      [
+        fig("deliveries received", "delivered", num, false),
+        fig("deliveries/s", "deliveredPerSecond", num, false),
+        fig("p50 latency", "p50Ms", ms),
+        fig("p99 latency", "p99Ms", ms),
+        fig("max latency", "maxMs", ms),
+        fig("server memory per idle connection", "serverBytesPerIdleConnection", kb),
+      ],
+    );
+    line("Ratios are eventsync / other for latency and memory and other / eventsync for deliveries:");
+    line("below 1.00x means eventsync is ahead.");
+    line();
+  } else {
+    line("Not run.");
+    line();
+  }
+}
+
+// 4. Flush
+line("## 4. Offline flush");
+line();
+{
+  const r = get("flush-native");
+  if (r) {
+    line(`A native client queues ${num(r.edits)} edits offline (a create and ${num(r.edits - 1)} updates),`);
+    line("closes, and a new client on the same file store connects to the server: time from");
+    line("connecting to `flush()` resolved (every edit acknowledged and its event applied), and the");
+    line("bytes each way. The queue is built in memory and stored once: queueing with the file store");
+    line(`costs ${ms(r.fileStoreMsPerQueuedEdit)} per edit on a 100-edit queue (it rewrites and fsyncs its whole state`);
+    line("per edit, so a 10,000-edit queue takes minutes to build; see below).");
+    line();
+    table(
+      ["edits", "time to all acknowledged", "edits/s", "bytes to server", "bytes to client"],
+      [[num(r.edits), ms(r.ms), num((r.edits / r.ms) * 1000), kb(r.bytesToServer), kb(r.bytesToClient)]],
+    );
+  }
+}
+
+// 5. Size
+line("## 5. Size");
+line();
+{
+  const r = get("size");
+  if (r) {
+    table(
+      ["artifact", "size"],
+      [
+        ["`eventsync_bg.wasm` raw", `${num(r.wasmBytes)} bytes (${kb(r.wasmBytes)})`],
+        ["`eventsync_bg.wasm` gzip -9", `${num(r.wasmGzipBytes)} bytes (${kb(r.wasmGzipBytes)})`],
+        ["npm package (`npm pack`, tarball)", `${num(r.packageBytes)} bytes (${kb(r.packageBytes)})`],
+        ["npm package unpacked", `${num(r.packageUnpackedBytes)} bytes in ${r.packageFiles} files (three builds: bundler, web, node)`],
+      ],
+    );
+  }
+}
+
+// The issue's aims, checked against this run.
+line("## Aims");
+line();
+{
+  const verdict = (ok) => (ok == null ? "not measured" : ok ? "met" : "**not met**");
+  const native = get("apply-native");
+  const wasm = get("apply-wasm");
+  const share = (r) => (r ? r.jsonPatchMs / r.eventsyncMs : null);
+  const catchWith = get("catchup-native-with");
+  const catchWithout = get("catchup-native-without");
+  const fan = get("fanout-eventsync");
+  const behind = [];
+  const compare = (what, ours, theirs, name) => {
+    if (ours != null && theirs != null && ours > theirs) behind.push(`${what} vs ${name}`);
+  };
+  for (const [name, key] of [["ShareDB", "sharedb"], ["Yjs", "yjs"]]) {
+    const c = get(`catchup-${key}`);
+    const f = get(`fanout-${key}`);
+    compare("catch-up time (wasm)", get("catchup-wasm-with")?.ms, c?.ms, name);
+    compare("catch-up bytes", get("catchup-wasm-with")?.bytesToClient, c?.bytesToClient, name);
+    compare("fan-out p50", fan?.p50Ms, f?.p50Ms, name);
+    compare("fan-out p99", fan?.p99Ms, f?.p99Ms, name);
+    compare("fan-out max", fan?.maxMs, f?.maxMs, name);
+    compare("memory per idle connection", fan?.serverBytesPerIdleConnection, f?.serverBytesPerIdleConnection, name);
+    // Deliveries/s is the offered rate times the subscribers while everyone keeps up: only
+    // deliveries that never arrived count.
+    if (fan && f && fan.delivered < f.delivered) behind.push(`fan-out deliveries vs ${name}`);
+  }
+  table(
+    ["aim", "this run", "verdict"],
+    [
+      ["catch-up of 100,000 events under 1 s, native", `${ms(catchWith?.ms)} with snapshot, ${ms(catchWithout?.ms)} without`, `${verdict(catchWith && catchWith.ms < 1000)} with, ${verdict(catchWithout && catchWithout.ms < 1000)} without`],
+      ["apply throughput at least half the json-patch floor", `native ${(share(native) * 100).toFixed(0)}%, wasm ${(share(wasm) * 100).toFixed(0)}%`, `native ${verdict(native && share(native) >= 0.5)}, wasm ${verdict(wasm && share(wasm) >= 0.5)}`],
+      ["fan-out p99 under 50 ms at 1,000 subscribers", ms(fan?.p99Ms), verdict(fan && fan.p99Ms < 50)],
+      ["ahead of ShareDB and y-websocket on every row", behind.length ? `behind on: ${behind.join("; ")}` : "ahead on every row", verdict(behind.length === 0)],
+    ],
+  );
+}
+
+line("## Where we are not ahead, and why");
+line();
+try {
+  line(readFileSync(new URL("./NOTES.md", import.meta.url), "utf8").trim());
+} catch {
+  line("(js/bench/NOTES.md is missing.)");
+}
+line();
+
+process.stdout.write(out.join("\n"));

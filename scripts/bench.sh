@@ -1,0 +1,152 @@
+#!/usr/bin/env bash
+# Builds in release mode, runs every benchmark (eventsync native and WebAssembly, ShareDB and
+# y-websocket side by side on the same workload) and writes docs/BENCHMARKS.md.
+#
+#   bash scripts/bench.sh           # the full run (tens of minutes on a busy 2-core machine)
+#   bash scripts/bench.sh --smoke   # tiny sizes, debug native builds, no report: the harness runs
+#
+# Installs what it needs: the wasm toolchain (scripts/build-wasm.sh) and js/bench's npm packages.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+smoke=false
+[ "${1:-}" = --smoke ] && smoke=true
+
+if $smoke; then
+  events=300 flush_edits=50 subscribers=5 rate=20 seconds=1 rounds=1
+  profile=debug cargo_profile=() report=
+else
+  events=100000 flush_edits=10000 subscribers=1000 rate=20 seconds=10 rounds=5
+  profile=release cargo_profile=(--release) report=docs/BENCHMARKS.md
+fi
+
+step() { printf '\n== %s\n' "$*" >&2; }
+
+target_dir=${CARGO_TARGET_DIR:-target}
+case "$target_dir" in /*) ;; *) target_dir="$PWD/$target_dir" ;; esac
+bin="$target_dir/$profile"
+
+step "build ($profile)"
+# The npm package is always the release build (its size is one of the figures).
+bash scripts/build-wasm.sh >&2
+cargo build --locked "${cargo_profile[@]}" -p eventsync-server -p eventsync-bench >&2
+# Release like the package, whose wasm build (above) it reuses.
+cargo build --locked --release --target wasm32-unknown-unknown -p eventsync-bench --lib >&2
+wasm-bindgen --target nodejs --out-dir "$target_dir/bench-wasm" \
+  "$target_dir/wasm32-unknown-unknown/release/eventsync_bench.wasm"
+(cd js/bench && npm ci --no-audit --no-fund >&2)
+
+work=$(mktemp -d)
+results="$work/results.jsonl"
+servers=()
+cleanup() {
+  for pid in "${servers[@]}"; do kill "$pid" 2>/dev/null || true; done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+# Starts a server in the background; sets `url` and `pid`. Waits (bounded) for its address.
+launch() {
+  local log="$work/server-$RANDOM.log"
+  "$@" >"$log" 2>&1 &
+  pid=$!
+  servers+=("$pid")
+  for _ in $(seq 1200); do
+    url=$(grep -o 'listening on [a-z]*://[0-9.:]*' "$log" | head -1 | sed 's|listening on [a-z]*://|ws://|' || true)
+    [ -n "$url" ] && return 0
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.5
+  done
+  echo "bench: a server did not start: $*" >&2
+  cat "$log" >&2
+  exit 1
+}
+
+# The reference server on a fresh SQLite file, with its defaults (WAL, synchronous=FULL).
+launch_eventsync() {
+  launch env RUST_LOG=warn "$bin/eventsync-server" --listen 127.0.0.1:0 \
+    --database "sqlite:$work/events-$RANDOM.db" "$@"
+}
+
+stop() {
+  kill "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+}
+
+# Runs a measurement and records its JSON object under a case name.
+record() {
+  local name=$1
+  shift
+  local result
+  result=$("$@")
+  printf '{"case":"%s","result":%s}\n' "$name" "$result" | tee -a "$results" >&2
+}
+
+bench_js() { node js/bench/bench.mjs "$@"; }
+
+printf '{"case":"machine-before","result":{"loadavg":"%s"}}\n' "$(cut -d' ' -f1-3 /proc/loadavg)" >>"$results"
+
+step "1. apply throughput ($events events)"
+record apply-native "$bin/eventsync-bench" apply --events "$events" --rounds "$rounds"
+record apply-wasm bench_js apply --wasm "$target_dir/bench-wasm/eventsync_bench.js" \
+  --events "$events" --rounds "$rounds"
+
+step "2. catch-up ($events events)"
+for snapshots in with without; do
+  if [ "$snapshots" = with ]; then
+    launch_eventsync # a snapshot every 1000 events (the default)
+  else
+    launch_eventsync --snapshot-every 0
+  fi
+  record "seed-$snapshots" "$bin/eventsync-bench" seed --url "$url" --document catchup --events "$events"
+  head=$((events + 1))
+  record "catchup-native-$snapshots" "$bin/eventsync-bench" catchup --url "$url" --document catchup
+  record "catchup-wasm-$snapshots" bench_js catchup --system eventsync --url "$url" \
+    --document catchup --expect "$head"
+  stop
+done
+for system in sharedb yjs; do
+  launch node js/bench/servers.mjs "$system" --document catchup --events "$events"
+  record "catchup-$system" bench_js catchup --system "$system" --url "$url" --document catchup
+  stop
+done
+
+step "4. offline flush ($flush_edits edits)"
+launch_eventsync
+record flush-native "$bin/eventsync-bench" flush --url "$url" --document flush \
+  --edits "$flush_edits" --store "$work/offline-client.json"
+stop
+
+step "5. size"
+wasm=pkg/web/eventsync_bg.wasm
+pack=$(cd pkg && npm pack --dry-run --json 2>/dev/null)
+printf '{"case":"size","result":{"wasmBytes":%d,"wasmGzipBytes":%d,"packageBytes":%d,"packageUnpackedBytes":%d,"packageFiles":%d}}\n' \
+  "$(wc -c <"$wasm")" "$(gzip -9 -c "$wasm" | wc -c)" \
+  "$(jq '.[0].size' <<<"$pack")" "$(jq '.[0].unpackedSize' <<<"$pack")" \
+  "$(jq '.[0].entryCount' <<<"$pack")" | tee -a "$results" >&2
+
+step "3. fan-out ($subscribers subscribers, $rate updates/s for ${seconds}s)"
+fanout() {
+  record "fanout-$1" bench_js fanout --system "$1" --url "$url" --document fanout \
+    --subscribers "$subscribers" --rate "$rate" --seconds "$seconds" --server-pid "$pid"
+}
+launch_eventsync
+"$bin/eventsync-bench" seed --url "$url" --document fanout --events 0 >/dev/null
+fanout eventsync
+stop
+for system in sharedb yjs; do
+  launch node js/bench/servers.mjs "$system" --document fanout --events 0
+  fanout "$system"
+  stop
+done
+
+printf '{"case":"machine-after","result":{"loadavg":"%s"}}\n' "$(cut -d' ' -f1-3 /proc/loadavg)" >>"$results"
+
+if [ -n "$report" ]; then
+  # Kept, so that the report can be written again from this run: node js/bench/report.mjs FILE
+  cp "$results" "$target_dir/bench-results.jsonl"
+  node js/bench/report.mjs "$results" >"$report"
+  step "wrote $report (records: $target_dir/bench-results.jsonl)"
+else
+  step "smoke: every scenario ran ($(wc -l <"$results") records)"
+fi
