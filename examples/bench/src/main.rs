@@ -122,7 +122,7 @@ fn apply(count: u64, rounds: usize) -> Value {
 
         let mut document = initial_document();
         let started = Instant::now();
-        apply_with_json_patch(&mut document, &patches);
+        apply_with_json_patch(&mut document, patches);
         json_patch_ms.push(millis(started.elapsed()));
         assert_eq!(Some(&document), replica.document(), "both ways agree");
     }
