@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use eventsync::protocol::{ClientMessage, ErrorCode, Event, Operation, ServerMessage};
 use serde_json::{json, Value};
 use support::process::{free_port, read, wait_exit, ServerProcess, BINARY};
-use support::{edit, http, read_log, Received, TempDir, Ws, WAIT};
+use support::{edit, get_json, http, read_log, Received, TempDir, Ws, WAIT};
 
 /// splitmix64: enough randomness for kill moments, and reproducible from the seed.
 struct Rng(u64);
@@ -372,14 +372,7 @@ async fn sigkill_mid_load_loses_no_acknowledged_edit_and_resends_apply_exactly_o
     let acked: usize = writers.iter().map(|w| w.acked.len()).sum();
     assert_eq!(ordered.len(), acked, "every edit in the log was acked once");
     assert_eq!(log.len(), acked + 1, "the create and the acked edits");
-    let snapshot: Value = http()
-        .get(format!("{}/api/documents/{document}", server.http))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let snapshot: Value = get_json(format!("{}/api/documents/{document}", server.http)).await;
     assert_eq!(snapshot["sequenceNum"], log.len() as u64);
     let keys: HashSet<String> = snapshot["document"]
         .as_object()

@@ -31,7 +31,7 @@ use rand_chacha::ChaCha8Rng;
 use serde_json::{json, Value};
 use support::process::ServerProcess;
 use support::proxy::{Direction, Fault, FaultMix, FaultProxy, FaultStats, FrameScanner};
-use support::{edit, http, read_log, Received, TempDir, TestServer, Ws, WAIT};
+use support::{edit, get_json, http, read_log, Received, TempDir, TestServer, Ws, WAIT};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
 
@@ -551,14 +551,7 @@ async fn run_seed(seed: u64) -> FaultStats {
             server.logs()
         );
     }
-    let snapshot: Value = http()
-        .get(format!("{}/api/documents/{DOCUMENT}", server.http))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let snapshot: Value = get_json(format!("{}/api/documents/{DOCUMENT}", server.http)).await;
     let head = snapshot["sequenceNum"].as_u64().expect("sequenceNum");
     for client in &clients {
         wait_for(

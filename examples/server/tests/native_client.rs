@@ -9,7 +9,7 @@ use eventsync::native::Backoff;
 use eventsync::{ConnectionStatus, SessionEvent, SyncClient};
 use eventsync_server::app::{self, Config, RunningServer};
 use serde_json::{json, Value};
-use support::{http, TempDir, WAIT};
+use support::{get_json, TempDir, WAIT};
 
 fn patch(v: Value) -> Vec<json_patch::PatchOperation> {
     serde_json::from_value(v).unwrap()
@@ -66,7 +66,7 @@ impl Restartable {
 
     async fn document(&self, id: &str) -> Value {
         let url = format!("http://{}/api/documents/{id}", self.addr());
-        let body: Value = http().get(url).send().await.unwrap().json().await.unwrap();
+        let body: Value = get_json(url).await;
         body
     }
 }

@@ -10,7 +10,7 @@ use eventsync_server::app::{self, Config};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde_json::{json, Value};
-use support::{http, TempDir, WAIT};
+use support::{get_json, TempDir, WAIT};
 
 fn patch(v: Value) -> Vec<json_patch::PatchOperation> {
     serde_json::from_value(v).unwrap()
@@ -106,7 +106,7 @@ async fn fifty_clients_making_a_hundred_random_edits_each_converge() {
             .unwrap();
     }
     let url = format!("http://{}/api/documents/load", server.addr);
-    let body: Value = http().get(url).send().await.unwrap().json().await.unwrap();
+    let body: Value = get_json(url).await;
     eprintln!(
         "{count} clients converged in {:?} at sequenceNum {}",
         started.elapsed(),

@@ -4,7 +4,7 @@ mod support;
 
 use eventsync::protocol::{ClientMessage, Operation, ServerMessage};
 use serde_json::json;
-use support::{edit, http, TestServer, Ws};
+use support::{edit, get_json, TestServer, Ws};
 
 #[tokio::test]
 async fn an_edit_over_websocket_is_ordered_acked_and_readable_over_http() {
@@ -25,14 +25,7 @@ async fn an_edit_over_websocket_is_ordered_acked_and_readable_over_http() {
     };
     assert_eq!(events[0].sequence_num, 1);
     assert!(matches!(ws.recv().await, ServerMessage::Ack { edits } if edits[0].sequence_num == 1));
-    let doc: serde_json::Value = http()
-        .get(server.url("/api/documents/smoke"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let doc: serde_json::Value = get_json(server.url("/api/documents/smoke")).await;
     assert_eq!(doc["document"], json!({"n": 1}));
     assert_eq!(doc["sequenceNum"], 1);
 }

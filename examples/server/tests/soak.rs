@@ -27,7 +27,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde_json::{json, Value};
 use support::process::ServerProcess;
-use support::{http, TempDir};
+use support::{get_json, http, TempDir};
 use tokio::time::Instant;
 
 const CLIENTS: usize = 30;
@@ -176,14 +176,7 @@ async fn edit_for(
             server.logs()
         );
     }
-    let snapshot: Value = http()
-        .get(format!("{}/api/documents/{DOCUMENT}", server.http))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let snapshot: Value = get_json(format!("{}/api/documents/{DOCUMENT}", server.http)).await;
     let head = snapshot["sequenceNum"].as_u64().unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
     for client in &clients {

@@ -447,6 +447,11 @@ pub fn http() -> reqwest::Client {
     reqwest::Client::builder().timeout(WAIT).build().unwrap()
 }
 
+/// The JSON body of `GET url` (a document, a page of events, ...).
+pub async fn get_json(url: impl reqwest::IntoUrl) -> serde_json::Value {
+    http().get(url).send().await.unwrap().json().await.unwrap()
+}
+
 /// Every event of a document's log, read through `GET /api/events` page by page (`limit`
 /// events a page). Panics when a page starts with a snapshot (the log was compacted).
 pub async fn read_log(http_base: &str, document: &str, limit: usize) -> Vec<Event> {
