@@ -225,6 +225,9 @@ pub struct Access {
     pub client_id: Option<String>,
     /// What the request may do on the document.
     pub rights: Rights,
+    /// When the token expires (Unix seconds); `None` when authentication is off. A connection
+    /// ends then (5.3).
+    pub expires_at: Option<u64>,
 }
 
 impl Access {
@@ -269,6 +272,21 @@ impl Access {
     }
 }
 
+/// Resolves when a token that expires at `expires_at` (Unix seconds) has expired; never for
+/// `None`. Live connections and streams end then: a token's rights end with it (5.3).
+pub async fn expired(expires_at: Option<u64>) {
+    match expires_at {
+        Some(exp) => {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default();
+            let left = std::time::Duration::from_secs(exp).saturating_sub(now);
+            tokio::time::sleep(left).await
+        }
+        None => std::future::pending().await,
+    }
+}
+
 /// The server's policy. With no authority (authentication off) every request may read and write
 /// as any client id and tokens are ignored (5.3). With one, a valid token for `document_id` is
 /// required and the request is bound to the token's client id and rights.
@@ -282,6 +300,7 @@ pub fn authorize(
         return Ok(Access {
             client_id: None,
             rights: Rights::Write,
+            expires_at: None,
         });
     };
     let token = token.ok_or(AuthError::Missing)?;
@@ -289,6 +308,7 @@ pub fn authorize(
     Ok(Access {
         client_id: Some(claims.client_id),
         rights: claims.rights,
+        expires_at: Some(claims.exp),
     })
 }
 
@@ -311,6 +331,7 @@ pub fn authorize_hello(
     let access = Access {
         client_id: Some(claims.client_id.clone()),
         rights: claims.rights,
+        expires_at: Some(claims.exp),
     };
     access.check_client(client_id)?;
     if !claims.covers(document_id) {
@@ -792,7 +813,8 @@ mod tests {
                 access,
                 Access {
                     client_id: None,
-                    rights: Rights::Write
+                    rights: Rights::Write,
+                    expires_at: None,
                 }
             );
             assert!(access.check_client("alice").is_ok());

@@ -389,7 +389,7 @@ pub async fn stream(
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
-    admit(
+    let access = admit(
         &state,
         &document_id,
         &headers,
@@ -428,6 +428,8 @@ pub async fn stream(
     tokio::spawn(async move {
         let _guard = guard;
         let mut shutdown = state.shutdown.clone();
+        let expiry = auth::expired(access.expires_at);
+        tokio::pin!(expiry);
         let send = |event: SseEvent| {
             let tx = tx.clone();
             async move { tx.send(Ok(event)).await.is_ok() }
@@ -533,6 +535,11 @@ pub async fn stream(
                 },
                 _ = shutdown.changed() => return,
                 _ = tx.closed() => return,
+                _ = &mut expiry => {
+                    let body = json!({"code": ErrorCode::Unauthorized, "message": "the access token expired"});
+                    send(SseEvent::default().event("error").data(body.to_string())).await;
+                    return;
+                }
             }
         }
     });

@@ -29,6 +29,8 @@ struct Connection {
     document_id: String,
     client_id: String,
     rights: Rights,
+    /// When the connection's token expires (Unix seconds): the connection ends then.
+    expires_at: Option<u64>,
     sink: Sink,
     events: Receiver<Arc<Published>>,
     /// The highest `sequenceNum` this connection has been sent.
@@ -149,6 +151,7 @@ pub async fn serve(
         document_id,
         client_id,
         rights: access.rights,
+        expires_at: access.expires_at,
         sink,
         events,
         last_sent: head.head_seq,
@@ -171,8 +174,14 @@ pub async fn serve(
 impl Connection {
     async fn run(&mut self, mut stream: futures::stream::SplitStream<WebSocket>) {
         let mut shutdown = self.state.shutdown.clone();
+        let expiry = auth::expired(self.expires_at);
+        tokio::pin!(expiry);
         loop {
             tokio::select! {
+                _ = &mut expiry => {
+                    refuse(&mut self.sink, ErrorCode::Unauthorized, "the access token expired").await;
+                    return;
+                }
                 frame = stream.next() => match frame {
                     Some(Ok(Message::Text(text))) => {
                         if self.handle_text(&text).await.is_err() {

@@ -718,3 +718,43 @@ async fn refused_credentials_leave_everyone_else_served_and_sse_checks_tokens_to
     assert_eq!(doc["document"], json!({"n": head - 1}));
     assert_eq!(reader.ping(1).await, Some(head));
 }
+
+#[tokio::test]
+async fn connections_and_streams_end_when_their_token_expires() {
+    let server = auth_server().await;
+    // Valid for one or two more seconds (expiry is counted in whole seconds).
+    let short = token_until(DOC, "alice", Rights::Write, now() + 2);
+    let (mut expiring, _) = welcomed(&server, DOC, None, Some(&short), "alice").await;
+    let mut stream = support::sse::open(&server, &format!("/api/stream/{DOC}?token={short}"), None)
+        .await
+        .expect("the stream opens while the token is valid");
+    assert_eq!(stream.next().await.event, "connected");
+    let long = token(DOC, "bob", Rights::Write);
+    let (mut lasting, _) = welcomed(&server, DOC, None, Some(&long), "bob").await;
+
+    let message = expiring.expect_error(ErrorCode::Unauthorized).await;
+    assert!(message.contains("expired"), "{message}");
+    assert!(expiring.closed_within(WAIT).await, "closed at expiry");
+    let mut ended = None;
+    while let Some(event) = stream.try_next(WAIT).await {
+        if event.event == "error" {
+            ended = Some(event.json());
+            break;
+        }
+    }
+    let ended = ended.expect("the stream reports the expiry");
+    assert_eq!(ended["code"], "unauthorized", "{ended}");
+    assert!(stream.ended_within(WAIT).await, "the stream ends at expiry");
+
+    // A connection whose token is still valid keeps being served.
+    lasting
+        .submit(vec![edit(
+            2,
+            1,
+            Operation::Update,
+            json!([{"op": "replace", "path": "/n", "value": 2}]),
+        )])
+        .await;
+    let (_, answer) = lasting.answer().await;
+    assert!(matches!(answer, ServerMessage::Ack { .. }), "{answer:?}");
+}
