@@ -186,20 +186,14 @@ impl JsSyncClient {
     #[wasm_bindgen(js_name = syncState, unchecked_return_type = "Promise<void>")]
     pub fn sync_state(&self) -> js_sys::Promise {
         let inner = self.inner.clone();
-        wasm_bindgen_futures::future_to_promise(async move {
-            inner.sync_state().await.map_err(client_error)?;
-            Ok(JsValue::UNDEFINED)
-        })
+        void_promise(async move { inner.sync_state().await })
     }
 
     /// Resolves once every local edit made so far is in the server's log (or was rejected).
     #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
     pub fn flush(&self) -> js_sys::Promise {
         let inner = self.inner.clone();
-        wasm_bindgen_futures::future_to_promise(async move {
-            inner.flush().await.map_err(client_error)?;
-            Ok(JsValue::UNDEFINED)
-        })
+        void_promise(async move { inner.flush().await })
     }
 
     /// Resolves once every local edit made so far is saved in IndexedDB (with `persist`; at
@@ -207,10 +201,7 @@ impl JsSyncClient {
     #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
     pub fn saved(&self) -> js_sys::Promise {
         let inner = self.inner.clone();
-        wasm_bindgen_futures::future_to_promise(async move {
-            inner.saved().await.map_err(client_error)?;
-            Ok(JsValue::UNDEFINED)
-        })
+        void_promise(async move { inner.saved().await })
     }
 
     /// Records that events of `clientId` up to `sequenceNum` are known.
@@ -349,6 +340,16 @@ fn builder(
         builder = builder.indexed_db(options.database);
     }
     Ok(builder)
+}
+
+/// A `Promise<void>` settled by `done`: resolved, or rejected with the client error.
+fn void_promise(
+    done: impl std::future::Future<Output = Result<(), driver::ClientError>> + 'static,
+) -> js_sys::Promise {
+    wasm_bindgen_futures::future_to_promise(async move {
+        done.await.map_err(client_error)?;
+        Ok(JsValue::UNDEFINED)
+    })
 }
 
 fn to_u64(number: f64, what: &str) -> Result<u64, JsValue> {
