@@ -3,6 +3,8 @@
 //! `EVENTSYNC_CONFLICT_SEEDS=N` changes the number of seeds (default 3000);
 //! `EVENTSYNC_CONFLICT_SEED=S` runs seed `S` alone. A failure prints its seed.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
@@ -20,17 +22,7 @@ const KEYS: &[&str] = &["a", "b", "c", "0", "1", "x/y", "m~n", "-"];
 const WORDS: &[&str] = &["p", "q", "r", "s"];
 
 fn seeds() -> Vec<u64> {
-    if let Some(seed) = std::env::var("EVENTSYNC_CONFLICT_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-    {
-        return vec![seed];
-    }
-    let n = std::env::var("EVENTSYNC_CONFLICT_SEEDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(3000u64);
-    (0..n).collect()
+    common::seeds("EVENTSYNC_CONFLICT", 3000)
 }
 
 // ---------------------------------------------------------------- generators

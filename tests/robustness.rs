@@ -12,6 +12,8 @@
 //! `EVENTSYNC_ROBUSTNESS_SEEDS=N` changes the number of seeds per property (default 2000);
 //! `EVENTSYNC_ROBUSTNESS_SEED=S` runs seed `S` alone. A failure prints its seed.
 
+mod common;
+
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use base64::Engine as _;
@@ -46,17 +48,7 @@ const POINTER_TOKENS: &[&str] = &[
 ];
 
 fn seeds() -> Vec<u64> {
-    if let Some(seed) = std::env::var("EVENTSYNC_ROBUSTNESS_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-    {
-        return vec![seed];
-    }
-    let n = std::env::var("EVENTSYNC_ROBUSTNESS_SEEDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(2000u64);
-    (0..n).collect()
+    common::seeds("EVENTSYNC_ROBUSTNESS", 2000)
 }
 
 /// Runs `check` for every seed, catching panics; fails with the first few failing seeds.
