@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use eventsync::protocol::{ClientMessage, ErrorCode, Event, Operation, ServerMessage};
 use serde_json::{json, Value};
 use support::process::{free_port, read, wait_exit, ServerProcess, BINARY};
-use support::{edit, get_json, http, read_log, Received, TempDir, Ws, WAIT};
+use support::{edit, get_json, read_log, Received, TempDir, Ws, WAIT};
 
 /// splitmix64: enough randomness for kill moments, and reproducible from the seed.
 struct Rng(u64);
@@ -258,13 +258,7 @@ async fn sigkill_mid_load_loses_no_acknowledged_edit_and_resends_apply_exactly_o
     let document = "durable";
 
     let mut server = ServerProcess::start(&database, &dir.0, "server-0").await;
-    let created = http()
-        .put(format!("{}/api/documents/{document}", server.http))
-        .json(&json!({}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(created.status(), 200);
+    server.create(document, &json!({})).await;
 
     let mut writers: Vec<Writer> = (0..WRITERS).map(Writer::new).collect();
     let mut kills = 0;

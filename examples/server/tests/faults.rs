@@ -31,7 +31,7 @@ use rand_chacha::ChaCha8Rng;
 use serde_json::{json, Value};
 use support::process::ServerProcess;
 use support::proxy::{Direction, Fault, FaultMix, FaultProxy, FaultStats, FrameScanner};
-use support::{edit, get_json, http, read_log, Received, TempDir, TestServer, Ws, WAIT};
+use support::{edit, get_json, read_log, Received, TempDir, TestServer, Ws, WAIT};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
 
@@ -456,13 +456,9 @@ async fn run_seed(seed: u64) -> FaultStats {
     let dir = TempDir::new("faults");
     let database = dir.sqlite_url();
     let mut server = ServerProcess::start(&database, &dir.0, "server-0").await;
-    let created = http()
-        .put(format!("{}/api/documents/{DOCUMENT}", server.http))
-        .json(&json!({"items": [], "counters": {}}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(created.status(), 200);
+    server
+        .create(DOCUMENT, &json!({"items": [], "counters": {}}))
+        .await;
     let proxy = FaultProxy::start(server.addr, seed, fault_mix()).await;
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let ledger: Ledger = Arc::default();

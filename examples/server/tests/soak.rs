@@ -27,7 +27,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde_json::{json, Value};
 use support::process::ServerProcess;
-use support::{get_json, http, TempDir};
+use support::{get_json, TempDir};
 use tokio::time::Instant;
 
 const CLIENTS: usize = 30;
@@ -256,13 +256,9 @@ async fn thirty_clients_editing_with_churn_leave_server_memory_and_descriptors_f
     let warm_up = (total / 3).max(Duration::from_secs(30));
     let dir = TempDir::new("soak");
     let server = ServerProcess::start(&dir.sqlite_url(), &dir.0, "server").await;
-    let created = http()
-        .put(format!("{}/api/documents/{DOCUMENT}", server.http))
-        .json(&json!({"items": [], "counters": {}}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(created.status(), 200);
+    server
+        .create(DOCUMENT, &json!({"items": [], "counters": {}}))
+        .await;
     let sockets_idle = idle_sockets(&server).await;
 
     let mut samples = Vec::new();

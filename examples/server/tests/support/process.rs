@@ -28,6 +28,17 @@ pub struct ServerProcess {
 }
 
 impl ServerProcess {
+    /// Creates `document` as `body` over HTTP (`PUT /api/documents/{document}`).
+    pub async fn create(&self, document: &str, body: &serde_json::Value) {
+        let created = super::http()
+            .put(format!("{}/api/documents/{document}", self.http))
+            .json(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(created.status(), 200, "creating {document}");
+    }
+
     /// Spawns the binary on `database` and `port`, with its output in files under `logs`
     /// (named after `tag`).
     fn spawn(database: &str, port: u16, logs: &Path, tag: &str) -> (Child, PathBuf, PathBuf) {
