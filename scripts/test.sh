@@ -5,6 +5,19 @@ cd "$(dirname "$0")/.."
 
 step() { printf '\n== %s\n' "$*"; }
 
+# Runs a suite with its output shown and kept in a log of its own: sets `suite_log` and
+# `suite_status` (a failure does not stop the run; the exit status comes at the end).
+logs=()
+trap 'rm -f "${logs[@]}"' EXIT
+run_suite() {
+  suite_log=$(mktemp)
+  logs+=("$suite_log")
+  set +e
+  "$@" 2>&1 | tee "$suite_log"
+  suite_status=${PIPESTATUS[0]}
+  set -e
+}
+
 step "toolchain components"
 if command -v rustup >/dev/null 2>&1; then
   rustup component add rustfmt clippy >/dev/null 2>&1 || true
@@ -23,14 +36,11 @@ step "fuzz targets build (stable, cargo check; scripts/fuzz.sh runs them on nigh
 cargo check --locked --manifest-path fuzz/Cargo.toml --bins --no-default-features
 
 step "tests"
-log=$(mktemp)
-trap 'rm -f "$log"' EXIT
-set +e
 # The server's soak test (examples/server/tests/soak.rs) runs this long: about 1.5 minutes of CI.
 export EVENTSYNC_SOAK_SECS="${EVENTSYNC_SOAK_SECS:-90}"
 # The storage and multi-process tests run against a real PostgreSQL server started for them.
-bash scripts/with-postgres.sh cargo test --workspace --locked --no-fail-fast 2>&1 | tee "$log"
-status=${PIPESTATUS[0]}
+run_suite bash scripts/with-postgres.sh cargo test --workspace --locked --no-fail-fast
+log=$suite_log status=$suite_status
 
 step "conformance kit against reference server processes (SQLite, PostgreSQL)"
 # The real binaries against real server processes, as server authors run the kit.
@@ -41,15 +51,10 @@ if cargo build --locked -p eventsync-server -p eventsync-conformance; then
 else
   conformance=1
 fi
-set -e
 
 step "npm package in Node against the reference server: its tests, the RFC 6902 suite, the packed tarball in a fresh project, tsc"
-js_log=$(mktemp)
-trap 'rm -f "$log" "$js_log"' EXIT
-set +e
-bash scripts/test-js.sh --test-reporter=tap 2>&1 | tee "$js_log"
-js_status=${PIPESTATUS[0]}
-set -e
+run_suite bash scripts/test-js.sh --test-reporter=tap
+js_log=$suite_log js_status=$suite_status
 # Prints "passed failed skipped" from a `node --test --test-reporter=tap` log and its exit status.
 tap_counts() {
   # node's TAP summary: "# pass N", "# fail N", "# skipped N", "# todo N", "# cancelled N".
@@ -66,34 +71,22 @@ read -r js_pass js_fail js_skip < <(tap_counts "$js_log" "$js_status")
 printf '\nnode --test: %d passed, %d failed, %d skipped\n' "$js_pass" "$js_fail" "$js_skip"
 
 step "bindings in headless Chromium (wasm-bindgen-test)"
-web_log=$(mktemp)
-trap 'rm -f "$log" "$js_log" "$web_log"' EXIT
-set +e
-bash scripts/test-web.sh 2>&1 | tee "$web_log"
-web_status=${PIPESTATUS[0]}
-set -e
+run_suite bash scripts/test-web.sh
+web_log=$suite_log web_status=$suite_status
 if [ "$web_status" -ne 0 ] && ! grep -q '^test result:' "$web_log"; then
   # It failed before any test ran (a build or the install): count it as one failure.
   echo 'test result: FAILED. 0 passed; 1 failed; 0 ignored' >>"$web_log"
 fi
 
 step "web demo and packed package in headless Chromium (Playwright)"
-e2e_log=$(mktemp)
-trap 'rm -f "$log" "$js_log" "$web_log" "$e2e_log"' EXIT
-set +e
-bash scripts/test-e2e.sh --test-reporter=tap 2>&1 | tee "$e2e_log"
-e2e_status=${PIPESTATUS[0]}
-set -e
+run_suite bash scripts/test-e2e.sh --test-reporter=tap
+e2e_log=$suite_log e2e_status=$suite_status
 read -r e2e_pass e2e_fail e2e_skip < <(tap_counts "$e2e_log" "$e2e_status")
 printf '\nnode --test (e2e): %d passed, %d failed, %d skipped\n' "$e2e_pass" "$e2e_fail" "$e2e_skip"
 
 step "benchmark harness smoke (tiny sizes, no timing assertions)"
-bench_log=$(mktemp)
-trap 'rm -f "$log" "$js_log" "$web_log" "$e2e_log" "$bench_log"' EXIT
-set +e
-bash scripts/bench.sh --smoke
-bench_status=$?
-set -e
+run_suite bash scripts/bench.sh --smoke
+bench_log=$suite_log bench_status=$suite_status
 # Counted as one test: every scenario of scripts/bench.sh ran against real servers.
 if [ "$bench_status" -eq 0 ]; then
   echo 'test result: ok. 1 passed; 0 failed; 0 ignored' >"$bench_log"
