@@ -4,8 +4,9 @@
 //! Carol stays online. When they reconnect, every replica converges to the server's document.
 //! Run it with `cargo run --example converge`.
 
-use eventsync::protocol::{ClientMessage, Edit, Operation, ServerMessage};
-use eventsync::sequencer::{LogView, MemoryLog};
+use eventsync::protocol::{Edit, Operation, ServerMessage};
+use eventsync::sequencer::LogView;
+use eventsync::server::{ConnectionId, Delivery, MemoryLog};
 use eventsync::session::{Output, SessionConfig, SessionEvent, SyncSession};
 use serde_json::{json, Value};
 
@@ -15,7 +16,8 @@ fn stamp(seq: u64) -> (String, String) {
 
 struct Client {
     session: SyncSession,
-    online: bool,
+    /// Its connection to the server, while online.
+    connection: Option<ConnectionId>,
 }
 
 /// Delivers messages until nobody has anything left to say. Live events go to every online client.
@@ -25,29 +27,28 @@ fn run(log: &mut MemoryLog, clients: &mut [Client]) {
         for i in 0..clients.len() {
             while let Some(output) = clients[i].session.poll_output() {
                 match output {
-                    Output::Transmit(message) if clients[i].online => {
+                    Output::Transmit(message) => {
+                        let Some(connection) = clients[i].connection else {
+                            continue;
+                        };
                         quiet = false;
-                        let id = clients[i].session.config().client_id.clone();
-                        // Each client's one connection has said hello by the time it sends more.
-                        let bound = (!matches!(message, ClientMessage::Hello { .. }))
-                            .then_some(id.as_str());
-                        let answer = log.answer(bound, message, &mut stamp);
-                        if let Some(live) = answer.broadcast {
-                            clients[i].session.handle_message(0, live.clone());
-                            for (j, other) in clients.iter_mut().enumerate() {
-                                if j != i && other.online {
-                                    other.session.handle_message(0, live.clone());
-                                }
-                            }
-                        }
-                        for reply in answer.reply {
+                        for delivery in log.receive_message(connection, 0, &message) {
+                            let Delivery::Message(to, message) = delivery else {
+                                continue;
+                            };
+                            let Some(client) =
+                                clients.iter_mut().find(|c| c.connection == Some(to))
+                            else {
+                                continue;
+                            };
                             if let ServerMessage::Reject {
                                 client_seq, code, ..
-                            } = &reply
+                            } = &message
                             {
+                                let id = &client.session.config().client_id;
                                 println!("  server refuses {id}'s edit {client_seq} ({code:?}): it will rebase and resend");
                             }
-                            clients[i].session.handle_message(0, reply);
+                            client.session.handle_message(0, message);
                         }
                     }
                     Output::Event(SessionEvent::Conflict {
@@ -106,10 +107,11 @@ fn main() {
         .iter()
         .map(|id| Client {
             session: SyncSession::new(SessionConfig::new("list", *id)),
-            online: true,
+            connection: None,
         })
         .collect();
     for c in &mut clients {
+        c.connection = Some(log.connect(0));
         c.session.handle_connected(0);
     }
     run(&mut log, &mut clients);
@@ -117,8 +119,10 @@ fn main() {
     show(&clients, &log);
 
     for c in &mut clients[..2] {
+        if let Some(connection) = c.connection.take() {
+            log.disconnect(connection);
+        }
         c.session.handle_disconnected(0);
-        c.online = false;
     }
     clients[0]
         .session
@@ -161,7 +165,7 @@ fn main() {
 
     println!("\nthey reconnect:");
     for c in &mut clients[..2] {
-        c.online = true;
+        c.connection = Some(log.connect(0));
         c.session.handle_connected(0);
     }
     run(&mut log, &mut clients);

@@ -13,6 +13,8 @@
 //! - [`queue`]: the offline queue and the storage it survives restarts in.
 //! - [`session`]: [`SyncSession`], the client state machine.
 //! - [`sequencer`]: the server's ordering of edits into the log.
+//! - [`server`]: the server's side of a connection ([`server::ServerConnection`]), catch-up paging,
+//!   and [`server::MemoryLog`], a whole server in memory.
 //! - [`native`]: [`SyncClient`], the tokio/WebSocket driver around the session for Rust apps.
 //! - `web` (wasm32 only): the browser driver and its JavaScript bindings (`SyncClient` in JS).
 //! - [`reconnect`]: reconnect backoff and client ids, shared by both drivers.
@@ -24,7 +26,8 @@
 //!
 //! ```
 //! use eventsync::queue::{MemoryStore, Store};
-//! use eventsync::sequencer::{LogView, MemoryLog};
+//! use eventsync::sequencer::LogView;
+//! use eventsync::server::{Delivery, MemoryLog};
 //! use eventsync::session::{Output, SessionConfig, SyncSession};
 //! use serde_json::json;
 //!
@@ -41,18 +44,18 @@
 //!
 //! // Online: the log answers each message as a server would, until nobody has anything to say.
 //! alice.handle_connected(1);
-//! let stamp = &mut |seq: u64| (format!("event-{seq}"), "2026-01-01T00:00:00Z".to_string());
-//! let mut bound = None;
+//! let connection = log.connect(1);
 //! let mut inbox = Vec::new();
 //! loop {
 //!     while let Some(output) = alice.poll_output() {
 //!         match output {
 //!             Output::Persist => store.save(&alice.client_state()).unwrap(),
 //!             Output::Transmit(message) => {
-//!                 let answer = log.answer(bound.as_deref(), message, stamp);
-//!                 bound = bound.or(answer.bind);
-//!                 inbox.extend(answer.broadcast);
-//!                 inbox.extend(answer.reply);
+//!                 for delivery in log.receive_message(connection, 2, &message) {
+//!                     if let Delivery::Message(_, answer) = delivery {
+//!                         inbox.push(answer);
+//!                     }
+//!                 }
 //!             }
 //!             _ => {}
 //!         }
@@ -86,6 +89,7 @@ pub mod protocol;
 pub mod queue;
 pub mod reconnect;
 pub mod sequencer;
+pub mod server;
 pub mod session;
 mod shared_api;
 pub mod state;

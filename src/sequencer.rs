@@ -2,19 +2,14 @@
 //!
 //! [`order_submit`] is a pure function of what the log already holds (a [`LogView`]) and the edits;
 //! the caller stores the events it returns durably, then broadcasts them, then sends the acks
-//! (DESIGN invariant 8). [`MemoryLog`] is a complete in-memory log, used by the simulation and by
-//! servers that keep recent history in memory.
-
-use std::collections::{BTreeMap, HashMap};
+//! (DESIGN invariant 8). [`crate::server::MemoryLog`] is a complete in-memory log and server, used
+//! by the simulation and tests.
 
 use serde_json::Value;
 
 use crate::conflict::{ConflictPolicy, ConflictResolver, ShapedOp};
 use crate::diff::{self, Diff};
-use crate::protocol::{
-    Ack, ClientMessage, Edit, ErrorCode, Event, EventsPage, Operation, ServerMessage, Snapshot,
-    PROTOCOL_VERSION,
-};
+use crate::protocol::{Ack, Edit, ErrorCode, Event, Operation};
 use crate::vector_clock::VectorClock;
 
 /// What ordering needs to know about a document's log.
@@ -73,6 +68,8 @@ pub struct SubmitOutcome {
 pub type Stamp<'a> = &'a mut dyn FnMut(u64) -> (String, String);
 
 /// Orders a client's submit against the log, edit by edit (see `docs/PROTOCOL.md`, "Edits").
+/// `may_write` is whether the client's credentials allow writing: without, an edit that is neither
+/// a duplicate nor stale is refused `forbidden` (8.3 step 4).
 ///
 /// Exactly once: an edit at or below the client's highest ordered `clientSeq` is acknowledged with
 /// its original `sequenceNum` and applied again never. Stale edits (the log holds events after
@@ -82,6 +79,7 @@ pub fn order_submit(
     log: &impl LogView,
     client_id: &str,
     edits: &[Edit],
+    may_write: bool,
     stamp: Stamp<'_>,
 ) -> SubmitOutcome {
     let mut out = SubmitOutcome {
@@ -112,13 +110,8 @@ pub fn order_submit(
         );
         return out;
     }
-    if base > head {
-        out.rejection = reject(
-            first.client_seq,
-            ErrorCode::InvalidSequence,
-            format!("baseSeq {base} is ahead of the log (head {head})"),
-            head,
-        );
+    if let Err((code, message)) = check_position("baseSeq", base, head) {
+        out.rejection = reject(first.client_seq, code, message, head);
         return out;
     }
     // Events after the base are fine only when they are earlier edits of this same submit.
@@ -204,6 +197,16 @@ pub fn order_submit(
             }
         };
         fresh_index += 1;
+        if !may_write {
+            // 8.3 step 4: after the exactly-once and staleness checks, before application.
+            out.rejection = reject(
+                edit.client_seq,
+                ErrorCode::Forbidden,
+                "this client may not write the document".into(),
+                head,
+            );
+            return out;
+        }
         // Shaped against the document before it, for stale submits to be transformed over.
         let null = Value::Null;
         let shape =
@@ -286,42 +289,17 @@ fn rebase_submit(edits: &[&Edit], missed: Option<Vec<Vec<ShapedOp>>>) -> Option<
     })
 }
 
-impl SubmitOutcome {
-    /// The live `event` frame every connection of the document gets, if anything was ordered.
-    pub fn broadcast(&self) -> Option<ServerMessage> {
-        (!self.events.is_empty()).then(|| ServerMessage::Event {
-            events: self.events.clone(),
-        })
+/// The rule for every position a client names (a `sync`'s `after` or vector, a `baseSeq`, an
+/// HTTP `after` or SSE start): it may not be ahead of the log's head (`invalid_sequence`, 6.2,
+/// 8.3, 12.2, 13). `what` names the position in the message.
+pub fn check_position(what: &str, position: u64, head_seq: u64) -> Result<(), (ErrorCode, String)> {
+    if position > head_seq {
+        return Err((
+            ErrorCode::InvalidSequence,
+            format!("{what} {position} is ahead of the log (head {head_seq})"),
+        ));
     }
-
-    /// What the submitting connection gets after the broadcast: `ack`, then `reject`.
-    pub fn replies(&self) -> Vec<ServerMessage> {
-        let mut replies = Vec::new();
-        // Every submit is answered: an empty one with an empty ack.
-        if !self.acks.is_empty() || self.rejection.is_none() {
-            replies.push(ServerMessage::Ack {
-                edits: self.acks.clone(),
-            });
-        }
-        if let Some(r) = &self.rejection {
-            replies.push(ServerMessage::Reject {
-                client_seq: r.client_seq,
-                code: r.code,
-                message: r.message.clone(),
-                head_seq: r.head_seq,
-            });
-        }
-        replies
-    }
-}
-
-/// The highest protocol version both sides speak.
-pub fn negotiate_version(offered: &[u32]) -> Option<u32> {
-    offered
-        .iter()
-        .copied()
-        .filter(|v| *v == PROTOCOL_VERSION)
-        .max()
+    Ok(())
 }
 
 /// Orders a change that is not a client edit (an HTTP write, a database change): one event of
@@ -495,255 +473,10 @@ pub fn apply_edit(
     }
 }
 
-/// What [`MemoryLog::answer`] says to one client message.
-#[derive(Debug, Clone, Default)]
-pub struct Answer {
-    /// For every connection of the document (sender included, first).
-    pub broadcast: Option<ServerMessage>,
-    /// For the sender, after the broadcast.
-    pub reply: Vec<ServerMessage>,
-    /// A `hello` was accepted: bind this client id to the connection.
-    pub bind: Option<String>,
-}
-
-/// A whole document log in memory: events, the head document, and the exactly-once index.
-#[derive(Debug, Clone)]
-pub struct MemoryLog {
-    document_id: String,
-    events: Vec<Event>,
-    document: Option<Value>,
-    vector: VectorClock,
-    edits: HashMap<String, BTreeMap<u64, u64>>,
-    /// Per event, its shaped operations (see [`SubmitOutcome::shapes`]).
-    shapes: Vec<Option<Vec<ShapedOp>>>,
-}
-
-impl MemoryLog {
-    /// An empty log: the document does not exist.
-    pub fn new(document_id: impl Into<String>) -> Self {
-        MemoryLog {
-            document_id: document_id.into(),
-            events: Vec::new(),
-            document: None,
-            vector: VectorClock::new(),
-            edits: HashMap::new(),
-            shapes: Vec::new(),
-        }
-    }
-
-    /// Every event, in order.
-    pub fn events(&self) -> &[Event] {
-        &self.events
-    }
-
-    /// Orders a submit and appends what it accepted.
-    pub fn submit(&mut self, client_id: &str, edits: &[Edit], stamp: Stamp<'_>) -> SubmitOutcome {
-        let outcome = order_submit(self, client_id, edits, stamp);
-        self.append_shaped(&outcome.events, &outcome.shapes, outcome.document.clone());
-        outcome
-    }
-
-    /// Appends ordered events and the document they lead to.
-    pub fn append(&mut self, events: &[Event], document: Option<Value>) {
-        let mut doc = self.document.clone();
-        let mut shapes = Vec::with_capacity(events.len());
-        for event in events {
-            let change = diff::apply_event(doc.as_ref(), event).ok();
-            shapes.push(change.as_ref().and_then(|change| {
-                let before = doc.clone().unwrap_or(Value::Null);
-                crate::conflict::shape(&before, &change.ops).ok()
-            }));
-            doc = change.and_then(|c| c.document);
-        }
-        self.append_shaped(events, &shapes, document);
-    }
-
-    /// Appends ordered events with their shapes.
-    pub fn append_shaped(
-        &mut self,
-        events: &[Event],
-        shapes: &[Option<Vec<ShapedOp>>],
-        document: Option<Value>,
-    ) {
-        self.shapes.extend(
-            shapes
-                .iter()
-                .cloned()
-                .chain(std::iter::repeat(None))
-                .take(events.len()),
-        );
-        for event in events {
-            debug_assert_eq!(event.sequence_num, self.head_seq() + 1);
-            self.vector.observe(&event.client_id, event.sequence_num);
-            if let Some(client_seq) = event.client_seq {
-                self.edits
-                    .entry(event.client_id.clone())
-                    .or_default()
-                    .insert(client_seq, event.sequence_num);
-            }
-            self.events.push(event.clone());
-        }
-        if !events.is_empty() {
-            self.document = document;
-        }
-    }
-
-    /// The events a replica is missing: by cursor when `after` is given, else by state vector.
-    pub fn missing(&self, vector: &VectorClock, after: Option<u64>) -> EventsPage {
-        let events = match after {
-            Some(after) => self.events[(after.min(self.head_seq()) as usize)..].to_vec(),
-            None => crate::vector_clock::missing_events(&self.events, vector)
-                .into_iter()
-                .cloned()
-                .collect(),
-        };
-        EventsPage {
-            snapshot: None,
-            events,
-            head_seq: self.head_seq(),
-            has_more: false,
-        }
-    }
-
-    /// Answers one client message as a server would: an in-memory server for tests, demos and
-    /// embedding. `bound` is the client id the connection's `hello` bound (None before it); the
-    /// caller keeps it per connection, sends `reply` to the sender and `broadcast` to every
-    /// connection of the document (the sender first, so its event precedes its ack).
-    pub fn answer(
-        &mut self,
-        bound: Option<&str>,
-        message: ClientMessage,
-        stamp: Stamp<'_>,
-    ) -> Answer {
-        let mut answer = Answer::default();
-        let unexpected = |answer: &mut Answer, message: &str| {
-            answer.reply.push(ServerMessage::Error {
-                code: ErrorCode::UnexpectedMessage,
-                message: message.into(),
-            })
-        };
-        match (message, bound) {
-            (
-                ClientMessage::Hello {
-                    protocol_versions,
-                    client_id,
-                    ..
-                },
-                None,
-            ) => match negotiate_version(&protocol_versions) {
-                Some(protocol_version) => {
-                    answer.reply.push(ServerMessage::Welcome {
-                        protocol_version,
-                        document_id: self.document_id.clone(),
-                        client_id: client_id.clone(),
-                        head_seq: self.head_seq(),
-                    });
-                    answer.bind = Some(client_id);
-                }
-                None => answer.reply.push(ServerMessage::Error {
-                    code: ErrorCode::UnsupportedVersion,
-                    message: format!("this server speaks protocol version {PROTOCOL_VERSION}"),
-                }),
-            },
-            (ClientMessage::Hello { .. }, Some(_)) => {
-                unexpected(&mut answer, "hello was sent twice")
-            }
-            (_, None) => unexpected(&mut answer, "hello must be the first frame"),
-            (
-                ClientMessage::Sync {
-                    vector_clock,
-                    after,
-                },
-                Some(_),
-            ) => {
-                let ahead = after.unwrap_or(0).max(vector_clock.max_seq());
-                if ahead > self.head_seq() {
-                    answer.reply.push(ServerMessage::Error {
-                        code: ErrorCode::InvalidSequence,
-                        message: format!(
-                            "position {ahead} is ahead of the log (head {})",
-                            self.head_seq()
-                        ),
-                    });
-                } else {
-                    let page = self.missing(&vector_clock, after);
-                    answer.reply.push(ServerMessage::Events {
-                        events: page.events,
-                        head_seq: Some(page.head_seq),
-                        has_more: false,
-                    });
-                }
-            }
-            (ClientMessage::Submit { edits }, Some(client_id)) => {
-                let outcome = self.submit(client_id, &edits, stamp);
-                answer.broadcast = outcome.broadcast();
-                answer.reply = outcome.replies();
-            }
-            (ClientMessage::Ping { nonce }, Some(_)) => answer.reply.push(ServerMessage::Pong {
-                nonce,
-                head_seq: Some(self.head_seq()),
-            }),
-        }
-        answer
-    }
-
-    /// The document at the head as a snapshot.
-    pub fn snapshot(&self) -> Snapshot {
-        Snapshot {
-            document_id: self.document_id.clone(),
-            sequence_num: self.head_seq(),
-            document: self.document.clone(),
-            vector_clock: self.vector.clone(),
-        }
-    }
-}
-
-impl LogView for MemoryLog {
-    fn document_id(&self) -> &str {
-        &self.document_id
-    }
-
-    fn head_seq(&self) -> u64 {
-        self.events.len() as u64
-    }
-
-    fn document(&self) -> Option<&Value> {
-        self.document.as_ref()
-    }
-
-    fn head_vector(&self) -> &VectorClock {
-        &self.vector
-    }
-
-    fn highest_client_seq(&self, client_id: &str) -> u64 {
-        self.edits
-            .get(client_id)
-            .and_then(|m| m.keys().next_back().copied())
-            .unwrap_or(0)
-    }
-
-    fn ordered_edit(&self, client_id: &str, client_seq: u64) -> Option<u64> {
-        self.edits.get(client_id)?.get(&client_seq).copied()
-    }
-
-    fn origins_after(&self, sequence_num: u64) -> Vec<(String, Option<u64>)> {
-        self.events[(sequence_num.min(self.head_seq()) as usize)..]
-            .iter()
-            .map(|e| (e.client_id.clone(), e.client_seq))
-            .collect()
-    }
-
-    fn shapes_after(&self, sequence_num: u64) -> Option<Vec<Vec<ShapedOp>>> {
-        self.shapes[(sequence_num.min(self.head_seq()) as usize)..]
-            .iter()
-            .cloned()
-            .collect()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::server::MemoryLog;
     use serde_json::json;
 
     fn stamp() -> impl FnMut(u64) -> (String, String) {
@@ -996,17 +729,28 @@ mod tests {
     }
 
     #[test]
-    fn missing_by_vector_and_by_cursor() {
+    fn without_write_rights_resends_are_acked_and_new_edits_forbidden() {
+        // 8.3: the exactly-once and staleness checks come before the permission (step 4).
         let mut log = MemoryLog::new("doc");
         log.submit("a", &[create()], &mut stamp());
-        log.submit("b", &[set_n(1, 1, 1)], &mut stamp());
-        log.submit("a", &[set_n(2, 2, 2)], &mut stamp());
-        let seqs =
-            |page: EventsPage| -> Vec<u64> { page.events.iter().map(|e| e.sequence_num).collect() };
-        assert_eq!(seqs(log.missing(&VectorClock::new(), None)), vec![1, 2, 3]);
-        let v = VectorClock::from_iter([("a".to_string(), 1)]);
-        assert_eq!(seqs(log.missing(&v, None)), vec![2, 3]);
-        assert_eq!(seqs(log.missing(&v, Some(2))), vec![3]);
-        assert_eq!(seqs(log.missing(&v, Some(99))), Vec::<u64>::new());
+        log.submit("a", &[set_n(2, 1, 2)], &mut stamp());
+        let out = order_submit(
+            &log,
+            "a",
+            &[set_n(2, 1, 2), set_n(3, 1, 3)],
+            false,
+            &mut stamp(),
+        );
+        assert_eq!(out.acks.len(), 1);
+        assert!(out.acks[0].duplicate);
+        let rejection = out.rejection.unwrap();
+        assert_eq!(
+            (rejection.client_seq, rejection.code),
+            (3, ErrorCode::Forbidden)
+        );
+        // A stale edit is refused stale first: the client catches up, then learns it may not write.
+        let out = order_submit(&log, "b", &[set_n(1, 1, 9)], false, &mut stamp());
+        assert_eq!(out.rejection.unwrap().code, ErrorCode::StaleBase);
+        assert!(out.events.is_empty());
     }
 }

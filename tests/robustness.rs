@@ -21,7 +21,8 @@ use eventsync::diff::{
     self, apply_diff, apply_event, apply_patch, BsonPatch, Diff, DiffError, MergePatch,
 };
 use eventsync::protocol::{self, Edit, ErrorCode, Event, Operation};
-use eventsync::sequencer::{LogView, MemoryLog};
+use eventsync::sequencer::LogView;
+use eventsync::server::MemoryLog;
 use eventsync::StateManager;
 use json_patch::PatchOperation;
 use rand::seq::IndexedRandom;

@@ -2,7 +2,8 @@
 
 use eventsync::protocol::{ClientMessage, Edit, ErrorCode, Operation, ServerMessage};
 use eventsync::queue::{MemoryStore, Store};
-use eventsync::sequencer::{LogView, MemoryLog};
+use eventsync::sequencer::LogView;
+use eventsync::server::{Delivery, MemoryLog};
 use eventsync::session::{ConnectionStatus, Output, SessionConfig, SessionEvent, SyncSession};
 use serde_json::{json, Value};
 
@@ -66,14 +67,38 @@ fn drain(session: &mut SyncSession, store: &mut MemoryStore) -> Drained {
     d
 }
 
-/// Answers what the client sent like a server would (its connection already said hello).
+/// Answers what the client sent like a server would: a `hello` opens a new connection, anything
+/// else goes to the client's latest one (opened with a `hello` when it has none).
 fn serve(log: &mut MemoryLog, client: &str, sent: &[ClientMessage]) -> Vec<ServerMessage> {
     let mut out = Vec::new();
     for message in sent {
-        let bound = (!matches!(message, ClientMessage::Hello { .. })).then_some(client);
-        let answer = log.answer(bound, message.clone(), &mut stamp);
-        out.extend(answer.broadcast);
-        out.extend(answer.reply);
+        let latest = log
+            .connections()
+            .filter(|c| log.client_of(*c) == Some(client))
+            .last();
+        let connection = match (message, latest) {
+            (ClientMessage::Hello { .. }, _) | (_, None) => {
+                let connection = log.connect(0);
+                if !matches!(message, ClientMessage::Hello { .. }) {
+                    let hello = ClientMessage::Hello {
+                        protocol_versions: vec![1],
+                        client_id: client.into(),
+                        token: None,
+                    };
+                    log.receive_message(connection, 0, &hello);
+                }
+                connection
+            }
+            (_, Some(connection)) => connection,
+        };
+        out.extend(
+            log.receive_message(connection, 0, message)
+                .into_iter()
+                .filter_map(|delivery| match delivery {
+                    Delivery::Message(to, message) if to == connection => Some(message),
+                    _ => None,
+                }),
+        );
     }
     out
 }
@@ -316,8 +341,13 @@ fn a_stale_submit_without_shape_is_refused_then_rebased_and_resent() {
         json!([{"op": "add", "path": "/items/0", "value": "bob"}]),
         true,
     );
+    // Bob's event came first: it precedes the reject (8.2).
+    assert!(
+        matches!(answers[0], ServerMessage::Event { .. }),
+        "{answers:?}"
+    );
     assert!(matches!(
-        answers[0],
+        answers[1],
         ServerMessage::Reject {
             code: ErrorCode::StaleBase,
             ..
@@ -335,8 +365,13 @@ fn a_stale_submit_that_truly_conflicts_is_refused_and_resolved_by_the_client_pol
         json!([{"op": "add", "path": "/title", "value": "bob"}]),
         false,
     );
+    // Bob's event came first: it precedes the reject (8.2).
+    assert!(
+        matches!(answers[0], ServerMessage::Event { .. }),
+        "{answers:?}"
+    );
     assert!(matches!(
-        answers[0],
+        answers[1],
         ServerMessage::Reject {
             code: ErrorCode::Conflict,
             ..

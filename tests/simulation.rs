@@ -12,9 +12,10 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use eventsync::conflict::{ConflictPolicy, Resolution};
-use eventsync::protocol::{self, Edit, Operation, ServerMessage};
+use eventsync::protocol::{self, Edit, ErrorCode, Operation, ServerMessage};
 use eventsync::queue::{MemoryStore, Store};
-use eventsync::sequencer::{LogView, MemoryLog};
+use eventsync::sequencer::LogView;
+use eventsync::server::{Delivery, MemoryLog};
 use eventsync::session::{Output, SessionConfig, SessionEvent, SyncSession};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -75,11 +76,10 @@ impl Pipe {
     }
 }
 
+/// A connection's two directions; its index is its id in the [`MemoryLog`].
 struct Connection {
     to_server: Pipe,
     to_client: Pipe,
-    /// Bound by `hello`.
-    client_id: Option<String>,
 }
 
 struct Client {
@@ -175,13 +175,18 @@ impl World {
         if self.clients[c].connection.is_some() {
             return;
         }
+        let now = self.now;
+        let id = self.log.connect(now);
+        assert_eq!(
+            id,
+            self.connections.len(),
+            "one log connection per connection"
+        );
         self.connections.push(Some(Connection {
             to_server: Pipe::default(),
             to_client: Pipe::default(),
-            client_id: None,
         }));
-        self.clients[c].connection = Some(self.connections.len() - 1);
-        let now = self.now;
+        self.clients[c].connection = Some(id);
         self.clients[c].session.handle_connected(now);
         self.drain_client(c);
     }
@@ -189,6 +194,7 @@ impl World {
     fn disconnect(&mut self, c: usize) {
         if let Some(conn) = self.clients[c].connection.take() {
             self.connections[conn] = None;
+            self.log.disconnect(conn);
             let now = self.now;
             self.clients[c].session.handle_disconnected(now);
             self.drain_client(c);
@@ -236,6 +242,7 @@ impl World {
                     // The session already considers itself offline; drop the transport.
                     if let Some(conn) = client.connection.take() {
                         self.connections[conn] = None;
+                        self.log.disconnect(conn);
                     }
                 }
             }
@@ -259,26 +266,25 @@ impl World {
     }
 
     fn server_receive(&mut self, conn: usize, frame: &str) {
-        let message = match protocol::decode_client(frame, 1 << 20) {
-            Ok(message) => message,
-            Err(err) => panic!("server got a bad frame: {err}: {frame}"),
-        };
-        let bound = self.connections[conn]
-            .as_ref()
-            .and_then(|c| c.client_id.clone());
-        let answer = self.log.answer(bound.as_deref(), message, &mut stamp);
-        if let (Some(id), Some(connection)) = (answer.bind, self.connections[conn].as_mut()) {
-            connection.client_id = Some(id);
-        }
-        if let Some(live) = &answer.broadcast {
-            // The sender first, so that its event precedes its ack.
-            self.server_send(conn, live);
-            for other in (0..self.connections.len()).filter(|other| *other != conn) {
-                self.server_send(other, live);
+        let now = self.now;
+        for delivery in self.log.receive(conn, now, frame) {
+            match delivery {
+                Delivery::Message(
+                    _,
+                    ServerMessage::Error {
+                        code: code @ (ErrorCode::MalformedFrame | ErrorCode::TooLarge),
+                        message,
+                    },
+                ) => panic!("the server could not read a frame ({code:?}: {message}): {frame}"),
+                Delivery::Message(to, message) => self.server_send(to, &message),
+                Delivery::Closed(to, code) => {
+                    self.trace
+                        .push(format!("server closed connection {to} ({code})"));
+                    if let Some(c) = self.clients.iter().position(|c| c.connection == Some(to)) {
+                        self.disconnect(c);
+                    }
+                }
             }
-        }
-        for reply in &answer.reply {
-            self.server_send(conn, reply);
         }
     }
 

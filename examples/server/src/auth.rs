@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
 use crate::limits::{validate_client_id, validate_document_id};
+use eventsync::server::Credentials;
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -272,21 +273,6 @@ impl Access {
     }
 }
 
-/// Resolves when a token that expires at `expires_at` (Unix seconds) has expired; never for
-/// `None`. Live connections and streams end then: a token's rights end with it (5.3).
-pub async fn expired(expires_at: Option<u64>) {
-    match expires_at {
-        Some(exp) => {
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap_or_default();
-            let left = std::time::Duration::from_secs(exp).saturating_sub(now);
-            tokio::time::sleep(left).await
-        }
-        None => std::future::pending().await,
-    }
-}
-
 /// The server's policy. With no authority (authentication off) every request may read and write
 /// as any client id and tokens are ignored (5.3). With one, a valid token for `document_id` is
 /// required and the request is bound to the token's client id and rights.
@@ -312,34 +298,28 @@ pub fn authorize(
     })
 }
 
-/// The checks of a `hello` that follow the `clientId`'s syntax, in the order of 5.2: a present and
-/// valid token when authentication is on (`unauthorized`), the token's `clientId`
-/// (`client_mismatch`), then `forbidden` for the client `server` or a token for another document.
-pub fn authorize_hello(
+/// What a `hello`'s token grants (5.3), for the core's connection engine, which checks it
+/// against the `hello` in the order of 5.2 (`client_mismatch`, then `forbidden`). Without
+/// authentication: anyone, tokens ignored. With it: a missing or bad token is `unauthorized`;
+/// a good one names its client, its rights on `document_id` and its expiry (Unix milliseconds,
+/// the connection's clock).
+pub fn credentials(
     authority: Option<&Authority>,
     token: Option<&str>,
     document_id: &str,
-    client_id: &str,
     now_unix: u64,
-) -> Result<Access, AuthError> {
+) -> Result<Credentials, AuthError> {
     let Some(authority) = authority else {
-        let access = authorize(None, token, document_id, now_unix)?;
-        access.check_client(client_id)?;
-        return Ok(access);
+        return Ok(Credentials::anyone());
     };
     let claims = authority.verify_token(token.ok_or(AuthError::Missing)?, now_unix)?;
-    let access = Access {
-        client_id: Some(claims.client_id.clone()),
-        rights: claims.rights,
-        expires_at: Some(claims.exp),
-    };
-    access.check_client(client_id)?;
-    if !claims.covers(document_id) {
-        return Err(AuthError::WrongDocument {
-            token_document: claims.document_id,
-        });
-    }
-    Ok(access)
+    let covers = claims.covers(document_id);
+    Ok(Credentials {
+        may_read: covers,
+        may_write: covers && claims.rights.can_write(),
+        expires_at: Some(claims.exp.saturating_mul(1000)),
+        client_id: Some(claims.client_id),
+    })
 }
 
 /// The token of an HTTP request or WebSocket upgrade: from `Authorization: Bearer X` (scheme
@@ -872,35 +852,30 @@ mod tests {
     }
 
     #[test]
-    fn hello_checks_follow_5_2() {
+    fn hello_credentials_name_the_client_the_rights_and_the_expiry() {
         let a = authority();
-        let bob_doc2 = a.issue(&claims("doc-2", "bob", Rights::Read, NOW + 60));
-        let check = |token: Option<&str>, client: &str| {
-            authorize_hello(Some(&a), token, "doc-1", client, NOW).map_err(|e| e.code())
+        let check = |token: Option<&str>, document: &str| {
+            credentials(Some(&a), token, document, NOW).map_err(|e| e.code())
         };
-        assert_eq!(check(None, "alice"), Err(ErrorCode::Unauthorized));
+        assert_eq!(check(None, "doc-1"), Err(ErrorCode::Unauthorized));
         assert_eq!(
-            check(Some("garbage"), "alice"),
+            check(Some("garbage"), "doc-1"),
             Err(ErrorCode::Unauthorized)
         );
-        // Another client and another document: client_mismatch comes first.
+        let bob_doc2 = a.issue(&claims("doc-2", "bob", Rights::Read, NOW + 60));
+        let other = check(Some(&bob_doc2), "doc-1").unwrap();
+        assert_eq!(other.client_id.as_deref(), Some("bob"));
+        assert!(!other.may_read && !other.may_write);
+        let read = check(Some(&bob_doc2), "doc-2").unwrap();
+        assert!(read.may_read && !read.may_write);
+        assert_eq!(read.expires_at, Some((NOW + 60) * 1000));
+        let write = a.issue(&claims("*", "bob", Rights::Write, NOW + 60));
+        assert!(check(Some(&write), "doc-9").unwrap().may_write);
+        // Without authentication: anyone, tokens ignored.
         assert_eq!(
-            check(Some(&bob_doc2), "alice"),
-            Err(ErrorCode::ClientMismatch)
+            credentials(None, Some("x"), "doc-1", NOW).unwrap(),
+            Credentials::anyone()
         );
-        assert_eq!(
-            check(Some(&bob_doc2), "server"),
-            Err(ErrorCode::ClientMismatch)
-        );
-        assert_eq!(check(Some(&bob_doc2), "bob"), Err(ErrorCode::Forbidden));
-        let bob_doc1 = a.issue(&claims("doc-1", "bob", Rights::Read, NOW + 60));
-        let access = check(Some(&bob_doc1), "bob").unwrap();
-        assert_eq!(access.client_id.as_deref(), Some("bob"));
-        assert_eq!(access.rights, Rights::Read);
-        // Without authentication: any client but `server`, tokens ignored.
-        let open = |client: &str| authorize_hello(None, Some("x"), "doc-1", client, NOW);
-        assert_eq!(open("alice").unwrap().rights, Rights::Write);
-        assert!(matches!(open("server"), Err(AuthError::ReservedClient)));
     }
 
     #[test]

@@ -7,6 +7,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use axum::extract::ws::Utf8Bytes;
 use eventsync::protocol::{self, Event, ServerMessage};
 use tokio::sync::broadcast;
 
@@ -18,10 +19,17 @@ const CHANNEL_CAPACITY: usize = 1024;
 pub struct Published {
     /// The events, consecutive, in `sequenceNum` order.
     pub events: Vec<Event>,
-    /// The WebSocket `event` frame carrying all of them.
-    pub frame: String,
+    /// The WebSocket `event` frame carrying all of them (shared by every subscriber's send).
+    pub frame: Utf8Bytes,
     /// Each event's JSON, for SSE `event` messages.
     pub each: Vec<String>,
+}
+
+/// What the core's connection reads of a batch ([`eventsync::server::LiveBatch`]).
+impl AsRef<[Event]> for Published {
+    fn as_ref(&self) -> &[Event] {
+        &self.events
+    }
 }
 
 impl Published {
@@ -69,7 +77,8 @@ impl EventBroker {
         let published = Published {
             frame: protocol::encode(&ServerMessage::Event {
                 events: events.to_vec(),
-            }),
+            })
+            .into(),
             each: events.iter().map(protocol::encode).collect(),
             events: events.to_vec(),
         };

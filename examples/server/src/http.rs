@@ -11,18 +11,20 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use eventsync::protocol::{ErrorBody, ErrorCode, EventsPage, Snapshot, StateVector};
+use eventsync::protocol::{
+    self, ErrorBody, ErrorCode, EventsPage, ServerMessage, Snapshot, StateVector,
+};
+use eventsync::server::{Output, SnapshotPolicy};
 use eventsync::VectorClock;
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
-use tokio::sync::broadcast::error::RecvError;
 use tokio_stream::wrappers::ReceiverStream;
 
 use crate::app::AppState;
 use crate::auth::{self, Access, Rights};
+use crate::drive::{now_ms, Connection, Driver, Incoming, Outgoing, Transport};
 use crate::limits::validate_document_id;
 use crate::service::{ServiceError, Write};
-use crate::ws::unix_now;
 
 /// An error answer: the status of its code and an ErrorBody.
 #[derive(Debug)]
@@ -95,7 +97,7 @@ fn admit(
         state.authority.as_ref(),
         token.as_deref(),
         document_id,
-        unix_now(),
+        now_ms() / 1000,
     )?;
     if need == Rights::Write && access.rights != Rights::Write {
         return Err(ApiError::new(
@@ -244,6 +246,7 @@ pub async fn sync(
             &vector.vector_clock,
             None,
             state.limits.default_page,
+            SnapshotPolicy::WhenBehindOrNew,
         )
         .await?;
     if !vector.client_id.is_empty() {
@@ -279,7 +282,14 @@ pub async fn events(
     });
     let page = state
         .service
-        .catch_up(&document_id, &VectorClock::new(), Some(after), limit)
+        .catch_up(
+            &document_id,
+            &VectorClock::new(),
+            Some(after),
+            limit,
+            // A page starts with a snapshot only when `after` is older than the history (12.2).
+            SnapshotPolicy::WhenBehind,
+        )
         .await?;
     Ok(Json(page))
 }
@@ -412,136 +422,25 @@ pub async fn stream(
         Some(id) => id,
         None => number(&params, "after")?.unwrap_or(0),
     };
-    let mut live = state.broker.subscribe(&document_id);
-    let head = state.service.head(&document_id).await?;
-    if start > head.head_seq {
-        return Err(ApiError::new(
-            ErrorCode::InvalidSequence,
-            format!(
-                "position {start} is ahead of the log (head {})",
-                head.head_seq
-            ),
-        ));
+    let connection = Connection::event_stream(
+        document_id.clone(),
+        state.limits.clone(),
+        start,
+        access
+            .expires_at
+            .map(|seconds| seconds.saturating_mul(1000)),
+        now_ms(),
+    );
+    let mut driver = Driver::new(state.clone(), connection);
+    // An error before anything is streamed is the HTTP answer (a position ahead of the log).
+    if let Some(Output::Send(ServerMessage::Error { code, message })) = driver.peek().await {
+        return Err(ApiError(*code, message.clone()));
     }
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<SseEvent, Infallible>>(64);
     let guard = state.connection_guard();
     tokio::spawn(async move {
         let _guard = guard;
-        let mut shutdown = state.shutdown.clone();
-        let expiry = auth::expired(access.expires_at);
-        tokio::pin!(expiry);
-        let send = |event: SseEvent| {
-            let tx = tx.clone();
-            async move { tx.send(Ok(event)).await.is_ok() }
-        };
-        let connected = json!({"documentId": document_id, "headSeq": head.head_seq});
-        if !send(
-            SseEvent::default()
-                .event("connected")
-                .data(connected.to_string()),
-        )
-        .await
-        {
-            return;
-        }
-        // Catch up from the store, then follow the live channel, one sequence without gaps.
-        let mut last = start;
-        let mut catch_up = true;
-        // Whether anything followed `connected`: a snapshot may only come first (13).
-        let mut started = false;
-        loop {
-            if catch_up {
-                catch_up = false;
-                loop {
-                    let page = match state
-                        .service
-                        .catch_up(
-                            &document_id,
-                            &VectorClock::new(),
-                            Some(last),
-                            state.limits.default_page,
-                        )
-                        .await
-                    {
-                        Ok(page) => page,
-                        Err(err) => {
-                            let body = json!({"code": err.code, "message": err.message});
-                            send(SseEvent::default().event("error").data(body.to_string())).await;
-                            return;
-                        }
-                    };
-                    if let Some(snapshot) = &page.snapshot {
-                        if started {
-                            // Fell behind the retained history after the stream started: a
-                            // snapshot here would skip events of the one sequence, so the
-                            // stream ends and the client resumes (Last-Event-ID) from it.
-                            return;
-                        }
-                        started = true;
-                        last = snapshot.sequence_num;
-                        let data = serde_json::to_string(snapshot).unwrap_or_default();
-                        if !send(
-                            SseEvent::default()
-                                .event("snapshot")
-                                .id(last.to_string())
-                                .data(data),
-                        )
-                        .await
-                        {
-                            return;
-                        }
-                    }
-                    if let Some(end) = page.events.last().map(|e| e.sequence_num) {
-                        started = true;
-                        last = end;
-                        let data = serde_json::to_string(&page.events).unwrap_or_default();
-                        if !send(
-                            SseEvent::default()
-                                .event("events")
-                                .id(end.to_string())
-                                .data(data),
-                        )
-                        .await
-                        {
-                            return;
-                        }
-                    }
-                    if !page.has_more {
-                        break;
-                    }
-                }
-            }
-            tokio::select! {
-                published = live.recv() => match published {
-                    Ok(published) => {
-                        let first = published.events.first().map_or(0, |e| e.sequence_num);
-                        if first > last + 1 {
-                            catch_up = true;
-                            continue;
-                        }
-                        for (event, data) in published.events.iter().zip(&published.each) {
-                            if event.sequence_num <= last {
-                                continue;
-                            }
-                            last = event.sequence_num;
-                            started = true;
-                            if !send(SseEvent::default().event("event").id(last.to_string()).data(data.clone())).await {
-                                return;
-                            }
-                        }
-                    }
-                    Err(RecvError::Lagged(_)) => catch_up = true,
-                    Err(RecvError::Closed) => return,
-                },
-                _ = shutdown.changed() => return,
-                _ = tx.closed() => return,
-                _ = &mut expiry => {
-                    let body = json!({"code": ErrorCode::Unauthorized, "message": "the access token expired"});
-                    send(SseEvent::default().event("error").data(body.to_string())).await;
-                    return;
-                }
-            }
-        }
+        driver.run(EventStream { tx, document_id }).await;
     });
     let sse = Sse::new(ReceiverStream::new(rx)).keep_alive(
         KeepAlive::new()
@@ -549,4 +448,68 @@ pub async fn stream(
             .text("keep-alive"),
     );
     Ok(([(header::CACHE_CONTROL, "no-cache")], sse).into_response())
+}
+
+/// An SSE stream as the driver's transport: each output becomes the event of section 13.
+struct EventStream {
+    tx: tokio::sync::mpsc::Sender<Result<SseEvent, Infallible>>,
+    document_id: String,
+}
+
+impl EventStream {
+    async fn emit(&self, name: &str, id: Option<u64>, data: String) -> Result<(), ()> {
+        let mut event = SseEvent::default().event(name).data(data);
+        if let Some(id) = id {
+            event = event.id(id.to_string());
+        }
+        self.tx.send(Ok(event)).await.map_err(drop)
+    }
+}
+
+impl Transport for EventStream {
+    async fn send(&mut self, out: Outgoing) -> Result<(), ()> {
+        match out {
+            Outgoing::Connected(head_seq) => {
+                let data = json!({"documentId": self.document_id, "headSeq": head_seq});
+                self.emit("connected", None, data.to_string()).await
+            }
+            Outgoing::Live(batch) => {
+                for (event, data) in batch.events.iter().zip(&batch.each) {
+                    self.emit("event", Some(event.sequence_num), data.clone())
+                        .await?;
+                }
+                Ok(())
+            }
+            Outgoing::Message(ServerMessage::Snapshot { snapshot }) => {
+                let id = snapshot.sequence_num;
+                self.emit("snapshot", Some(id), protocol::encode(&snapshot))
+                    .await
+            }
+            Outgoing::Message(ServerMessage::Events { events, .. }) => {
+                let id = events.last().map(|e| e.sequence_num);
+                self.emit("events", id, protocol::encode(&events)).await
+            }
+            Outgoing::Message(ServerMessage::Event { events }) => {
+                for event in &events {
+                    self.emit("event", Some(event.sequence_num), protocol::encode(event))
+                        .await?;
+                }
+                Ok(())
+            }
+            Outgoing::Message(ServerMessage::Error { code, message }) => {
+                let body = protocol::encode(&ErrorBody { code, message });
+                self.emit("error", None, body).await
+            }
+            Outgoing::Message(_) => Ok(()),
+        }
+    }
+
+    async fn close(&mut self, _code: u16, _reason: &'static str) {
+        // Dropping the sender ends the stream.
+    }
+
+    async fn next(&mut self) -> Incoming {
+        self.tx.closed().await;
+        Incoming::Gone
+    }
 }

@@ -9,6 +9,7 @@
 pub mod app;
 pub mod auth;
 pub mod broker;
+pub mod drive;
 pub mod http;
 pub mod limits;
 pub mod service;

@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex};
 use eventsync::conflict::ShapedOp;
 use eventsync::protocol::{Edit, ErrorCode, Event, EventsPage, Operation, Snapshot, StateVector};
 use eventsync::sequencer::{self, LogView, SubmitOutcome};
+use eventsync::server::{CatchUp, LogHead, Read, ReadResult, SnapshotPolicy, Step, Submitted};
 use eventsync::VectorClock;
 use serde_json::Value;
 use tokio::sync::Mutex as AsyncMutex;
@@ -260,15 +261,6 @@ impl SyncService {
         Ok(self.cache(&mut guard, document_id).await?.head.clone())
     }
 
-    /// The document's head as the store has it now (catching the cache up).
-    async fn current_head(&self, document_id: &str) -> Result<DocumentHead, ServiceError> {
-        let slot = self.slot(document_id);
-        let mut guard = slot.lock().await;
-        let cache = self.cache(&mut guard, document_id).await?;
-        self.catch_up_cache(cache).await?;
-        Ok(cache.head.clone())
-    }
-
     async fn cache<'a>(
         &self,
         guard: &'a mut Option<DocumentCache>,
@@ -281,12 +273,32 @@ impl SyncService {
     }
 
     /// Orders a client's submit: durable, then published, then returned for acknowledgement.
+    /// A failure before anything could be stored is [`Submitted::Refused`]; one of the append
+    /// itself, which may have stored the events, is [`Submitted::Unknown`] (8.3).
     pub async fn submit(
         &self,
         document_id: &str,
         client_id: &str,
         edits: &[Edit],
-    ) -> Result<SubmitOutcome, ServiceError> {
+        may_write: bool,
+    ) -> Submitted {
+        match self.order(document_id, client_id, edits, may_write).await {
+            Ok(outcome) => Submitted::from(&outcome),
+            Err(Failure::Before(err)) => Submitted::Refused(err.code, err.message),
+            Err(Failure::Append(err)) => {
+                tracing::error!(error = %err, document = document_id, "append failed: the submit's outcome is unknown");
+                Submitted::Unknown(err.to_string())
+            }
+        }
+    }
+
+    async fn order(
+        &self,
+        document_id: &str,
+        client_id: &str,
+        edits: &[Edit],
+        may_write: bool,
+    ) -> Result<SubmitOutcome, Failure> {
         let slot = self.slot(document_id);
         let mut guard = slot.lock().await;
         for _attempt in 0..3 {
@@ -318,20 +330,24 @@ impl SyncService {
                 highest_client_seq: highest,
                 duplicates,
             };
-            let outcome =
-                sequencer::order_submit(&view, client_id, edits, &mut |seq| self.ids.stamp(seq));
+            let outcome = sequencer::order_submit(&view, client_id, edits, may_write, &mut |seq| {
+                self.ids.stamp(seq)
+            });
             if outcome.events.is_empty() {
                 return Ok(outcome);
             }
             let document = outcome.document.clone();
-            if self
+            match self
                 .commit_or_catch_up(cache, &outcome.events, &outcome.shapes, document)
-                .await?
+                .await
             {
-                return Ok(outcome);
+                Ok(true) => return Ok(outcome),
+                Ok(false) => {}
+                Err(CommitError::Append(err)) => return Err(Failure::Append(err)),
+                Err(CommitError::Store(err)) => return Err(Failure::Before(err.into())),
             }
         }
-        Err(too_busy())
+        Err(Failure::Before(too_busy()))
     }
 
     /// Orders a change that is not a client edit (HTTP writes, database changes). `after` is the
@@ -375,11 +391,13 @@ impl SyncService {
             })
             .map_err(|(code, message)| ServiceError::new(code, message))?;
             let events = std::slice::from_ref(&event);
-            if self
+            match self
                 .commit_or_catch_up(cache, events, &[shape], document)
-                .await?
+                .await
             {
-                return Ok(event);
+                Ok(true) => return Ok(event),
+                Ok(false) => {}
+                Err(CommitError::Append(err) | CommitError::Store(err)) => return Err(err.into()),
             }
         }
         Err(too_busy())
@@ -393,14 +411,16 @@ impl SyncService {
         events: &[Event],
         shapes: &[Option<Vec<ShapedOp>>],
         document: Option<Value>,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<bool, CommitError> {
         match self.commit(cache, events, shapes, document).await {
             Ok(()) => Ok(true),
             Err(StoreError::HeadMoved { .. }) => {
-                self.catch_up_cache(cache).await?;
+                self.catch_up_cache(cache)
+                    .await
+                    .map_err(CommitError::Store)?;
                 Ok(false)
             }
-            Err(err) => Err(err),
+            Err(err) => Err(CommitError::Append(err)),
         }
     }
 
@@ -449,143 +469,60 @@ impl SyncService {
         }
     }
 
-    /// The events a client is missing, as one page: by cursor when `after` is given, else by the
-    /// seed's state-vector rule. Starts with a snapshot when the client is behind the retained
-    /// history, or is new and a snapshot exists. For the rest of a long answer, see
-    /// [`SyncService::catch_up_page`].
+    /// The head a catch-up reads ([`Read::Head`]): from the cache, or with `fresh` as the store
+    /// has it now (catching the cache up first).
+    pub async fn log_head(&self, document_id: &str, fresh: bool) -> Result<LogHead, ServiceError> {
+        let slot = self.slot(document_id);
+        let mut guard = slot.lock().await;
+        let cache = self.cache(&mut guard, document_id).await?;
+        let mut first_retained_seq = cache.head.first_retained_seq;
+        if fresh {
+            // Another process may have appended or compacted.
+            let stored = self.catch_up_cache(cache).await?;
+            first_retained_seq = first_retained_seq.max(stored.first_retained_seq);
+        }
+        Ok(LogHead {
+            head_seq: cache.head.head_seq,
+            first_retained_seq,
+            vector: cache.head.vector.clone(),
+        })
+    }
+
+    /// The head's `sequenceNum` (loading the document on first use).
+    pub async fn head_seq(&self, document_id: &str) -> Result<u64, ServiceError> {
+        let slot = self.slot(document_id);
+        let mut guard = slot.lock().await;
+        Ok(self.cache(&mut guard, document_id).await?.head.head_seq)
+    }
+
+    /// Answers a read of the core's catch-up or of a connection repairing a gap.
+    pub async fn read(&self, document_id: &str, read: Read) -> Result<ReadResult, ServiceError> {
+        Ok(match read {
+            Read::Head { fresh } => ReadResult::Head(self.log_head(document_id, fresh).await?),
+            Read::Snapshot => ReadResult::Snapshot(self.store.latest_snapshot(document_id).await?),
+            Read::Events { after, limit } => {
+                ReadResult::Events(self.store.events_after(document_id, after, limit).await?)
+            }
+        })
+    }
+
+    /// One page of the events a position misses (the core's [`CatchUp`]): by cursor when
+    /// `after` is given, else by the seed's state-vector rule.
     pub async fn catch_up(
         &self,
         document_id: &str,
         vector: &VectorClock,
         after: Option<u64>,
         limit: usize,
+        policy: SnapshotPolicy,
     ) -> Result<EventsPage, ServiceError> {
-        self.catch_up_page(document_id, vector, after, None, limit)
-            .await
-            .map(|(page, _)| page)
-    }
-
-    /// One page of a catch-up, and the `sequenceNum` up to which the log was scanned for it.
-    ///
-    /// `resume` is `None` for the first page. In the vector form (no `after`, no snapshot) a
-    /// later page passes the scan position the previous page returned, with the same vector, so
-    /// that every page keeps the seed's rule; the page's last event is not that position, because
-    /// events the vector already holds are skipped. A vector-form page is never empty while
-    /// `has_more` is true: the scan goes on until it finds a missing event or reaches the head.
-    ///
-    /// The head, the snapshot and the events are read one after the other while writers go on,
-    /// so a compaction in between can delete the events the page was to continue with: such a
-    /// page would have a gap. It is read again (and then finds the newer snapshot); the last
-    /// attempt holds the document's lock, under which this process compacts nothing.
-    pub async fn catch_up_page(
-        &self,
-        document_id: &str,
-        vector: &VectorClock,
-        after: Option<u64>,
-        resume: Option<u64>,
-        limit: usize,
-    ) -> Result<(EventsPage, u64), ServiceError> {
-        for _attempt in 0..3 {
-            let mut head = self.head(document_id).await?;
-            if after.is_some_and(|a| a > head.head_seq) || vector.max_seq() > head.head_seq {
-                // Ahead of this cache, maybe not of the store (another server process appended).
-                head = self.current_head(document_id).await?;
-            }
-            if let Some(found) = self
-                .read_page(document_id, &head, vector, after, resume, limit)
-                .await?
-            {
-                return Ok(found);
-            }
-        }
-        let slot = self.slot(document_id);
-        let mut guard = slot.lock().await;
-        let head = self.cache(&mut guard, document_id).await?.head.clone();
-        self.read_page(document_id, &head, vector, after, resume, limit)
-            .await?
-            .ok_or_else(|| {
-                ServiceError::new(
-                    ErrorCode::Internal,
-                    "the log was compacted during the catch-up: try again",
-                )
-            })
-    }
-
-    /// One attempt of [`SyncService::catch_up_page`] from `head`; `None` when the events after
-    /// the page's start were compacted meanwhile.
-    async fn read_page(
-        &self,
-        document_id: &str,
-        head: &DocumentHead,
-        vector: &VectorClock,
-        after: Option<u64>,
-        resume: Option<u64>,
-        limit: usize,
-    ) -> Result<Option<(EventsPage, u64)>, ServiceError> {
-        let start = match after {
-            Some(after) => after,
-            None => vector.scan_floor(&head.vector).unwrap_or(head.head_seq),
-        };
-        if start > head.head_seq || vector.max_seq() > head.head_seq {
-            return Err(ServiceError::new(
-                ErrorCode::InvalidSequence,
-                format!(
-                    "position {} is ahead of the log (head {})",
-                    start.max(vector.max_seq()),
-                    head.head_seq
-                ),
-            ));
-        }
-        let cursor = resume.unwrap_or(start).min(head.head_seq);
-        let behind = cursor + 1 < head.first_retained_seq;
-        let fresh = resume.is_none() && cursor == 0 && vector.is_empty();
-        let mut page = EventsPage {
-            snapshot: None,
-            events: Vec::new(),
-            head_seq: head.head_seq,
-            has_more: false,
-        };
-        let mut from = cursor;
-        if behind || fresh {
-            if let Some(snapshot) = self.store.latest_snapshot(document_id).await? {
-                if snapshot.sequence_num > cursor {
-                    from = snapshot.sequence_num;
-                    page.snapshot = Some(snapshot);
-                }
-            }
-        }
-        // What was read may be newer than `head`; the page's headSeq covers all of it.
-        page.head_seq = page.head_seq.max(from);
-        if limit == 0 {
-            page.has_more = from < head.head_seq;
-            return Ok(Some((page, from)));
-        }
-        let filter = after.is_none() && page.snapshot.is_none();
+        let (mut machine, mut read) = CatchUp::new(vector.clone(), after, None, limit, policy);
         loop {
-            let events = self.store.events_after(document_id, from, limit).await?;
-            let gapless = match events.first() {
-                Some(first) => first.sequence_num == from + 1,
-                None => from >= head.head_seq,
-            };
-            if !gapless {
-                return Ok(None);
+            match machine.handle(self.read(document_id, read).await?) {
+                Step::Read(next) => read = next,
+                Step::Page(page) => return Ok(page.page),
+                Step::Refused(code, message) => return Err(ServiceError::new(code, message)),
             }
-            let scanned = events.last().map_or(from, |e| e.sequence_num);
-            page.head_seq = page.head_seq.max(scanned);
-            page.has_more = events.len() == limit && scanned < head.head_seq;
-            if filter {
-                page.events.extend(
-                    events
-                        .into_iter()
-                        .filter(|e| vector.is_missing(&e.client_id, e.sequence_num)),
-                );
-            } else {
-                page.events = events;
-            }
-            if !page.has_more || !page.events.is_empty() || scanned <= from {
-                return Ok(Some((page, scanned)));
-            }
-            from = scanned;
         }
     }
 
@@ -696,6 +633,27 @@ impl SyncService {
             }
         }
         Ok(state.document().cloned())
+    }
+}
+
+/// Why a commit failed: the append itself (which may have stored the events), or a read after
+/// another process appended first (nothing of this commit was stored).
+enum CommitError {
+    Append(StoreError),
+    Store(StoreError),
+}
+
+/// Why a submit failed.
+enum Failure {
+    /// Before anything could be stored.
+    Before(ServiceError),
+    /// In the append: the events may have been stored.
+    Append(StoreError),
+}
+
+impl From<StoreError> for Failure {
+    fn from(err: StoreError) -> Self {
+        Failure::Before(err.into())
     }
 }
 

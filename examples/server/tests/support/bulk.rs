@@ -2,7 +2,8 @@
 //! stored in one transaction, straight into the server's store.
 
 use eventsync::protocol::Operation;
-use eventsync::sequencer::{order_change, LogView, MemoryLog};
+use eventsync::sequencer::{order_change, LogView};
+use eventsync::server::MemoryLog;
 use serde_json::json;
 
 use super::TestServer;

@@ -1,0 +1,24 @@
+//! The server's side of the protocol, sans IO: what every eventsync server does, written once.
+//!
+//! - [`ServerConnection`]: one WebSocket connection or SSE stream, from `hello` to close.
+//! - [`CatchUp`]: one page of the events a position is missing (6.2, 6.3, 12.2).
+//! - [`limits`]: the limits, the rate limiter and the identifier rules.
+//! - [`MemoryLog`]: a whole server in memory, driving [`ServerConnection`]s, for tests and demos.
+//!
+//! The ordering of edits into the log is [`crate::sequencer`]. The reference server
+//! (`examples/server`) is a driver around these: sockets, a durable store, a fan-out.
+
+pub mod catch_up;
+pub mod connection;
+pub mod limits;
+pub mod memory;
+
+pub use catch_up::{CatchUp, LogHead, Page, Read, ReadResult, SnapshotPolicy, Step};
+pub use connection::{
+    close_code, negotiate_version, Credentials, LiveBatch, Mode, Output, Reply, Request,
+    ServerConnection, Submitted,
+};
+pub use memory::{ConnectionId, Delivery, MemoryLog};
+
+#[cfg(test)]
+mod tests;
