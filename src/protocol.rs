@@ -13,6 +13,32 @@ use crate::vector_clock::VectorClock;
 /// The protocol version this crate speaks.
 pub const PROTOCOL_VERSION: u32 = 1;
 
+/// The largest counter (`sequenceNum`, `clientSeq`, `baseSeq`, `after`, state-vector values,
+/// `nonce`) a writer may send: 2^53 - 1, the largest integer JavaScript holds exactly (section 1).
+/// Client frames with a larger one are malformed.
+pub const MAX_COUNTER: u64 = (1 << 53) - 1;
+
+/// Checks a counter against [`MAX_COUNTER`].
+pub fn check_counter(n: u64) -> Result<u64, String> {
+    if n > MAX_COUNTER {
+        return Err(format!(
+            "{n} is above 9007199254740991 (2^53 - 1), the largest counter"
+        ));
+    }
+    Ok(n)
+}
+
+fn counter<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    check_counter(u64::deserialize(d)?).map_err(serde::de::Error::custom)
+}
+
+fn optional_counter<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    Option::<u64>::deserialize(d)?
+        .map(check_counter)
+        .transpose()
+        .map_err(serde::de::Error::custom)
+}
+
 /// The `clientId` the server uses for changes that did not come from a client (seed convention).
 pub const SERVER_CLIENT_ID: &str = "server";
 
@@ -91,9 +117,11 @@ pub struct StateVector {
 #[serde(rename_all = "camelCase")]
 pub struct Edit {
     /// Per client and document, strictly increasing; the idempotency key with the `clientId`.
+    #[serde(deserialize_with = "counter")]
     pub client_seq: u64,
     /// The `sequenceNum` of the confirmed document the edit (and every earlier edit of the same
     /// submission) was made against.
+    #[serde(deserialize_with = "counter")]
     pub base_seq: u64,
     /// Create, update or delete of the document.
     #[serde(default)]
@@ -211,7 +239,11 @@ pub enum ClientMessage {
         #[serde(default)]
         vector_clock: VectorClock,
         /// When present, a plain cursor: every event with `sequenceNum > after`.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[serde(
+            default,
+            skip_serializing_if = "Option::is_none",
+            deserialize_with = "optional_counter"
+        )]
         after: Option<u64>,
     },
     /// Local edits to order, in `clientSeq` order.
@@ -222,7 +254,11 @@ pub enum ClientMessage {
     /// Keep-alive; answered with `pong`.
     Ping {
         /// Echoed back.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[serde(
+            default,
+            skip_serializing_if = "Option::is_none",
+            deserialize_with = "optional_counter"
+        )]
         nonce: Option<u64>,
     },
 }
@@ -566,5 +602,30 @@ mod tests {
         assert_eq!(ev.sequence_num, 5);
         assert_eq!(ev.client_id, SERVER_CLIENT_ID);
         assert!(ev.diff.is_some());
+    }
+
+    #[test]
+    fn counters_above_2_53_minus_1_make_a_client_frame_malformed() {
+        for bad in [
+            r#"{"type":"ping","nonce":9007199254740992}"#,
+            r#"{"type":"sync","after":9007199254740992}"#,
+            r#"{"type":"sync","vectorClock":{"a":18446744073709551615}}"#,
+            r#"{"type":"submit","edits":[{"clientSeq":9007199254740992,"baseSeq":0}]}"#,
+            r#"{"type":"submit","edits":[{"clientSeq":1,"baseSeq":9007199254740992}]}"#,
+        ] {
+            let err = decode_client(bad, 1 << 20).unwrap_err();
+            assert_eq!(err.code(), ErrorCode::MalformedFrame, "{bad}");
+            assert!(err.to_string().contains("2^53"), "{err}");
+        }
+        let ok = r#"{"type":"ping","nonce":9007199254740991}"#;
+        assert_eq!(
+            decode_client(ok, 1 << 20).unwrap(),
+            ClientMessage::Ping {
+                nonce: Some(MAX_COUNTER)
+            }
+        );
+        // null still reads as absent where section 1 says so.
+        let null = r#"{"type":"sync","after":null,"vectorClock":{}}"#;
+        assert!(decode_client(null, 1 << 20).is_ok());
     }
 }

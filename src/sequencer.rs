@@ -428,6 +428,19 @@ pub fn apply_edit(
     if deepens {
         return Err(too_deep());
     }
+    // Moves and copies only place numbers the document holds already.
+    if let Some(n) = patch
+        .iter()
+        .filter_map(placed)
+        .find_map(diff::unsafe_integer)
+    {
+        return Err((
+            ErrorCode::TooLarge,
+            format!(
+                "the integer {n} is beyond +/-(2^53 - 1), which JavaScript clients cannot hold exactly: store it as a string"
+            ),
+        ));
+    }
     let apply = |doc: &mut Value| -> Result<(), (ErrorCode, String)> {
         if moves {
             let mut copy = doc.clone();
@@ -752,5 +765,34 @@ mod tests {
         let out = order_submit(&log, "b", &[set_n(1, 1, 9)], false, &mut stamp());
         assert_eq!(out.rejection.unwrap().code, ErrorCode::StaleBase);
         assert!(out.events.is_empty());
+    }
+
+    #[test]
+    fn integers_javascript_cannot_hold_are_refused_too_large() {
+        let mut log = MemoryLog::new("doc");
+        log.submit("a", &[create()], &mut stamp());
+        for (client_seq, value) in [
+            (2, json!(9007199254740992u64)),
+            (3, json!({"deep": [-9007199254740992i64]})),
+            (4, json!(u64::MAX)),
+        ] {
+            let patch = json!([{"op": "add", "path": "/big", "value": value}]);
+            let out = log.submit(
+                "a",
+                &[edit(client_seq, 1, Operation::Update, patch)],
+                &mut stamp(),
+            );
+            let rejection = out.rejection.unwrap();
+            assert_eq!(rejection.code, ErrorCode::TooLarge, "{value}");
+            assert!(
+                rejection.message.contains("string"),
+                "{}",
+                rejection.message
+            );
+        }
+        // The largest safe integers, and doubles of any size, are fine.
+        let patch = json!([{"op": "add", "path": "/ok", "value": [9007199254740991u64, -9007199254740991i64, 1e300, 0.5]}]);
+        let out = log.submit("a", &[edit(5, 1, Operation::Update, patch)], &mut stamp());
+        assert_eq!(out.rejection, None);
     }
 }

@@ -14,9 +14,22 @@ use crate::protocol::Event;
 /// A map from origin `clientId` to the highest `sequenceNum` of that origin.
 ///
 /// A missing entry means 0: nothing of that origin is known.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
 #[serde(transparent)]
 pub struct VectorClock(pub BTreeMap<String, u64>);
+
+/// Values above [`crate::protocol::MAX_COUNTER`] are refused (section 1).
+impl<'de> Deserialize<'de> for VectorClock {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let map = BTreeMap::<String, u64>::deserialize(d)?;
+        for (client_id, seq) in &map {
+            crate::protocol::check_counter(*seq).map_err(|err| {
+                serde::de::Error::custom(format!("vectorClock entry {client_id:?}: {err}"))
+            })?;
+        }
+        Ok(VectorClock(map))
+    }
+}
 
 /// How two vector clocks relate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -276,6 +276,34 @@ pub(crate) fn depth_of(value: &Value, limit: usize) -> usize {
     deepest
 }
 
+/// The largest integer a document may hold exactly on every replica: 2^53 - 1 (JavaScript's
+/// `Number.MAX_SAFE_INTEGER`; `docs/PROTOCOL.md` section 1, "Numbers in documents").
+pub const MAX_SAFE_INTEGER: u64 = (1 << 53) - 1;
+
+/// The first integer in `value` (at any depth) beyond +/-(2^53 - 1), which JavaScript clients
+/// would read rounded. Other numbers are IEEE 754 doubles on every replica already.
+pub fn unsafe_integer(value: &Value) -> Option<&serde_json::Number> {
+    let mut stack = vec![value];
+    while let Some(v) = stack.pop() {
+        match v {
+            Value::Number(n) => {
+                let beyond = match (n.as_u64(), n.as_i64()) {
+                    (Some(u), _) => u > MAX_SAFE_INTEGER,
+                    (None, Some(i)) => i.unsigned_abs() > MAX_SAFE_INTEGER,
+                    _ => false,
+                };
+                if beyond {
+                    return Some(n);
+                }
+            }
+            Value::Array(a) => stack.extend(a),
+            Value::Object(o) => stack.extend(o.values()),
+            _ => {}
+        }
+    }
+    None
+}
+
 /// Apply just a diff to `start` and return the result; `start` is never changed.
 ///
 /// Uses one format by precedence `patch` > `jsonPatch` > `mergePatch` > `bsonPatch`. A diff with

@@ -460,3 +460,33 @@ fn documents_nested_too_deep_are_refused() {
         Err(DiffError::TooDeep { .. })
     ));
 }
+
+#[test]
+fn a_null_diff_member_counts_as_absent() {
+    // Section 1: the seed's Go server writes nil members as null (a nil []byte mergePatch beside a
+    // bsonPatch): each member of a Diff that is null is read as absent.
+    let before = json!({"a": 0});
+    let with_bson = update(json!({"mergePatch": null, "bsonPatch": {"set": {"a": 1}}}));
+    assert_eq!(
+        apply_checked(Some(&before), &with_bson).unwrap().document,
+        Some(json!({"a": 1}))
+    );
+    let with_json_patch =
+        update(json!({"patch": null, "jsonPatch": [{"op": "replace", "path": "/a", "value": 2}]}));
+    assert_eq!(
+        apply_checked(Some(&before), &with_json_patch)
+            .unwrap()
+            .document,
+        Some(json!({"a": 2}))
+    );
+    // Every member null: no known format, so the whole document must be in the metadata.
+    let all_null = event(
+        "update",
+        json!({"patch": null, "jsonPatch": null, "mergePatch": null, "bsonPatch": null, "hasChanges": null}),
+        json!({"data": "{\"a\": 3}"}),
+    );
+    assert_eq!(
+        apply_checked(Some(&before), &all_null).unwrap().document,
+        Some(json!({"a": 3}))
+    );
+}

@@ -151,18 +151,22 @@ fn parse_body<T: DeserializeOwned>(
     })
 }
 
+/// A counter in the query (`after`, `limit`): a non-negative integer up to 2^53 - 1 (section 1).
 fn number(params: &HashMap<String, String>, name: &str) -> ApiResult<Option<u64>> {
-    params
-        .get(name)
-        .map(|v| {
-            v.parse::<u64>().map_err(|_| {
-                ApiError::new(
-                    ErrorCode::MalformedFrame,
-                    format!("{name} must be a non-negative integer"),
-                )
-            })
-        })
-        .transpose()
+    params.get(name).map(|v| counter(name, v)).transpose()
+}
+
+fn counter(name: &str, text: &str) -> ApiResult<u64> {
+    let malformed = |reason: String| ApiError::new(ErrorCode::MalformedFrame, reason);
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(malformed(format!("{name} must be a non-negative integer")));
+    }
+    let n = text.parse::<u64>().map_err(|_| {
+        malformed(format!(
+            "{name} {text} is above 9007199254740991 (2^53 - 1)"
+        ))
+    })?;
+    protocol::check_counter(n).map_err(|reason| malformed(format!("{name} {reason}")))
 }
 
 /// `GET /health`.
@@ -370,9 +374,11 @@ pub async fn patch_document(
 ) -> ApiResult<Json<Value>> {
     write(state, document_id, query, headers, |state| {
         let raw: Value = parse_body(state, &body)?;
+        // A body that is not an RFC 6902 patch at all is malformed, as the same patch in a
+        // submit is (10.2); a patch that does not apply is `invalid_patch`.
         let patch = serde_json::from_value(raw).map_err(|e| {
             ApiError::new(
-                ErrorCode::InvalidPatch,
+                ErrorCode::MalformedFrame,
                 format!("not an RFC 6902 patch: {e}"),
             )
         })?;
@@ -409,14 +415,7 @@ pub async fn stream(
     let last_event_id = headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
-        .map(|v| {
-            v.trim().parse::<u64>().map_err(|_| {
-                ApiError::new(
-                    ErrorCode::MalformedFrame,
-                    "Last-Event-ID must be an integer",
-                )
-            })
-        })
+        .map(|v| counter("Last-Event-ID", v.trim()))
         .transpose()?;
     let start = match last_event_id {
         Some(id) => id,
