@@ -1,7 +1,7 @@
 //! `EventStore`: the durable log of every document, and the state vectors of its clients.
 //!
-//! Two implementations: SQLite (the embedded default, one process) and PostgreSQL (many server
-//! processes on one database, with a change feed). The trait is shaped so that a MongoDB backend
+//! One implementation in SQL ([`sql::SqlStore`]) for SQLite (the embedded default, one process)
+//! and PostgreSQL (many server processes on one database), with a dialect part each. The trait is shaped so that a MongoDB backend
 //! (the seed's original store) could drop in: every method is one document-scoped operation, and
 //! `changes` is where a change stream would plug in.
 
@@ -13,6 +13,7 @@ use tokio::sync::mpsc;
 
 pub mod postgres;
 mod rows;
+pub mod sql;
 pub mod sqlite;
 
 /// What is stored of a document at its head.
@@ -132,8 +133,8 @@ pub trait EventStore: Send + Sync + 'static {
     /// Every client's last known state vector for a document.
     async fn state_vectors(&self, document_id: &str) -> Result<Vec<StateVector>, StoreError>;
 
-    /// Changes made by other processes, when the backend can see them (PostgreSQL); `None` when
-    /// this process is the only writer (SQLite).
+    /// Changes made by other processes: other servers' appends (PostgreSQL) and other programs'
+    /// writes of the `documents` table (both). `None` when the backend sees none.
     async fn changes(&self) -> Result<Option<mpsc::Receiver<StoreChange>>, StoreError>;
 }
 
@@ -141,11 +142,9 @@ pub trait EventStore: Send + Sync + 'static {
 /// `postgres://...`.
 pub async fn open(url: &str) -> Result<std::sync::Arc<dyn EventStore>, StoreError> {
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        Ok(std::sync::Arc::new(
-            postgres::PostgresStore::open(url).await?,
-        ))
+        Ok(std::sync::Arc::new(postgres::open(url).await?))
     } else if url.starts_with("sqlite:") {
-        Ok(std::sync::Arc::new(sqlite::SqliteStore::open(url).await?))
+        Ok(std::sync::Arc::new(sqlite::open(url).await?))
     } else {
         Err(StoreError::Open {
             url: url.to_owned(),

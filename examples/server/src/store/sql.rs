@@ -1,0 +1,571 @@
+//! The one SQL event store: every query and transaction of [`EventStore`], written once for
+//! SQLite and PostgreSQL (through sqlx's `Any` driver). What differs between the two is a
+//! [`Dialect`]: placeholders, how JSON columns are written and read, how a writer locks a
+//! document, and the change feed. Opening each database (pools, schema) is in `sqlite.rs` and
+//! `postgres.rs`.
+//!
+//! Tables (schema version 1, the same meaning in both; JSON columns hold `serde_json` text,
+//! `JSON` in PostgreSQL and `TEXT` in SQLite, sequence numbers are 64-bit integers):
+//!
+//! ```text
+//! schema_version (version)                                          -- one row: 1
+//! events        (document_id, seq, client_id, client_seq NULL, body)  -- PK (document_id, seq)
+//! documents     (document_id PK, body NULL (= deleted), head_seq, vector, first_retained_seq)
+//! edits         (document_id, client_id, client_seq, seq)   -- PK (document_id, client_id, client_seq)
+//! snapshots     (document_id PK, seq, body NULL, vector)
+//! state_vectors (document_id, client_id, vector, last_updated NULL)  -- PK (document_id, client_id)
+//! ```
+//!
+//! `events.body` is the whole event as JSON; the other `events` columns index it. `edits` is the
+//! exactly-once index and is never compacted. `documents` holds each document's head: the
+//! server writes it with every append, and other programs may write its `body` (`docs/PROTOCOL.md`
+//! section 17; the triggers that turn such writes into events are the dialects').
+
+use async_trait::async_trait;
+use eventsync::protocol::{Event, Snapshot, StateVector};
+use eventsync::VectorClock;
+use serde_json::Value;
+use sqlx::any::AnyRow;
+use sqlx::AnyPool;
+use sqlx::{Any, Row, Transaction};
+use tokio::sync::mpsc;
+
+use super::rows::{
+    check_append, check_compact, decode_body, decode_event, decode_vector, encode_body,
+    encode_event, encode_vector, from_db, newer_schema, to_db, vector_after, SCHEMA_VERSION,
+};
+use super::{DocumentHead, EventStore, StoreChange, StoreError};
+
+/// What differs between the SQL databases.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Dialect {
+    /// SQLite: `?` parameters, JSON as `TEXT`, writers serialised by `BEGIN IMMEDIATE`.
+    Sqlite,
+    /// PostgreSQL: `$n` parameters, `JSON` columns, writers lock the document's row.
+    Postgres,
+}
+
+impl Dialect {
+    /// Turns a query template into this dialect's SQL. In the template, `?` is a parameter and
+    /// `?json` a parameter written to a JSON column; `{col}` reads the JSON column `col` as
+    /// text; `{lock}` and `{share}` lock the rows read for the rest of the transaction.
+    pub(crate) fn sql(self, template: &str) -> String {
+        let mut out = String::with_capacity(template.len() + 16);
+        let mut params = 0;
+        let mut rest = template;
+        while let Some(at) = rest.find(['?', '{']) {
+            out.push_str(&rest[..at]);
+            rest = &rest[at..];
+            if let Some(after) = rest.strip_prefix('?') {
+                params += 1;
+                let json = after.starts_with("json");
+                rest = if json { &after[4..] } else { after };
+                match (self, json) {
+                    (Dialect::Sqlite, _) => out.push('?'),
+                    (Dialect::Postgres, false) => out.push_str(&format!("${params}")),
+                    (Dialect::Postgres, true) => out.push_str(&format!("${params}::json")),
+                }
+            } else {
+                let end = rest.find('}').expect("a closed {name} in the template");
+                let name = &rest[1..end];
+                rest = &rest[end + 1..];
+                match (self, name) {
+                    (Dialect::Postgres, "lock") => out.push_str(" FOR UPDATE"),
+                    (Dialect::Postgres, "share") => out.push_str(" FOR SHARE"),
+                    (Dialect::Sqlite, "lock" | "share") => {}
+                    (Dialect::Postgres, column) => {
+                        out.push_str(&format!("{column}::text AS {column}"))
+                    }
+                    (Dialect::Sqlite, column) => out.push_str(column),
+                }
+            }
+        }
+        out.push_str(rest);
+        out
+    }
+
+    /// How a writing transaction starts: SQLite takes the database's write lock at once, so
+    /// that writers (also in other processes) queue on it instead of failing half-way.
+    fn begin(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "BEGIN IMMEDIATE",
+            Dialect::Postgres => "BEGIN",
+        }
+    }
+}
+
+/// Every query of the store, in its dialect (made once).
+struct Queries {
+    head: String,
+    lock_head: String,
+    update_document: String,
+    insert_document: String,
+    insert_event: String,
+    insert_edit: String,
+    notify: Option<String>,
+    events_after: String,
+    ordered_edit: String,
+    highest_client_seq: String,
+    save_snapshot: String,
+    latest_snapshot: String,
+    snapshot_seq: String,
+    delete_events: String,
+    set_first_retained: String,
+    save_state_vector: String,
+    state_vectors: String,
+}
+
+impl Queries {
+    fn new(d: Dialect) -> Self {
+        Queries {
+            head: d.sql(
+                "SELECT {body}, head_seq, {vector}, first_retained_seq FROM documents \
+                 WHERE document_id = ?",
+            ),
+            lock_head: d.sql("SELECT head_seq, {vector} FROM documents WHERE document_id = ?{lock}"),
+            update_document: d.sql(
+                "UPDATE documents SET body = ?json, head_seq = ?, vector = ?json \
+                 WHERE document_id = ?",
+            ),
+            // A concurrent first append waits on the primary key here and then writes nothing.
+            insert_document: d.sql(
+                "INSERT INTO documents (document_id, body, head_seq, vector, first_retained_seq) \
+                 VALUES (?, ?json, ?, ?json, 1) ON CONFLICT (document_id) DO NOTHING",
+            ),
+            insert_event: d.sql(
+                "INSERT INTO events (document_id, seq, client_id, client_seq, body) \
+                 VALUES (?, ?, ?, ?, ?json)",
+            ),
+            insert_edit: d.sql(
+                "INSERT INTO edits (document_id, client_id, client_seq, seq) VALUES (?, ?, ?, ?)",
+            ),
+            // pg_notify returns `void`, which the Any driver cannot read: select a constant instead.
+            notify: (d == Dialect::Postgres)
+                .then(|| d.sql("SELECT 1 AS notified FROM (SELECT pg_notify(?, ?)) AS notify")),
+            events_after: d.sql(
+                "SELECT {body} FROM events WHERE document_id = ? AND seq > ? ORDER BY seq LIMIT ?",
+            ),
+            ordered_edit: d.sql(
+                "SELECT seq FROM edits WHERE document_id = ? AND client_id = ? AND client_seq = ?",
+            ),
+            highest_client_seq: d.sql(
+                "SELECT MAX(client_seq) AS highest FROM edits WHERE document_id = ? AND client_id = ?",
+            ),
+            // An older snapshot never replaces a newer one: compaction relies on the newer one.
+            save_snapshot: d.sql(
+                "INSERT INTO snapshots (document_id, seq, body, vector) VALUES (?, ?, ?json, ?json) \
+                 ON CONFLICT (document_id) DO UPDATE SET \
+                 seq = excluded.seq, body = excluded.body, vector = excluded.vector \
+                 WHERE excluded.seq >= snapshots.seq",
+            ),
+            latest_snapshot: d.sql(
+                "SELECT seq, {body}, {vector} FROM snapshots WHERE document_id = ?",
+            ),
+            snapshot_seq: d.sql("SELECT seq FROM snapshots WHERE document_id = ?{share}"),
+            delete_events: d.sql("DELETE FROM events WHERE document_id = ? AND seq <= ?"),
+            set_first_retained: d.sql(
+                "UPDATE documents SET first_retained_seq = \
+                 CASE WHEN first_retained_seq > ? THEN first_retained_seq ELSE ? END \
+                 WHERE document_id = ?",
+            ),
+            save_state_vector: d.sql(
+                "INSERT INTO state_vectors (document_id, client_id, vector, last_updated) \
+                 VALUES (?, ?, ?json, ?) ON CONFLICT (document_id, client_id) DO UPDATE SET \
+                 vector = excluded.vector, last_updated = excluded.last_updated",
+            ),
+            state_vectors: d.sql(
+                "SELECT client_id, {vector}, last_updated FROM state_vectors \
+                 WHERE document_id = ? ORDER BY client_id",
+            ),
+        }
+    }
+}
+
+/// Where a store's change feed comes from.
+pub(crate) enum Feed {
+    /// SQLite: the `outside_changes` table its triggers fill, polled.
+    Poll,
+    /// PostgreSQL: `LISTEN` on its notification channels.
+    Listen(Box<sqlx::postgres::PgConnectOptions>),
+}
+
+/// The SQL store (see the module documentation).
+pub struct SqlStore {
+    dialect: Dialect,
+    /// Writes (one connection for SQLite).
+    writer: AnyPool,
+    /// Reads (the writer pool again where there is one pool).
+    reader: AnyPool,
+    queries: Queries,
+    feed: Feed,
+}
+
+/// The channel `append` notifies on PostgreSQL: `DOCUMENT_ID:HEAD_SEQ`.
+pub(crate) const EVENTS_CHANNEL: &str = "eventsync_events";
+
+/// True for the error of inserting a row whose primary key is taken.
+fn is_unique_violation(err: &sqlx::Error) -> bool {
+    matches!(err, sqlx::Error::Database(db) if db.is_unique_violation())
+}
+
+impl SqlStore {
+    /// A store on open pools whose schema is ready.
+    pub(crate) fn new(dialect: Dialect, writer: AnyPool, reader: AnyPool, feed: Feed) -> Self {
+        SqlStore {
+            dialect,
+            writer,
+            reader,
+            queries: Queries::new(dialect),
+            feed,
+        }
+    }
+
+    async fn begin(&self) -> Result<Transaction<'static, Any>, StoreError> {
+        Ok(self.writer.begin_with(self.dialect.begin()).await?)
+    }
+
+    /// The document's row, locked for the rest of the transaction: `(head_seq, vector)`.
+    async fn lock_head(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        document_id: &str,
+    ) -> Result<Option<(u64, VectorClock)>, StoreError> {
+        let row = sqlx::query(&self.queries.lock_head)
+            .bind(document_id)
+            .fetch_optional(&mut **tx)
+            .await?;
+        row.map(|row| {
+            Ok((
+                from_db(row.try_get("head_seq")?, "head_seq")?,
+                decode_vector(&row.try_get::<String, _>("vector")?)?,
+            ))
+        })
+        .transpose()
+    }
+}
+
+fn snapshot_from(document_id: &str, row: &AnyRow) -> Result<Snapshot, StoreError> {
+    Ok(Snapshot {
+        document_id: document_id.to_owned(),
+        sequence_num: from_db(row.try_get("seq")?, "seq")?,
+        document: decode_body(row.try_get::<Option<String>, _>("body")?.as_deref())?,
+        vector_clock: decode_vector(&row.try_get::<String, _>("vector")?)?,
+    })
+}
+
+#[async_trait]
+impl EventStore for SqlStore {
+    async fn head(&self, document_id: &str) -> Result<DocumentHead, StoreError> {
+        let row = sqlx::query(&self.queries.head)
+            .bind(document_id)
+            .fetch_optional(&self.reader)
+            .await?;
+        let Some(row) = row else {
+            return Ok(DocumentHead {
+                first_retained_seq: 1,
+                ..DocumentHead::default()
+            });
+        };
+        Ok(DocumentHead {
+            document: decode_body(row.try_get::<Option<String>, _>("body")?.as_deref())?,
+            head_seq: from_db(row.try_get("head_seq")?, "head_seq")?,
+            vector: decode_vector(&row.try_get::<String, _>("vector")?)?,
+            first_retained_seq: from_db(row.try_get("first_retained_seq")?, "first_retained_seq")?,
+        })
+    }
+
+    async fn append(
+        &self,
+        document_id: &str,
+        expected_head: u64,
+        events: &[Event],
+        document: Option<&Value>,
+    ) -> Result<(), StoreError> {
+        let new_head = check_append(document_id, expected_head, events)?;
+        let body = encode_body(document)?;
+        let moved = || StoreError::HeadMoved {
+            document_id: document_id.to_owned(),
+            expected: expected_head,
+        };
+        let q = &self.queries;
+        let mut tx = self.begin().await?;
+        let previous = match self.lock_head(&mut tx, document_id).await? {
+            Some((head, _)) if head != expected_head => return Err(moved()),
+            Some((_, vector)) => Some(vector),
+            None if expected_head != 0 => return Err(moved()),
+            None => None,
+        };
+        let exists = previous.is_some();
+        let vector = encode_vector(&vector_after(previous.unwrap_or_default(), events));
+        let new_head_db = to_db(new_head, "sequenceNum")?;
+        // The documents row first: a concurrent first append waits here and then finds the row.
+        let written = if exists {
+            sqlx::query(&q.update_document)
+                .bind(&body)
+                .bind(new_head_db)
+                .bind(&vector)
+                .bind(document_id)
+                .execute(&mut *tx)
+                .await?
+        } else {
+            sqlx::query(&q.insert_document)
+                .bind(document_id)
+                .bind(&body)
+                .bind(new_head_db)
+                .bind(&vector)
+                .execute(&mut *tx)
+                .await?
+        };
+        if written.rows_affected() != 1 {
+            return Err(moved());
+        }
+        for event in events {
+            let seq = to_db(event.sequence_num, "sequenceNum")?;
+            let client_seq = event
+                .client_seq
+                .map(|n| to_db(n, "clientSeq"))
+                .transpose()?;
+            let inserted = sqlx::query(&q.insert_event)
+                .bind(document_id)
+                .bind(seq)
+                .bind(&event.client_id)
+                .bind(client_seq)
+                .bind(encode_event(event)?)
+                .execute(&mut *tx)
+                .await;
+            match inserted {
+                Ok(_) => {}
+                Err(err) if is_unique_violation(&err) => return Err(moved()),
+                Err(err) => return Err(err.into()),
+            }
+            if let Some(client_seq) = client_seq {
+                sqlx::query(&q.insert_edit)
+                    .bind(document_id)
+                    .bind(&event.client_id)
+                    .bind(client_seq)
+                    .bind(seq)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
+        if let Some(notify) = &q.notify {
+            // Delivered to every listening server when the transaction commits.
+            sqlx::query(notify)
+                .bind(EVENTS_CHANNEL)
+                .bind(format!("{document_id}:{new_head}"))
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn events_after(
+        &self,
+        document_id: &str,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<Event>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let Ok(after) = i64::try_from(after) else {
+            return Ok(Vec::new());
+        };
+        let rows = sqlx::query(&self.queries.events_after)
+            .bind(document_id)
+            .bind(after)
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .fetch_all(&self.reader)
+            .await?;
+        rows.iter()
+            .map(|row| decode_event(&row.try_get::<String, _>("body")?))
+            .collect()
+    }
+
+    async fn ordered_edit(
+        &self,
+        document_id: &str,
+        client_id: &str,
+        client_seq: u64,
+    ) -> Result<Option<u64>, StoreError> {
+        let Ok(client_seq) = i64::try_from(client_seq) else {
+            return Ok(None);
+        };
+        let seq: Option<i64> = sqlx::query_scalar(&self.queries.ordered_edit)
+            .bind(document_id)
+            .bind(client_id)
+            .bind(client_seq)
+            .fetch_optional(&self.reader)
+            .await?;
+        seq.map(|seq| from_db(seq, "seq")).transpose()
+    }
+
+    async fn highest_client_seq(
+        &self,
+        document_id: &str,
+        client_id: &str,
+    ) -> Result<u64, StoreError> {
+        let highest: Option<i64> = sqlx::query_scalar(&self.queries.highest_client_seq)
+            .bind(document_id)
+            .bind(client_id)
+            .fetch_one(&self.reader)
+            .await?;
+        highest.map_or(Ok(0), |n| from_db(n, "client_seq"))
+    }
+
+    async fn save_snapshot(&self, snapshot: &Snapshot) -> Result<(), StoreError> {
+        sqlx::query(&self.queries.save_snapshot)
+            .bind(&snapshot.document_id)
+            .bind(to_db(snapshot.sequence_num, "sequenceNum")?)
+            .bind(encode_body(snapshot.document.as_ref())?)
+            .bind(encode_vector(&snapshot.vector_clock))
+            .execute(&self.writer)
+            .await?;
+        Ok(())
+    }
+
+    async fn latest_snapshot(&self, document_id: &str) -> Result<Option<Snapshot>, StoreError> {
+        let row = sqlx::query(&self.queries.latest_snapshot)
+            .bind(document_id)
+            .fetch_optional(&self.reader)
+            .await?;
+        row.map(|row| snapshot_from(document_id, &row)).transpose()
+    }
+
+    async fn compact(&self, document_id: &str, through: u64) -> Result<u64, StoreError> {
+        let q = &self.queries;
+        let mut tx = self.begin().await?;
+        let head_seq = self
+            .lock_head(&mut tx, document_id)
+            .await?
+            .map_or(0, |(head, _)| head);
+        let snapshot_seq: Option<i64> = sqlx::query_scalar(&q.snapshot_seq)
+            .bind(document_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        check_compact(
+            document_id,
+            through,
+            snapshot_seq.map(|n| from_db(n, "seq")).transpose()?,
+            head_seq,
+        )?;
+        let through = to_db(through, "sequenceNum")?;
+        let deleted = sqlx::query(&q.delete_events)
+            .bind(document_id)
+            .bind(through)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        sqlx::query(&q.set_first_retained)
+            .bind(through + 1)
+            .bind(through + 1)
+            .bind(document_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(deleted)
+    }
+
+    async fn save_state_vector(&self, state_vector: &StateVector) -> Result<(), StoreError> {
+        sqlx::query(&self.queries.save_state_vector)
+            .bind(&state_vector.document_id)
+            .bind(&state_vector.client_id)
+            .bind(encode_vector(&state_vector.vector_clock))
+            .bind(state_vector.last_updated.clone())
+            .execute(&self.writer)
+            .await?;
+        Ok(())
+    }
+
+    async fn state_vectors(&self, document_id: &str) -> Result<Vec<StateVector>, StoreError> {
+        let rows = sqlx::query(&self.queries.state_vectors)
+            .bind(document_id)
+            .fetch_all(&self.reader)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(StateVector {
+                    client_id: row.try_get("client_id")?,
+                    document_id: document_id.to_owned(),
+                    vector_clock: decode_vector(&row.try_get::<String, _>("vector")?)?,
+                    last_updated: row.try_get("last_updated")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn changes(&self) -> Result<Option<mpsc::Receiver<StoreChange>>, StoreError> {
+        match &self.feed {
+            Feed::Listen(options) => super::postgres::changes(options).await.map(Some),
+            Feed::Poll => Ok(Some(super::sqlite::changes(self.reader.clone()))),
+        }
+    }
+}
+
+/// Creates the tables of a new database (`schema`) or checks the version of an existing one,
+/// then (re)makes the triggers of section 17 (`triggers`), in one transaction. On PostgreSQL an
+/// advisory lock serialises processes opening the same database.
+pub(crate) async fn migrate(
+    dialect: Dialect,
+    pool: &AnyPool,
+    schema: &str,
+    triggers: &str,
+) -> Result<(), String> {
+    /// The advisory lock's key ("eventsyn").
+    const SCHEMA_LOCK: i64 = 0x6576_656e_7473_796e;
+    let inner = async {
+        let mut tx = pool.begin_with(dialect.begin()).await?;
+        if dialect == Dialect::Postgres {
+            // pg_advisory_xact_lock returns `void`, which the Any driver cannot read.
+            sqlx::query("SELECT 1 AS locked FROM (SELECT pg_advisory_xact_lock($1)) AS lock")
+                .bind(SCHEMA_LOCK)
+                .execute(&mut *tx)
+                .await?;
+        }
+        sqlx::raw_sql("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+            .execute(&mut *tx)
+            .await?;
+        let version: Option<i64> =
+            sqlx::query_scalar("SELECT CAST(MAX(version) AS BIGINT) FROM schema_version")
+                .fetch_one(&mut *tx)
+                .await?;
+        match version {
+            None => {
+                sqlx::raw_sql(schema).execute(&mut *tx).await?;
+                sqlx::query(&dialect.sql("INSERT INTO schema_version (version) VALUES (?)"))
+                    .bind(SCHEMA_VERSION)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            Some(SCHEMA_VERSION) => {}
+            Some(other) => return Ok(Some(other)),
+        }
+        sqlx::raw_sql(triggers).execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok::<_, sqlx::Error>(None)
+    };
+    match inner.await {
+        Ok(None) => Ok(()),
+        Ok(Some(other)) => Err(newer_schema(other)),
+        Err(err) => Err(err.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn templates_become_each_dialects_sql() {
+        let template = "SELECT {body}, seq FROM t WHERE a = ? AND b = ?json{lock}";
+        assert_eq!(
+            Dialect::Sqlite.sql(template),
+            "SELECT body, seq FROM t WHERE a = ? AND b = ?"
+        );
+        assert_eq!(
+            Dialect::Postgres.sql(template),
+            "SELECT body::text AS body, seq FROM t WHERE a = $1 AND b = $2::json FOR UPDATE"
+        );
+    }
+}
