@@ -53,7 +53,7 @@ start_server() {
 status=0
 echo "-- $1: defaults"
 start_server
-"$bin/eventsync-conformance" --url "$url" || status=1
+"$bin/eventsync-conformance" --url "$url" --retains-history || status=1
 stop_server
 
 echo "-- $1: compaction and authentication"

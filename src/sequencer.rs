@@ -428,19 +428,7 @@ pub fn apply_edit(
     if deepens {
         return Err(too_deep());
     }
-    // Moves and copies only place numbers the document holds already.
-    if let Some(n) = patch
-        .iter()
-        .filter_map(placed)
-        .find_map(diff::unsafe_integer)
-    {
-        return Err((
-            ErrorCode::TooLarge,
-            format!(
-                "the integer {n} is beyond +/-(2^53 - 1), which JavaScript clients cannot hold exactly: store it as a string"
-            ),
-        ));
-    }
+    diff::check_placed_numbers(patch).map_err(|e| (e.code(), e.to_string()))?;
     let apply = |doc: &mut Value| -> Result<(), (ErrorCode, String)> {
         if moves {
             let mut copy = doc.clone();

@@ -666,6 +666,7 @@ impl SyncSession {
         patch: Vec<json_patch::PatchOperation>,
     ) -> Result<u64, SessionError> {
         let before = self.document().ok_or(SessionError::NoDocument)?;
+        diff::check_placed_numbers(&patch)?;
         let mut after = before.clone();
         diff::apply_patch(&mut after, &patch)?;
         let ops = conflict::shape_valid(before, &patch)?;
@@ -683,6 +684,7 @@ impl SyncSession {
             serde_json::json!([{"op": "add", "path": "", "value": document}]),
         )
         .expect("a root add is a valid patch");
+        diff::check_placed_numbers(&patch)?;
         let ops = conflict::shape(&Value::Null, &patch)?;
         Ok(self.queue(now, Operation::Create, ops, Some(document)))
     }

@@ -883,3 +883,28 @@ fn sync_state_during_the_handshake_waits_for_an_answer_given_after_the_call() {
     );
     assert_eq!(session.document(), Some(&json!({"items": ["bob"]})));
 }
+
+#[test]
+fn a_local_edit_placing_an_integer_javascript_cannot_hold_fails_at_once() {
+    // docs/PROTOCOL.md section 1: the server would refuse it too_large; the client says so now.
+    let mut log = server();
+    let mut session = SyncSession::new(SessionConfig::new("doc", "alice"));
+    let mut store = MemoryStore::new();
+    connect(&mut session, &mut store, &mut log);
+    let before = session.document().cloned();
+    let err = session
+        .edit(
+            1,
+            patch(json!([{"op": "add", "path": "/id", "value": 9007199254740993u64}])),
+        )
+        .unwrap_err();
+    assert!(err.to_string().contains("2^53"), "{err}");
+    assert_eq!(session.document().cloned(), before);
+    assert_eq!(session.pending_count(), 0);
+    session
+        .edit(
+            2,
+            patch(json!([{"op": "add", "path": "/id", "value": 9007199254740991u64}])),
+        )
+        .unwrap();
+}

@@ -216,6 +216,15 @@ pub enum DiffError {
     /// The event would leave the document `null`: a document that exists is never `null`.
     #[error("the event would leave the document null (a document that exists is never null)")]
     NullDocument,
+    /// An edit would place an integer beyond +/-(2^53 - 1), which JavaScript replicas would read
+    /// rounded (`docs/PROTOCOL.md` section 1).
+    #[error("operation {index}: the integer {number} is beyond +/-(2^53 - 1), which JavaScript clients cannot hold exactly: store it as a string")]
+    UnsafeInteger {
+        /// Index of the operation.
+        index: usize,
+        /// The integer, as written.
+        number: String,
+    },
 }
 
 impl DiffError {
@@ -223,7 +232,9 @@ impl DiffError {
     pub fn code(&self) -> ErrorCode {
         match self {
             DiffError::DocumentMissing => ErrorCode::DocumentState,
-            DiffError::TooDeep { .. } | DiffError::TooHeavy { .. } => ErrorCode::TooLarge,
+            DiffError::TooDeep { .. }
+            | DiffError::TooHeavy { .. }
+            | DiffError::UnsafeInteger { .. } => ErrorCode::TooLarge,
             _ => ErrorCode::InvalidPatch,
         }
     }
@@ -302,6 +313,25 @@ pub fn unsafe_integer(value: &Value) -> Option<&serde_json::Number> {
         }
     }
     None
+}
+
+/// Refuses a patch that places an integer beyond +/-(2^53 - 1) in the document (the values of
+/// `add` and `replace`; moves and copies only place numbers the document holds already).
+pub fn check_placed_numbers(patch: &[PatchOperation]) -> Result<(), DiffError> {
+    for (index, op) in patch.iter().enumerate() {
+        let placed = match op {
+            PatchOperation::Add(o) => &o.value,
+            PatchOperation::Replace(o) => &o.value,
+            _ => continue,
+        };
+        if let Some(n) = unsafe_integer(placed) {
+            return Err(DiffError::UnsafeInteger {
+                index,
+                number: n.to_string(),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Apply just a diff to `start` and return the result; `start` is never changed.

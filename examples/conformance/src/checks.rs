@@ -36,6 +36,11 @@ macro_rules! check {
     };
 }
 
+use edges::{
+    big_counters, close_codes, document_numbers, history_from_the_start, invalid_utf8, live_stream,
+    patch_bodies,
+};
+
 macro_rules! ensure {
     ($cond:expr, $($fmt:tt)+) => {
         if !$cond {
@@ -43,6 +48,8 @@ macro_rules! ensure {
         }
     };
 }
+
+mod edges;
 
 /// Every check, in order.
 pub fn checks() -> Vec<Check> {
@@ -127,6 +134,38 @@ pub fn checks() -> Vec<Check> {
         check!(33, "auth: token in the URL", "§5.3, §12, §13", auth_url),
         check!(34, "still serving after bad input", "§4.2", still_serving),
         check!(35, "HTTP writes", "§12.5, §8.4", http_writes),
+        check!(
+            36,
+            "close codes of refused hellos",
+            "§4.3, §5.2",
+            close_codes
+        ),
+        check!(
+            37,
+            "a text message that is not UTF-8",
+            "§4.2, §4.3",
+            invalid_utf8
+        ),
+        check!(
+            38,
+            "live events continue the delivered position",
+            "§7.1, §6.2",
+            live_stream
+        ),
+        check!(
+            39,
+            "event 1 stays readable until history is gone",
+            "§12.2, §6.3",
+            history_from_the_start
+        ),
+        check!(40, "HTTP PATCH body codes", "§12.5, §10.2", patch_bodies),
+        check!(41, "counters above 2^53 - 1", "§1, §10.2", big_counters),
+        check!(
+            42,
+            "numbers in documents",
+            "§1, §8.3, §12.5",
+            document_numbers
+        ),
     ]
 }
 
@@ -1632,7 +1671,7 @@ async fn still_serving(ctx: &Ctx) -> R {
             Frame::Msg(other) => {
                 return Err(format!("a bad frame before hello: {}", describe(&other)))
             }
-            Frame::Closed => {
+            Frame::Closed(_) => {
                 return Err("the server closed the connection after bad frames before hello".into())
             }
         }

@@ -261,7 +261,8 @@ pub fn code_name(code: &eventsync::protocol::ErrorCode) -> String {
 #[derive(Debug)]
 pub enum Frame {
     Msg(ServerMessage),
-    Closed,
+    /// The connection ended: with the close frame's code, or `None` without one.
+    Closed(Option<u16>),
 }
 
 /// One WebSocket connection.
@@ -307,14 +308,17 @@ impl Conn {
             let next = tokio::time::timeout_at(deadline, self.ws.next()).await;
             match next {
                 Err(_) => return Err(format!("no frame within {:?}", self.timeout)),
-                Ok(None) | Ok(Some(Ok(Message::Close(_)))) => return Ok(Frame::Closed),
+                Ok(None) => return Ok(Frame::Closed(None)),
+                Ok(Some(Ok(Message::Close(frame)))) => {
+                    return Ok(Frame::Closed(frame.map(|f| u16::from(f.code))))
+                }
                 Ok(Some(Err(e))) => {
                     use tokio_tungstenite::tungstenite::Error;
                     return match e {
                         Error::ConnectionClosed | Error::AlreadyClosed | Error::Io(_) => {
-                            Ok(Frame::Closed)
+                            Ok(Frame::Closed(None))
                         }
-                        Error::Protocol(_) => Ok(Frame::Closed),
+                        Error::Protocol(_) => Ok(Frame::Closed(None)),
                         other => Err(format!("reading a frame: {other}")),
                     };
                 }
@@ -343,7 +347,7 @@ impl Conn {
     pub async fn next(&mut self) -> Result<ServerMessage, String> {
         match self.recv().await? {
             Frame::Msg(m) => Ok(m),
-            Frame::Closed => Err("the server closed the connection".into()),
+            Frame::Closed(_) => Err("the server closed the connection".into()),
         }
     }
 
@@ -402,10 +406,27 @@ impl Conn {
         }
     }
 
+    /// Expects the server to close the connection with the close code `code` (4.3), with
+    /// nothing else sent first.
+    pub async fn expect_close_code(&mut self, code: u16, after: &str) -> Result<(), String> {
+        match self.recv().await {
+            Ok(Frame::Closed(Some(got))) if got == code => Ok(()),
+            Ok(Frame::Closed(got)) => Err(format!(
+                "{after}: closed with {}, expected close code {code} (4.3)",
+                got.map_or("no close frame".into(), |c| format!("code {c}"))
+            )),
+            Ok(Frame::Msg(m)) => Err(format!(
+                "{after}: expected a close with code {code}, got {}",
+                describe(&m)
+            )),
+            Err(e) => Err(format!("{after}: expected a close with code {code}: {e}")),
+        }
+    }
+
     /// Expects the server to close the connection, with nothing else sent first.
     pub async fn expect_closed(&mut self, after: &str) -> Result<(), String> {
         match self.recv().await {
-            Ok(Frame::Closed) => Ok(()),
+            Ok(Frame::Closed(_)) => Ok(()),
             Ok(Frame::Msg(m)) => Err(format!(
                 "{after}: expected the connection to close, got {}",
                 describe(&m)
@@ -449,13 +470,19 @@ impl Conn {
     pub async fn sync_answer(&mut self) -> Result<SyncAnswer, String> {
         let mut answer = SyncAnswer::default();
         let mut frames = 0;
+        let mut snapshot_pending = false;
         loop {
             match self.next().await? {
                 ServerMessage::Snapshot { snapshot } => {
-                    if frames > 0 || answer.snapshot.is_some() {
-                        return Err(
-                            "a snapshot frame after the start of a sync answer (6.3)".into()
-                        );
+                    // 6.3: first, or before a later page whose history was compacted meanwhile;
+                    // always followed by an events frame.
+                    if snapshot_pending {
+                        return Err("two snapshot frames in a row in a sync answer (6.3)".into());
+                    }
+                    snapshot_pending = true;
+                    if frames > 0 {
+                        // A restart from the snapshot: what came before it is superseded.
+                        answer.events.clear();
                     }
                     answer.snapshot = Some(snapshot);
                 }
@@ -465,6 +492,7 @@ impl Conn {
                     has_more,
                 } => {
                     frames += 1;
+                    snapshot_pending = false;
                     let head = head_seq
                         .ok_or("an events frame without headSeq (6.2: required from servers)")?;
                     answer.head = head;

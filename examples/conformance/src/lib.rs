@@ -25,6 +25,8 @@ pub struct Options {
     pub client_id: String,
     /// Fail, rather than skip, the snapshot check when the server retains the whole history.
     pub expect_snapshots: bool,
+    /// The server keeps every event (no compaction): a page must never start with a snapshot.
+    pub retains_history: bool,
     /// Bound on every network wait.
     pub timeout: Duration,
     /// Run only these check numbers (all when empty).
@@ -39,6 +41,7 @@ impl Options {
             token: None,
             client_id: "conformance".into(),
             expect_snapshots: false,
+            retains_history: false,
             timeout: Duration::from_secs(10),
             only: Vec::new(),
         }

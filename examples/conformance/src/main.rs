@@ -23,6 +23,10 @@ struct Args {
     /// (start the server so that it compacts after a few dozen events).
     #[arg(long)]
     expect_snapshots: bool,
+    /// The server keeps every event (the reference server's default): a page of events must
+    /// never start with a snapshot (12.2).
+    #[arg(long, conflicts_with = "expect_snapshots")]
+    retains_history: bool,
     /// Bound on every network wait, in seconds.
     #[arg(long, default_value_t = 10)]
     timeout: u64,
@@ -42,6 +46,7 @@ async fn main() -> ExitCode {
         token: args.token,
         client_id: args.client_id,
         expect_snapshots: args.expect_snapshots,
+        retains_history: args.retains_history,
         timeout: Duration::from_secs(args.timeout.max(1)),
         only: args.only,
     };

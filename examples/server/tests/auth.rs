@@ -758,3 +758,60 @@ async fn connections_and_streams_end_when_their_token_expires() {
     let (_, answer) = lasting.answer().await;
     assert!(matches!(answer, ServerMessage::Ack { .. }), "{answer:?}");
 }
+
+#[tokio::test]
+async fn a_read_only_token_gets_its_ordered_edits_acked_as_duplicates_and_new_ones_forbidden() {
+    // 8.3: the exactly-once check (step 2) comes before the permission (step 4). A client whose
+    // write token was replaced by a read token still learns that its earlier edit was ordered.
+    let server = TestServer::start_with(|c| c.auth_secret = Some(SECRET.into())).await;
+    let document = "readonly-resend";
+    let mut writer = Ws::connect(&server, document, None).await;
+    let write = token(document, "alice", Rights::Write);
+    assert!(matches!(
+        writer.hello_with(&[1], "alice", Some(&write)).await,
+        ServerMessage::Welcome { .. }
+    ));
+    let create = edit(
+        1,
+        0,
+        Operation::Create,
+        json!([{"op": "add", "path": "", "value": {"n": 1}}]),
+    );
+    writer.submit(vec![create.clone()]).await;
+    assert!(matches!(writer.answer().await.1, ServerMessage::Ack { .. }));
+    let mut reader = Ws::connect(&server, document, None).await;
+    let read = token(document, "alice", Rights::Read);
+    assert!(matches!(
+        reader.hello_with(&[1], "alice", Some(&read)).await,
+        ServerMessage::Welcome { head_seq: 1, .. }
+    ));
+    let again = edit(
+        2,
+        0,
+        Operation::Update,
+        json!([{"op": "replace", "path": "/n", "value": 2}]),
+    );
+    reader.submit(vec![create, again]).await;
+    match reader.answer().await.1 {
+        ServerMessage::Ack { edits } => {
+            assert_eq!(
+                (
+                    edits[0].client_seq,
+                    edits[0].sequence_num,
+                    edits[0].duplicate
+                ),
+                (1, 1, true)
+            )
+        }
+        other => panic!("expected the duplicate's ack first, got {other:?}"),
+    }
+    match reader.recv().await {
+        ServerMessage::Reject {
+            client_seq: 2,
+            code: ErrorCode::Forbidden,
+            head_seq: 1,
+            ..
+        } => {}
+        other => panic!("expected reject 2 forbidden, got {other:?}"),
+    }
+}

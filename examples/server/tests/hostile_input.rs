@@ -6,7 +6,7 @@
 
 mod support;
 
-use eventsync::protocol::{ClientMessage, ErrorCode, Operation, ServerMessage};
+use eventsync::protocol::{ClientMessage, ErrorCode, Operation, ServerMessage, MAX_COUNTER};
 use eventsync::VectorClock;
 use serde_json::{json, Value};
 use support::api::{self, assert_error};
@@ -105,13 +105,13 @@ async fn absurd_positions_in_sync_and_after_are_refused_with_their_codes() {
     let mut bystander = Bystander::join(&server, "doc").await;
     let before = document(&server, "doc").await;
 
-    // WebSocket `sync`: positions past the head are impossible; numbers that are not u64 are
-    // not numbers of this protocol.
+    // WebSocket `sync`: positions past the head are impossible; numbers above 2^53 - 1 are not
+    // counters of this protocol (section 1).
     for (vector, after) in [
-        (VectorClock::new(), Some(u64::MAX)),
-        (VectorClock::new(), Some(u64::MAX - 1)),
+        (VectorClock::new(), Some(MAX_COUNTER)),
+        (VectorClock::new(), Some(MAX_COUNTER - 1)),
         (
-            VectorClock::from_iter([("alice".to_string(), u64::MAX)]),
+            VectorClock::from_iter([("alice".to_string(), MAX_COUNTER)]),
             None,
         ),
         (VectorClock::from_iter([("nobody".to_string(), 2)]), Some(0)),
@@ -125,6 +125,9 @@ async fn absurd_positions_in_sync_and_after_are_refused_with_their_codes() {
         alice.expect_error(ErrorCode::InvalidSequence).await;
     }
     for frame in [
+        r#"{"type":"sync","after":18446744073709551615}"#,
+        r#"{"type":"sync","after":9007199254740992}"#,
+        r#"{"type":"sync","vectorClock":{"alice":9007199254740992}}"#,
         r#"{"type":"sync","after":18446744073709551616}"#,
         r#"{"type":"sync","after":-5}"#,
         r#"{"type":"sync","vectorClock":{"alice":18446744073709551616}}"#,
@@ -136,7 +139,7 @@ async fn absurd_positions_in_sync_and_after_are_refused_with_their_codes() {
     assert_eq!(alice.ping(1).await, Some(1));
 
     // The same over HTTP: GET /api/events, POST /api/sync and the SSE stream.
-    let max = u64::MAX;
+    let max = MAX_COUNTER;
     for query in [
         format!("?after={max}"),
         format!("?after={}&limit=5", max - 1),
@@ -148,6 +151,10 @@ async fn absurd_positions_in_sync_and_after_are_refused_with_their_codes() {
         );
     }
     for query in [
+        "?after=18446744073709551615",
+        "?after=9007199254740992",
+        "?limit=9007199254740992",
+        "?after=+1",
         "?after=18446744073709551616",
         "?after=-1",
         "?after=1.5",
@@ -161,7 +168,7 @@ async fn absurd_positions_in_sync_and_after_are_refused_with_their_codes() {
             "malformed_frame",
         );
     }
-    // A huge limit is only a large page.
+    // A huge limit is only a large page (12.2: capped, not an error).
     let (status, page) = api::events(&server, "doc", &format!("?after=0&limit={max}")).await;
     assert_eq!((status, page["headSeq"].as_u64()), (200, Some(1)));
     assert_error(
@@ -170,6 +177,7 @@ async fn absurd_positions_in_sync_and_after_are_refused_with_their_codes() {
         "invalid_sequence",
     );
     for body in [
+        json!({"vectorClock": {"alice": u64::MAX}}),
         json!({"vectorClock": {"alice": -1}}),
         json!({"vectorClock": {"alice": 1.5}}),
         json!({"vectorClock": {"alice": "1"}}),
@@ -196,7 +204,7 @@ async fn absurd_base_seqs_in_submit_are_invalid_sequence() {
     let mut alice = created(&server, "doc").await;
     let mut bystander = Bystander::join(&server, "doc").await;
     let before = document(&server, "doc").await;
-    for (client_seq, base) in [(2, u64::MAX), (3, u64::MAX - 1), (4, 2)] {
+    for (client_seq, base) in [(2, MAX_COUNTER), (3, MAX_COUNTER - 1), (4, 2)] {
         alice
             .submit(vec![edit(
                 client_seq,
@@ -408,12 +416,12 @@ async fn bad_pointers_wrong_types_and_missing_fields_over_http_are_refused() {
         json!([{"op": "add", "path": 5, "value": 1}]),
         json!("[]"),
     ] {
-        // JSON that is not an RFC 6902 patch: invalid_patch over HTTP (12.5), where a WebSocket
-        // frame carrying it is malformed as a whole (Appendix B).
+        // JSON that is not an RFC 6902 patch: malformed over HTTP (12.5), as a WebSocket frame
+        // carrying it is (Appendix B).
         assert_error(
             &api::patch(&server, "doc", &body).await,
-            422,
-            "invalid_patch",
+            400,
+            "malformed_frame",
         );
     }
     // Not JSON at all.
