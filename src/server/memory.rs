@@ -16,8 +16,9 @@ use crate::sequencer::{order_submit, LogView, Stamp, SubmitOutcome};
 use crate::vector_clock::VectorClock;
 
 use super::catch_up::{LogHead, Read, ReadResult};
-use super::connection::{Credentials, Output, Reply, Request, ServerConnection};
+use super::connection::ServerConnection;
 use super::limits::Limits;
+use super::requests::{Credentials, Output, Reply, Request};
 
 /// A connection of a [`MemoryLog`].
 pub type ConnectionId = usize;

@@ -2,6 +2,7 @@
 //!
 //! - [`ServerConnection`]: one WebSocket connection or SSE stream, from `hello` to close.
 //! - [`CatchUp`]: one page of the events a position is missing (6.2, 6.3, 12.2).
+//! - [`requests`]: what a connection asks of its driver, and the answers.
 //! - [`limits`]: the limits, the rate limiter and the identifier rules.
 //! - [`MemoryLog`]: a whole server in memory, driving [`ServerConnection`]s, for tests and demos.
 //!
@@ -12,13 +13,12 @@ pub mod catch_up;
 pub mod connection;
 pub mod limits;
 pub mod memory;
+pub mod requests;
 
 pub use catch_up::{CatchUp, LogHead, Page, Read, ReadResult, SnapshotPolicy, Step};
-pub use connection::{
-    close_code, negotiate_version, Credentials, LiveBatch, Mode, Output, Reply, Request,
-    ServerConnection, Submitted,
-};
+pub use connection::{close_code, negotiate_version, Mode, ServerConnection};
 pub use memory::{ConnectionId, Delivery, MemoryLog};
+pub use requests::{Credentials, LiveBatch, Output, Reply, Request, Submitted};
 
 #[cfg(test)]
 mod tests;

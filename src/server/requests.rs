@@ -1,0 +1,154 @@
+//! What a [`super::ServerConnection`] and its driver say to each other: the connection's outputs
+//! (frames to send, requests for the driver), the driver's replies, and what they carry
+//! (credentials, live batches, a submit's outcome).
+
+use crate::protocol::{Ack, Edit, ErrorCode, Event, ServerMessage};
+use crate::sequencer::{Rejection, SubmitOutcome};
+use crate::vector_clock::VectorClock;
+
+use super::catch_up::{Read, ReadResult};
+
+/// A batch of consecutive events the driver's fan-out published, handed to every connection of
+/// the document. The connection sends it whole ([`Output::SendLive`], so a driver can encode it
+/// once for every subscriber) or the part the client has not been sent.
+pub trait LiveBatch: Clone {
+    /// The events, consecutive, in `sequenceNum` order (never empty).
+    fn events(&self) -> &[Event];
+}
+
+/// A shared batch: `Arc<[Event]>`, or a driver's own type that keeps its encodings beside the
+/// events.
+impl<T: AsRef<[Event]> + ?Sized> LiveBatch for std::sync::Arc<T> {
+    fn events(&self) -> &[Event] {
+        (**self).as_ref()
+    }
+}
+
+/// What a client's credentials grant, as the driver's authentication found them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Credentials {
+    /// The client id the credentials name; a `hello` with another is refused
+    /// `client_mismatch`. `None`: any client id (authentication off).
+    pub client_id: Option<String>,
+    /// Whether they may read the document (else `forbidden`).
+    pub may_read: bool,
+    /// Whether they may write it (else submits are refused `forbidden`, 8.3 step 4).
+    pub may_write: bool,
+    /// When they expire, on the connection's clock: the connection ends then (5.3).
+    pub expires_at: Option<u64>,
+}
+
+impl Credentials {
+    /// Authentication off: any client may read and write.
+    pub fn anyone() -> Self {
+        Credentials {
+            client_id: None,
+            may_read: true,
+            may_write: true,
+            expires_at: None,
+        }
+    }
+}
+
+/// Something the connection needs the driver to do; answered with
+/// [`ServerConnection::handle_reply`] before anything else is fed.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Request {
+    /// Check a token (the `hello`'s, else the one the connection was opened with). Answered
+    /// with [`Reply::Authorized`]: the credentials, or `unauthorized` for a missing or bad token.
+    Authorize {
+        /// The token, if any.
+        token: Option<String>,
+    },
+    /// Subscribe the connection to the document's live events, then read the log's head (in
+    /// that order, so that nothing ordered in between is missed). Answered with
+    /// [`Reply::Opened`].
+    Open,
+    /// Read the log for a catch-up or to repair a gap. Answered with [`Reply::Read`].
+    Read(Read),
+    /// Order a submit (`order_submit` on the document's single writer, stored durably and
+    /// published). Answered with [`Reply::Submitted`].
+    Submit {
+        /// The connection's client.
+        client_id: String,
+        /// The edits.
+        edits: Vec<Edit>,
+        /// Whether the client may write.
+        may_write: bool,
+    },
+    /// Hand every live batch already waiting for this connection to
+    /// [`ServerConnection::handle_live`] (without waiting for more), then answer
+    /// [`Reply::Drained`]. Comes before a submit's answer: its events go first (8.2).
+    DrainLive,
+}
+
+/// The answer to a [`Request`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum Reply {
+    /// Answers [`Request::Authorize`].
+    Authorized(Result<Credentials, (ErrorCode, String)>),
+    /// Answers [`Request::Open`]: the head's `sequenceNum`.
+    Opened(Result<u64, (ErrorCode, String)>),
+    /// Answers [`Request::Read`].
+    Read(Result<ReadResult, (ErrorCode, String)>),
+    /// Answers [`Request::Submit`].
+    Submitted(Submitted),
+    /// Answers [`Request::DrainLive`].
+    Drained,
+}
+
+/// How a submit went.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Submitted {
+    /// Ordered (all, some or none of it): what `order_submit` said.
+    Ordered {
+        /// One entry per new or duplicate edit, in order.
+        acks: Vec<Ack>,
+        /// The refusal of the first edit not ordered, if any.
+        rejection: Option<Rejection>,
+        /// The `sequenceNum` of the last new event, if any.
+        last_seq: Option<u64>,
+    },
+    /// Nothing was stored (for example the store could not be read): the first edit is refused
+    /// with this code, retryable or not.
+    Refused(ErrorCode, String),
+    /// The store failed in a way that leaves open whether an event was stored: the connection is
+    /// closed rather than answered `internal` (8.3), and the client's resend finds out.
+    Unknown(String),
+}
+
+impl From<&SubmitOutcome> for Submitted {
+    fn from(outcome: &SubmitOutcome) -> Self {
+        Submitted::Ordered {
+            acks: outcome.acks.clone(),
+            rejection: outcome.rejection.clone(),
+            last_seq: outcome.events.last().map(|e| e.sequence_num),
+        }
+    }
+}
+
+/// What the connection asks of its driver.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Output<L> {
+    /// Send this message (WebSocket: a text frame; SSE: the event of section 13).
+    Send(ServerMessage),
+    /// Send this published batch whole (the driver's encoding of it, made once).
+    SendLive(L),
+    /// SSE only: the stream's `connected` event.
+    Connected {
+        /// The head when the stream was opened.
+        head_seq: u64,
+    },
+    /// Do this and answer with [`ServerConnection::handle_reply`].
+    Request(Request),
+    /// The client said this is its state vector (a `sync`): the `StateVectorManager`'s record.
+    /// Needs no answer.
+    Record(VectorClock),
+    /// Close the connection (WebSocket close code; an SSE stream just ends). Nothing follows.
+    Close {
+        /// The close code.
+        code: u16,
+        /// A short reason.
+        reason: &'static str,
+    },
+}
