@@ -234,9 +234,9 @@ impl<L: LiveBatch> ServerConnection<L> {
     // --- inputs ----------------------------------------------------------------------------
 
     /// A text message arrived.
-    pub fn handle_text(&mut self, now: u64, text: &str) {
+    pub fn handle_text(&mut self, now: u64, text: impl Into<String>) {
         self.now = self.now.max(now);
-        self.inbox.push_back(Input::Text(text.to_owned()));
+        self.inbox.push_back(Input::Text(text.into()));
         self.advance();
     }
 

@@ -80,7 +80,7 @@ fn run(conn: &mut Conn, head: u64) -> Vec<Output<Batch>> {
 
 fn welcomed(head: u64) -> Conn {
     let mut conn = Conn::websocket("doc", limits::Limits::default(), None, 0);
-    conn.handle_text(0, &hello("alice"));
+    conn.handle_text(0, hello("alice"));
     let sent = run(&mut conn, head);
     assert!(
         matches!(&sent[..], [Output::Send(ServerMessage::Welcome { head_seq, .. })] if *head_seq == head),
@@ -112,7 +112,7 @@ fn error_code(output: &Output<Batch>) -> Option<ErrorCode> {
 fn hello_checks_come_in_the_order_of_5_2_and_refusals_close_with_their_code() {
     let refused = |document: &str, text: String, credentials: Credentials| {
         let mut conn = Conn::websocket(document, limits::Limits::default(), None, 0);
-        conn.handle_text(0, &text);
+        conn.handle_text(0, text);
         let mut out = drain(&mut conn);
         if let Some(Output::Request(Request::Authorize { .. })) = out.first() {
             conn.handle_reply(0, Reply::Authorized(Ok(credentials)));
@@ -170,7 +170,7 @@ fn hello_checks_come_in_the_order_of_5_2_and_refusals_close_with_their_code() {
 #[test]
 fn frames_before_hello_are_answered_and_the_connection_waits() {
     let mut conn = Conn::websocket("doc", limits::Limits::default(), None, 0);
-    conn.handle_text(0, &frame(ClientMessage::Ping { nonce: Some(1) }));
+    conn.handle_text(0, frame(ClientMessage::Ping { nonce: Some(1) }));
     conn.handle_text(0, "not json");
     conn.handle_binary(0);
     let out = drain(&mut conn);
@@ -195,15 +195,15 @@ fn frames_before_hello_are_answered_and_the_connection_waits() {
 #[test]
 fn pipelined_frames_wait_for_the_welcome_and_are_answered_in_order() {
     let mut conn = Conn::websocket("doc", limits::Limits::default(), Some("url".into()), 0);
-    conn.handle_text(0, &hello("alice"));
+    conn.handle_text(0, hello("alice"));
     conn.handle_text(
         0,
-        &frame(ClientMessage::Sync {
+        frame(ClientMessage::Sync {
             vector_clock: VectorClock::new(),
             after: None,
         }),
     );
-    conn.handle_text(0, &frame(ClientMessage::Ping { nonce: Some(4) }));
+    conn.handle_text(0, frame(ClientMessage::Ping { nonce: Some(4) }));
     // The URL's token is used when hello carries none (5.3).
     assert_eq!(
         conn.poll_output(),
@@ -235,7 +235,7 @@ fn the_live_stream_continues_what_the_connection_was_sent_without_repeats_or_gap
     let mut conn = welcomed(1);
     conn.handle_text(
         0,
-        &frame(ClientMessage::Sync {
+        frame(ClientMessage::Sync {
             vector_clock: VectorClock::new(),
             after: None,
         }),
@@ -285,7 +285,7 @@ fn a_submits_events_precede_its_ack_and_a_reject_follows_every_event_up_to_its_h
     };
     conn.handle_text(
         0,
-        &frame(ClientMessage::Submit {
+        frame(ClientMessage::Submit {
             edits: vec![edit.clone()],
         }),
     );
@@ -323,7 +323,7 @@ fn a_submits_events_precede_its_ack_and_a_reject_follows_every_event_up_to_its_h
     // A store that failed before anything was stored: a retryable reject at the known head.
     conn.handle_text(
         0,
-        &frame(ClientMessage::Submit {
+        frame(ClientMessage::Submit {
             edits: vec![Edit {
                 client_seq: 2,
                 ..edit.clone()
@@ -351,7 +351,7 @@ fn a_submits_events_precede_its_ack_and_a_reject_follows_every_event_up_to_its_h
     // A store that may have stored the event: no answer, a close (8.3).
     conn.handle_text(
         0,
-        &frame(ClientMessage::Submit {
+        frame(ClientMessage::Submit {
             edits: vec![Edit {
                 client_seq: 3,
                 ..edit
@@ -380,10 +380,10 @@ fn rate_limited_submits_are_rejects_and_other_frames_errors() {
         ..limits::Limits::default()
     };
     let mut conn = Conn::websocket("doc", limits, None, 0);
-    conn.handle_text(0, &hello("alice"));
+    conn.handle_text(0, hello("alice"));
     run(&mut conn, 1);
-    conn.handle_text(0, &frame(ClientMessage::Ping { nonce: None }));
-    conn.handle_text(0, &frame(ClientMessage::Ping { nonce: None }));
+    conn.handle_text(0, frame(ClientMessage::Ping { nonce: None }));
+    conn.handle_text(0, frame(ClientMessage::Ping { nonce: None }));
     let edit = Edit {
         client_seq: 5,
         base_seq: 1,
@@ -391,7 +391,7 @@ fn rate_limited_submits_are_rejects_and_other_frames_errors() {
         patch: Vec::new(),
         shape: None,
     };
-    conn.handle_text(0, &frame(ClientMessage::Submit { edits: vec![edit] }));
+    conn.handle_text(0, frame(ClientMessage::Submit { edits: vec![edit] }));
     let sent = run(&mut conn, 1);
     // hello and the first ping took the burst.
     assert!(matches!(&sent[0], Output::Send(ServerMessage::Pong { .. })));
@@ -425,7 +425,7 @@ fn invalid_utf8_closes_with_1007_and_binary_frames_do_not_close() {
 #[test]
 fn an_expired_token_ends_the_connection() {
     let mut conn = Conn::websocket("doc", limits::Limits::default(), None, 0);
-    conn.handle_text(0, &hello("alice"));
+    conn.handle_text(0, hello("alice"));
     let _ = conn.poll_output();
     conn.handle_reply(
         0,

@@ -143,7 +143,7 @@ impl Driver {
                 incoming = transport.next() => {
                     let now = now_ms();
                     match incoming {
-                        Incoming::Text(text) => self.connection.handle_text(now, &text),
+                        Incoming::Text(text) => self.connection.handle_text(now, text),
                         Incoming::Binary => self.connection.handle_binary(now),
                         Incoming::InvalidUtf8 => self.connection.handle_invalid_utf8(now),
                         Incoming::Gone => return,

@@ -273,8 +273,8 @@ impl SyncService {
     }
 
     /// Orders a client's submit: durable, then published, then returned for acknowledgement.
-    /// A failure before anything could be stored is [`Submitted::Refused`]; one of the append
-    /// itself, which may have stored the events, is [`Submitted::Unknown`] (8.3).
+    /// A failure that stored nothing is [`Submitted::Refused`]; one in the append's commit, which
+    /// may have stored the events, is [`Submitted::Unknown`] (8.3).
     pub async fn submit(
         &self,
         document_id: &str,
@@ -343,8 +343,13 @@ impl SyncService {
             {
                 Ok(true) => return Ok(outcome),
                 Ok(false) => {}
-                Err(CommitError::Append(err)) => return Err(Failure::Append(err)),
-                Err(CommitError::Store(err)) => return Err(Failure::Before(err.into())),
+                Err(CommitError::Append(err @ StoreError::CommitUnknown(_))) => {
+                    return Err(Failure::Append(err))
+                }
+                // Rolled back: nothing of this submit was stored.
+                Err(CommitError::Append(err) | CommitError::Store(err)) => {
+                    return Err(Failure::Before(err.into()))
+                }
             }
         }
         Err(Failure::Before(too_busy()))
@@ -636,8 +641,8 @@ impl SyncService {
     }
 }
 
-/// Why a commit failed: the append itself (which may have stored the events), or a read after
-/// another process appended first (nothing of this commit was stored).
+/// Why a commit failed: the append itself (only its `CommitUnknown` may have stored the events),
+/// or a read after another process appended first (nothing of this commit was stored).
 enum CommitError {
     Append(StoreError),
     Store(StoreError),
@@ -647,7 +652,7 @@ enum CommitError {
 enum Failure {
     /// Before anything could be stored.
     Before(ServiceError),
-    /// In the append: the events may have been stored.
+    /// In the append's commit: the events may have been stored.
     Append(StoreError),
 }
 

@@ -74,6 +74,10 @@ pub enum StoreError {
     /// What was stored cannot be read back.
     #[error("corrupt row: {0}")]
     Corrupt(String),
+    /// The commit of an `append` failed in a way that leaves open whether it was stored (the
+    /// connection broke while committing). Every other error of `append` stored nothing.
+    #[error("the commit's outcome is unknown: {0}")]
+    CommitUnknown(sqlx::Error),
 }
 
 /// The durable log. Every method is atomic; `append` is durable when it returns.
@@ -85,6 +89,7 @@ pub trait EventStore: Send + Sync + 'static {
     /// Appends `events` (consecutive, starting at `expected_head + 1`) and sets the document's
     /// current body to `document` (`None` = deleted), in one transaction, durably, but only if
     /// the stored head is still `expected_head`; otherwise `HeadMoved` and nothing is written.
+    /// Only `CommitUnknown` leaves open whether the events were stored.
     async fn append(
         &self,
         document_id: &str,

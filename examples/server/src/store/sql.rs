@@ -356,7 +356,8 @@ impl EventStore for SqlStore {
                 .execute(&mut *tx)
                 .await?;
         }
-        tx.commit().await?;
+        // A failure here may come after the database committed (a lost answer).
+        tx.commit().await.map_err(StoreError::CommitUnknown)?;
         Ok(())
     }
 
