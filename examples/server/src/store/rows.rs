@@ -4,7 +4,7 @@
 //! (`TEXT`/`INTEGER` in SQLite, `JSON`/`BIGINT` in PostgreSQL). JSON travels as text both ways
 //! (`serde_json::to_string` in, `serde_json::from_str` out), sequence numbers as `i64`.
 
-use eventsync::protocol::Event;
+use eventsync::protocol::{CompactEvent, Event};
 use eventsync::VectorClock;
 use serde_json::Value;
 
@@ -34,15 +34,21 @@ pub(crate) fn from_db(n: i64, what: &str) -> Result<u64, StoreError> {
     u64::try_from(n).map_err(|_| StoreError::Corrupt(format!("negative {what}: {n}")))
 }
 
-/// An event as stored in `events.body`.
+/// An event as stored in `events.body`: compact, without `documentId` (the row's) and
+/// `vectorClock` (derived from the events, section 2). Rows written before keep both.
 pub(crate) fn encode_event(event: &Event) -> Result<String, StoreError> {
-    serde_json::to_string(event)
+    serde_json::to_string(&CompactEvent(event))
         .map_err(|err| invalid(format!("event cannot be serialized: {err}")))
 }
 
-/// An `events.body` read back.
-pub(crate) fn decode_event(text: &str) -> Result<Event, StoreError> {
-    serde_json::from_str(text).map_err(|err| StoreError::Corrupt(format!("event: {err}")))
+/// An `events.body` of `document_id` read back.
+pub(crate) fn decode_event(text: &str, document_id: &str) -> Result<Event, StoreError> {
+    let mut event: Event =
+        serde_json::from_str(text).map_err(|err| StoreError::Corrupt(format!("event: {err}")))?;
+    if event.document_id.is_empty() {
+        event.document_id = document_id.to_owned();
+    }
+    Ok(event)
 }
 
 /// A nullable JSON column (`documents.body`, `snapshots.body`): `None` is SQL `NULL`.
@@ -110,10 +116,12 @@ pub(crate) fn check_append(
     Ok(head)
 }
 
-/// The document's vector after `events`: the previous vector merged with the last event's.
+/// The document's vector after `events`: the previous vector with each event's origin entry
+/// (and any vector an event carries) merged in.
 pub(crate) fn vector_after(mut previous: VectorClock, events: &[Event]) -> VectorClock {
-    if let Some(last) = events.last() {
-        previous.merge(&last.vector_clock);
+    for event in events {
+        previous.merge(&event.vector_clock);
+        previous.observe(&event.client_id, event.sequence_num);
     }
     previous
 }

@@ -380,7 +380,7 @@ impl EventStore for SqlStore {
             .fetch_all(&self.reader)
             .await?;
         rows.iter()
-            .map(|row| decode_event(&row.try_get::<String, _>("body")?))
+            .map(|row| decode_event(&row.try_get::<String, _>("body")?, document_id))
             .collect()
     }
 
