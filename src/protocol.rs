@@ -10,8 +10,12 @@ use serde_json::{Map, Value};
 use crate::diff::Diff;
 use crate::vector_clock::VectorClock;
 
-/// The protocol version this crate speaks.
+/// Protocol version 1: one document per connection (`ws://{server}/sync/{documentId}`).
 pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Protocol version 2: any number of documents on one connection (`ws://{server}/sync`); every
+/// message about a document names it in `documentId` ([`Scoped`]).
+pub const PROTOCOL_VERSION_2: u32 = 2;
 
 /// The largest counter (`sequenceNum`, `clientSeq`, `baseSeq`, `after`, state-vector values,
 /// `nonce`) a writer may send: 2^53 - 1, the largest integer JavaScript holds exactly (section 1).
@@ -346,6 +350,10 @@ pub enum ClientMessage {
         /// The edits.
         edits: Vec<Edit>,
     },
+    /// Version 2: open a document on the connection (its `documentId` is the frame's).
+    Open,
+    /// Version 2: stop serving a document on the connection.
+    Close,
     /// Keep-alive; answered with `pong`.
     Ping {
         /// Echoed back.
@@ -367,12 +375,31 @@ pub enum ServerMessage {
     Welcome {
         /// The version both sides speak.
         protocol_version: u32,
-        /// The document of this connection.
+        /// The document of this connection (version 1; absent in version 2).
+        #[serde(default, skip_serializing_if = "String::is_empty")]
         document_id: String,
         /// The client id bound to this connection.
         client_id: String,
-        /// The document's last `sequenceNum` when the connection was accepted.
+        /// The document's last `sequenceNum` when the connection was accepted (version 1;
+        /// absent in version 2, where `opened` says it per document).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        head_seq: Option<u64>,
+    },
+    /// Version 2: a document was opened on the connection (the `welcome` of one document).
+    #[serde(rename_all = "camelCase")]
+    Opened {
+        /// The document's last `sequenceNum` when it was opened: its live events start after it.
         head_seq: u64,
+    },
+    /// Version 2: the server no longer serves a document on this connection. Without `code`, at
+    /// the client's request (`close`); with one, the server refused or stopped it.
+    Closed {
+        /// Why, when the server closed it on its own.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        code: Option<ErrorCode>,
+        /// Human-readable detail.
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        message: String,
     },
     /// Catch-up: the events answering a `sync`, in `sequenceNum` order.
     #[serde(rename_all = "camelCase")]
@@ -430,9 +457,13 @@ pub enum ServerMessage {
         /// The ping's nonce.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         nonce: Option<u64>,
-        /// The document's last `sequenceNum`: a client behind it missed something and resyncs.
+        /// The document's last `sequenceNum`: a client behind it missed something and resyncs
+        /// (version 1).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         head_seq: Option<u64>,
+        /// Version 2: the last `sequenceNum` of every document open on the connection.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        heads: Option<std::collections::BTreeMap<String, u64>>,
     },
     /// A message type from a newer protocol version; clients ignore it.
     #[serde(other)]
@@ -506,6 +537,124 @@ impl From<serde_json::Error> for FrameError {
         } else {
             FrameError::Malformed(err)
         }
+    }
+}
+
+/// A message of protocol version 2 with the document it concerns: `{"type": ..., "documentId":
+/// ..., ...}`. Connection-level messages (`hello`, `welcome`, `ping`, `pong`, and an `error` about
+/// the connection) have none.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Scoped<M> {
+    /// The document, for messages about one.
+    #[serde(
+        rename = "documentId",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub document_id: Option<String>,
+    /// The message.
+    #[serde(flatten)]
+    pub message: M,
+}
+
+/// Reads a client frame of version 2, refusing frames over `max_bytes` before parsing them.
+pub fn decode_client_scoped(
+    text: &str,
+    max_bytes: usize,
+) -> Result<Scoped<ClientMessage>, FrameError> {
+    if text.len() > max_bytes {
+        return Err(FrameError::TooLarge {
+            size: text.len(),
+            limit: max_bytes,
+        });
+    }
+    scoped(text)
+}
+
+/// Reads a server frame of version 2. The events of `events` and `event` frames come without
+/// their `documentId` (the frame's): it is filled in.
+pub fn decode_server_scoped(text: &str) -> Result<Scoped<ServerMessage>, FrameError> {
+    let mut scoped: Scoped<ServerMessage> = scoped(text)?;
+    if let (
+        Some(document_id),
+        ServerMessage::Events { events, .. } | ServerMessage::Event { events },
+    ) = (&scoped.document_id, &mut scoped.message)
+    {
+        for event in events.iter_mut().filter(|e| e.document_id.is_empty()) {
+            event.document_id.clone_from(document_id);
+        }
+    }
+    Ok(scoped)
+}
+
+/// A frame with a `documentId` member beside the message's own. Read through a `Value` rather
+/// than serde's `flatten`, which would accept a number as `type` (a variant's index).
+fn scoped<M: serde::de::DeserializeOwned>(text: &str) -> Result<Scoped<M>, FrameError> {
+    let mut value: Value = serde_json::from_str(text)?;
+    let document_id = match value.as_object_mut().and_then(|o| o.remove("documentId")) {
+        None => None,
+        Some(Value::String(id)) => Some(id),
+        Some(other) => {
+            let invalid = serde::de::Error::invalid_type(
+                serde::de::Unexpected::Other(&other.to_string()),
+                &"a documentId string",
+            );
+            return Err(FrameError::Malformed(invalid));
+        }
+    };
+    let message = M::deserialize(value)?;
+    Ok(Scoped {
+        document_id,
+        message,
+    })
+}
+
+/// Writes a message of version 2 about `document_id` (or about the connection, with `None`).
+/// Events go compact ([`CompactEvent`]): the frame names their document, and readers derive
+/// vectors (section 2).
+pub fn encode_scoped(document_id: Option<&str>, message: &ServerMessage) -> String {
+    #[derive(Serialize)]
+    #[serde(tag = "type", rename_all = "camelCase")]
+    enum CompactEvents<'a> {
+        #[serde(rename_all = "camelCase")]
+        Events {
+            #[serde(skip_serializing_if = "Option::is_none")]
+            document_id: Option<&'a str>,
+            events: Vec<CompactEvent<'a>>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            head_seq: Option<u64>,
+            #[serde(skip_serializing_if = "std::ops::Not::not")]
+            has_more: bool,
+        },
+        #[serde(rename_all = "camelCase")]
+        Event {
+            #[serde(skip_serializing_if = "Option::is_none")]
+            document_id: Option<&'a str>,
+            events: Vec<CompactEvent<'a>>,
+        },
+    }
+    fn compact(events: &[Event]) -> Vec<CompactEvent<'_>> {
+        events.iter().map(CompactEvent).collect()
+    }
+    match message {
+        ServerMessage::Events {
+            events,
+            head_seq,
+            has_more,
+        } => encode(&CompactEvents::Events {
+            document_id,
+            events: compact(events),
+            head_seq: *head_seq,
+            has_more: *has_more,
+        }),
+        ServerMessage::Event { events } => encode(&CompactEvents::Event {
+            document_id,
+            events: compact(events),
+        }),
+        other => encode(&Scoped {
+            document_id: document_id.map(str::to_owned),
+            message: other,
+        }),
     }
 }
 
@@ -585,7 +734,7 @@ mod tests {
             protocol_version: 1,
             document_id: "doc".into(),
             client_id: "alice".into(),
-            head_seq: 3,
+            head_seq: Some(3),
         });
         round_trip_server(ServerMessage::Events {
             events: vec![sample_event()],
@@ -623,6 +772,7 @@ mod tests {
         round_trip_server(ServerMessage::Pong {
             nonce: None,
             head_seq: Some(3),
+            heads: None,
         });
     }
 

@@ -500,8 +500,10 @@ impl SyncSession {
                 // Only a welcome that precedes every event of its connection says where the
                 // server's log stands (over TCP it always does).
                 let first = !std::mem::replace(&mut self.welcomed, true);
-                if first && !self.events_seen && head_seq < self.state.applied_seq() {
-                    self.restart_from_scratch(now, head_seq);
+                if let Some(head_seq) = head_seq {
+                    if first && !self.events_seen && head_seq < self.state.applied_seq() {
+                        self.restart_from_scratch(now, head_seq);
+                    }
                 }
             }
             ServerMessage::Events {
@@ -595,7 +597,10 @@ impl SyncSession {
                     self.request_sync(now, Some(self.state.applied_seq()));
                 }
             }
-            ServerMessage::Unknown => {}
+            // Messages of version 2 never come on a connection of version 1 (section 14: ignored).
+            ServerMessage::Unknown
+            | ServerMessage::Opened { .. }
+            | ServerMessage::Closed { .. } => {}
         }
     }
 

@@ -789,7 +789,7 @@ fn an_edit_folded_into_a_snapshot_leaves_the_queue_on_its_duplicate_ack() {
             protocol_version: 1,
             document_id: "doc".into(),
             client_id: "alice".into(),
-            head_seq: 3,
+            head_seq: Some(3),
         },
         ServerMessage::Snapshot {
             snapshot: log.snapshot(),

@@ -1,31 +1,31 @@
 //! One connection of a server, sans IO: the server's counterpart of [`crate::SyncSession`].
 //!
 //! [`ServerConnection`] holds every rule a server applies to one WebSocket connection or SSE stream
-//! (`docs/PROTOCOL.md` 4 to 9 and 13): the `hello` checks in their order and the version, catch-up
-//! paging and snapshots ([`super::CatchUp`]), live delivery without gaps, submits and their
-//! answers in order, keep-alive, the rate limit, token expiry, and the close codes. It has no
-//! socket, no store and no clock: the driver feeds it what arrives (`handle_*`), drains what to do
-//! ([`ServerConnection::poll_output`]) and answers its requests ([`Request`], fed back with
-//! [`ServerConnection::handle_reply`]). Time comes in as milliseconds (the reference server
-//! passes Unix milliseconds, so that token expiry compares with them).
+//! (`docs/PROTOCOL.md` 4 to 9, 13 and 18): the `hello` checks in their order and the version,
+//! opening and closing documents (version 2), catch-up paging and snapshots
+//! ([`super::CatchUp`]), live delivery without gaps, submits and their answers in order,
+//! keep-alive, the rate limit, token expiry, and the close codes. The rules of one document are
+//! in `connection/documents.rs`. It has no socket, no store and no clock: the driver feeds it
+//! what arrives (`handle_*`), drains what to do ([`ServerConnection::poll_output`]) and answers
+//! its requests ([`Request`], fed back with [`ServerConnection::handle_reply`]). Time comes in as
+//! milliseconds (the reference server passes Unix milliseconds, so that token expiry compares
+//! with them).
 //!
 //! Drive it like this: after every `handle_*` call, drain `poll_output` until it returns `None`.
 //! An [`Output::Request`] must be answered with `handle_reply` before draining on; everything
 //! the connection sends is in the order the outputs come. Then wait for the next input, or for
 //! [`ServerConnection::poll_timeout`].
 
-use std::collections::VecDeque;
+mod documents;
 
-use crate::protocol::{self, Ack, ClientMessage, ErrorCode, Event, ServerMessage};
-use crate::sequencer::Rejection;
+use std::collections::{BTreeMap, HashMap, VecDeque};
+
+use crate::protocol::{self, ClientMessage, ErrorCode, ServerMessage};
 use crate::vector_clock::VectorClock;
 
-use super::catch_up::{CatchUp, Page, Read, ReadResult, SnapshotPolicy, Step};
+use super::catch_up::CatchUp;
 use super::limits::{validate_document_id, validate_id, Limits, RateLimiter};
-use super::requests::{Credentials, LiveBatch, Output, Reply, Request, Submitted};
-
-/// The protocol versions this server speaks.
-pub const SERVER_VERSIONS: &[u32] = &[protocol::PROTOCOL_VERSION];
+use super::requests::{Credentials, LiveBatch, Output, Reply, Request, Rights};
 
 /// WebSocket close codes (RFC 6455 7.4.1) the connection uses.
 pub mod close {
@@ -55,19 +55,21 @@ pub fn close_code(code: ErrorCode) -> u16 {
     }
 }
 
-/// The highest version in both the client's list and [`SERVER_VERSIONS`] (5.1).
-pub fn negotiate_version(offered: &[u32]) -> Option<u32> {
-    offered
-        .iter()
-        .copied()
-        .filter(|v| SERVER_VERSIONS.contains(v))
-        .max()
+/// The highest version in both the client's list and the endpoint's: version 1 on a document's
+/// URL (`/sync/{documentId}`), version 2 on the connection URL (`/sync`) (5.1, 18.1).
+pub fn negotiate_version(offered: &[u32], per_document: bool) -> Option<u32> {
+    let spoken = if per_document {
+        protocol::PROTOCOL_VERSION
+    } else {
+        protocol::PROTOCOL_VERSION_2
+    };
+    offered.iter().copied().filter(|v| *v == spoken).max()
 }
 
 /// The transport a connection serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
-    /// `ws://{server}/sync/{documentId}`: `hello` first, then any client message.
+    /// A WebSocket: `hello` first, then any client message.
     WebSocket,
     /// `GET /api/stream/{documentId}`: receive-only, one gapless sequence from a position (13).
     EventStream,
@@ -75,23 +77,29 @@ pub enum Mode {
 
 #[derive(Debug, Clone)]
 enum Phase {
+    /// Waiting for `hello`.
     Hello {
         deadline: u64,
     },
+    /// The `hello` was accepted; the token is being checked.
     Authorizing {
         client_id: String,
         version: u32,
     },
-    Opening {
-        client_id: Option<String>,
-        version: u32,
-    },
+    /// Serving (version 1 and SSE: once its document is open).
     Open,
     Closed,
 }
 
+/// What the connection is doing for one document, across requests.
 #[derive(Debug)]
 enum Task {
+    /// Asking what the client may do with the document (version 1: the hello's; 2: an `open`).
+    Admit,
+    /// Subscribing and reading the head.
+    Opening {
+        may_write: bool,
+    },
     Sync {
         machine: Box<CatchUp>,
         vector: VectorClock,
@@ -110,6 +118,40 @@ enum Task {
     },
 }
 
+/// One open document of the connection.
+#[derive(Debug)]
+struct Doc<L> {
+    /// The highest `sequenceNum` delivered on this connection (7.1): live events continue it.
+    sent: u64,
+    /// The highest `sequenceNum` this connection knows the log has.
+    known_head: u64,
+    may_write: bool,
+    /// A live batch did not continue what was sent: repair from the log when idle.
+    gap: bool,
+    /// Live batches that arrived while the connection was busy.
+    live: VecDeque<L>,
+    /// In the connection's `ready` queue.
+    ready: bool,
+    /// SSE: the stream's `connected` event was sent; `streamed`: anything after it.
+    connected: bool,
+    streamed: bool,
+}
+
+impl<L> Doc<L> {
+    fn new(sent: u64, known_head: u64, may_write: bool) -> Self {
+        Doc {
+            sent,
+            known_head,
+            may_write,
+            gap: false,
+            live: VecDeque::new(),
+            ready: false,
+            connected: false,
+            streamed: false,
+        }
+    }
+}
+
 #[derive(Debug)]
 enum Input {
     Text(String),
@@ -119,50 +161,47 @@ enum Input {
 /// One server connection (see the module documentation).
 #[derive(Debug)]
 pub struct ServerConnection<L> {
-    document_id: String,
     mode: Mode,
+    /// The document of a version-1 connection or an SSE stream; `None` on the version-2
+    /// endpoint, where documents are opened on the connection.
+    bound: Option<String>,
+    version: u32,
     limits: Limits,
     url_token: Option<String>,
     phase: Phase,
     client_id: String,
-    may_write: bool,
     expires_at: Option<u64>,
-    /// The highest `sequenceNum` delivered on this connection (7.1): live events continue it.
-    sent: u64,
-    /// The highest `sequenceNum` this connection knows the log has.
-    known_head: u64,
-    /// SSE: the stream's `connected` event was sent; `streamed`: anything after it.
-    connected: bool,
-    streamed: bool,
+    docs: HashMap<String, Doc<L>>,
+    /// Documents with live batches or a gap to work through, in arrival order.
+    ready: VecDeque<String>,
     limiter: RateLimiter,
     now: u64,
-    task: Option<Task>,
-    /// A live batch did not continue what was sent: repair from the log when idle.
-    gap: bool,
-    /// Live batches that arrived while a task ran, and frames that arrived while busy.
-    live: VecDeque<L>,
+    /// A request is outstanding.
+    awaiting: bool,
+    task: Option<(String, Task)>,
     inbox: VecDeque<Input>,
     outputs: VecDeque<Output<L>>,
 }
 
 impl<L: LiveBatch> ServerConnection<L> {
-    /// A WebSocket connection to `document_id`, accepted at `now`. `url_token` is the token the
-    /// upgrade request carried (`?token=` or `Authorization`); one in `hello` wins over it.
+    /// A WebSocket connection accepted at `now`: to `document_id` (the version-1 URL), or with
+    /// `None`, to the connection URL of version 2. `url_token` is the token the upgrade request
+    /// carried (`?token=` or `Authorization`); one in `hello` wins over it.
     pub fn websocket(
-        document_id: impl Into<String>,
+        document_id: Option<String>,
         limits: Limits,
         url_token: Option<String>,
         now: u64,
     ) -> Self {
         let deadline = now.saturating_add(limits.hello_timeout_ms);
-        let mut connection = Self::new(document_id.into(), Mode::WebSocket, limits, now);
+        let mut connection = Self::new(document_id, Mode::WebSocket, limits, now);
         connection.url_token = url_token;
         connection.phase = Phase::Hello { deadline };
         connection
     }
 
     /// An SSE stream of `document_id` from position `after`, for credentials the driver checked
-    /// before the stream started (13). The first outputs are an [`Output::Request`], then either
+    /// before the stream started (13). The first outputs are requests, then either
     /// [`Output::Connected`] (the stream starts) or an `error` and a close (the driver answers
     /// with that error as an HTTP status instead).
     pub fn event_stream(
@@ -172,36 +211,36 @@ impl<L: LiveBatch> ServerConnection<L> {
         expires_at: Option<u64>,
         now: u64,
     ) -> Self {
-        let mut connection = Self::new(document_id.into(), Mode::EventStream, limits, now);
+        let document_id = document_id.into();
+        let mut connection = Self::new(Some(document_id.clone()), Mode::EventStream, limits, now);
+        connection.version = protocol::PROTOCOL_VERSION;
         connection.expires_at = expires_at;
-        connection.sent = after;
-        connection.phase = Phase::Opening {
-            client_id: None,
-            version: protocol::PROTOCOL_VERSION,
-        };
-        connection.request(Request::Open);
+        connection.phase = Phase::Open;
+        // The stream's position is where the catch-up starts (`sent` of its document).
+        connection
+            .docs
+            .insert(document_id.clone(), Doc::new(after, 0, false));
+        connection.task = Some((document_id.clone(), Task::Opening { may_write: false }));
+        connection.request(Request::Open { document_id });
         connection
     }
 
-    fn new(document_id: String, mode: Mode, limits: Limits, now: u64) -> Self {
+    fn new(bound: Option<String>, mode: Mode, limits: Limits, now: u64) -> Self {
         ServerConnection {
-            document_id,
             mode,
+            bound,
+            version: 0,
             limiter: limits.rate_limiter(),
             limits,
             url_token: None,
             phase: Phase::Closed,
             client_id: String::new(),
-            may_write: false,
             expires_at: None,
-            sent: 0,
-            known_head: 0,
-            connected: false,
-            streamed: false,
+            docs: HashMap::new(),
+            ready: VecDeque::new(),
             now,
+            awaiting: false,
             task: None,
-            gap: false,
-            live: VecDeque::new(),
             inbox: VecDeque::new(),
             outputs: VecDeque::new(),
         }
@@ -209,16 +248,19 @@ impl<L: LiveBatch> ServerConnection<L> {
 
     // --- getters ---------------------------------------------------------------------------
 
-    /// The document.
-    pub fn document_id(&self) -> &str {
-        &self.document_id
+    /// The document of a version-1 connection or SSE stream (`None` on the version-2 endpoint).
+    pub fn document_id(&self) -> Option<&str> {
+        self.bound.as_deref()
     }
 
     /// The client the `hello` bound the connection to (`None` before `welcome`, and for SSE).
     pub fn client_id(&self) -> Option<&str> {
-        matches!(self.phase, Phase::Open)
-            .then_some(self.client_id.as_str())
-            .filter(|id| !id.is_empty())
+        Some(self.client_id.as_str()).filter(|id| !id.is_empty())
+    }
+
+    /// The protocol version spoken (0 before `welcome`).
+    pub fn version(&self) -> u32 {
+        self.version
     }
 
     /// True once the connection has closed (after its [`Output::Close`]).
@@ -226,9 +268,14 @@ impl<L: LiveBatch> ServerConnection<L> {
         matches!(self.phase, Phase::Closed)
     }
 
-    /// The highest `sequenceNum` delivered on the connection.
-    pub fn delivered(&self) -> u64 {
-        self.sent
+    /// The documents open on the connection.
+    pub fn documents(&self) -> impl Iterator<Item = &str> {
+        self.docs.keys().map(String::as_str)
+    }
+
+    /// The highest `sequenceNum` delivered on the connection for a document.
+    pub fn delivered(&self, document_id: &str) -> Option<u64> {
+        self.docs.get(document_id).map(|doc| doc.sent)
     }
 
     // --- inputs ----------------------------------------------------------------------------
@@ -260,43 +307,55 @@ impl<L: LiveBatch> ServerConnection<L> {
         self.close(close::INVALID_DATA, "invalid UTF-8");
     }
 
-    /// The fan-out published a batch of the document's events.
+    /// The fan-out published a batch of a document's events.
     pub fn handle_live(&mut self, now: u64, batch: L) {
         self.now = self.now.max(now);
-        if batch.events().is_empty()
-            || matches!(
-                self.phase,
-                Phase::Closed | Phase::Hello { .. } | Phase::Authorizing { .. }
-            )
-        {
-            // Not subscribed (yet, or any more).
+        let Some(document_id) = batch.events().first().map(|e| e.document_id.clone()) else {
             return;
-        }
-        if matches!(self.task, Some(Task::Deliver { .. })) {
+        };
+        let document_id = document_id.as_str();
+        if matches!(&self.task, Some((doc, Task::Deliver { .. })) if doc == document_id) {
             // Draining for a submit's answer: its events go first (8.2).
-            self.live_batch(batch);
-        } else {
-            self.live.push_back(batch);
-            self.advance();
+            let document_id = document_id.to_owned();
+            return self.live_batch(&document_id, batch);
         }
+        let Some(doc) = self.docs.get_mut(document_id) else {
+            // Not open (yet, or any more).
+            return;
+        };
+        doc.live.push_back(batch);
+        if !doc.ready {
+            doc.ready = true;
+            let document_id = document_id.to_owned();
+            self.ready.push_back(document_id);
+        }
+        self.advance();
     }
 
-    /// The fan-out dropped batches for this connection (it fell behind): they are read from the
-    /// log instead.
-    pub fn handle_lagged(&mut self, now: u64) {
+    /// The fan-out dropped batches of a document for this connection (it fell behind): they are
+    /// read from the log instead.
+    pub fn handle_lagged(&mut self, now: u64, document_id: &str) {
         self.now = self.now.max(now);
-        self.gap = true;
+        if let Some(doc) = self.docs.get_mut(document_id) {
+            doc.gap = true;
+            if !doc.ready {
+                doc.ready = true;
+                self.ready.push_back(document_id.to_owned());
+            }
+        }
         self.advance();
     }
 
     /// The answer to the last [`Output::Request`].
     pub fn handle_reply(&mut self, now: u64, reply: Reply) {
         self.now = self.now.max(now);
+        self.awaiting = false;
         if self.is_closed() {
             return;
         }
         match reply {
             Reply::Authorized(result) => self.authorized(result),
+            Reply::Admitted(result) => self.admitted(result),
             Reply::Opened(result) => self.opened(result),
             Reply::Read(result) => self.read(result),
             Reply::Submitted(submitted) => self.submitted(submitted),
@@ -353,13 +412,24 @@ impl<L: LiveBatch> ServerConnection<L> {
         }
     }
 
-    // --- the rules -------------------------------------------------------------------------
+    // --- plumbing --------------------------------------------------------------------------
 
     fn send(&mut self, message: ServerMessage) {
         self.outputs.push_back(Output::Send(message));
     }
 
+    /// A message about a document: framed with its `documentId` in version 2.
+    fn send_to(&mut self, document_id: &str, message: ServerMessage) {
+        if self.version == protocol::PROTOCOL_VERSION_2 {
+            self.outputs
+                .push_back(Output::SendTo(document_id.to_owned(), message));
+        } else {
+            self.send(message);
+        }
+    }
+
     fn request(&mut self, request: Request) {
+        self.awaiting = true;
         self.outputs.push_back(Output::Request(request));
     }
 
@@ -367,7 +437,8 @@ impl<L: LiveBatch> ServerConnection<L> {
         self.phase = Phase::Closed;
         self.task = None;
         self.inbox.clear();
-        self.live.clear();
+        self.docs.clear();
+        self.ready.clear();
         self.outputs.push_back(Output::Close { code, reason });
     }
 
@@ -378,14 +449,27 @@ impl<L: LiveBatch> ServerConnection<L> {
         self.close(close_code(code), "refused");
     }
 
-    /// Works through what waits while nothing is outstanding.
+    fn error(&mut self, code: ErrorCode, message: impl Into<String>) {
+        self.send(ServerMessage::Error {
+            code,
+            message: message.into(),
+        });
+    }
+
+    fn error_about(&mut self, document_id: &str, code: ErrorCode, message: impl Into<String>) {
+        let message = ServerMessage::Error {
+            code,
+            message: message.into(),
+        };
+        self.send_to(document_id, message);
+    }
+
+    /// Works through what waits while nothing is outstanding: live batches and gaps of the
+    /// documents, then the client's frames, in order.
     fn advance(&mut self) {
-        while self.task.is_none() && !self.is_closed() && !self.awaiting_handshake() {
-            if self.gap {
-                self.gap = false;
-                self.start_repair(Vec::new());
-            } else if let Some(batch) = self.live.pop_front() {
-                self.live_batch(batch);
+        while !self.awaiting && self.task.is_none() && !self.is_closed() {
+            if let Some(document_id) = self.ready.pop_front() {
+                self.work_on(&document_id);
             } else if let Some(input) = self.inbox.pop_front() {
                 self.input(input);
             } else {
@@ -394,60 +478,56 @@ impl<L: LiveBatch> ServerConnection<L> {
         }
     }
 
-    fn awaiting_handshake(&self) -> bool {
-        matches!(
-            self.phase,
-            Phase::Authorizing { .. } | Phase::Opening { .. }
-        )
-    }
-
     fn input(&mut self, input: Input) {
         if self.mode == Mode::EventStream {
             return;
         }
         let allowed = self.limiter.allow(self.now);
-        let message = match input {
+        let decoded = match input {
             Input::Binary => Err((
                 ErrorCode::MalformedFrame,
                 "binary messages are not part of the protocol".to_owned(),
             )),
+            // Version 2 frames name their document; the others are read strictly as version 1
+            // (a `documentId` member there is unknown, and ignored).
+            Input::Text(text) if self.version == protocol::PROTOCOL_VERSION_2 => {
+                protocol::decode_client_scoped(&text, self.limits.max_frame_bytes)
+                    .map(|scoped| (scoped.document_id, scoped.message))
+                    .map_err(|err| (err.code(), err.to_string()))
+            }
             Input::Text(text) => protocol::decode_client(&text, self.limits.max_frame_bytes)
+                .map(|message| (None, message))
                 .map_err(|err| (err.code(), err.to_string())),
         };
         if !allowed {
             // A rate limit that hits an edit is a reject of that edit (8.3): the client backs off
             // and resends instead of waiting for its request timeout.
-            if let (Ok(ClientMessage::Submit { edits }), Phase::Open) = (&message, &self.phase) {
-                if let Some(first) = edits.first() {
+            if let (Ok((scope, ClientMessage::Submit { edits })), Phase::Open) =
+                (&decoded, &self.phase)
+            {
+                let target = self.target(scope.as_deref());
+                if let (Some(first), Some(document_id)) = (edits.first(), target) {
                     let first = first.client_seq;
-                    self.answer_submit(
-                        Vec::new(),
-                        Some(self.rejection(
-                            first,
-                            ErrorCode::RateLimited,
-                            "too many messages: slow down",
-                        )),
-                        None,
-                    );
-                    return;
+                    return self.rate_limited_submit(&document_id, first);
                 }
             }
             return self.error(ErrorCode::RateLimited, "too many messages: slow down");
         }
-        match message {
+        match decoded {
             Err((code, message)) => self.error(code, message),
-            Ok(message) => match self.phase {
+            Ok((scope, message)) => match self.phase {
                 Phase::Hello { .. } => self.before_welcome(message),
-                _ => self.message(message),
+                _ => self.message(scope, message),
             },
         }
     }
 
-    fn error(&mut self, code: ErrorCode, message: impl Into<String>) {
-        self.send(ServerMessage::Error {
-            code,
-            message: message.into(),
-        });
+    /// The document a message is about: the connection's own in version 1, the frame's in 2.
+    fn target(&self, scope: Option<&str>) -> Option<String> {
+        match self.version {
+            protocol::PROTOCOL_VERSION_2 => scope.map(str::to_owned),
+            _ => self.bound.clone(),
+        }
     }
 
     // --- handshake (5) ---------------------------------------------------------------------
@@ -462,18 +542,19 @@ impl<L: LiveBatch> ServerConnection<L> {
             return self.error(ErrorCode::UnexpectedMessage, "send hello first");
         };
         // 5.2 rule 2, in order.
-        if let Err(reason) = validate_document_id(&self.document_id) {
-            return self.refuse(ErrorCode::UnknownDocument, reason);
+        if let Some(document_id) = &self.bound {
+            if let Err(reason) = validate_document_id(document_id) {
+                return self.refuse(ErrorCode::UnknownDocument, reason);
+            }
         }
-        let Some(version) = negotiate_version(&protocol_versions) else {
-            let versions: Vec<String> = SERVER_VERSIONS.iter().map(u32::to_string).collect();
-            return self.refuse(
-                ErrorCode::UnsupportedVersion,
-                format!(
-                    "this server speaks protocol versions {}",
-                    versions.join(", ")
-                ),
-            );
+        let per_document = self.bound.is_some();
+        let Some(version) = negotiate_version(&protocol_versions, per_document) else {
+            let message = if per_document {
+                "this URL speaks protocol version 1 (version 2 is served at /sync)"
+            } else {
+                "this URL speaks protocol version 2 (version 1 is served at /sync/{documentId})"
+            };
+            return self.refuse(ErrorCode::UnsupportedVersion, message.into());
         };
         if let Err(reason) = validate_id(&client_id) {
             return self.refuse(
@@ -508,49 +589,21 @@ impl<L: LiveBatch> ServerConnection<L> {
                 "the clientId server is reserved for changes that do not come from a client".into(),
             );
         }
-        if !credentials.may_read {
-            return self.refuse(
-                ErrorCode::Forbidden,
-                format!("the token does not grant access to {}", self.document_id),
-            );
-        }
-        self.may_write = credentials.may_write;
         self.expires_at = credentials.expires_at;
-        self.phase = Phase::Opening {
-            client_id: Some(client_id),
-            version,
-        };
-        self.request(Request::Open);
-    }
-
-    fn opened(&mut self, result: Result<u64, (ErrorCode, String)>) {
-        let Phase::Opening { client_id, version } =
-            std::mem::replace(&mut self.phase, Phase::Closed)
-        else {
-            return self.unexpected_reply();
-        };
-        let head_seq = match result {
-            Ok(head_seq) => head_seq,
-            Err((code, message)) => return self.refuse(code, message),
-        };
+        self.client_id = client_id;
+        self.version = version;
         self.phase = Phase::Open;
-        self.known_head = self.known_head.max(head_seq);
-        match client_id {
-            Some(client_id) => {
-                // Live events start right after the welcome's headSeq (7.1).
-                self.sent = head_seq;
-                self.send(ServerMessage::Welcome {
-                    protocol_version: version,
-                    document_id: self.document_id.clone(),
-                    client_id: client_id.clone(),
-                    head_seq,
-                });
-                self.client_id = client_id;
-            }
+        match self.bound.clone() {
+            // Version 1: the URL's document opens before the welcome (its headSeq is in it).
+            Some(document_id) => self.admit(document_id),
             None => {
-                // SSE: the catch-up from the stream's position starts at once.
-                let after = self.sent;
-                self.start_sync(VectorClock::new(), Some(after), None);
+                let welcome = ServerMessage::Welcome {
+                    protocol_version: version,
+                    document_id: String::new(),
+                    client_id: self.client_id.clone(),
+                    head_seq: None,
+                };
+                self.send(welcome);
             }
         }
     }
@@ -564,277 +617,195 @@ impl<L: LiveBatch> ServerConnection<L> {
 
     // --- messages after welcome ------------------------------------------------------------
 
-    fn message(&mut self, message: ClientMessage) {
+    /// A message after `welcome`. In version 1 a `documentId` member is unknown, and ignored:
+    /// the connection has one document.
+    fn message(&mut self, scope: Option<String>, message: ClientMessage) {
         match message {
             ClientMessage::Hello { .. } => {
                 self.error(ErrorCode::UnexpectedMessage, "hello was already received")
             }
-            ClientMessage::Ping { nonce } => self.send(ServerMessage::Pong {
-                nonce,
-                head_seq: Some(self.known_head),
-            }),
-            ClientMessage::Sync {
-                vector_clock,
-                after,
-            } => {
-                self.outputs.push_back(Output::Record(vector_clock.clone()));
-                self.start_sync(vector_clock, after, None);
+            ClientMessage::Ping { nonce } => self.pong(nonce),
+            ClientMessage::Open | ClientMessage::Close
+                if self.version != protocol::PROTOCOL_VERSION_2 =>
+            {
+                self.error(
+                    ErrorCode::MalformedFrame,
+                    "open and close are messages of protocol version 2",
+                )
             }
-            ClientMessage::Submit { edits } => {
-                let Some(first) = edits.first().map(|e| e.client_seq) else {
-                    // Every submit is answered: an empty one with an empty ack (8.1).
-                    return self.send(ServerMessage::Ack { edits: Vec::new() });
+            message => {
+                let Some(document_id) = self.target(scope.as_deref()) else {
+                    return self.error(
+                        ErrorCode::MalformedFrame,
+                        "a message about a document needs its documentId (protocol version 2)",
+                    );
                 };
-                self.task = Some(Task::Submit { first });
-                self.request(Request::Submit {
-                    client_id: self.client_id.clone(),
-                    edits,
-                    may_write: self.may_write,
-                });
-            }
-        }
-    }
-
-    // --- catch-up (6, 13) ------------------------------------------------------------------
-
-    fn start_sync(&mut self, vector: VectorClock, after: Option<u64>, resume: Option<u64>) {
-        let (machine, read) = CatchUp::new(
-            vector.clone(),
-            after,
-            resume,
-            self.limits.default_page,
-            SnapshotPolicy::WhenBehindOrNew,
-        );
-        self.task = Some(Task::Sync {
-            machine: Box::new(machine),
-            vector,
-            after,
-            resume,
-        });
-        self.request(Request::Read(read));
-    }
-
-    fn read(&mut self, result: Result<ReadResult, (ErrorCode, String)>) {
-        match self.task.take() {
-            Some(Task::Sync {
-                mut machine,
-                vector,
-                after,
-                resume,
-            }) => {
-                let step = match result {
-                    Ok(found) => machine.handle(found),
-                    Err((code, message)) => Step::Refused(code, message),
-                };
-                match step {
-                    Step::Read(read) => {
-                        self.task = Some(Task::Sync {
-                            machine,
-                            vector,
-                            after,
-                            resume,
+                match message {
+                    ClientMessage::Open => self.open(document_id),
+                    ClientMessage::Close => self.close_document(&document_id, None),
+                    _ if !self.docs.contains_key(&document_id) => self.error_about(
+                        &document_id,
+                        ErrorCode::UnexpectedMessage,
+                        format!("{document_id} is not open on this connection: open it first"),
+                    ),
+                    ClientMessage::Sync {
+                        vector_clock,
+                        after,
+                    } => {
+                        self.outputs.push_back(Output::Record {
+                            document_id: document_id.clone(),
+                            vector: vector_clock.clone(),
                         });
-                        self.request(Request::Read(read));
+                        self.start_sync(&document_id, vector_clock, after, None);
                     }
-                    Step::Refused(code, message) => match self.mode {
-                        Mode::WebSocket => self.error(code, message),
-                        Mode::EventStream => self.refuse(code, message),
-                    },
-                    Step::Page(page) => self.page(page, vector, after, resume),
+                    ClientMessage::Submit { edits } => self.submit(&document_id, edits),
+                    ClientMessage::Hello { .. } | ClientMessage::Ping { .. } => {}
                 }
             }
-            Some(Task::Repair { answer }) => match result {
-                Ok(ReadResult::Events(events)) => self.repaired(events, answer),
-                Ok(_) => self.unexpected_reply(),
-                Err((code, message)) => {
-                    // The gap cannot be filled now; the connection cannot continue without it.
-                    self.send(ServerMessage::Error { code, message });
-                    self.close(close_code(code), "live events could not be read");
-                }
-            },
-            _ => self.unexpected_reply(),
         }
     }
 
-    /// Sends one page of an answer and asks for the next.
-    fn page(&mut self, page: Page, vector: VectorClock, after: Option<u64>, resume: Option<u64>) {
-        let Page { page, scanned } = page;
-        let position = resume.or(after).unwrap_or(0);
-        if self.mode == Mode::EventStream && !self.connected {
-            self.connected = true;
-            self.outputs.push_back(Output::Connected {
-                head_seq: self.known_head,
-            });
-        }
-        let snapshot_sent = page.snapshot.is_some();
-        if let Some(snapshot) = page.snapshot {
-            if self.mode == Mode::EventStream && self.streamed {
-                // A stream is one sequence: a snapshot may only come first (13).
-                return self.close(close::NORMAL, "fell behind the retained history");
-            }
-            self.sent = self.sent.max(snapshot.sequence_num);
-            self.streamed = true;
-            self.send(ServerMessage::Snapshot { snapshot });
-        }
-        self.known_head = self.known_head.max(page.head_seq);
-        let last = page.events.last().map(|e| e.sequence_num);
-        if self.mode == Mode::WebSocket || last.is_some() {
-            self.streamed = true;
-            self.send(ServerMessage::Events {
-                events: page.events,
-                head_seq: Some(page.head_seq),
-                has_more: page.has_more,
-            });
-        }
-        // The answer covers every missing event up to what was scanned (6.2).
-        self.sent = self.sent.max(scanned).max(last.unwrap_or(0));
-        if !page.has_more || (scanned <= position && !snapshot_sent) {
-            return;
-        }
-        if after.is_some() || snapshot_sent || self.mode == Mode::EventStream {
-            // The cursor form (after a snapshot, every later event is missing).
-            self.start_sync(vector, Some(scanned), None);
-        } else {
-            self.start_sync(vector, None, Some(scanned));
-        }
-    }
-
-    // --- live events (7) -------------------------------------------------------------------
-
-    fn live_batch(&mut self, batch: L) {
-        let events = batch.events();
-        let (first, last) = match (events.first(), events.last()) {
-            (Some(first), Some(last)) => (first.sequence_num, last.sequence_num),
-            _ => return,
-        };
-        self.known_head = self.known_head.max(last);
-        if last <= self.sent {
-            return;
-        }
-        if first > self.sent + 1 {
-            // Something between was not seen: read it from the log.
-            self.gap = true;
-            return;
-        }
-        self.streamed = true;
-        if first == self.sent + 1 {
-            self.outputs.push_back(Output::SendLive(batch));
-        } else {
-            let sent = self.sent;
-            let events = events
+    fn pong(&mut self, nonce: Option<u64>) {
+        let pong = if self.version == protocol::PROTOCOL_VERSION_2 {
+            let heads: BTreeMap<String, u64> = self
+                .docs
                 .iter()
-                .filter(|e| e.sequence_num > sent)
-                .cloned()
+                .map(|(id, doc)| (id.clone(), doc.known_head))
                 .collect();
-            self.send(ServerMessage::Event { events });
-        }
-        self.sent = last;
-    }
-
-    /// Reads the events after what was sent from the log, then sends `answer`.
-    fn start_repair(&mut self, answer: Vec<ServerMessage>) {
-        self.task = Some(Task::Repair { answer });
-        self.request(Request::Read(Read::Events {
-            after: self.sent,
-            limit: self.limits.default_page.max(1),
-        }));
-    }
-
-    fn repaired(&mut self, events: Vec<Event>, answer: Vec<ServerMessage>) {
-        let Some(first) = events.first().map(|e| e.sequence_num) else {
-            return self.finish(answer);
-        };
-        if first != self.sent + 1 {
-            // The events in between were compacted before this connection was sent them: it
-            // cannot get them in order any more, so it is closed rather than sent a gap (7.1).
-            return self.close(close::NORMAL, "fell behind the retained history");
-        }
-        let full = events.len() >= self.limits.default_page.max(1);
-        let last = events.last().map_or(first, |e| e.sequence_num);
-        self.known_head = self.known_head.max(last);
-        self.sent = last;
-        self.streamed = true;
-        self.send(ServerMessage::Event { events });
-        if full {
-            self.start_repair(answer);
-        } else {
-            self.finish(answer);
-        }
-    }
-
-    fn finish(&mut self, answer: Vec<ServerMessage>) {
-        for message in answer {
-            self.send(message);
-        }
-    }
-
-    // --- edits (8) -------------------------------------------------------------------------
-
-    fn rejection(&self, client_seq: u64, code: ErrorCode, message: &str) -> Rejection {
-        Rejection {
-            client_seq,
-            code,
-            message: message.to_owned(),
-            head_seq: self.known_head,
-        }
-    }
-
-    fn submitted(&mut self, submitted: Submitted) {
-        let Some(Task::Submit { first }) = self.task.take() else {
-            return self.unexpected_reply();
-        };
-        match submitted {
-            Submitted::Ordered {
-                acks,
-                rejection,
-                last_seq,
-            } => self.answer_submit(acks, rejection, last_seq),
-            Submitted::Refused(code, message) => {
-                let rejection = self.rejection(first, code, &message);
-                self.answer_submit(Vec::new(), Some(rejection), None)
+            ServerMessage::Pong {
+                nonce,
+                head_seq: None,
+                heads: Some(heads),
             }
-            Submitted::Unknown(_) => self.close(close::INTERNAL, "storage failed during a submit"),
-        }
+        } else {
+            let head_seq = self
+                .bound
+                .as_ref()
+                .and_then(|id| self.docs.get(id))
+                .map(|doc| doc.known_head);
+            ServerMessage::Pong {
+                nonce,
+                head_seq,
+                heads: None,
+            }
+        };
+        self.send(pong);
     }
 
-    /// The answer to a submit (8.2): every event up to the last new one, and up to a reject's
-    /// `headSeq`, first; then the ack entries; then at most one reject.
-    fn answer_submit(
-        &mut self,
-        acks: Vec<Ack>,
-        rejection: Option<Rejection>,
-        last_seq: Option<u64>,
-    ) {
-        let through = last_seq
-            .into_iter()
-            .chain(rejection.as_ref().map(|r| r.head_seq))
-            .max()
-            .unwrap_or(0);
-        let mut answer = Vec::new();
-        if !acks.is_empty() || rejection.is_none() {
-            answer.push(ServerMessage::Ack { edits: acks });
+    // --- opening and closing documents (5, 18) ---------------------------------------------
+
+    /// Version 2: an `open`.
+    fn open(&mut self, document_id: String) {
+        if self.docs.contains_key(&document_id) {
+            return self.error_about(
+                &document_id,
+                ErrorCode::UnexpectedMessage,
+                format!("{document_id} is already open on this connection"),
+            );
         }
-        if let Some(r) = rejection {
-            answer.push(ServerMessage::Reject {
-                client_seq: r.client_seq,
-                code: r.code,
-                message: r.message,
-                head_seq: r.head_seq,
-            });
+        if let Err(reason) = validate_document_id(&document_id) {
+            return self.refuse_document(&document_id, ErrorCode::UnknownDocument, reason);
         }
-        self.task = Some(Task::Deliver { through, answer });
-        self.request(Request::DrainLive);
+        if self.docs.len() >= self.limits.max_documents {
+            let message = format!(
+                "a connection may have at most {} documents open",
+                self.limits.max_documents
+            );
+            return self.refuse_document(&document_id, ErrorCode::TooLarge, message);
+        }
+        self.admit(document_id);
     }
 
-    fn drained(&mut self) {
-        let Some(Task::Deliver { through, answer }) = self.task.take() else {
+    fn admit(&mut self, document_id: String) {
+        self.task = Some((document_id.clone(), Task::Admit));
+        self.request(Request::Admit { document_id });
+    }
+
+    fn admitted(&mut self, result: Result<Rights, (ErrorCode, String)>) {
+        let Some((document_id, Task::Admit)) = self.task.take() else {
             return self.unexpected_reply();
         };
-        if self.sent >= through && !self.gap {
-            self.finish(answer);
-        } else {
-            self.gap = false;
-            self.start_repair(answer);
+        let rights = match result {
+            Ok(rights) if rights.read => rights,
+            Ok(_) => {
+                let message = format!("the token does not grant access to {document_id}");
+                return self.refuse_document(&document_id, ErrorCode::Forbidden, message);
+            }
+            Err((code, message)) => return self.refuse_document(&document_id, code, message),
+        };
+        self.task = Some((
+            document_id.clone(),
+            Task::Opening {
+                may_write: rights.write,
+            },
+        ));
+        self.request(Request::Open { document_id });
+    }
+
+    fn opened(&mut self, result: Result<u64, (ErrorCode, String)>) {
+        let Some((document_id, Task::Opening { may_write })) = self.task.take() else {
+            return self.unexpected_reply();
+        };
+        let head_seq = match result {
+            Ok(head_seq) => head_seq,
+            Err((code, message)) => return self.refuse_document(&document_id, code, message),
+        };
+        if self.mode == Mode::EventStream {
+            // The catch-up from the stream's position starts at once.
+            let doc = self
+                .docs
+                .get_mut(&document_id)
+                .expect("the stream's document");
+            doc.known_head = head_seq;
+            let after = doc.sent;
+            return self.start_sync(&document_id, VectorClock::new(), Some(after), None);
         }
+        // Live events start right after headSeq (7.1).
+        self.docs
+            .insert(document_id.clone(), Doc::new(head_seq, head_seq, may_write));
+        if self.version == protocol::PROTOCOL_VERSION_2 {
+            self.send_to(&document_id, ServerMessage::Opened { head_seq });
+        } else {
+            let welcome = ServerMessage::Welcome {
+                protocol_version: self.version,
+                document_id,
+                client_id: self.client_id.clone(),
+                head_seq: Some(head_seq),
+            };
+            self.send(welcome);
+        }
+    }
+
+    /// A document cannot be served: version 2 closes it alone (`closed` with a code); version 1
+    /// and SSE close the connection.
+    fn refuse_document(&mut self, document_id: &str, code: ErrorCode, message: String) {
+        if self.version == protocol::PROTOCOL_VERSION_2 {
+            self.close_document(document_id, Some((code, message)));
+        } else {
+            self.refuse(code, message);
+        }
+    }
+
+    /// Version 2: the document is no longer served: at the client's request (`None`) or not.
+    fn close_document(&mut self, document_id: &str, why: Option<(ErrorCode, String)>) {
+        let was_open = self.docs.remove(document_id).is_some();
+        if matches!(&self.task, Some((doc, _)) if doc == document_id) {
+            self.task = None;
+        }
+        if was_open {
+            self.outputs
+                .push_back(Output::Unsubscribe(document_id.to_owned()));
+        } else if why.is_none() {
+            return self.error_about(
+                document_id,
+                ErrorCode::UnexpectedMessage,
+                format!("{document_id} is not open on this connection"),
+            );
+        }
+        let (code, message) = match why {
+            Some((code, message)) => (Some(code), message),
+            None => (None, String::new()),
+        };
+        self.send_to(document_id, ServerMessage::Closed { code, message });
     }
 }

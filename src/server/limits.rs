@@ -25,6 +25,8 @@ pub struct Limits {
     pub default_page: usize,
     /// How long a WebSocket client has to send `hello`, in milliseconds.
     pub hello_timeout_ms: u64,
+    /// Most documents open at once on one connection of protocol version 2.
+    pub max_documents: usize,
 }
 
 impl Default for Limits {
@@ -37,6 +39,7 @@ impl Default for Limits {
             max_page: 10_000,
             default_page: 1000,
             hello_timeout_ms: 10_000,
+            max_documents: 10_000,
         }
     }
 }

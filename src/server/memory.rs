@@ -18,7 +18,7 @@ use crate::vector_clock::VectorClock;
 use super::catch_up::{LogHead, Read, ReadResult};
 use super::connection::ServerConnection;
 use super::limits::Limits;
-use super::requests::{Credentials, Output, Reply, Request};
+use super::requests::{Credentials, Output, Reply, Request, Rights};
 
 /// A connection of a [`MemoryLog`].
 pub type ConnectionId = usize;
@@ -163,8 +163,12 @@ impl MemoryLog {
 
     /// Opens a connection (a client's WebSocket), at time `now` (milliseconds).
     pub fn connect(&mut self, now: u64) -> ConnectionId {
-        let connection =
-            ServerConnection::websocket(self.document_id.clone(), self.limits.clone(), None, now);
+        let connection = ServerConnection::websocket(
+            Some(self.document_id.clone()),
+            self.limits.clone(),
+            None,
+            now,
+        );
         self.peers.push(Some(Peer {
             connection,
             waiting: VecDeque::new(),
@@ -245,7 +249,8 @@ impl MemoryLog {
                     },
                 )),
                 Output::Close { code, .. } => out.push(Delivery::Closed(id, code)),
-                Output::Connected { .. } | Output::Record(_) => {}
+                Output::SendTo(_, message) => out.push(Delivery::Message(id, message)),
+                Output::Connected { .. } | Output::Record { .. } | Output::Unsubscribe(_) => {}
                 Output::Request(request) => {
                     let reply = self.execute(id, request);
                     if let Some(Some(peer)) = self.peers.get_mut(id) {
@@ -265,24 +270,26 @@ impl MemoryLog {
     fn execute(&mut self, id: ConnectionId, request: Request) -> Reply {
         match request {
             Request::Authorize { .. } => Reply::Authorized(Ok(Credentials::anyone())),
-            Request::Open => {
+            Request::Admit { .. } => Reply::Admitted(Ok(Rights::all())),
+            Request::Open { .. } => {
                 // Subscribed from now on: what was published before is in the head.
                 if let Some(Some(peer)) = self.peers.get_mut(id) {
                     peer.waiting.clear();
                 }
                 Reply::Opened(Ok(self.head_seq()))
             }
-            Request::Read(read) => Reply::Read(Ok(self.read(read))),
+            Request::Read { read, .. } => Reply::Read(Ok(self.read(read))),
             Request::Submit {
                 client_id,
                 edits,
                 may_write,
+                ..
             } => {
                 let outcome = order_submit(self, &client_id, &edits, may_write, &mut memory_stamp);
                 self.append_shaped(&outcome.events, &outcome.shapes, outcome.document.clone());
                 Reply::Submitted((&outcome).into())
             }
-            Request::DrainLive => Reply::Drained,
+            Request::DrainLive { .. } => Reply::Drained,
         }
     }
 

@@ -18,7 +18,9 @@ pub mod requests;
 pub use catch_up::{CatchUp, LogHead, Page, Read, ReadResult, SnapshotPolicy, Step};
 pub use connection::{close_code, negotiate_version, Mode, ServerConnection};
 pub use memory::{ConnectionId, Delivery, MemoryLog};
-pub use requests::{Credentials, LiveBatch, Output, Reply, Request, Submitted};
+pub use requests::{Credentials, LiveBatch, Output, Reply, Request, Rights, Submitted};
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_v2;

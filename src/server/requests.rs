@@ -1,6 +1,6 @@
 //! What a [`super::ServerConnection`] and its driver say to each other: the connection's outputs
 //! (frames to send, requests for the driver), the driver's replies, and what they carry
-//! (credentials, live batches, a submit's outcome).
+//! (credentials, rights, live batches, a submit's outcome).
 
 use crate::protocol::{Ack, Edit, ErrorCode, Event, ServerMessage};
 use crate::sequencer::{Rejection, SubmitOutcome};
@@ -8,9 +8,10 @@ use crate::vector_clock::VectorClock;
 
 use super::catch_up::{Read, ReadResult};
 
-/// A batch of consecutive events the driver's fan-out published, handed to every connection of
-/// the document. The connection sends it whole ([`Output::SendLive`], so a driver can encode it
-/// once for every subscriber) or the part the client has not been sent.
+/// A batch of consecutive events of one document the driver's fan-out published, handed to
+/// every connection that has the document open. The connection sends it whole
+/// ([`Output::SendLive`], so a driver can encode it once for every subscriber) or the part the
+/// client has not been sent.
 pub trait LiveBatch: Clone {
     /// The events, consecutive, in `sequenceNum` order (never empty).
     fn events(&self) -> &[Event];
@@ -24,51 +25,79 @@ impl<T: AsRef<[Event]> + ?Sized> LiveBatch for std::sync::Arc<T> {
     }
 }
 
-/// What a client's credentials grant, as the driver's authentication found them.
+/// Who a client is, as the driver's authentication found it from a token.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Credentials {
-    /// The client id the credentials name; a `hello` with another is refused
-    /// `client_mismatch`. `None`: any client id (authentication off).
+    /// The client id the token names; a `hello` with another is refused `client_mismatch`.
+    /// `None`: any client id (authentication off).
     pub client_id: Option<String>,
-    /// Whether they may read the document (else `forbidden`).
-    pub may_read: bool,
-    /// Whether they may write it (else submits are refused `forbidden`, 8.3 step 4).
-    pub may_write: bool,
-    /// When they expire, on the connection's clock: the connection ends then (5.3).
+    /// When the token expires, on the connection's clock: the connection ends then (5.3).
     pub expires_at: Option<u64>,
 }
 
 impl Credentials {
-    /// Authentication off: any client may read and write.
+    /// Authentication off: any client.
     pub fn anyone() -> Self {
         Credentials {
             client_id: None,
-            may_read: true,
-            may_write: true,
             expires_at: None,
         }
     }
 }
 
+/// What a client may do with one document.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rights {
+    /// Open it, catch up, receive its events (else `forbidden`).
+    pub read: bool,
+    /// Edit it (else submits are refused `forbidden`, 8.3 step 4).
+    pub write: bool,
+}
+
+impl Rights {
+    /// Read and write.
+    pub fn all() -> Self {
+        Rights {
+            read: true,
+            write: true,
+        }
+    }
+}
+
 /// Something the connection needs the driver to do; answered with
-/// [`ServerConnection::handle_reply`] before anything else is fed.
+/// [`super::ServerConnection::handle_reply`] before anything else is fed.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Request {
-    /// Check a token (the `hello`'s, else the one the connection was opened with). Answered
-    /// with [`Reply::Authorized`]: the credentials, or `unauthorized` for a missing or bad token.
+    /// Check a token (the `hello`'s, else the one the connection was opened with) and keep it for
+    /// [`Request::Admit`]. Answered with [`Reply::Authorized`]: the credentials, or
+    /// `unauthorized` for a missing or bad token.
     Authorize {
         /// The token, if any.
         token: Option<String>,
     },
-    /// Subscribe the connection to the document's live events, then read the log's head (in
-    /// that order, so that nothing ordered in between is missed). Answered with
-    /// [`Reply::Opened`].
-    Open,
-    /// Read the log for a catch-up or to repair a gap. Answered with [`Reply::Read`].
-    Read(Read),
+    /// What the authorized token allows on a document. Answered with [`Reply::Admitted`].
+    Admit {
+        /// The document.
+        document_id: String,
+    },
+    /// Subscribe the connection to the document's live events, then read its head (in that
+    /// order, so that nothing ordered in between is missed). Answered with [`Reply::Opened`].
+    Open {
+        /// The document.
+        document_id: String,
+    },
+    /// Read a document's log for a catch-up or to repair a gap. Answered with [`Reply::Read`].
+    Read {
+        /// The document.
+        document_id: String,
+        /// What to read.
+        read: Read,
+    },
     /// Order a submit (`order_submit` on the document's single writer, stored durably and
     /// published). Answered with [`Reply::Submitted`].
     Submit {
+        /// The document.
+        document_id: String,
         /// The connection's client.
         client_id: String,
         /// The edits.
@@ -76,10 +105,13 @@ pub enum Request {
         /// Whether the client may write.
         may_write: bool,
     },
-    /// Hand every live batch already waiting for this connection to
-    /// [`ServerConnection::handle_live`] (without waiting for more), then answer
+    /// Hand every live batch of the document already waiting for this connection to
+    /// [`super::ServerConnection::handle_live`] (without waiting for more), then answer
     /// [`Reply::Drained`]. Comes before a submit's answer: its events go first (8.2).
-    DrainLive,
+    DrainLive {
+        /// The document.
+        document_id: String,
+    },
 }
 
 /// The answer to a [`Request`].
@@ -87,6 +119,8 @@ pub enum Request {
 pub enum Reply {
     /// Answers [`Request::Authorize`].
     Authorized(Result<Credentials, (ErrorCode, String)>),
+    /// Answers [`Request::Admit`].
+    Admitted(Result<Rights, (ErrorCode, String)>),
     /// Answers [`Request::Open`]: the head's `sequenceNum`.
     Opened(Result<u64, (ErrorCode, String)>),
     /// Answers [`Request::Read`].
@@ -112,8 +146,9 @@ pub enum Submitted {
     /// Nothing was stored (for example the store could not be read): the first edit is refused
     /// with this code, retryable or not.
     Refused(ErrorCode, String),
-    /// The store failed in a way that leaves open whether an event was stored: the connection is
-    /// closed rather than answered `internal` (8.3), and the client's resend finds out.
+    /// The store failed in a way that leaves open whether an event was stored: the connection
+    /// (version 2: the document) is closed rather than answered `internal` (8.3), and the
+    /// client's resend finds out.
     Unknown(String),
 }
 
@@ -130,20 +165,31 @@ impl From<&SubmitOutcome> for Submitted {
 /// What the connection asks of its driver.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Output<L> {
-    /// Send this message (WebSocket: a text frame; SSE: the event of section 13).
+    /// Send this message about the connection, or about its one document (version 1, SSE:
+    /// the event of section 13).
     Send(ServerMessage),
-    /// Send this published batch whole (the driver's encoding of it, made once).
+    /// Version 2: send this message about a document (framed with its `documentId`).
+    SendTo(String, ServerMessage),
+    /// Send this published batch whole (the driver's encoding of it for the connection's
+    /// version, made once for every subscriber).
     SendLive(L),
     /// SSE only: the stream's `connected` event.
     Connected {
         /// The head when the stream was opened.
         head_seq: u64,
     },
-    /// Do this and answer with [`ServerConnection::handle_reply`].
+    /// Do this and answer with [`super::ServerConnection::handle_reply`].
     Request(Request),
-    /// The client said this is its state vector (a `sync`): the `StateVectorManager`'s record.
-    /// Needs no answer.
-    Record(VectorClock),
+    /// The client said this is its state vector for a document (a `sync`): the
+    /// `StateVectorManager`'s record. Needs no answer.
+    Record {
+        /// The document.
+        document_id: String,
+        /// The client's vector.
+        vector: VectorClock,
+    },
+    /// Version 2: stop handing the connection this document's live events (it was closed).
+    Unsubscribe(String),
     /// Close the connection (WebSocket close code; an SSE stream just ends). Nothing follows.
     Close {
         /// The close code.

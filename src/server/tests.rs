@@ -63,15 +63,18 @@ fn run(conn: &mut Conn, head: u64) -> Vec<Output<Batch>> {
     let mut sent = Vec::new();
     while let Some(output) = conn.poll_output() {
         match output {
-            Output::Request(Request::Read(r)) => {
+            Output::Request(Request::Read { read: r, .. }) => {
                 conn.handle_reply(0, Reply::Read(Ok(read(head, r))))
             }
             Output::Request(Request::Authorize { .. }) => {
                 conn.handle_reply(0, Reply::Authorized(Ok(Credentials::anyone())))
             }
-            Output::Request(Request::Open) => conn.handle_reply(0, Reply::Opened(Ok(head))),
-            Output::Request(Request::DrainLive) => conn.handle_reply(0, Reply::Drained),
-            Output::Record(_) => {}
+            Output::Request(Request::Admit { .. }) => {
+                conn.handle_reply(0, Reply::Admitted(Ok(Rights::all())))
+            }
+            Output::Request(Request::Open { .. }) => conn.handle_reply(0, Reply::Opened(Ok(head))),
+            Output::Request(Request::DrainLive { .. }) => conn.handle_reply(0, Reply::Drained),
+            Output::Record { .. } | Output::Unsubscribe(_) => {}
             other => sent.push(other),
         }
     }
@@ -79,11 +82,11 @@ fn run(conn: &mut Conn, head: u64) -> Vec<Output<Batch>> {
 }
 
 fn welcomed(head: u64) -> Conn {
-    let mut conn = Conn::websocket("doc", limits::Limits::default(), None, 0);
+    let mut conn = Conn::websocket(Some("doc".into()), limits::Limits::default(), None, 0);
     conn.handle_text(0, hello("alice"));
     let sent = run(&mut conn, head);
     assert!(
-        matches!(&sent[..], [Output::Send(ServerMessage::Welcome { head_seq, .. })] if *head_seq == head),
+        matches!(&sent[..], [Output::Send(ServerMessage::Welcome { head_seq, .. })] if *head_seq == Some(head)),
         "{sent:?}"
     );
     conn
@@ -110,12 +113,16 @@ fn error_code(output: &Output<Batch>) -> Option<ErrorCode> {
 
 #[test]
 fn hello_checks_come_in_the_order_of_5_2_and_refusals_close_with_their_code() {
-    let refused = |document: &str, text: String, credentials: Credentials| {
-        let mut conn = Conn::websocket(document, limits::Limits::default(), None, 0);
+    let refused = |document: &str, text: String, credentials: Credentials, rights: Rights| {
+        let mut conn = Conn::websocket(Some(document.into()), limits::Limits::default(), None, 0);
         conn.handle_text(0, text);
         let mut out = drain(&mut conn);
         if let Some(Output::Request(Request::Authorize { .. })) = out.first() {
             conn.handle_reply(0, Reply::Authorized(Ok(credentials)));
+            out = drain(&mut conn);
+        }
+        if let Some(Output::Request(Request::Admit { .. })) = out.first() {
+            conn.handle_reply(0, Reply::Admitted(Ok(rights)));
             out = drain(&mut conn);
         }
         assert!(conn.is_closed(), "{out:?}");
@@ -134,15 +141,15 @@ fn hello_checks_come_in_the_order_of_5_2_and_refusals_close_with_their_code() {
         token: None,
     });
     assert_eq!(
-        refused("a b", bad_version.clone(), anyone()),
+        refused("a b", bad_version.clone(), anyone(), Rights::all()),
         (ErrorCode::UnknownDocument, 1002)
     );
     assert_eq!(
-        refused("doc", bad_version, anyone()),
+        refused("doc", bad_version, anyone(), Rights::all()),
         (ErrorCode::UnsupportedVersion, 1002)
     );
     assert_eq!(
-        refused("doc", hello("a/b"), anyone()),
+        refused("doc", hello("a/b"), anyone(), Rights::all()),
         (ErrorCode::MalformedFrame, 1002)
     );
     let bob_only = Credentials {
@@ -150,26 +157,26 @@ fn hello_checks_come_in_the_order_of_5_2_and_refusals_close_with_their_code() {
         ..anyone()
     };
     assert_eq!(
-        refused("doc", hello("alice"), bob_only),
+        refused("doc", hello("alice"), bob_only, Rights::all()),
         (ErrorCode::ClientMismatch, 1008)
     );
     assert_eq!(
-        refused("doc", hello("server"), anyone()),
+        refused("doc", hello("server"), anyone(), Rights::all()),
         (ErrorCode::Forbidden, 1008)
     );
-    let no_read = Credentials {
-        may_read: false,
-        ..anyone()
+    let no_read = Rights {
+        read: false,
+        write: false,
     };
     assert_eq!(
-        refused("doc", hello("alice"), no_read),
+        refused("doc", hello("alice"), anyone(), no_read),
         (ErrorCode::Forbidden, 1008)
     );
 }
 
 #[test]
 fn frames_before_hello_are_answered_and_the_connection_waits() {
-    let mut conn = Conn::websocket("doc", limits::Limits::default(), None, 0);
+    let mut conn = Conn::websocket(Some("doc".into()), limits::Limits::default(), None, 0);
     conn.handle_text(0, frame(ClientMessage::Ping { nonce: Some(1) }));
     conn.handle_text(0, "not json");
     conn.handle_binary(0);
@@ -194,7 +201,12 @@ fn frames_before_hello_are_answered_and_the_connection_waits() {
 
 #[test]
 fn pipelined_frames_wait_for_the_welcome_and_are_answered_in_order() {
-    let mut conn = Conn::websocket("doc", limits::Limits::default(), Some("url".into()), 0);
+    let mut conn = Conn::websocket(
+        Some("doc".into()),
+        limits::Limits::default(),
+        Some("url".into()),
+        0,
+    );
     conn.handle_text(0, hello("alice"));
     conn.handle_text(
         0,
@@ -221,6 +233,7 @@ fn pipelined_frames_wait_for_the_welcome_and_are_answered_in_order() {
             Output::Send(ServerMessage::Pong {
                 head_seq: Some(3),
                 nonce: Some(4),
+                ..
             }) => "pong",
             _ => "other",
         })
@@ -249,7 +262,7 @@ fn the_live_stream_continues_what_the_connection_was_sent_without_repeats_or_gap
     conn.handle_live(0, batch(3..=4));
     let sent = run(&mut conn, 4);
     assert_eq!(live_seqs(&sent), vec![4]);
-    assert_eq!(conn.delivered(), 4);
+    assert_eq!(conn.delivered("doc"), Some(4));
     // A batch that skips ahead is repaired from the log first.
     conn.handle_live(0, batch(7..=7));
     let sent = run(&mut conn, 7);
@@ -259,8 +272,11 @@ fn the_live_stream_continues_what_the_connection_was_sent_without_repeats_or_gap
 #[test]
 fn a_gap_that_history_no_longer_holds_closes_the_connection() {
     let mut conn = welcomed(1);
-    conn.handle_lagged(0);
-    let Some(Output::Request(Request::Read(Read::Events { after: 1, .. }))) = conn.poll_output()
+    conn.handle_lagged(0, "doc");
+    let Some(Output::Request(Request::Read {
+        read: Read::Events { after: 1, .. },
+        ..
+    })) = conn.poll_output()
     else {
         panic!("a repair read");
     };
@@ -307,10 +323,10 @@ fn a_submits_events_precede_its_ack_and_a_reject_follows_every_event_up_to_its_h
             last_seq: Some(3),
         }),
     );
-    assert_eq!(
+    assert!(matches!(
         conn.poll_output(),
-        Some(Output::Request(Request::DrainLive))
-    );
+        Some(Output::Request(Request::DrainLive { .. }))
+    ));
     // Only event 2 was published so far: 3 is read from the log.
     conn.handle_live(0, batch(2..=2));
     conn.handle_reply(0, Reply::Drained);
@@ -379,7 +395,7 @@ fn rate_limited_submits_are_rejects_and_other_frames_errors() {
         burst: 2,
         ..limits::Limits::default()
     };
-    let mut conn = Conn::websocket("doc", limits, None, 0);
+    let mut conn = Conn::websocket(Some("doc".into()), limits, None, 0);
     conn.handle_text(0, hello("alice"));
     run(&mut conn, 1);
     conn.handle_text(0, frame(ClientMessage::Ping { nonce: None }));
@@ -424,7 +440,7 @@ fn invalid_utf8_closes_with_1007_and_binary_frames_do_not_close() {
 
 #[test]
 fn an_expired_token_ends_the_connection() {
-    let mut conn = Conn::websocket("doc", limits::Limits::default(), None, 0);
+    let mut conn = Conn::websocket(Some("doc".into()), limits::Limits::default(), None, 0);
     conn.handle_text(0, hello("alice"));
     let _ = conn.poll_output();
     conn.handle_reply(

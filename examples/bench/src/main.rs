@@ -175,7 +175,7 @@ async fn seed(url: &str, document: &str, count: u64, batch: u64) -> Value {
         ServerMessage::Welcome { head_seq, .. } => head_seq,
         other => panic!("expected welcome, got {other:?}"),
     };
-    assert_eq!(head, 0, "seed a fresh document");
+    assert_eq!(head, Some(0), "seed a fresh document");
     let create = Edit {
         client_seq: 1,
         base_seq: 0,

@@ -375,7 +375,7 @@ impl Conn {
                         "welcome.clientId {client:?}, expected {client_id:?}"
                     ));
                 }
-                Ok(head_seq)
+                head_seq.ok_or_else(|| "a welcome without headSeq (5.1: required)".to_string())
             }
             other => Err(format!("expected welcome, got {}", describe(&other))),
         }
@@ -448,6 +448,7 @@ impl Conn {
                 ServerMessage::Pong {
                     nonce: got,
                     head_seq,
+                    ..
                 } => {
                     return if got == Some(nonce) {
                         Ok(head_seq)

@@ -139,6 +139,7 @@ pub fn router(state: AppState, static_dir: Option<PathBuf>) -> Router {
     use crate::http;
     let router = Router::new()
         .route("/health", get(http::health))
+        .route("/sync", get(http::websocket_multiplexed))
         .route("/sync/{document_id}", get(http::websocket))
         .route("/api/sync/{document_id}", post(http::sync))
         .route("/api/events/{document_id}", get(http::events))

@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
 use crate::limits::{validate_client_id, validate_document_id};
-use eventsync::server::Credentials;
+use eventsync::server::{Credentials, Rights as DocumentRights};
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -66,9 +66,30 @@ pub struct Claims {
 }
 
 impl Claims {
-    /// True when the token is for `document_id` (or for every document).
+    /// True when the token is for `document_id`: the token names it, or a prefix of it ending
+    /// in `*` (`board-42.*` covers `board-42.cards`), or every document (`*`).
     pub fn covers(&self, document_id: &str) -> bool {
-        self.document_id == ANY_DOCUMENT || self.document_id == document_id
+        match self.document_id.strip_suffix('*') {
+            Some(prefix) => document_id.starts_with(prefix),
+            None => self.document_id == document_id,
+        }
+    }
+}
+
+/// Checks the document a token names: an id (section 1), `*`, or the start of ids followed by
+/// `*` (one or more characters of the id set, then `*`).
+pub fn validate_document_pattern(pattern: &str) -> Result<(), String> {
+    match pattern.strip_suffix('*') {
+        None => validate_document_id(pattern),
+        Some("") => Ok(()),
+        Some(prefix) if prefix.len() < crate::limits::MAX_ID_LEN => {
+            // A prefix is a valid id itself, unless it ends in '.' ("board-42." is fine).
+            let probe = format!("{prefix}x");
+            validate_document_id(&probe).map_err(|_| {
+                format!("{pattern:?} is not a document, `*`, or the start of document ids and `*`")
+            })
+        }
+        Some(_) => Err(format!("{pattern:?} is longer than any document id")),
     }
 }
 
@@ -206,8 +227,7 @@ impl Authority {
 
         let claims: Claims = serde_json::from_slice(&json).map_err(|_| AuthError::Malformed)?;
         if validate_client_id(&claims.client_id).is_err()
-            || (claims.document_id != ANY_DOCUMENT
-                && validate_document_id(&claims.document_id).is_err())
+            || validate_document_pattern(&claims.document_id).is_err()
         {
             return Err(AuthError::Malformed);
         }
@@ -298,28 +318,40 @@ pub fn authorize(
     })
 }
 
-/// What a `hello`'s token grants (5.3), for the core's connection engine, which checks it
-/// against the `hello` in the order of 5.2 (`client_mismatch`, then `forbidden`). Without
-/// authentication: anyone, tokens ignored. With it: a missing or bad token is `unauthorized`;
-/// a good one names its client, its rights on `document_id` and its expiry (Unix milliseconds,
-/// the connection's clock).
+/// Who a `hello`'s token names (5.3), for the core's connection engine, which checks it against
+/// the `hello` in the order of 5.2 (`client_mismatch`, then `forbidden`). Without
+/// authentication: anyone, tokens ignored (`None` claims). With it: a missing or bad token is
+/// `unauthorized`; a good one names its client and its expiry (Unix milliseconds, the
+/// connection's clock), and its claims answer [`rights`] for each document the connection opens.
 pub fn credentials(
     authority: Option<&Authority>,
     token: Option<&str>,
-    document_id: &str,
     now_unix: u64,
-) -> Result<Credentials, AuthError> {
+) -> Result<(Credentials, Option<Claims>), AuthError> {
     let Some(authority) = authority else {
-        return Ok(Credentials::anyone());
+        return Ok((Credentials::anyone(), None));
     };
     let claims = authority.verify_token(token.ok_or(AuthError::Missing)?, now_unix)?;
-    let covers = claims.covers(document_id);
-    Ok(Credentials {
-        may_read: covers,
-        may_write: covers && claims.rights.can_write(),
+    let credentials = Credentials {
+        client_id: Some(claims.client_id.clone()),
         expires_at: Some(claims.exp.saturating_mul(1000)),
-        client_id: Some(claims.client_id),
-    })
+    };
+    Ok((credentials, Some(claims)))
+}
+
+/// What verified claims (`None`: authentication off) allow on a document.
+pub fn rights(claims: Option<&Claims>, document_id: &str) -> DocumentRights {
+    match claims {
+        None => DocumentRights::all(),
+        Some(claims) if claims.covers(document_id) => DocumentRights {
+            read: true,
+            write: claims.rights.can_write(),
+        },
+        Some(_) => DocumentRights {
+            read: false,
+            write: false,
+        },
+    }
 }
 
 /// The token of an HTTP request or WebSocket upgrade: from `Authorization: Bearer X` (scheme
@@ -852,30 +884,50 @@ mod tests {
     }
 
     #[test]
-    fn hello_credentials_name_the_client_the_rights_and_the_expiry() {
+    fn hello_credentials_name_the_client_and_rights_follow_the_documents_pattern() {
         let a = authority();
-        let check = |token: Option<&str>, document: &str| {
-            credentials(Some(&a), token, document, NOW).map_err(|e| e.code())
-        };
-        assert_eq!(check(None, "doc-1"), Err(ErrorCode::Unauthorized));
-        assert_eq!(
-            check(Some("garbage"), "doc-1"),
-            Err(ErrorCode::Unauthorized)
-        );
+        let check = |token: Option<&str>| credentials(Some(&a), token, NOW).map_err(|e| e.code());
+        assert_eq!(check(None), Err(ErrorCode::Unauthorized));
+        assert_eq!(check(Some("garbage")), Err(ErrorCode::Unauthorized));
         let bob_doc2 = a.issue(&claims("doc-2", "bob", Rights::Read, NOW + 60));
-        let other = check(Some(&bob_doc2), "doc-1").unwrap();
-        assert_eq!(other.client_id.as_deref(), Some("bob"));
-        assert!(!other.may_read && !other.may_write);
-        let read = check(Some(&bob_doc2), "doc-2").unwrap();
-        assert!(read.may_read && !read.may_write);
-        assert_eq!(read.expires_at, Some((NOW + 60) * 1000));
-        let write = a.issue(&claims("*", "bob", Rights::Write, NOW + 60));
-        assert!(check(Some(&write), "doc-9").unwrap().may_write);
-        // Without authentication: anyone, tokens ignored.
-        assert_eq!(
-            credentials(None, Some("x"), "doc-1", NOW).unwrap(),
-            Credentials::anyone()
-        );
+        let (who, bob) = check(Some(&bob_doc2)).unwrap();
+        assert_eq!(who.client_id.as_deref(), Some("bob"));
+        assert_eq!(who.expires_at, Some((NOW + 60) * 1000));
+        let none = rights(bob.as_ref(), "doc-1");
+        assert!(!none.read && !none.write);
+        let read = rights(bob.as_ref(), "doc-2");
+        assert!(read.read && !read.write);
+        let everything = a.issue(&claims("*", "bob", Rights::Write, NOW + 60));
+        let (_, all) = check(Some(&everything)).unwrap();
+        assert!(rights(all.as_ref(), "doc-9").write);
+        // A prefix: board-42.* covers the board's documents and nothing else.
+        let board = a.issue(&claims("board-42.*", "bob", Rights::Write, NOW + 60));
+        let (_, board) = check(Some(&board)).unwrap();
+        assert!(rights(board.as_ref(), "board-42.cards").write);
+        assert!(rights(board.as_ref(), "board-42.").read);
+        assert!(!rights(board.as_ref(), "board-43.cards").read);
+        assert!(!rights(board.as_ref(), "board-42").read);
+        // Without authentication: anyone may do anything, tokens ignored.
+        let (who, none) = credentials(None, Some("x"), NOW).unwrap();
+        assert_eq!(who, Credentials::anyone());
+        assert!(rights(none.as_ref(), "doc-1").write);
+    }
+
+    #[test]
+    fn document_patterns() {
+        for good in ["doc", "*", "board-42.*", "a*", "x.y_z~-*"] {
+            assert_eq!(validate_document_pattern(good), Ok(()), "{good}");
+        }
+        for bad in [
+            "",
+            "a/b*",
+            "**",
+            "a*b",
+            "a b*",
+            &format!("{}*", "x".repeat(128)),
+        ] {
+            assert!(validate_document_pattern(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

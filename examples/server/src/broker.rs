@@ -5,7 +5,7 @@
 //! than the channel's capacity behind is told it lagged and repairs from the store.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use axum::extract::ws::Utf8Bytes;
 use eventsync::protocol::{self, Event, ServerMessage};
@@ -19,8 +19,12 @@ const CHANNEL_CAPACITY: usize = 1024;
 pub struct Published {
     /// The events, consecutive, in `sequenceNum` order.
     pub events: Vec<Event>,
-    /// The WebSocket `event` frame carrying all of them (shared by every subscriber's send).
+    /// The WebSocket `event` frame of protocol version 1 carrying all of them (shared by every
+    /// subscriber's send).
     pub frame: Utf8Bytes,
+    /// The same frame in version 2 (compact events and the frame's `documentId`), encoded when
+    /// the first version-2 subscriber sends it.
+    frame_v2: OnceLock<Utf8Bytes>,
     /// Each event's JSON, for SSE `event` messages.
     pub each: Vec<String>,
 }
@@ -33,6 +37,22 @@ impl AsRef<[Event]> for Published {
 }
 
 impl Published {
+    /// The `event` frame for a connection of `version`.
+    pub fn frame_for(&self, version: u32) -> Utf8Bytes {
+        if version != protocol::PROTOCOL_VERSION_2 {
+            return self.frame.clone();
+        }
+        self.frame_v2
+            .get_or_init(|| {
+                let document_id = self.events.first().map(|e| e.document_id.as_str());
+                let events = ServerMessage::Event {
+                    events: self.events.clone(),
+                };
+                protocol::encode_scoped(document_id, &events).into()
+            })
+            .clone()
+    }
+
     /// The highest `sequenceNum` published.
     pub fn last_seq(&self) -> u64 {
         self.events.last().map_or(0, |e| e.sequence_num)
@@ -79,6 +99,7 @@ impl EventBroker {
                 events: events.to_vec(),
             })
             .into(),
+            frame_v2: OnceLock::new(),
             each: events.iter().map(protocol::encode).collect(),
             events: events.to_vec(),
         };

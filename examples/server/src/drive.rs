@@ -1,18 +1,20 @@
-//! The driver around the core's [`ServerConnection`]: the one loop every WebSocket connection and
-//! SSE stream runs. It answers the connection's requests from the service, the store and the
-//! fan-out, and moves its outputs through a [`Transport`]. It holds no protocol rule: those are
-//! the core's (`eventsync::server`).
+//! The driver around the core's [`ServerConnection`]: the one loop every WebSocket connection
+//! (protocol version 1 or 2) and SSE stream runs. It answers the connection's requests from the
+//! service, the store and the fan-out, and moves its outputs through a [`Transport`]. It holds no
+//! protocol rule: those are the core's (`eventsync::server`).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use eventsync::protocol::ServerMessage;
 use eventsync::server::{Output, Reply, Request, ServerConnection};
-use tokio::sync::broadcast::error::{RecvError, TryRecvError};
-use tokio::sync::broadcast::Receiver;
+use futures::StreamExt;
+use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
+use tokio_stream::wrappers::BroadcastStream;
+use tokio_stream::StreamMap;
 
 use crate::app::AppState;
-use crate::auth;
+use crate::auth::{self, Claims};
 use crate::broker::Published;
 
 /// A connection of this server: the core's engine over the fan-out's batches.
@@ -20,9 +22,11 @@ pub type Connection = ServerConnection<Arc<Published>>;
 
 /// What a transport sends.
 pub enum Outgoing {
-    /// A message of the protocol.
+    /// A message about the connection, or about its one document (version 1, SSE).
     Message(ServerMessage),
-    /// A published batch, as encoded once for every subscriber.
+    /// Version 2: a message about a document.
+    About(String, ServerMessage),
+    /// A published batch, as encoded once for every subscriber of the connection's version.
     Live(Arc<Published>),
     /// SSE: the `connected` event with the head's `sequenceNum`.
     Connected(u64),
@@ -42,8 +46,12 @@ pub enum Incoming {
 
 /// A WebSocket or an SSE stream, as the loop sees it.
 pub trait Transport: Send {
-    /// Sends one output; an error means the peer is gone.
-    fn send(&mut self, out: Outgoing) -> impl std::future::Future<Output = Result<(), ()>> + Send;
+    /// Sends one output for a connection of `version`; an error means the peer is gone.
+    fn send(
+        &mut self,
+        version: u32,
+        out: Outgoing,
+    ) -> impl std::future::Future<Output = Result<(), ()>> + Send;
     /// Closes with a WebSocket close code (an SSE stream just ends).
     fn close(
         &mut self,
@@ -61,11 +69,13 @@ pub fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-/// A connection with what it needs to run: the state, and its subscription once it has one.
+/// A connection with what it needs to run: the state, the token it was authorized with, and its
+/// subscriptions (one per open document).
 pub struct Driver {
     state: AppState,
     connection: Connection,
-    live: Option<Receiver<Arc<Published>>>,
+    claims: Option<Claims>,
+    live: StreamMap<String, BroadcastStream<Arc<Published>>>,
     peeked: Option<Output<Arc<Published>>>,
 }
 
@@ -75,7 +85,8 @@ impl Driver {
         Driver {
             state,
             connection,
-            live: None,
+            claims: None,
+            live: StreamMap::new(),
             peeked: None,
         }
     }
@@ -96,12 +107,18 @@ impl Driver {
                     let reply = self.execute(request).await;
                     self.connection.handle_reply(now_ms(), reply);
                 }
-                Output::Record(vector) => {
+                Output::Record {
+                    document_id,
+                    vector,
+                } => {
                     let client = self.connection.client_id().unwrap_or_default().to_owned();
-                    let document = self.connection.document_id().to_owned();
-                    if let Err(err) = self.state.vectors.record(&document, &client, &vector).await {
+                    let recorded = self.state.vectors.record(&document_id, &client, &vector);
+                    if let Err(err) = recorded.await {
                         tracing::warn!(error = %err, "state vector not recorded");
                     }
+                }
+                Output::Unsubscribe(document_id) => {
+                    self.live.remove(&document_id);
                 }
                 other => return Some(other),
             }
@@ -112,25 +129,26 @@ impl Driver {
     pub async fn run(mut self, mut transport: impl Transport) {
         let mut shutdown = self.state.shutdown.clone();
         loop {
-            let peeked = self.peeked.take();
-            let mut output = match peeked {
+            let mut output = match self.peeked.take() {
                 Some(output) => Some(output),
                 None => self.next_output().await,
             };
             while let Some(out) = output {
-                let sent = match out {
-                    Output::Send(message) => transport.send(Outgoing::Message(message)).await,
-                    Output::SendLive(batch) => transport.send(Outgoing::Live(batch)).await,
-                    Output::Connected { head_seq } => {
-                        transport.send(Outgoing::Connected(head_seq)).await
-                    }
+                let version = self.connection.version();
+                let outgoing = match out {
+                    Output::Send(message) => Outgoing::Message(message),
+                    Output::SendTo(document_id, message) => Outgoing::About(document_id, message),
+                    Output::SendLive(batch) => Outgoing::Live(batch),
+                    Output::Connected { head_seq } => Outgoing::Connected(head_seq),
                     Output::Close { code, reason } => {
                         transport.close(code, reason).await;
                         return;
                     }
-                    Output::Request(_) | Output::Record(_) => Ok(()),
+                    Output::Request(_) | Output::Record { .. } | Output::Unsubscribe(_) => {
+                        unreachable!("next_output handles these")
+                    }
                 };
-                if sent.is_err() {
+                if transport.send(version, outgoing).await.is_err() {
                     return;
                 }
                 output = self.next_output().await;
@@ -149,11 +167,14 @@ impl Driver {
                         Incoming::Gone => return,
                     }
                 }
-                published = next_live(&mut self.live) => match published {
-                    Ok(batch) => self.connection.handle_live(now_ms(), batch),
-                    Err(RecvError::Lagged(_)) => self.connection.handle_lagged(now_ms()),
-                    Err(RecvError::Closed) => return,
-                },
+                Some((document_id, published)) = self.live.next(), if !self.live.is_empty() => {
+                    match published {
+                        Ok(batch) => self.connection.handle_live(now_ms(), batch),
+                        Err(BroadcastStreamRecvError::Lagged(_)) => {
+                            self.connection.handle_lagged(now_ms(), &document_id)
+                        }
+                    }
+                }
                 _ = sleep(wait) => self.connection.handle_timeout(now_ms()),
                 _ = shutdown.changed() => self.connection.handle_shutdown(now_ms()),
             }
@@ -162,65 +183,61 @@ impl Driver {
 
     /// Answers one request of the connection.
     async fn execute(&mut self, request: Request) -> Reply {
-        let document = self.connection.document_id().to_owned();
         let service = &self.state.service;
+        let failed = |err: crate::service::ServiceError| (err.code, err.message);
         match request {
-            Request::Authorize { token } => Reply::Authorized(
-                auth::credentials(
-                    self.state.authority.as_ref(),
-                    token.as_deref(),
-                    &document,
-                    now_ms() / 1000,
-                )
-                .map_err(|err| (err.code(), err.to_string())),
-            ),
-            Request::Open => {
-                // Subscribe before reading the head, so that nothing ordered in between is missed.
-                self.live = Some(self.state.broker.subscribe(&document));
-                Reply::Opened(
-                    service
-                        .head_seq(&document)
-                        .await
-                        .map_err(|err| (err.code, err.message)),
-                )
+            Request::Authorize { token } => {
+                let authority = self.state.authority.as_ref();
+                match auth::credentials(authority, token.as_deref(), now_ms() / 1000) {
+                    Ok((credentials, claims)) => {
+                        self.claims = claims;
+                        Reply::Authorized(Ok(credentials))
+                    }
+                    Err(err) => Reply::Authorized(Err((err.code(), err.to_string()))),
+                }
             }
-            Request::Read(read) => Reply::Read(
-                service
-                    .read(&document, read)
-                    .await
-                    .map_err(|err| (err.code, err.message)),
-            ),
+            Request::Admit { document_id } => {
+                Reply::Admitted(Ok(auth::rights(self.claims.as_ref(), &document_id)))
+            }
+            Request::Open { document_id } => {
+                // Subscribe before reading the head, so that nothing ordered in between is missed.
+                let receiver = self.state.broker.subscribe(&document_id);
+                self.live
+                    .insert(document_id.clone(), BroadcastStream::new(receiver));
+                Reply::Opened(service.head_seq(&document_id).await.map_err(failed))
+            }
+            Request::Read { document_id, read } => {
+                Reply::Read(service.read(&document_id, read).await.map_err(failed))
+            }
             Request::Submit {
+                document_id,
                 client_id,
                 edits,
                 may_write,
             } => Reply::Submitted(
                 service
-                    .submit(&document, &client_id, &edits, may_write)
+                    .submit(&document_id, &client_id, &edits, may_write)
                     .await,
             ),
-            Request::DrainLive => {
-                if let Some(live) = self.live.as_mut() {
-                    loop {
-                        match live.try_recv() {
-                            Ok(batch) => self.connection.handle_live(now_ms(), batch),
-                            Err(TryRecvError::Lagged(_)) => self.connection.handle_lagged(now_ms()),
-                            Err(TryRecvError::Empty | TryRecvError::Closed) => break,
-                        }
-                    }
-                }
+            Request::DrainLive { .. } => {
+                self.drain();
                 Reply::Drained
             }
         }
     }
-}
 
-async fn next_live(
-    live: &mut Option<Receiver<Arc<Published>>>,
-) -> Result<Arc<Published>, RecvError> {
-    match live {
-        Some(live) => live.recv().await,
-        None => std::future::pending().await,
+    /// Hands the connection every batch already published to it (of `DrainLive`'s document,
+    /// and of any other: those wait in the engine), without waiting for more.
+    fn drain(&mut self) {
+        use futures::FutureExt;
+        while let Some(Some((document_id, published))) = self.live.next().now_or_never() {
+            match published {
+                Ok(batch) => self.connection.handle_live(now_ms(), batch),
+                Err(BroadcastStreamRecvError::Lagged(_)) => {
+                    self.connection.handle_lagged(now_ms(), &document_id)
+                }
+            }
+        }
     }
 }
 

@@ -177,7 +177,8 @@ pub async fn health() -> Json<Value> {
 /// A WebSocket connection's initial read buffer (tungstenite's advice for many connections).
 const READ_BUFFER_BYTES: usize = 4 * 1024;
 
-/// `ws://{server}/sync/{documentId}`.
+/// `ws://{server}/sync/{documentId}`: a connection of protocol version 1 to one document. An
+/// invalid id is refused in a frame, after `hello` (4.1, 5.2), where browsers can read it.
 pub async fn websocket(
     State(state): State<AppState>,
     Path(document_id): Path<String>,
@@ -185,9 +186,26 @@ pub async fn websocket(
     headers: HeaderMap,
     upgrade: WebSocketUpgrade,
 ) -> Response {
-    if let Err(reason) = validate_document_id(&document_id) {
-        return ApiError::new(ErrorCode::UnknownDocument, reason).into_response();
-    }
+    upgrade_to(state, Some(document_id), query, &headers, upgrade)
+}
+
+/// `ws://{server}/sync`: a connection of protocol version 2, for any number of documents (18).
+pub async fn websocket_multiplexed(
+    State(state): State<AppState>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    upgrade_to(state, None, query, &headers, upgrade)
+}
+
+fn upgrade_to(
+    state: AppState,
+    document_id: Option<String>,
+    query: Option<String>,
+    headers: &HeaderMap,
+    upgrade: WebSocketUpgrade,
+) -> Response {
     let authorization = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
@@ -466,7 +484,7 @@ impl EventStream {
 }
 
 impl Transport for EventStream {
-    async fn send(&mut self, out: Outgoing) -> Result<(), ()> {
+    async fn send(&mut self, _version: u32, out: Outgoing) -> Result<(), ()> {
         match out {
             Outgoing::Connected(head_seq) => {
                 let data = json!({"documentId": self.document_id, "headSeq": head_seq});
@@ -499,7 +517,7 @@ impl Transport for EventStream {
                 let body = protocol::encode(&ErrorBody { code, message });
                 self.emit("error", None, body).await
             }
-            Outgoing::Message(_) => Ok(()),
+            Outgoing::Message(_) | Outgoing::About(..) => Ok(()),
         }
     }
 

@@ -17,10 +17,13 @@ struct Socket {
 }
 
 impl Transport for Socket {
-    async fn send(&mut self, out: Outgoing) -> Result<(), ()> {
+    async fn send(&mut self, version: u32, out: Outgoing) -> Result<(), ()> {
         let text: Utf8Bytes = match out {
             Outgoing::Message(message) => protocol::encode(&message).into(),
-            Outgoing::Live(batch) => batch.frame.clone(),
+            Outgoing::About(document_id, message) => {
+                protocol::encode_scoped(Some(&document_id), &message).into()
+            }
+            Outgoing::Live(batch) => batch.frame_for(version),
             Outgoing::Connected(_) => return Ok(()),
         };
         self.sink.send(Message::Text(text)).await.map_err(drop)
@@ -57,12 +60,13 @@ fn is_invalid_utf8(err: axum::Error) -> bool {
         .is_some_and(|err| matches!(err, tungstenite::Error::Utf8(_)))
 }
 
-/// Runs a connection to its end. `url_token` is the upgrade request's token (`Authorization` or
-/// `?token=`), if any; a token in `hello` wins over it (5.3).
+/// Runs a connection to its end: to `document_id` (`/sync/{documentId}`, protocol version 1), or
+/// with `None` to the connection URL `/sync` (version 2). `url_token` is the upgrade request's
+/// token (`Authorization` or `?token=`), if any; a token in `hello` wins over it (5.3).
 pub async fn serve(
     socket: WebSocket,
     state: AppState,
-    document_id: String,
+    document_id: Option<String>,
     url_token: Option<String>,
 ) {
     let _live = state.connection_guard();
@@ -73,9 +77,10 @@ pub async fn serve(
         url_token,
         now_ms(),
     );
-    tracing::info!(document = %document_id, "connected");
+    let document = document_id.as_deref().unwrap_or("(many)");
+    tracing::info!(document, "connected");
     Driver::new(state, connection)
         .run(Socket { sink, stream })
         .await;
-    tracing::info!(document = %document_id, "disconnected");
+    tracing::info!(document, "disconnected");
 }

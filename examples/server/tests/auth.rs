@@ -131,7 +131,7 @@ async fn welcomed(
             ..
         } => {
             assert_eq!(client_id, client);
-            (ws, head_seq)
+            (ws, head_seq.expect("headSeq"))
         }
         other => panic!("expected welcome, got {other:?}"),
     }
@@ -783,7 +783,10 @@ async fn a_read_only_token_gets_its_ordered_edits_acked_as_duplicates_and_new_on
     let read = token(document, "alice", Rights::Read);
     assert!(matches!(
         reader.hello_with(&[1], "alice", Some(&read)).await,
-        ServerMessage::Welcome { head_seq: 1, .. }
+        ServerMessage::Welcome {
+            head_seq: Some(1),
+            ..
+        }
     ));
     let again = edit(
         2,

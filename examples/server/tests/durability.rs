@@ -110,7 +110,7 @@ impl Writer {
             return self;
         }
         let mut last = match ws.receive(WAIT).await {
-            Received::Message(ServerMessage::Welcome { head_seq, .. }) => head_seq,
+            Received::Message(ServerMessage::Welcome { head_seq, .. }) => head_seq.unwrap_or(0),
             Received::Closed(_) => return self,
             other => panic!("{}: expected welcome, got {other:?}", self.client_id),
         };

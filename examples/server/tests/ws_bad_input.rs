@@ -39,7 +39,9 @@ async fn still_usable(ws: &mut Ws, client_seq: u64, head: u64) -> u64 {
         .recv_until(|m| !matches!(m, ServerMessage::Event { .. }))
         .await
     {
-        ServerMessage::Pong { nonce, head_seq } => {
+        ServerMessage::Pong {
+            nonce, head_seq, ..
+        } => {
             assert_eq!((nonce, head_seq), (Some(client_seq), Some(head)))
         }
         other => panic!("expected a pong, got {other:?}"),
@@ -240,7 +242,8 @@ async fn a_frame_over_the_size_limit_is_too_large() {
         alice.recv().await,
         ServerMessage::Pong {
             nonce: Some(5),
-            head_seq: Some(1)
+            head_seq: Some(1),
+            heads: None,
         }
     );
     still_usable(&mut alice, 2, 1).await;
@@ -577,7 +580,7 @@ async fn an_unsupported_protocol_version_is_refused_and_closed() {
             document_id,
         } => {
             assert_eq!(protocol_version, 1);
-            assert_eq!(head_seq, 1);
+            assert_eq!(head_seq, Some(1));
             assert_eq!(client_id, "bob");
             assert_eq!(document_id, DOC);
         }
@@ -623,7 +626,7 @@ async fn invalid_client_ids_are_refused_in_hello() {
 }
 
 #[tokio::test]
-async fn invalid_document_ids_are_refused_before_the_upgrade() {
+async fn invalid_document_ids_are_refused_in_a_frame_or_before_the_upgrade() {
     let server = TestServer::start().await;
     let long = "d".repeat(129);
     for document in [long.as_str(), "a%20b", "caf%C3%A9", "a%2Fb", "%2E%2E"] {
@@ -766,7 +769,15 @@ async fn the_server_keeps_serving_everyone_after_bad_input() {
             ServerMessage::Error { .. }
         ));
     }
-    assert!(Ws::try_connect(&server, "a%20b", None).await.is_err());
+    // An invalid document id is refused in a frame after hello (4.1).
+    let mut invalid = Ws::connect(&server, "a%20b", None).await;
+    assert!(matches!(
+        invalid.hello_with(&[1], "erin", None).await,
+        ServerMessage::Error {
+            code: ErrorCode::UnknownDocument,
+            ..
+        }
+    ));
 
     let head = still_usable(&mut alice, 2, 1).await;
     let (mut dave, welcome) = Ws::open(&server, DOC, "dave").await;

@@ -746,7 +746,8 @@ async fn pong_carries_the_head_and_the_nonce() {
         pong,
         ServerMessage::Pong {
             nonce: None,
-            head_seq: Some(2)
+            head_seq: Some(2),
+            heads: None,
         }
     );
     assert_eq!(alice.ping(u64::from(u32::MAX) + 1).await, Some(2));

@@ -8,8 +8,8 @@ use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use clap::{Parser, ValueEnum};
-use eventsync_server::auth::{Authority, Claims, Rights, ANY_DOCUMENT};
-use eventsync_server::limits::{validate_client_id, validate_document_id};
+use eventsync_server::auth::{validate_document_pattern, Authority, Claims, Rights};
+use eventsync_server::limits::validate_client_id;
 
 /// Mint an access token for the eventsync reference server.
 #[derive(Debug, Parser)]
@@ -18,7 +18,8 @@ struct Args {
     /// The server's HMAC secret.
     #[arg(long, env = "EVENTSYNC_AUTH_SECRET", hide_env_values = true)]
     secret: String,
-    /// The document the token is for, or `*` for every document.
+    /// The document the token is for, `*` for every document, or `PREFIX*` for the documents whose
+    /// id starts with PREFIX (`board-42.*`).
     #[arg(long)]
     document: String,
     /// The client id the token binds to.
@@ -59,9 +60,7 @@ fn mint(args: &Args) -> Result<String, String> {
     if args.secret.is_empty() {
         return Err("the secret must not be empty".into());
     }
-    if args.document != ANY_DOCUMENT {
-        validate_document_id(&args.document)?;
-    }
+    validate_document_pattern(&args.document)?;
     validate_client_id(&args.client)?;
     let exp = match args.exp {
         Some(exp) => exp,

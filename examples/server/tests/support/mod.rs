@@ -196,7 +196,7 @@ impl Ws {
         })
         .await;
         match self.recv().await {
-            ServerMessage::Welcome { head_seq, .. } => head_seq,
+            ServerMessage::Welcome { head_seq, .. } => head_seq.expect("a headSeq in welcome"),
             other => panic!("expected welcome, got {other:?}"),
         }
     }
@@ -311,6 +311,7 @@ impl Ws {
             ServerMessage::Pong {
                 nonce: got,
                 head_seq,
+                ..
             } => {
                 assert_eq!(got, Some(nonce), "the pong echoes the nonce");
                 head_seq
