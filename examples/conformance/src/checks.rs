@@ -40,6 +40,7 @@ use edges::{
     big_counters, close_codes, document_numbers, history_from_the_start, invalid_utf8, live_stream,
     patch_bodies,
 };
+use v2::{documents_side_by_side, handshake_v2, live_per_document, refusals_per_document};
 
 macro_rules! ensure {
     ($cond:expr, $($fmt:tt)+) => {
@@ -50,6 +51,7 @@ macro_rules! ensure {
 }
 
 mod edges;
+mod v2;
 
 /// Every check, in order.
 pub fn checks() -> Vec<Check> {
@@ -165,6 +167,30 @@ pub fn checks() -> Vec<Check> {
             "numbers in documents",
             "§1, §8.3, §12.5",
             document_numbers
+        ),
+        check!(
+            43,
+            "version 2 handshake at /sync",
+            "§18.1, §5.1",
+            handshake_v2
+        ),
+        check!(
+            44,
+            "version 2: documents side by side",
+            "§18.2, §18.3, §6",
+            documents_side_by_side
+        ),
+        check!(
+            45,
+            "version 2: live events per open document",
+            "§18.3, §7.1",
+            live_per_document
+        ),
+        check!(
+            46,
+            "version 2: refusals per document",
+            "§18.1, §18.2",
+            refusals_per_document
         ),
     ]
 }

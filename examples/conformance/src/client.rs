@@ -61,6 +61,11 @@ impl Ctx {
     }
 
     pub fn ws_url(&self, document_id: &str) -> String {
+        format!("{}/{document_id}", self.ws_connection_url())
+    }
+
+    /// The connection URL of protocol version 2 (`ws://HOST/sync`, 18.1).
+    pub fn ws_connection_url(&self) -> String {
         let base = if let Some(rest) = self.base.strip_prefix("https://") {
             format!("wss://{rest}")
         } else if let Some(rest) = self.base.strip_prefix("http://") {
@@ -68,7 +73,34 @@ impl Ctx {
         } else {
             self.base.clone()
         };
-        format!("{base}/sync/{document_id}")
+        format!("{base}/sync")
+    }
+
+    /// Opens a version 2 connection and completes its handshake (18.1).
+    pub async fn session_v2(&self, client_id: &str) -> Result<Conn, String> {
+        let mut conn = Conn::open(&self.ws_connection_url(), self.timeout()).await?;
+        conn.send(&ClientMessage::Hello {
+            protocol_versions: vec![protocol::PROTOCOL_VERSION, protocol::PROTOCOL_VERSION_2],
+            client_id: client_id.to_string(),
+            token: self.opts.token.clone(),
+        })
+        .await?;
+        match conn.next_scoped().await? {
+            (
+                None,
+                ServerMessage::Welcome {
+                    protocol_version: 2,
+                    document_id,
+                    client_id: got,
+                    head_seq: None,
+                },
+            ) if document_id.is_empty() && got == client_id => Ok(conn),
+            (doc, other) => Err(format!(
+                "hello [1, 2] at /sync: expected welcome with protocolVersion 2 and neither \
+                 documentId nor headSeq (18.1), got {} {doc:?}",
+                describe(&other)
+            )),
+        }
     }
 
     /// `hello` with the kit's token, if any.
@@ -339,6 +371,43 @@ impl Conn {
                     return Err("a binary frame from the server (section 4.2: text only)".into())
                 }
                 Ok(Some(Ok(_))) => continue,
+            }
+        }
+    }
+
+    /// Sends a version 2 message about `document_id`.
+    pub async fn send_about(
+        &mut self,
+        document_id: &str,
+        message: ClientMessage,
+    ) -> Result<(), String> {
+        let frame = protocol::Scoped {
+            document_id: Some(document_id.to_owned()),
+            message,
+        };
+        self.send_text(protocol::encode(&frame)).await
+    }
+
+    /// The next frame of a version 2 connection, with the document it names; a close is an
+    /// error.
+    pub async fn next_scoped(&mut self) -> Result<(Option<String>, ServerMessage), String> {
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        loop {
+            let next = tokio::time::timeout_at(deadline, self.ws.next())
+                .await
+                .map_err(|_| format!("no frame within {:?}", self.timeout))?;
+            match next {
+                Some(Ok(Message::Text(text))) => {
+                    let scoped = protocol::decode_server_scoped(text.as_str()).map_err(|e| {
+                        format!("an unreadable server frame ({e}): {}", short(text.as_str()))
+                    })?;
+                    return Ok((scoped.document_id, scoped.message));
+                }
+                Some(Ok(Message::Close(_))) | None => {
+                    return Err("the server closed the connection".into())
+                }
+                Some(Err(e)) => return Err(format!("reading a frame: {e}")),
+                Some(Ok(_)) => continue,
             }
         }
     }
