@@ -11,7 +11,9 @@
 //! - [`state`]: [`StateManager`], the confirmed document and its place in the log.
 //! - [`conflict`]: [`ConflictResolver`], rebasing pending edits over remote events.
 //! - [`queue`]: the offline queue and the storage it survives restarts in.
-//! - [`session`]: [`SyncSession`], the client state machine.
+//! - [`session`]: [`SyncSession`], the client state machine of one document.
+//! - [`multiplex`]: [`multiplex::Multiplexer`], many documents' sessions on one connection of
+//!   protocol version 2.
 //! - [`sequencer`]: the server's ordering of edits into the log.
 //! - [`server`]: the server's side of a connection ([`server::ServerConnection`]), catch-up paging,
 //!   and [`server::MemoryLog`], a whole server in memory.
@@ -83,6 +85,7 @@
 
 pub mod conflict;
 pub mod diff;
+pub mod multiplex;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod native;
 pub mod protocol;

@@ -209,6 +209,9 @@ pub struct SyncSession {
     /// document is what the app sees, so it is not copied).
     overlay: Option<Option<Value>>,
     phase: Phase,
+    /// On a connection of protocol version 2, shared with other documents: `open` instead of
+    /// `hello`, and the connection keeps the pings and the idle timer (see [`crate::multiplex`]).
+    attached: bool,
     welcomed: bool,
     /// Events or a snapshot arrived on this connection.
     events_seen: bool,
@@ -285,6 +288,7 @@ impl SyncSession {
             next_client_seq,
             overlay: None,
             phase: Phase::Offline,
+            attached: false,
             welcomed: false,
             events_seen: false,
             inflight: None,
@@ -407,8 +411,12 @@ impl SyncSession {
         if self.phase == Phase::Offline {
             return None;
         }
-        let mut at = (self.last_received + self.config.idle_timeout_ms)
-            .min(self.last_received.max(self.last_sent) + self.config.ping_interval_ms);
+        let mut at = if self.attached {
+            u64::MAX
+        } else {
+            (self.last_received + self.config.idle_timeout_ms)
+                .min(self.last_received.max(self.last_sent) + self.config.ping_interval_ms)
+        };
         if let Some(sent) = self.sync_sent_at {
             at = at.min(sent + self.config.request_timeout_ms);
         }
@@ -420,13 +428,25 @@ impl SyncSession {
                 at = at.min(deadline);
             }
         }
-        Some(at)
+        (at != u64::MAX).then_some(at)
     }
 
     // ----- inputs -----
 
     /// The transport is open: say hello and ask for what is missing.
     pub fn handle_connected(&mut self, now: u64) {
+        self.connect(now, false);
+    }
+
+    /// Version 2: the shared connection is welcomed: open this document on it and ask for what
+    /// is missing. Its frames go out through the connection ([`crate::multiplex`]), which adds
+    /// the `documentId`, pings and watches for silence.
+    pub fn handle_attached(&mut self, now: u64) {
+        self.connect(now, true);
+    }
+
+    fn connect(&mut self, now: u64, attached: bool) {
+        self.attached = attached;
         self.phase = Phase::Connecting;
         self.welcomed = false;
         self.events_seen = false;
@@ -435,14 +455,16 @@ impl SyncSession {
         self.batch_limit = None;
         self.last_received = now;
         self.emit(SessionEvent::Status(ConnectionStatus::Connecting));
-        self.transmit(
-            now,
+        let first = if attached {
+            ClientMessage::Open
+        } else {
             ClientMessage::Hello {
                 protocol_versions: vec![PROTOCOL_VERSION],
                 client_id: self.config.client_id.clone(),
                 token: self.config.token.clone(),
-            },
-        );
+            }
+        };
+        self.transmit(now, first);
         self.request_sync(now, None);
     }
 
@@ -485,6 +507,28 @@ impl SyncSession {
                 | ServerMessage::Snapshot { .. }
         );
         match message {
+            // Version 2: the document's welcome.
+            ServerMessage::Opened { head_seq } => self.learn_head_at_welcome(now, Some(head_seq)),
+            ServerMessage::Closed { code: None, .. } => self.handle_disconnected(now),
+            // Version 2: the server stopped serving the document. Opening it again after a
+            // backoff helps, unless the refusal is final (18.2).
+            ServerMessage::Closed {
+                code: Some(code),
+                message,
+            } => {
+                self.emit(SessionEvent::Error {
+                    code: Some(code),
+                    message: message.clone(),
+                });
+                let reopen = !matches!(
+                    code,
+                    ErrorCode::Unauthorized
+                        | ErrorCode::Forbidden
+                        | ErrorCode::UnknownDocument
+                        | ErrorCode::TooLarge
+                );
+                self.close(reopen, message);
+            }
             ServerMessage::Welcome {
                 protocol_version,
                 head_seq,
@@ -497,14 +541,7 @@ impl SyncSession {
                     );
                     return;
                 }
-                // Only a welcome that precedes every event of its connection says where the
-                // server's log stands (over TCP it always does).
-                let first = !std::mem::replace(&mut self.welcomed, true);
-                if let Some(head_seq) = head_seq {
-                    if first && !self.events_seen && head_seq < self.state.applied_seq() {
-                        self.restart_from_scratch(now, head_seq);
-                    }
-                }
+                self.learn_head_at_welcome(now, head_seq);
             }
             ServerMessage::Events {
                 events,
@@ -590,17 +627,35 @@ impl SyncSession {
                 }
             }
             ServerMessage::Pong { head_seq, .. } => {
-                if head_seq.is_some_and(|head| head > self.state.applied_seq())
-                    && self.sync_sent_at.is_none()
-                {
-                    // A live event went missing with nothing after it to reveal the gap.
-                    self.request_sync(now, Some(self.state.applied_seq()));
+                if let Some(head_seq) = head_seq {
+                    self.handle_head(now, head_seq);
                 }
             }
-            // Messages of version 2 never come on a connection of version 1 (section 14: ignored).
-            ServerMessage::Unknown
-            | ServerMessage::Opened { .. }
-            | ServerMessage::Closed { .. } => {}
+            ServerMessage::Unknown => {}
+        }
+    }
+
+    /// The server says its log reaches `head_seq` (a `pong`; version 2: the document's entry of
+    /// `pong.heads`). Behind it, with no `sync` outstanding, a live event went missing with
+    /// nothing after it to reveal the gap: resync.
+    pub fn handle_head(&mut self, now: u64, head_seq: u64) {
+        if self.phase != Phase::Offline
+            && head_seq > self.state.applied_seq()
+            && self.sync_sent_at.is_none()
+        {
+            self.request_sync(now, Some(self.state.applied_seq()));
+        }
+    }
+
+    /// A `welcome` (version 1) or an `opened` (version 2) with the log's head.
+    fn learn_head_at_welcome(&mut self, now: u64, head_seq: Option<u64>) {
+        // Only a welcome that precedes every event of its connection says where the server's
+        // log stands (over TCP it always does).
+        let first = !std::mem::replace(&mut self.welcomed, true);
+        if let Some(head_seq) = head_seq {
+            if first && !self.events_seen && head_seq < self.state.applied_seq() {
+                self.restart_from_scratch(now, head_seq);
+            }
         }
     }
 
@@ -609,7 +664,7 @@ impl SyncSession {
         if self.phase == Phase::Offline {
             return;
         }
-        if now >= self.last_received + self.config.idle_timeout_ms {
+        if !self.attached && now >= self.last_received + self.config.idle_timeout_ms {
             self.close(true, "the connection went silent".into());
             return;
         }
@@ -635,7 +690,9 @@ impl SyncSession {
             self.retry_at = 0;
             self.flush(now);
         }
-        if now >= self.last_received.max(self.last_sent) + self.config.ping_interval_ms {
+        if !self.attached
+            && now >= self.last_received.max(self.last_sent) + self.config.ping_interval_ms
+        {
             self.transmit(now, ClientMessage::Ping { nonce: Some(now) });
         }
     }

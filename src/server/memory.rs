@@ -284,16 +284,25 @@ impl MemoryLog {
                 edits,
                 may_write,
                 ..
-            } => {
-                let outcome = order_submit(self, &client_id, &edits, may_write, &mut memory_stamp);
-                self.append_shaped(&outcome.events, &outcome.shapes, outcome.document.clone());
-                Reply::Submitted((&outcome).into())
-            }
+            } => Reply::Submitted((&self.order(&client_id, &edits, may_write)).into()),
             Request::DrainLive { .. } => Reply::Drained,
         }
     }
 
-    fn read(&self, read: Read) -> ReadResult {
+    /// Orders a submit as a connection's request does, appends and publishes what it accepted.
+    pub(crate) fn order(
+        &mut self,
+        client_id: &str,
+        edits: &[Edit],
+        may_write: bool,
+    ) -> SubmitOutcome {
+        let outcome = order_submit(self, client_id, edits, may_write, &mut memory_stamp);
+        self.append_shaped(&outcome.events, &outcome.shapes, outcome.document.clone());
+        outcome
+    }
+
+    /// Answers a read from memory.
+    pub(crate) fn read(&self, read: Read) -> ReadResult {
         match read {
             Read::Head { .. } => ReadResult::Head(LogHead {
                 head_seq: self.head_seq(),

@@ -4,7 +4,8 @@
 //! - [`CatchUp`]: one page of the events a position is missing (6.2, 6.3, 12.2).
 //! - [`requests`]: what a connection asks of its driver, and the answers.
 //! - [`limits`]: the limits, the rate limiter and the identifier rules.
-//! - [`MemoryLog`]: a whole server in memory, driving [`ServerConnection`]s, for tests and demos.
+//! - [`MemoryLog`]: a whole server of one document in memory, driving [`ServerConnection`]s, and
+//!   [`MemoryServer`]: many documents and connections of protocol version 2; for tests and demos.
 //!
 //! The ordering of edits into the log is [`crate::sequencer`]. The reference server
 //! (`examples/server`) is a driver around these: sockets, a durable store, a fan-out.
@@ -13,11 +14,13 @@ pub mod catch_up;
 pub mod connection;
 pub mod limits;
 pub mod memory;
+pub mod memory_server;
 pub mod requests;
 
 pub use catch_up::{CatchUp, LogHead, Page, Read, ReadResult, SnapshotPolicy, Step};
 pub use connection::{close_code, negotiate_version, Mode, ServerConnection};
 pub use memory::{ConnectionId, Delivery, MemoryLog};
+pub use memory_server::{Frame, MemoryServer};
 pub use requests::{Credentials, LiveBatch, Output, Reply, Request, Rights, Submitted};
 
 #[cfg(test)]

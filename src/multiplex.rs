@@ -1,0 +1,380 @@
+//! [`Multiplexer`]: one connection of protocol version 2 carrying many documents, sans IO
+//! (`docs/PROTOCOL.md` section 18).
+//!
+//! Each document is a [`SyncSession`] in attached mode: it opens its document, catches up,
+//! submits and applies events exactly as on a connection of its own. The multiplexer does what
+//! belongs to the connection: the `hello`, framing every message with its `documentId` and
+//! routing the server's frames back, pings (a `pong`'s `heads` reach each session) and the idle
+//! timer, and opening a document again after the server closed it (with a backoff), or leaving
+//! it closed for good when the refusal is final.
+//!
+//! Drive it like a session: after every input drain [`Multiplexer::poll_output`], then arm a
+//! timer for [`Multiplexer::poll_timeout`]. `Persist(doc)` comes before the frame that depends
+//! on it: save that document's [`SyncSession::client_state`] when you see it.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use crate::protocol::{self, ClientMessage, ErrorCode, Scoped, ServerMessage, PROTOCOL_VERSION_2};
+use crate::session::{Output, SessionEvent, SyncSession};
+
+/// Settings of a connection.
+#[derive(Debug, Clone)]
+pub struct MultiplexConfig {
+    /// This client's stable id (every document's session has the same).
+    pub client_id: String,
+    /// Sent in `hello` when set.
+    pub token: Option<String>,
+    /// A connection silent this long is closed (and the driver reconnects).
+    pub idle_timeout_ms: u64,
+    /// A `ping` is sent after this long with nothing received or sent.
+    pub ping_interval_ms: u64,
+}
+
+impl MultiplexConfig {
+    /// Defaults of section 9: 30 s idle, 15 s pings.
+    pub fn new(client_id: impl Into<String>) -> Self {
+        MultiplexConfig {
+            client_id: client_id.into(),
+            token: None,
+            idle_timeout_ms: 30_000,
+            ping_interval_ms: 15_000,
+        }
+    }
+}
+
+/// What the driver must do.
+#[derive(Debug, Clone)]
+pub enum MuxOutput {
+    /// Save this document's [`SyncSession::client_state`] now, before transmitting anything else.
+    Persist(String),
+    /// Send this text frame.
+    Transmit(String),
+    /// Tell the app about a document (`None`: about the connection).
+    Event(Option<String>, SessionEvent),
+    /// Close the connection; reconnect (with backoff) when `reconnect`.
+    Close {
+        /// Whether reconnecting can help.
+        reconnect: bool,
+        /// Why.
+        reason: String,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Offline,
+    /// `hello` sent.
+    Handshaking,
+    Open,
+}
+
+/// A document the server closed: when to open it again (`None`: not on its own, the refusal
+/// is final), and how many times in a row.
+#[derive(Debug, Clone, Copy)]
+struct Reopen {
+    at: Option<u64>,
+    attempt: u32,
+}
+
+/// One version 2 connection and its documents (see the module documentation).
+#[derive(Debug)]
+pub struct Multiplexer {
+    config: MultiplexConfig,
+    phase: Phase,
+    sessions: BTreeMap<String, SyncSession>,
+    /// Documents the server closed on its own.
+    closed: BTreeMap<String, Reopen>,
+    last_received: u64,
+    last_sent: u64,
+    /// The latest time an input brought.
+    now: u64,
+    outputs: VecDeque<MuxOutput>,
+}
+
+/// The wait before opening a closed document again: 0.5 s doubling, at most 30 s.
+fn reopen_delay(attempt: u32) -> u64 {
+    500u64.saturating_mul(1 << attempt.min(6)).min(30_000)
+}
+
+impl Multiplexer {
+    /// A connection with no documents yet.
+    pub fn new(config: MultiplexConfig) -> Self {
+        Multiplexer {
+            config,
+            phase: Phase::Offline,
+            sessions: BTreeMap::new(),
+            closed: BTreeMap::new(),
+            last_received: 0,
+            last_sent: 0,
+            now: 0,
+            outputs: VecDeque::new(),
+        }
+    }
+
+    // ----- documents -----
+
+    /// Adds a document's session; it is opened at once when the connection is up.
+    pub fn add(&mut self, now: u64, session: SyncSession) {
+        self.now = self.now.max(now);
+        let document_id = session.config().document_id.clone();
+        self.closed.remove(&document_id);
+        self.sessions.insert(document_id.clone(), session);
+        if self.phase == Phase::Open {
+            self.with_session(&document_id, |session| session.handle_attached(now));
+        }
+    }
+
+    /// Removes a document (closing it on the connection) and returns its session.
+    pub fn remove(&mut self, now: u64, document_id: &str) -> Option<SyncSession> {
+        self.now = self.now.max(now);
+        let mut session = self.sessions.remove(document_id)?;
+        let closed_by_server = self.closed.remove(document_id).is_some();
+        if self.phase == Phase::Open && !closed_by_server {
+            self.transmit(now, Some(document_id), ClientMessage::Close);
+        }
+        session.handle_disconnected(now);
+        Some(session)
+    }
+
+    /// A document's session.
+    pub fn session(&self, document_id: &str) -> Option<&SyncSession> {
+        self.sessions.get(document_id)
+    }
+
+    /// Every document's session.
+    pub fn sessions(&self) -> impl Iterator<Item = &SyncSession> {
+        self.sessions.values()
+    }
+
+    /// Runs `f` on a document's session (an edit, `sync_state`, ...), then takes its outputs.
+    /// `None` when the document is not on this connection.
+    pub fn with_session<T>(
+        &mut self,
+        document_id: &str,
+        f: impl FnOnce(&mut SyncSession) -> T,
+    ) -> Option<T> {
+        let session = self.sessions.get_mut(document_id)?;
+        let result = f(session);
+        self.drain(document_id);
+        Some(result)
+    }
+
+    // ----- outputs -----
+
+    /// The next thing to do.
+    pub fn poll_output(&mut self) -> Option<MuxOutput> {
+        self.outputs.pop_front()
+    }
+
+    /// When [`Multiplexer::handle_timeout`] should next be called.
+    pub fn poll_timeout(&self) -> Option<u64> {
+        if self.phase == Phase::Offline {
+            return None;
+        }
+        let mut at = (self.last_received + self.config.idle_timeout_ms)
+            .min(self.last_received.max(self.last_sent) + self.config.ping_interval_ms);
+        for session in self.sessions.values() {
+            if let Some(deadline) = session.poll_timeout() {
+                at = at.min(deadline);
+            }
+        }
+        for reopen in self.closed.values() {
+            if let Some(deadline) = reopen.at {
+                at = at.min(deadline);
+            }
+        }
+        Some(at)
+    }
+
+    // ----- inputs -----
+
+    /// The transport is open: say hello (version 2).
+    pub fn handle_connected(&mut self, now: u64) {
+        self.now = self.now.max(now);
+        self.phase = Phase::Handshaking;
+        self.last_received = now;
+        self.closed.clear();
+        let hello = ClientMessage::Hello {
+            protocol_versions: vec![PROTOCOL_VERSION_2],
+            client_id: self.config.client_id.clone(),
+            token: self.config.token.clone(),
+        };
+        self.transmit(now, None, hello);
+    }
+
+    /// The transport closed: every document goes offline; pending edits stay queued.
+    pub fn handle_disconnected(&mut self, now: u64) {
+        self.now = self.now.max(now);
+        if self.phase == Phase::Offline {
+            return;
+        }
+        self.phase = Phase::Offline;
+        let documents: Vec<String> = self.sessions.keys().cloned().collect();
+        for document_id in documents {
+            self.with_session(&document_id, |session| session.handle_disconnected(now));
+        }
+    }
+
+    /// A text frame from the server.
+    pub fn handle_frame(&mut self, now: u64, text: &str) {
+        if self.phase == Phase::Offline {
+            return;
+        }
+        self.now = self.now.max(now);
+        self.last_received = now;
+        let scoped = match protocol::decode_server_scoped(text) {
+            Ok(scoped) => scoped,
+            Err(err) => {
+                let event = SessionEvent::Error {
+                    code: Some(err.code()),
+                    message: format!("unreadable frame from the server: {err}"),
+                };
+                self.outputs.push_back(MuxOutput::Event(None, event));
+                return;
+            }
+        };
+        match (scoped.document_id, scoped.message) {
+            (
+                None,
+                ServerMessage::Welcome {
+                    protocol_version, ..
+                },
+            ) => self.welcomed(now, protocol_version),
+            (None, ServerMessage::Pong { heads, .. }) => {
+                for (document_id, head_seq) in heads.unwrap_or_default() {
+                    self.with_session(&document_id, |session| session.handle_head(now, head_seq));
+                }
+            }
+            (None, ServerMessage::Error { code, message }) => self.connection_error(code, message),
+            (None, _) => {}
+            (Some(document_id), message) => self.document_message(now, document_id, message),
+        }
+    }
+
+    /// Time passed: ping, give up on a silent connection, reopen closed documents, and the
+    /// sessions' own timers (requests, backoffs).
+    pub fn handle_timeout(&mut self, now: u64) {
+        self.now = self.now.max(now);
+        if self.phase == Phase::Offline {
+            return;
+        }
+        if now >= self.last_received + self.config.idle_timeout_ms {
+            self.close(true, "the connection went silent".into());
+            return;
+        }
+        if now >= self.last_received.max(self.last_sent) + self.config.ping_interval_ms {
+            self.transmit(now, None, ClientMessage::Ping { nonce: Some(now) });
+        }
+        let due: Vec<String> = self
+            .closed
+            .iter()
+            .filter(|(_, reopen)| reopen.at.is_some_and(|at| now >= at))
+            .map(|(id, _)| id.clone())
+            .collect();
+        for document_id in due {
+            if let Some(reopen) = self.closed.get_mut(&document_id) {
+                reopen.at = None;
+            }
+            self.with_session(&document_id, |session| session.handle_attached(now));
+        }
+        let documents: Vec<String> = self.sessions.keys().cloned().collect();
+        for document_id in documents {
+            self.with_session(&document_id, |session| session.handle_timeout(now));
+        }
+    }
+
+    // ----- internals -----
+
+    fn welcomed(&mut self, now: u64, protocol_version: u32) {
+        if protocol_version != PROTOCOL_VERSION_2 {
+            return self.close(
+                false,
+                format!("server chose unsupported protocol version {protocol_version}"),
+            );
+        }
+        self.phase = Phase::Open;
+        let documents: Vec<String> = self.sessions.keys().cloned().collect();
+        for document_id in documents {
+            self.with_session(&document_id, |session| session.handle_attached(now));
+        }
+    }
+
+    /// An `error` about the connection (before `welcome`: the `hello` was refused).
+    fn connection_error(&mut self, code: ErrorCode, message: String) {
+        let event = SessionEvent::Error {
+            code: Some(code),
+            message: message.clone(),
+        };
+        self.outputs.push_back(MuxOutput::Event(None, event));
+        match code {
+            ErrorCode::Unauthorized
+            | ErrorCode::Forbidden
+            | ErrorCode::UnsupportedVersion
+            | ErrorCode::ClientMismatch => self.close(false, message),
+            ErrorCode::UnexpectedMessage => self.close(true, message),
+            _ => {}
+        }
+    }
+
+    fn document_message(&mut self, now: u64, document_id: String, message: ServerMessage) {
+        if matches!(message, ServerMessage::Opened { .. }) {
+            // Open again: a later refusal starts the backoff over.
+            self.closed.remove(&document_id);
+        }
+        self.with_session(&document_id, |session| session.handle_message(now, message));
+    }
+
+    /// Takes a session's outputs: its frames get the document's id, its closes concern the
+    /// document alone.
+    fn drain(&mut self, document_id: &str) {
+        loop {
+            let Some(output) = self
+                .sessions
+                .get_mut(document_id)
+                .and_then(SyncSession::poll_output)
+            else {
+                return;
+            };
+            match output {
+                Output::Persist => self
+                    .outputs
+                    .push_back(MuxOutput::Persist(document_id.to_owned())),
+                Output::Transmit(message) => {
+                    if self.phase == Phase::Open {
+                        self.transmit(self.now, Some(document_id), message);
+                    }
+                }
+                Output::Event(event) => self
+                    .outputs
+                    .push_back(MuxOutput::Event(Some(document_id.to_owned()), event)),
+                Output::Close { reconnect, .. } => {
+                    // The server closed the document, or the session gave up on it
+                    // (`unexpected_message`: the server does not have it open). Open it again
+                    // after a backoff, unless that cannot help (18.2).
+                    let attempt = self.closed.get(document_id).map_or(0, |r| r.attempt + 1);
+                    let at = reconnect.then(|| self.now + reopen_delay(attempt));
+                    self.closed
+                        .insert(document_id.to_owned(), Reopen { at, attempt });
+                }
+            }
+        }
+    }
+
+    fn transmit(&mut self, now: u64, document_id: Option<&str>, message: ClientMessage) {
+        self.last_sent = self.last_sent.max(now);
+        let frame = match document_id {
+            Some(document_id) => protocol::encode(&Scoped {
+                document_id: Some(document_id.to_owned()),
+                message,
+            }),
+            None => protocol::encode(&message),
+        };
+        self.outputs.push_back(MuxOutput::Transmit(frame));
+    }
+
+    fn close(&mut self, reconnect: bool, reason: String) {
+        self.outputs
+            .push_back(MuxOutput::Close { reconnect, reason });
+        self.handle_disconnected(self.last_received);
+    }
+}
