@@ -15,7 +15,7 @@
 use std::collections::{BTreeMap, VecDeque};
 
 use crate::protocol::{self, ClientMessage, ErrorCode, Scoped, ServerMessage, PROTOCOL_VERSION_2};
-use crate::session::{Output, SessionEvent, SyncSession};
+use crate::session::{ConnectionStatus, Output, SessionEvent, SyncSession};
 
 /// Settings of a connection.
 #[derive(Debug, Clone)]
@@ -28,6 +28,8 @@ pub struct MultiplexConfig {
     pub idle_timeout_ms: u64,
     /// A `ping` is sent after this long with nothing received or sent.
     pub ping_interval_ms: u64,
+    /// A `hello` unanswered this long: the connection starts over.
+    pub request_timeout_ms: u64,
 }
 
 impl MultiplexConfig {
@@ -38,6 +40,7 @@ impl MultiplexConfig {
             token: None,
             idle_timeout_ms: 30_000,
             ping_interval_ms: 15_000,
+            request_timeout_ms: 10_000,
         }
     }
 }
@@ -63,8 +66,8 @@ pub enum MuxOutput {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
     Offline,
-    /// `hello` sent.
-    Handshaking,
+    /// `hello` sent at this time.
+    Handshaking(u64),
     Open,
 }
 
@@ -173,6 +176,9 @@ impl Multiplexer {
         }
         let mut at = (self.last_received + self.config.idle_timeout_ms)
             .min(self.last_received.max(self.last_sent) + self.config.ping_interval_ms);
+        if let Phase::Handshaking(sent) = self.phase {
+            at = at.min(sent + self.config.request_timeout_ms);
+        }
         for session in self.sessions.values() {
             if let Some(deadline) = session.poll_timeout() {
                 at = at.min(deadline);
@@ -191,7 +197,7 @@ impl Multiplexer {
     /// The transport is open: say hello (version 2).
     pub fn handle_connected(&mut self, now: u64) {
         self.now = self.now.max(now);
-        self.phase = Phase::Handshaking;
+        self.phase = Phase::Handshaking(now);
         self.last_received = now;
         self.closed.clear();
         let hello = ClientMessage::Hello {
@@ -262,6 +268,12 @@ impl Multiplexer {
             self.close(true, "the connection went silent".into());
             return;
         }
+        if let Phase::Handshaking(sent) = self.phase {
+            if now >= sent + self.config.request_timeout_ms {
+                self.close(true, "no welcome: the hello went unanswered".into());
+                return;
+            }
+        }
         if now >= self.last_received.max(self.last_sent) + self.config.ping_interval_ms {
             self.transmit(now, None, ClientMessage::Ping { nonce: Some(now) });
         }
@@ -317,8 +329,13 @@ impl Multiplexer {
     }
 
     fn document_message(&mut self, now: u64, document_id: String, message: ServerMessage) {
-        if matches!(message, ServerMessage::Opened { .. }) {
-            // Open again: a later refusal starts the backoff over.
+        let attached = self
+            .sessions
+            .get(&document_id)
+            .is_some_and(|s| s.status() != ConnectionStatus::Offline);
+        if attached && matches!(message, ServerMessage::Opened { .. }) {
+            // Open again: a later refusal starts the backoff over. (An `opened` that reaches a
+            // session gone offline is a stale answer: it stays scheduled to open again.)
             self.closed.remove(&document_id);
         }
         self.with_session(&document_id, |session| session.handle_message(now, message));
@@ -349,8 +366,12 @@ impl Multiplexer {
                     .push_back(MuxOutput::Event(Some(document_id.to_owned()), event)),
                 Output::Close { reconnect, .. } => {
                     // The server closed the document, or the session gave up on it
-                    // (`unexpected_message`: the server does not have it open). Open it again
-                    // after a backoff, unless that cannot help (18.2).
+                    // (`unexpected_message`: the server does not have it open, or has it open
+                    // twice over). Close it on the server too, so that both sides agree, then
+                    // open it again after a backoff, unless that cannot help (18.2).
+                    if self.phase == Phase::Open {
+                        self.transmit(self.now, Some(document_id), ClientMessage::Close);
+                    }
                     let attempt = self.closed.get(document_id).map_or(0, |r| r.attempt + 1);
                     let at = reconnect.then(|| self.now + reopen_delay(attempt));
                     self.closed

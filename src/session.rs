@@ -509,7 +509,11 @@ impl SyncSession {
         match message {
             // Version 2: the document's welcome.
             ServerMessage::Opened { head_seq } => self.learn_head_at_welcome(now, Some(head_seq)),
-            ServerMessage::Closed { code: None, .. } => self.handle_disconnected(now),
+            // Closed without a code answers a `close`; a session that did not ask for it (its
+            // `open` crossed an earlier `close`) opens the document again.
+            ServerMessage::Closed { code: None, .. } => {
+                self.close(true, "the server closed the document".into())
+            }
             // Version 2: the server stopped serving the document. Opening it again after a
             // backoff helps, unless the refusal is final (18.2).
             ServerMessage::Closed {
