@@ -103,7 +103,9 @@ pub mod web;
 pub use conflict::{ConflictPolicy, ConflictResolver};
 pub use diff::{Diff, DiffError};
 #[cfg(not(target_arch = "wasm32"))]
-pub use native::{ClientError, SyncClient, SyncClientBuilder};
+pub use native::{
+    ClientError, SyncClient, SyncClientBuilder, SyncConnection, SyncConnectionBuilder,
+};
 pub use protocol::{ClientMessage, Edit, ErrorCode, Event, Operation, ServerMessage, StateVector};
 pub use reconnect::Backoff;
 pub use session::{ConnectionStatus, SessionConfig, SessionEvent, SyncSession};

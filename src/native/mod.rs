@@ -34,23 +34,27 @@
 //! # Ok(()) }
 //! ```
 
+mod connection;
+mod link;
+mod single;
+
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures::{SinkExt, StreamExt};
+use futures::StreamExt;
 use serde_json::Value;
-use tokio::sync::{broadcast, mpsc, Notify};
+use tokio::sync::{broadcast, Notify};
 use tokio::time::Instant;
-use tokio_tungstenite::tungstenite::Message;
+
+pub use connection::{SyncConnection, SyncConnectionBuilder};
+use single::{Core, Shared};
 
 use crate::conflict::ConflictPolicy;
-use crate::protocol::{self, ErrorCode};
+use crate::protocol::ErrorCode;
 use crate::queue::{FileStore, Store, StoreError};
 pub use crate::reconnect::Backoff;
-use crate::session::{
-    ConnectionStatus, Output, SessionConfig, SessionError, SessionEvent, SyncSession,
-};
+use crate::session::{ConnectionStatus, SessionConfig, SessionError, SessionEvent, SyncSession};
 
 /// What apps receive: the session's events, plus `Status(Reconnecting)` from the driver.
 pub type ClientEvent = SessionEvent;
@@ -154,238 +158,79 @@ impl SyncClientBuilder {
             self.server.trim_end_matches('/'),
             self.document_id
         );
-        let task = tokio::spawn(drive(shared.clone(), url, self.backoff));
+        let task = tokio::spawn(link::drive(shared.clone(), url, self.backoff));
         Ok(SyncClient {
-            shared,
+            doc: Doc::Own(shared),
             task: Mutex::new(Some(task)),
         })
     }
 }
 
-/// A live, offline-capable replica of one document on a server.
+/// A live, offline-capable replica of one document on a server: a client of its own
+/// ([`SyncClient::builder`], protocol version 1), or one document of a [`SyncConnection`]
+/// (version 2). The API is the same.
 pub struct SyncClient {
-    shared: Arc<Shared>,
+    doc: Doc,
     task: Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+/// Where a [`SyncClient`]'s session lives.
+enum Doc {
+    /// Its own connection.
+    Own(Arc<Shared>),
+    /// One document of a shared connection.
+    Shared(Arc<connection::ConnShared>, String),
 }
 
 /// Listeners get the events of one step together (a catch-up page is one call).
 type Listener = Box<dyn Fn(&[ClientEvent]) + Send + Sync>;
 
-struct Shared {
-    core: Mutex<Core>,
-    events: broadcast::Sender<ClientEvent>,
-    /// Something changed the session's deadlines: the driver re-reads them.
-    wake: Notify,
-    /// `close()` was called.
-    closed: Notify,
-    epoch: Instant,
-}
-
-struct Core {
-    session: SyncSession,
-    /// Where the client's state survives restarts; `None` keeps it in memory only.
-    store: Option<Box<dyn Store + Send>>,
-    /// The current connection's outgoing frames.
-    writer: Option<mpsc::UnboundedSender<Message>>,
-    listeners: Vec<Listener>,
-    /// Set when the server refused us for good.
-    refused: Option<(Option<ErrorCode>, String)>,
-    /// When the state was last saved.
-    saved_at: Instant,
-}
-
 /// Changes that lose nothing when lost (applied events) are saved at most this often.
 const LAZY_SAVE: Duration = Duration::from_secs(1);
 
-impl Core {
-    /// Saves what the session says can wait (see [`SyncSession::needs_save`]).
-    fn save_lazily(&mut self, events: &mut Vec<ClientEvent>) {
-        let state = self.session.client_state();
-        match self.store.as_mut().map_or(Ok(()), |s| s.save(&state)) {
-            Ok(()) => self.session.mark_saved(),
-            Err(err) => events.push(SessionEvent::Error {
-                code: None,
-                message: format!("could not save the client state: {err}"),
-            }),
-        }
-        self.saved_at = Instant::now();
-    }
-}
-
-impl Shared {
-    fn now(&self) -> u64 {
-        self.epoch.elapsed().as_millis() as u64
-    }
-
-    fn lock(&self) -> MutexGuard<'_, Core> {
-        self.core
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    /// Runs `f` on the session, then carries out its outputs: saves, sends, and tells the app
-    /// (outside the lock, so listeners may call back into the client).
-    fn with_session<T>(&self, f: impl FnOnce(&mut SyncSession, u64) -> T) -> (T, bool) {
-        let now = self.now();
-        let mut events = Vec::new();
-        let mut close = false;
-        let mut last_code = None;
-        let result = {
-            let mut core = self.lock();
-            let result = f(&mut core.session, now);
-            while let Some(output) = core.session.poll_output() {
-                match output {
-                    Output::Persist => {
-                        core.saved_at = Instant::now();
-                        let state = core.session.client_state();
-                        let saved = core.store.as_mut().map_or(Ok(()), |s| s.save(&state));
-                        if let Err(err) = saved {
-                            events.push(SessionEvent::Error {
-                                code: None,
-                                message: format!("could not save the offline queue: {err}"),
-                            });
-                        }
-                    }
-                    Output::Transmit(message) => {
-                        if let Some(writer) = &core.writer {
-                            let _ = writer.send(Message::Text(protocol::encode(&message).into()));
-                        }
-                    }
-                    Output::Event(event) => {
-                        if let SessionEvent::Error {
-                            code: Some(code), ..
-                        } = &event
-                        {
-                            last_code = Some(*code);
-                        }
-                        events.push(event)
-                    }
-                    Output::Close { reconnect, reason } => {
-                        close = true;
-                        core.writer = None;
-                        if !reconnect {
-                            // Reconnecting cannot help (bad token, unsupported version, ...).
-                            core.refused = Some((last_code, reason));
-                        }
-                    }
-                }
-            }
-            if core.session.needs_save() && core.saved_at.elapsed() >= LAZY_SAVE {
-                core.save_lazily(&mut events);
-            }
-            result
-        };
-        self.dispatch(events);
-        self.wake.notify_one();
-        (result, close)
-    }
-
-    fn dispatch(&self, events: Vec<ClientEvent>) {
-        if events.is_empty() {
-            return;
-        }
-        let core = self.lock();
-        for listener in &core.listeners {
-            listener(&events);
-        }
-        drop(core);
-        for event in events {
-            let _ = self.events.send(event);
+impl Doc {
+    /// Runs `f` on the session, then carries out its outputs.
+    /// Runs `f` on the session, then carries out its outputs. `Closed` for a document of a
+    /// connection that the app closed: its edits would go nowhere.
+    fn with_session<T>(
+        &self,
+        f: impl FnOnce(&mut SyncSession, u64) -> T,
+    ) -> Result<T, ClientError> {
+        match self {
+            Doc::Own(shared) => Ok(shared.with_session(f).0),
+            Doc::Shared(connection, document_id) => connection.with_session(document_id, f),
         }
     }
 
-    fn emit(&self, event: ClientEvent) {
-        self.dispatch(vec![event]);
+    /// Reads the session.
+    fn read<T>(&self, f: impl FnOnce(&SyncSession) -> T) -> T {
+        match self {
+            Doc::Own(shared) => f(&shared.lock().session),
+            Doc::Shared(connection, document_id) => connection.read(document_id, f),
+        }
     }
-}
 
-/// The connection loop: connect, pump, back off, again, until closed or refused for good.
-async fn drive(shared: Arc<Shared>, url: String, backoff: Backoff) {
-    let mut attempt: u32 = 0;
-    loop {
-        let connect = tokio_tungstenite::connect_async(url.as_str());
-        let socket = tokio::select! {
-            result = tokio::time::timeout(Duration::from_secs(10), connect) => result,
-            _ = shared.closed.notified() => return,
-        };
-        // A failure surfaces to the app as the `Reconnecting` status below.
-        if let Ok(Ok((socket, _))) = socket {
-            attempt = 0;
-            if pump(&shared, socket).await.is_break() {
-                return;
-            }
-        }
-        let delay = backoff.delay(attempt);
-        attempt = attempt.saturating_add(1);
-        shared.emit(SessionEvent::Status(ConnectionStatus::Reconnecting));
-        tokio::select! {
-            _ = tokio::time::sleep(delay) => {}
-            _ = shared.closed.notified() => return,
+    /// Why the server refused this document for good, if it did.
+    fn refused(&self) -> Option<(Option<ErrorCode>, String)> {
+        match self {
+            Doc::Own(shared) => shared.lock().refused.clone(),
+            Doc::Shared(connection, document_id) => connection.refused(document_id),
         }
     }
-}
 
-/// One connection's life. `Break` when the client should stop for good.
-async fn pump(
-    shared: &Arc<Shared>,
-    socket: tokio_tungstenite::WebSocketStream<
-        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
-    >,
-) -> std::ops::ControlFlow<()> {
-    use std::ops::ControlFlow::{Break, Continue};
-    let (mut sink, mut stream) = socket.split();
-    let (writer, mut outgoing) = mpsc::unbounded_channel();
-    shared.lock().writer = Some(writer);
-    let (_, mut closed) = shared.with_session(|s, now| s.handle_connected(now));
-    let mut stop = Continue(());
-    while !closed {
-        let deadline = shared.lock().session.poll_timeout();
-        let sleep = async {
-            match deadline {
-                Some(at) => {
-                    let at = shared.epoch + Duration::from_millis(at);
-                    tokio::time::sleep_until(at).await
-                }
-                None => std::future::pending().await,
-            }
-        };
-        tokio::select! {
-            frame = stream.next() => match frame {
-                Some(Ok(Message::Text(text))) => {
-                    closed = shared.with_session(|s, now| s.handle_frame(now, &text)).1;
-                }
-                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
-                Some(Ok(_)) => {}
-            },
-            message = outgoing.recv() => match message {
-                Some(message) => {
-                    if sink.send(message).await.is_err() {
-                        break;
-                    }
-                }
-                None => break,
-            },
-            _ = sleep => {
-                closed = shared.with_session(|s, now| s.handle_timeout(now)).1;
-            }
-            _ = shared.wake.notified() => {}
-            _ = shared.closed.notified() => {
-                stop = Break(());
-                break;
-            }
+    fn subscribe(&self) -> broadcast::Receiver<ClientEvent> {
+        match self {
+            Doc::Own(shared) => shared.events.subscribe(),
+            Doc::Shared(connection, document_id) => connection.subscribe(document_id),
         }
     }
-    // Send what the session queued before closing (e.g. nothing after a refusal).
-    while let Ok(message) = outgoing.try_recv() {
-        let _ = sink.send(message).await;
+
+    fn listen(&self, listener: Listener) {
+        match self {
+            Doc::Own(shared) => shared.lock().listeners.push(listener),
+            Doc::Shared(connection, document_id) => connection.listen(document_id, listener),
+        }
     }
-    let _ = sink.close().await;
-    shared.lock().writer = None;
-    shared.with_session(|s, now| s.handle_disconnected(now));
-    if shared.lock().refused.is_some() {
-        return Break(());
-    }
-    stop
 }
 
 impl SyncClient {
@@ -411,13 +256,13 @@ impl SyncClient {
     /// Calls `callback` with the events of each step at once (all the events of a catch-up page
     /// in one call), in order: one re-render per batch.
     pub fn on_events(&self, callback: impl Fn(&[ClientEvent]) + Send + Sync + 'static) {
-        self.shared.lock().listeners.push(Box::new(callback));
+        self.doc.listen(Box::new(callback));
     }
 
     /// Every event from now on, as a stream. A reader more than 1024 events behind skips the
     /// oldest; use [`SyncClient::on_event`] where every event matters.
     pub fn events(&self) -> futures::stream::BoxStream<'static, ClientEvent> {
-        let receiver = self.shared.events.subscribe();
+        let receiver = self.doc.subscribe();
         futures::stream::unfold(receiver, |mut receiver| async move {
             loop {
                 match receiver.recv().await {
@@ -433,45 +278,47 @@ impl SyncClient {
     /// The document as the app sees it (confirmed plus pending edits); `None` if it does not
     /// exist.
     pub fn document(&self) -> Option<Value> {
-        self.shared.lock().session.document().cloned()
+        self.doc.read(|s| s.document().cloned())
     }
 
     /// Connection status.
     pub fn status(&self) -> ConnectionStatus {
-        self.shared.lock().session.status()
+        self.doc.read(SyncSession::status)
     }
 
     /// Local edits not yet in the server's log.
     pub fn pending_count(&self) -> usize {
-        self.shared.lock().session.pending_count()
+        self.doc.read(SyncSession::pending_count)
     }
 
     /// The `sequenceNum` of the last event applied.
     pub fn applied_seq(&self) -> u64 {
-        self.shared.lock().session.applied_seq()
+        self.doc.read(SyncSession::applied_seq)
     }
 
     /// The client's id.
     pub fn client_id(&self) -> String {
-        self.shared.lock().session.config().client_id.clone()
+        self.doc.read(|s| s.config().client_id.clone())
     }
 
     /// The state vector (origin -> highest `sequenceNum` applied).
     pub fn state_vector(&self) -> crate::VectorClock {
-        self.shared.lock().session.state_vector().clone()
+        self.doc.read(|s| s.state_vector().clone())
     }
 
     /// Records that events of `client_id` up to `sequence_num` are known (see
     /// [`SyncSession::update_state_vector`]).
     pub fn update_state_vector(&self, client_id: &str, sequence_num: u64) {
-        self.shared
+        // A closed document has nothing to update.
+        let _ = self
+            .doc
             .with_session(|s, _| s.update_state_vector(client_id, sequence_num));
     }
 
     /// Applies an RFC 6902 patch locally at once, persists it, and queues it for the server.
     /// Returns its `clientSeq`. On error nothing changes.
     pub fn edit(&self, patch: Vec<json_patch::PatchOperation>) -> Result<u64, ClientError> {
-        Ok(self.shared.with_session(|s, now| s.edit(now, patch)).0?)
+        Ok(self.doc.with_session(|s, now| s.edit(now, patch))??)
     }
 
     /// Edits by closure: the document is changed in place and the difference is the edit.
@@ -479,35 +326,32 @@ impl SyncClient {
     /// The closure runs while the client is locked (so that no remote event lands between
     /// reading the document and queueing the difference): it must not call the client.
     pub fn update(&self, change: impl FnOnce(&mut Value)) -> Result<u64, ClientError> {
-        let (result, _) = self.shared.with_session(|s, now| {
+        let result = self.doc.with_session(|s, now| {
             let before = s.document().ok_or(SessionError::NoDocument)?;
             let mut after = before.clone();
             change(&mut after);
             let difference = json_patch::diff(before, &after).0;
             s.edit(now, difference)
         });
-        Ok(result?)
+        Ok(result??)
     }
 
     /// Creates the document (it must not exist).
     pub fn create(&self, document: Value) -> Result<u64, ClientError> {
-        Ok(self
-            .shared
-            .with_session(|s, now| s.create(now, document))
-            .0?)
+        Ok(self.doc.with_session(|s, now| s.create(now, document))??)
     }
 
     /// Deletes the document.
     pub fn delete(&self) -> Result<u64, ClientError> {
-        Ok(self.shared.with_session(|s, now| s.delete(now)).0?)
+        Ok(self.doc.with_session(|s, now| s.delete(now))??)
     }
 
     /// Resolves once the client is online and has caught up with the server's log.
     pub async fn sync_state(&self) -> Result<(), ClientError> {
-        let mut events = self.shared.events.subscribe();
-        self.shared.with_session(|s, now| s.sync_state(now));
+        let mut events = self.doc.subscribe();
+        self.doc.with_session(|s, now| s.sync_state(now))?;
         loop {
-            if let Some((code, message)) = self.shared.lock().refused.clone() {
+            if let Some((code, message)) = self.doc.refused() {
                 return Err(ClientError::Refused { code, message });
             }
             match events.recv().await {
@@ -520,16 +364,13 @@ impl SyncClient {
 
     /// Resolves once every local edit made so far is in the server's log (or was rejected).
     pub async fn flush(&self) -> Result<(), ClientError> {
-        let mut events = self.shared.events.subscribe();
+        let mut events = self.doc.subscribe();
         loop {
-            {
-                let core = self.shared.lock();
-                if core.session.pending_count() == 0 {
-                    return Ok(());
-                }
-                if let Some((code, message)) = core.refused.clone() {
-                    return Err(ClientError::Refused { code, message });
-                }
+            if self.doc.read(SyncSession::pending_count) == 0 {
+                return Ok(());
+            }
+            if let Some((code, message)) = self.doc.refused() {
+                return Err(ClientError::Refused { code, message });
             }
             if let Err(broadcast::error::RecvError::Closed) = events.recv().await {
                 return Err(ClientError::Closed);
@@ -544,21 +385,27 @@ impl SyncClient {
         Ok(())
     }
 
-    /// Closes the connection and stops reconnecting. The store keeps everything pending.
+    /// Closes the connection and stops reconnecting (a document of a [`SyncConnection`]: closes
+    /// just that document). The store keeps everything pending.
     pub async fn close(&self) {
-        let mut events = Vec::new();
-        {
-            let mut core = self.shared.lock();
-            if core.session.needs_save() {
-                core.save_lazily(&mut events);
+        match &self.doc {
+            Doc::Own(shared) => {
+                let mut events = Vec::new();
+                {
+                    let mut core = shared.lock();
+                    if core.session.needs_save() {
+                        core.save_lazily(&mut events);
+                    }
+                }
+                shared.dispatch(events);
+                shared.closed.notify_waiters();
+                shared.closed.notify_one();
+                let task = self.task.lock().ok().and_then(|mut t| t.take());
+                if let Some(task) = task {
+                    let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+                }
             }
-        }
-        self.shared.dispatch(events);
-        self.shared.closed.notify_waiters();
-        self.shared.closed.notify_one();
-        let task = self.task.lock().ok().and_then(|mut t| t.take());
-        if let Some(task) = task {
-            let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+            Doc::Shared(connection, document_id) => connection.close_document(document_id),
         }
     }
 }

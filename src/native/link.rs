@@ -1,0 +1,119 @@
+//! The connection loop of both native clients: connect, pump frames and timers through the
+//! sans-IO core (one [`crate::SyncSession`], or a [`crate::multiplex::Multiplexer`] of many),
+//! back off, again, until closed or refused for good.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::{SinkExt, StreamExt};
+use tokio::sync::{mpsc, Notify};
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::reconnect::Backoff;
+
+/// What the loop drives: a core behind a lock, whose outputs the implementation carries out.
+/// The `bool`s say the core closed the connection.
+pub(super) trait Link: Send + Sync + 'static {
+    /// Woken when the core's deadlines may have changed.
+    fn wake(&self) -> &Notify;
+    /// Woken when the app closes the client.
+    fn closed(&self) -> &Notify;
+    /// The origin of the core's clock.
+    fn epoch(&self) -> Instant;
+    /// The transport is up: frames go to `writer`; say hello.
+    fn connected(&self, writer: mpsc::UnboundedSender<Message>) -> bool;
+    /// A text frame arrived.
+    fn frame(&self, text: &str) -> bool;
+    /// The core's timer is due.
+    fn timeout(&self) -> bool;
+    /// When the core's timer is next due.
+    fn poll_timeout(&self) -> Option<u64>;
+    /// The transport closed.
+    fn disconnected(&self);
+    /// The server refused the client for good: stop reconnecting.
+    fn refused(&self) -> bool;
+    /// The loop waits before connecting again (`Status(Reconnecting)` for the app).
+    fn reconnecting(&self);
+}
+
+/// Connects to `url` again and again until closed or refused for good.
+pub(super) async fn drive(link: Arc<impl Link>, url: String, backoff: Backoff) {
+    let mut attempt: u32 = 0;
+    loop {
+        let connect = tokio_tungstenite::connect_async(url.as_str());
+        let socket = tokio::select! {
+            result = tokio::time::timeout(Duration::from_secs(10), connect) => result,
+            _ = link.closed().notified() => return,
+        };
+        // A failure surfaces to the app as the `Reconnecting` status below.
+        if let Ok(Ok((socket, _))) = socket {
+            attempt = 0;
+            if pump(&link, socket).await.is_break() {
+                return;
+            }
+        }
+        let delay = backoff.delay(attempt);
+        attempt = attempt.saturating_add(1);
+        link.reconnecting();
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = link.closed().notified() => return,
+        }
+    }
+}
+
+/// One connection's life. `Break` when the client should stop for good.
+async fn pump(
+    link: &Arc<impl Link>,
+    socket: tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+) -> std::ops::ControlFlow<()> {
+    use std::ops::ControlFlow::{Break, Continue};
+    let (mut sink, mut stream) = socket.split();
+    let (writer, mut outgoing) = mpsc::unbounded_channel();
+    let mut closed = link.connected(writer);
+    let mut stop = Continue(());
+    while !closed {
+        let deadline = link.poll_timeout();
+        let epoch = link.epoch();
+        let sleep = async {
+            match deadline {
+                Some(at) => tokio::time::sleep_until(epoch + Duration::from_millis(at)).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            frame = stream.next() => match frame {
+                Some(Ok(Message::Text(text))) => closed = link.frame(&text),
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
+                Some(Ok(_)) => {}
+            },
+            message = outgoing.recv() => match message {
+                Some(message) => {
+                    if sink.send(message).await.is_err() {
+                        break;
+                    }
+                }
+                None => break,
+            },
+            _ = sleep => closed = link.timeout(),
+            _ = link.wake().notified() => {}
+            _ = link.closed().notified() => {
+                stop = Break(());
+                break;
+            }
+        }
+    }
+    // Send what the core queued before closing (e.g. nothing after a refusal).
+    while let Ok(message) = outgoing.try_recv() {
+        let _ = sink.send(message).await;
+    }
+    let _ = sink.close().await;
+    link.disconnected();
+    if link.refused() {
+        return Break(());
+    }
+    stop
+}
