@@ -112,4 +112,9 @@ pub use session::{ConnectionStatus, SessionConfig, SessionEvent, SyncSession};
 pub use state::StateManager;
 pub use vector_clock::VectorClock;
 #[cfg(target_arch = "wasm32")]
-pub use web::{ClientError, SyncClient, SyncClientBuilder};
+pub use web::{ClientError, SyncClient, SyncClientBuilder, SyncConnection, SyncConnectionBuilder};
+
+/// The README's Rust blocks, compiled as doc tests (`cargo test --doc`) so that they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

@@ -79,6 +79,44 @@ struct Reopen {
     attempt: u32,
 }
 
+/// Refusals of a document (or of the connection) that trying again cannot help with: a driver
+/// fails the document's waiting calls with them.
+pub fn final_refusal(code: ErrorCode) -> bool {
+    matches!(
+        code,
+        ErrorCode::Unauthorized
+            | ErrorCode::Forbidden
+            | ErrorCode::UnknownDocument
+            | ErrorCode::UnsupportedVersion
+            | ErrorCode::ClientMismatch
+    )
+}
+
+/// The refusal an event reports when trying again cannot help (its code and message), which a
+/// driver keeps to fail the document's (or, without a document, the connection's) waiting calls.
+pub fn refusal_in(event: &SessionEvent) -> Option<(Option<ErrorCode>, String)> {
+    match event {
+        SessionEvent::Error {
+            code: Some(code),
+            message,
+        } if final_refusal(*code) => Some((Some(*code), message.clone())),
+        _ => None,
+    }
+}
+
+/// A connection's status: the best of its documents' (`Offline` with none).
+pub fn best_status(statuses: impl Iterator<Item = ConnectionStatus>) -> ConnectionStatus {
+    let rank = |status: ConnectionStatus| match status {
+        ConnectionStatus::Online => 3,
+        ConnectionStatus::Connecting => 2,
+        ConnectionStatus::Reconnecting => 1,
+        ConnectionStatus::Offline => 0,
+    };
+    statuses
+        .max_by_key(|status| rank(*status))
+        .unwrap_or(ConnectionStatus::Offline)
+}
+
 /// One version 2 connection and its documents (see the module documentation).
 #[derive(Debug)]
 pub struct Multiplexer {

@@ -316,6 +316,16 @@ impl ErrorCode {
     }
 }
 
+/// The code as it is on the wire (`unknown_document`).
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match serde_json::to_value(self) {
+            Ok(serde_json::Value::String(name)) => f.write_str(&name),
+            _ => f.write_str("unknown"),
+        }
+    }
+}
+
 /// Messages a client sends on `ws://{server}/sync/{documentId}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "camelCase")]

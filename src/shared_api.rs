@@ -1,4 +1,4 @@
-//! The API the native (`src/native.rs`) and browser (`src/web/driver.rs`) `SyncClient`s share,
+//! The API the native (`src/native/`) and browser (`src/web/driver.rs`) `SyncClient`s share,
 //! pinned at compile time. This module builds on both targets against whichever `SyncClient`
 //! the crate root re-exports there, so a method that changes name, receiver, arguments or result
 //! on one side breaks that side's build (native: `cargo build`; browser:
@@ -14,6 +14,10 @@
 //!   promise. Native also has `ClientError::Timeout`.
 //! - Native only: `file_store`, the `events()` stream and `update(closure)`.
 //! - Browser only: `indexed_db` with `open().await`, and `with_document` (no copy).
+//! - `SyncConnection` (protocol 2, many documents on one socket): the browser's `open(document)`
+//!   is async (it reads the document's IndexedDB record first), the native one returns at once;
+//!   native `close()` is async as above. Native persists with `directory`, the browser with
+//!   `indexed_db` and `SyncConnectionBuilder::open().await` (JavaScript: `SyncConnection.connect`).
 #![allow(dead_code)]
 
 use serde_json::{json, Value};
@@ -21,7 +25,7 @@ use serde_json::{json, Value};
 use crate::queue::MemoryStore;
 use crate::{
     Backoff, ClientError, ConflictPolicy, ConnectionStatus, ErrorCode, SessionConfig, SessionEvent,
-    SyncClient, SyncClientBuilder, VectorClock,
+    SyncClient, SyncClientBuilder, SyncConnection, SyncConnectionBuilder, VectorClock,
 };
 
 /// Building and connecting.
@@ -73,4 +77,20 @@ fn errors(error: ClientError) -> Option<(Option<ErrorCode>, String)> {
         ClientError::Closed => None,
         _ => None,
     }
+}
+
+/// A connection: the same settings as a client's, and the same `SyncClient` per document.
+fn connection(server: String) -> Result<SyncConnection, ClientError> {
+    let builder: SyncConnectionBuilder = SyncConnection::builder(server)
+        .client_id("alice")
+        .token("secret")
+        .conflict_policy(ConflictPolicy::ClientWins)
+        .backoff(Backoff::default())
+        .session_config(|config: &mut SessionConfig| config.max_batch = 10);
+    let connect: fn(SyncConnectionBuilder) -> Result<SyncConnection, ClientError> =
+        SyncConnectionBuilder::connect;
+    let connection = connect(builder)?;
+    let _: fn(&SyncConnection) -> String = SyncConnection::client_id;
+    let _: fn(&SyncConnection) -> ConnectionStatus = SyncConnection::status;
+    Ok(connection)
 }

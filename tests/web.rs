@@ -1,15 +1,16 @@
 //! The JavaScript bindings in a real browser (headless Chromium): `scripts/test-web.sh`.
 //!
-//! No server runs here: the client points at a closed port, so everything below is the offline
+//! No server runs here: clients and connections point at a closed port, so everything below is the offline
 //! path (edits apply at once and queue), plus the conversions at the boundary.
 #![cfg(target_arch = "wasm32")]
 
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use eventsync::web::JsSyncClient;
+use eventsync::web::{JsSyncClient, JsSyncConnection};
 use serde::Serialize;
 use serde_json::{json, Value};
+use wasm_bindgen::convert::TryFromJsValue;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_test::*;
@@ -279,4 +280,118 @@ fn persistence_needs_open() {
         .unwrap(),
     );
     assert!(message.contains("SyncClient.open"), "{message}");
+}
+
+/// A `SyncClient` from a connection's `open(documentId)` promise.
+async fn open_on(connection: &JsSyncConnection, document_id: &str) -> JsSyncClient {
+    let client = wasm_bindgen_futures::JsFuture::from(connection.open(document_id.into()))
+        .await
+        .unwrap();
+    // The promise resolves to the exported class; take it back as a Rust handle.
+    JsSyncClient::try_from_js_value(client).unwrap()
+}
+
+#[wasm_bindgen_test]
+async fn one_connection_holds_many_documents_offline() {
+    let connection = JsSyncConnection::new(
+        NOWHERE.into(),
+        options(json!({"clientId": "carol", "reconnectInitialMs": 10})),
+    )
+    .unwrap();
+    assert_eq!(connection.client_id(), "carol");
+    let first = open_on(&connection, "first").await;
+    let second = open_on(&connection, "second").await;
+    assert_eq!(first.client_id(), "carol");
+    assert_eq!(first.create(js(json!({"n": 1}))).unwrap(), 1.0);
+    assert_eq!(second.create(js(json!({"n": 2}))).unwrap(), 1.0);
+    first
+        .edit(js(json!([{"op": "replace", "path": "/n", "value": 10}])))
+        .unwrap();
+    // Each document has its own state and queue.
+    assert_eq!(rust(first.document().unwrap()), json!({"n": 10}));
+    assert_eq!(rust(second.document().unwrap()), json!({"n": 2}));
+    assert_eq!(first.pending_count(), 2);
+    assert_eq!(second.pending_count(), 1);
+    // Opening an open document again gives another handle to the same one.
+    let again = open_on(&connection, "first").await;
+    assert_eq!(rust(again.document().unwrap()), json!({"n": 10}));
+    // Closing one document leaves the others working; its handles refuse from then on.
+    first.close();
+    let message = error_message(
+        again
+            .edit(js(json!([{"op": "replace", "path": "/n", "value": 11}])))
+            .unwrap_err(),
+    );
+    assert!(message.contains("closed"), "{message}");
+    second
+        .edit(js(json!([{"op": "replace", "path": "/n", "value": 3}])))
+        .unwrap();
+    assert_eq!(rust(second.document().unwrap()), json!({"n": 3}));
+    // Closing the connection closes every document on it, and opening refuses.
+    connection.close();
+    let message = error_message(
+        second
+            .edit(js(json!([{"op": "replace", "path": "/n", "value": 4}])))
+            .unwrap_err(),
+    );
+    assert!(message.contains("closed"), "{message}");
+    let refused = wasm_bindgen_futures::JsFuture::from(connection.open("third".into())).await;
+    assert!(error_message(refused.unwrap_err()).contains("closed"));
+}
+
+#[wasm_bindgen_test]
+async fn a_connection_keeps_its_client_id_and_documents_across_a_reload() {
+    let database = "eventsync-test-connection";
+    let connection = JsSyncConnection::connect(NOWHERE.into(), persisted(database, json!({})))
+        .await
+        .unwrap();
+    let client_id = connection.client_id();
+    let notes = open_on(&connection, "notes").await;
+    let todo = open_on(&connection, "todo").await;
+    notes.create(js(json!({"text": "hello"}))).unwrap();
+    todo.create(js(json!({"items": []}))).unwrap();
+    todo.edit(js(
+        json!([{"op": "add", "path": "/items/-", "value": "milk"}]),
+    ))
+    .unwrap();
+    for client in [&notes, &todo] {
+        wasm_bindgen_futures::JsFuture::from(client.saved())
+            .await
+            .unwrap();
+    }
+    // While this page holds the connection's record, another gets a client id of its own.
+    let other = JsSyncConnection::connect(NOWHERE.into(), persisted(database, json!({})))
+        .await
+        .unwrap();
+    assert_ne!(other.client_id(), client_id);
+    assert!(open_on(&other, "todo").await.document().unwrap().is_null());
+    // A reload (the other page still open): the next page takes the record back, with every
+    // document's pending edits.
+    connection.close();
+    let deadline = js_sys::Date::now() + 5_000.0;
+    let reopened = loop {
+        let reopened = JsSyncConnection::connect(NOWHERE.into(), persisted(database, json!({})))
+            .await
+            .unwrap();
+        if reopened.client_id() == client_id || js_sys::Date::now() > deadline {
+            break reopened;
+        }
+        reopened.close();
+        gloo_sleep(20).await;
+    };
+    assert_eq!(reopened.client_id(), client_id, "the same client resumes");
+    let todo = open_on(&reopened, "todo").await;
+    assert_eq!(rust(todo.document().unwrap()), json!({"items": ["milk"]}));
+    assert_eq!(todo.pending_count(), 2);
+    let notes = open_on(&reopened, "notes").await;
+    assert_eq!(rust(notes.document().unwrap()), json!({"text": "hello"}));
+    other.close();
+    // clientSeq continues per document.
+    let seq = todo
+        .edit(js(
+            json!([{"op": "add", "path": "/items/-", "value": "eggs"}]),
+        ))
+        .unwrap();
+    assert_eq!(seq, 3.0);
+    reopened.close();
 }

@@ -1,12 +1,13 @@
 // A user's TypeScript: every type the package declares for what crosses the boundary, checked
 // with `tsc --noEmit --strict` against the installed tarball (js/test/package.test.mjs).
-import { SyncClient } from "eventsync";
+import { SyncClient, SyncConnection } from "eventsync";
 import type {
   ConflictKind,
   ErrorCode,
   LogEvent,
   PatchOp,
   StateVector,
+  SyncConnectionOptions,
   SyncEvent,
   SyncOptions,
   SyncStatus,
@@ -101,4 +102,22 @@ export async function run(url: string): Promise<unknown> {
 
   for (const c of [client, persisted, defaults]) c.close();
   return { log, status, counts, id, document, sleeping, teapot };
+}
+
+/** Many documents on one connection: each document is a `SyncClient`. */
+export async function connected(url: string): Promise<SyncStatus> {
+  const connectionOptions: SyncConnectionOptions = { clientId: "ts", maxBatch: 10 };
+  const connection = new SyncConnection(url, connectionOptions);
+  const persisted: SyncConnection = await SyncConnection.connect(url, { persist: true });
+  const todo: SyncClient = await connection.open("todo");
+  const notes: SyncClient = await persisted.open("notes");
+  const id: string = connection.clientId();
+  todo.edit([{ op: "add", path: "/items/-", value: id }]);
+  notes.close();
+  // @ts-expect-error: documents are opened by id
+  await connection.open(42);
+  const status: SyncStatus = connection.status();
+  connection.close();
+  persisted.close();
+  return status;
 }

@@ -168,19 +168,7 @@ impl SyncConnection {
     /// Connection status: the best of its documents' (`Offline` with none open).
     pub fn status(&self) -> ConnectionStatus {
         let core = self.shared.lock();
-        let mut best = ConnectionStatus::Offline;
-        for session in core.mux.sessions() {
-            best = match (best, session.status()) {
-                (_, ConnectionStatus::Online) | (ConnectionStatus::Online, _) => {
-                    ConnectionStatus::Online
-                }
-                (_, ConnectionStatus::Connecting) | (ConnectionStatus::Connecting, _) => {
-                    ConnectionStatus::Connecting
-                }
-                (other, _) => other,
-            };
-        }
-        best
+        crate::multiplex::best_status(core.mux.sessions().map(SyncSession::status))
     }
 
     /// Closes the connection and stops reconnecting. The stores keep everything pending.
@@ -233,18 +221,6 @@ struct ConnCore {
     writer: Option<mpsc::UnboundedSender<Message>>,
     /// The server refused the connection for good.
     refused: Option<(Option<ErrorCode>, String)>,
-}
-
-/// Refusals of a document that opening it again cannot help with.
-fn final_refusal(code: ErrorCode) -> bool {
-    matches!(
-        code,
-        ErrorCode::Unauthorized
-            | ErrorCode::Forbidden
-            | ErrorCode::UnknownDocument
-            | ErrorCode::UnsupportedVersion
-            | ErrorCode::ClientMismatch
-    )
 }
 
 impl ConnShared {
@@ -316,17 +292,10 @@ impl ConnShared {
                         }
                     }
                     MuxOutput::Event(document_id, event) => {
-                        if let SessionEvent::Error {
-                            code: Some(code),
-                            message,
-                        } = &event
-                        {
-                            if final_refusal(*code) {
-                                let refusal = Some((Some(*code), message.clone()));
-                                match document_id.as_ref().and_then(|d| core.docs.get_mut(d)) {
-                                    Some(doc) => doc.refused = refusal,
-                                    None => core.refused = refusal,
-                                }
+                        if let Some(refusal) = crate::multiplex::refusal_in(&event) {
+                            match document_id.as_ref().and_then(|d| core.docs.get_mut(d)) {
+                                Some(doc) => doc.refused = Some(refusal),
+                                None => core.refused = Some(refusal),
                             }
                         }
                         events.push((document_id, event));

@@ -70,7 +70,7 @@ pub enum ClientError {
     #[error(transparent)]
     Store(#[from] StoreError),
     /// The server refused this client for good (bad token, unsupported version, ...).
-    #[error("the server refused the connection ({code:?}): {message}")]
+    #[error("the server refused ({}): {message}", .code.map_or("no code".to_owned(), |c| c.to_string()))]
     Refused {
         /// The protocol code.
         code: Option<ErrorCode>,

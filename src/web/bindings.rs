@@ -91,12 +91,12 @@ export type SyncEvent =
 
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct Options {
-    client_id: Option<String>,
+pub(super) struct Options {
+    pub client_id: Option<String>,
     #[serde(default)]
-    persist: bool,
-    database: Option<String>,
-    token: Option<String>,
+    pub persist: bool,
+    pub database: Option<String>,
+    pub token: Option<String>,
     conflict_policy: Option<Policy>,
     request_timeout_ms: Option<u64>,
     idle_timeout_ms: Option<u64>,
@@ -117,6 +117,12 @@ enum Policy {
 #[wasm_bindgen(js_name = SyncClient)]
 pub struct JsSyncClient {
     inner: driver::SyncClient,
+}
+
+impl From<driver::SyncClient> for JsSyncClient {
+    fn from(inner: driver::SyncClient) -> Self {
+        JsSyncClient { inner }
+    }
 }
 
 #[wasm_bindgen(js_class = SyncClient)]
@@ -298,52 +304,102 @@ fn builder(
     document_id: String,
     options: JsValue,
 ) -> Result<driver::SyncClientBuilder, JsValue> {
-    let options: Options = if options.is_undefined() || options.is_null() {
-        Options::default()
-    } else {
-        serde_wasm_bindgen::from_value(options).map_err(|e| invalid_argument("options", e))?
-    };
-    let mut builder = driver::SyncClient::builder(url, document_id);
-    if let Some(client_id) = options.client_id {
-        builder = builder.client_id(client_id);
+    let options = Options::from_js(options)?;
+    Ok(apply_options!(
+        driver::SyncClient::builder(url, document_id),
+        options
+    ))
+}
+
+/// Sets what `options` says on a client's or a connection's builder (the same settings).
+macro_rules! apply_options {
+    ($builder:expr, $options:expr) => {{
+        let options = $options;
+        let mut builder = $builder;
+        if let Some(client_id) = options.client_id.clone() {
+            builder = builder.client_id(client_id);
+        }
+        if let Some(token) = options.token.clone() {
+            builder = builder.token(token);
+        }
+        let timers = options.timers();
+        builder = builder
+            .conflict_policy(options.policy())
+            .backoff(options.backoff())
+            .session_config(move |config| timers.apply(config));
+        if options.persist {
+            builder = builder.indexed_db(options.database);
+        }
+        builder
+    }};
+}
+pub(super) use apply_options;
+
+impl Options {
+    /// `SyncOptions` from JavaScript (`undefined` and `null`: the defaults).
+    pub(super) fn from_js(options: JsValue) -> Result<Options, JsValue> {
+        if options.is_undefined() || options.is_null() {
+            return Ok(Options::default());
+        }
+        serde_wasm_bindgen::from_value(options).map_err(|e| invalid_argument("options", e))
     }
-    if let Some(token) = options.token {
-        builder = builder.token(token);
+
+    pub(super) fn policy(&self) -> ConflictPolicy {
+        match self.conflict_policy {
+            Some(Policy::ClientWins) => ConflictPolicy::ClientWins,
+            Some(Policy::ServerWins) | None => ConflictPolicy::ServerWins,
+        }
     }
-    builder = builder.conflict_policy(match options.conflict_policy {
-        Some(Policy::ClientWins) => ConflictPolicy::ClientWins,
-        Some(Policy::ServerWins) | None => ConflictPolicy::ServerWins,
-    });
-    let mut backoff = Backoff::default();
-    if let Some(ms) = options.reconnect_initial_ms {
-        backoff.initial = std::time::Duration::from_millis(ms);
+
+    pub(super) fn backoff(&self) -> Backoff {
+        let mut backoff = Backoff::default();
+        if let Some(ms) = self.reconnect_initial_ms {
+            backoff.initial = std::time::Duration::from_millis(ms);
+        }
+        if let Some(ms) = self.reconnect_max_ms {
+            backoff.max = std::time::Duration::from_millis(ms);
+        }
+        backoff
     }
-    if let Some(ms) = options.reconnect_max_ms {
-        backoff.max = std::time::Duration::from_millis(ms);
+
+    pub(super) fn timers(&self) -> Timers {
+        Timers {
+            request_timeout_ms: self.request_timeout_ms,
+            idle_timeout_ms: self.idle_timeout_ms,
+            ping_interval_ms: self.ping_interval_ms,
+            max_batch: self.max_batch,
+        }
     }
-    builder = builder.backoff(backoff);
-    builder = builder.session_config(move |config| {
-        if let Some(ms) = options.request_timeout_ms {
+}
+
+/// The session settings of `SyncOptions`.
+#[derive(Clone, Copy)]
+pub(super) struct Timers {
+    request_timeout_ms: Option<u64>,
+    idle_timeout_ms: Option<u64>,
+    ping_interval_ms: Option<u64>,
+    max_batch: Option<usize>,
+}
+
+impl Timers {
+    pub(super) fn apply(&self, config: &mut crate::session::SessionConfig) {
+        if let Some(ms) = self.request_timeout_ms {
             config.request_timeout_ms = ms;
         }
-        if let Some(ms) = options.idle_timeout_ms {
+        if let Some(ms) = self.idle_timeout_ms {
             config.idle_timeout_ms = ms;
         }
-        if let Some(ms) = options.ping_interval_ms {
+        if let Some(ms) = self.ping_interval_ms {
             config.ping_interval_ms = ms;
         }
-        if let Some(max) = options.max_batch {
+        if let Some(max) = self.max_batch {
             config.max_batch = max;
         }
-    });
-    if options.persist {
-        builder = builder.indexed_db(options.database);
     }
-    Ok(builder)
 }
 
 /// A `Promise<void>` settled by `done`: resolved, or rejected with the client error.
-fn void_promise(
+pub(super) fn void_promise(
     done: impl std::future::Future<Output = Result<(), driver::ClientError>> + 'static,
 ) -> js_sys::Promise {
     wasm_bindgen_futures::future_to_promise(async move {
@@ -370,7 +426,7 @@ fn to_js(value: &impl Serialize) -> Result<JsValue, JsValue> {
         .map_err(|e| super::error::js_error("EventsyncError", e))
 }
 
-fn status_name(status: ConnectionStatus) -> &'static str {
+pub(super) fn status_name(status: ConnectionStatus) -> &'static str {
     match status {
         ConnectionStatus::Offline => "offline",
         ConnectionStatus::Connecting => "connecting",

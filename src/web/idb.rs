@@ -10,6 +10,10 @@
 //! the tab goes away. Opening a document takes a record nobody holds (one with pending edits
 //! first, so they get sent), else starts a new client id. The number of records per document
 //! stays at the number of tabs that were open at once.
+//!
+//! A connection ([`IndexedDbDirectory`]) holds one client id for all its documents; its marker
+//! record says which of them have pending edits, so that the next page resumes a connection with
+//! edits to send before one without.
 
 use std::cell::RefCell;
 use std::future::Future;
@@ -60,6 +64,9 @@ pub struct IndexedDbStore {
     db: IdbDatabase,
     key: JsValue,
     client_id: String,
+    /// For a connection's document: the connection's marker, rewritten when this document gains
+    /// its first pending edit or loses its last.
+    marker: Option<Rc<Marker>>,
     _lock: HeldLock,
 }
 
@@ -126,6 +133,7 @@ impl IndexedDbStore {
             db,
             key,
             client_id: client_id.to_owned(),
+            marker: None,
             _lock: lock,
         }
     }
@@ -141,6 +149,11 @@ impl IndexedDbStore {
         let value = JsValue::from_str(&String::from_utf8(encode(state)).expect("JSON is UTF-8"));
         let db = self.db.clone();
         let key = self.key.clone();
+        // The marker's put is queued in the same transaction, so it commits with the record.
+        let marker = self
+            .marker
+            .as_ref()
+            .and_then(|marker| marker.note(&state.document_id, !state.pending.is_empty()));
         async move {
             let options = js_sys::Object::new();
             Reflect::set(&options, &"durability".into(), &"strict".into()).map_err(js_failure)?;
@@ -150,6 +163,11 @@ impl IndexedDbStore {
                 .map_err(js_failure)?;
             let store = transaction.object_store(OBJECT_STORE).map_err(js_failure)?;
             store.put_with_key(&value, &key).map_err(js_failure)?;
+            if let Some((marker_key, marker_value)) = marker {
+                store
+                    .put_with_key(&marker_value, &marker_key)
+                    .map_err(js_failure)?;
+            }
             if settled(&transaction, "complete", &["error", "abort"]).await {
                 Ok(())
             } else {
@@ -161,6 +179,177 @@ impl IndexedDbStore {
                 )))
             }
         }
+    }
+}
+
+/// The documents of one connection in IndexedDB: one client id for all of them, held by a Web
+/// Lock while the connection lives, and a record per document (the same records a client of its
+/// own uses, under the key `[documentId, clientId]`). The connection's client ids are remembered
+/// under `["", clientId]` (no document has an empty id), so that the next page takes one back.
+pub struct IndexedDbDirectory {
+    db: IdbDatabase,
+    database: String,
+    client_id: String,
+    marker: Rc<Marker>,
+    _lock: HeldLock,
+}
+
+impl std::fmt::Debug for IndexedDbDirectory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IndexedDbDirectory")
+            .field("database", &self.database)
+            .field("client_id", &self.client_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The record that remembers a connection's client id, under `["", clientId]`: when it was last
+/// taken and which of its documents have pending edits, so that the next page takes back a
+/// connection with edits still to send before any other.
+struct Marker {
+    key: JsValue,
+    client_id: String,
+    used_at: f64,
+    pending: RefCell<std::collections::BTreeSet<String>>,
+}
+
+#[derive(serde::Serialize, serde::Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct MarkerRecord {
+    client_id: String,
+    used_at: f64,
+    pending: std::collections::BTreeSet<String>,
+}
+
+impl Marker {
+    fn value(&self) -> JsValue {
+        let record = MarkerRecord {
+            client_id: self.client_id.clone(),
+            used_at: self.used_at,
+            pending: self.pending.borrow().clone(),
+        };
+        JsValue::from_str(&serde_json::to_string(&record).expect("a marker serializes"))
+    }
+
+    /// Records whether `document_id` has pending edits; the key and value to write when that
+    /// changed the marker.
+    fn note(&self, document_id: &str, has_pending: bool) -> Option<(JsValue, JsValue)> {
+        let changed = {
+            let mut pending = self.pending.borrow_mut();
+            if has_pending {
+                pending.insert(document_id.to_owned())
+            } else {
+                pending.remove(document_id)
+            }
+        };
+        changed.then(|| (self.key.clone(), self.value()))
+    }
+}
+
+impl IndexedDbDirectory {
+    /// Opens `database` for a connection: `client_id` when one is named (an error if another
+    /// tab's connection holds it), else the client id of an earlier connection that no open tab
+    /// holds, else a new one.
+    pub async fn open(database: &str, client_id: Option<&str>) -> Result<Self, StoreError> {
+        let locks = lock_manager()?;
+        let db = open_database(database).await?;
+        let lock_name =
+            |client: &str| serde_json::to_string(&[database, "", client]).expect("strings");
+        let directory = |client_id: &str, lock, record: Option<MarkerRecord>| IndexedDbDirectory {
+            db: db.clone(),
+            database: database.to_owned(),
+            client_id: client_id.to_owned(),
+            marker: Rc::new(Marker {
+                key: record_key("", client_id),
+                client_id: client_id.to_owned(),
+                used_at: js_sys::Date::now(),
+                pending: RefCell::new(record.unwrap_or_default().pending),
+            }),
+            _lock: lock,
+        };
+        if let Some(client_id) = client_id {
+            let lock = try_lock(&locks, &lock_name(client_id))
+                .await?
+                .ok_or_else(|| {
+                    backend(format!(
+                        "client id {client_id:?} is open in another tab's connection"
+                    ))
+                })?;
+            let record = read_markers(&db)
+                .await?
+                .into_iter()
+                .find(|record| record.client_id == client_id);
+            let directory = directory(client_id, lock, record);
+            directory.remember().await?;
+            return Ok(directory);
+        }
+        // Connections with edits still to send first, then the one used last.
+        let mut markers = read_markers(&db).await?;
+        markers.sort_by(|a, b| {
+            let rank = |r: &MarkerRecord| (!r.pending.is_empty(), r.used_at);
+            rank(b)
+                .partial_cmp(&rank(a))
+                .unwrap_or(std::cmp::Ordering::Equal)
+        });
+        for record in markers {
+            if let Some(lock) = try_lock(&locks, &lock_name(&record.client_id)).await? {
+                let client_id = record.client_id.clone();
+                let directory = directory(&client_id, lock, Some(record));
+                directory.remember().await?;
+                return Ok(directory);
+            }
+        }
+        let client_id = crate::reconnect::random_client_id();
+        let lock = try_lock(&locks, &lock_name(&client_id))
+            .await?
+            .ok_or_else(|| backend("a new client id is locked already"))?;
+        let directory = directory(&client_id, lock, None);
+        directory.remember().await?;
+        Ok(directory)
+    }
+
+    /// The connection's client id.
+    pub fn client_id(&self) -> &str {
+        &self.client_id
+    }
+
+    /// Writes the marker that remembers this connection's client id.
+    async fn remember(&self) -> Result<(), StoreError> {
+        let transaction = self
+            .db
+            .transaction_with_str_and_mode(OBJECT_STORE, web_sys::IdbTransactionMode::Readwrite)
+            .map_err(js_failure)?;
+        let store = transaction.object_store(OBJECT_STORE).map_err(js_failure)?;
+        store
+            .put_with_key(&self.marker.value(), &self.marker.key)
+            .map_err(js_failure)?;
+        if settled(&transaction, "complete", &["error", "abort"]).await {
+            Ok(())
+        } else {
+            Err(backend("remembering the connection's client id failed"))
+        }
+    }
+
+    /// Takes this connection's record of `document_id`; returns its store and what it holds
+    /// (`None`: nothing yet).
+    pub async fn open_document(
+        &self,
+        document_id: &str,
+    ) -> Result<(IndexedDbStore, Option<ClientState>), StoreError> {
+        let locks = lock_manager()?;
+        let name = serde_json::to_string(&[self.database.as_str(), document_id, &self.client_id])
+            .expect("strings serialize");
+        let lock = try_lock(&locks, &name).await?.ok_or_else(|| {
+            backend(format!(
+                "document {document_id:?} of client {:?} is open in another tab",
+                self.client_id
+            ))
+        })?;
+        let key = record_key(document_id, &self.client_id);
+        let saved = read_record(&self.db, &key).await?;
+        let mut store = IndexedDbStore::new(self.db.clone(), key, &self.client_id, lock);
+        store.marker = Some(self.marker.clone());
+        Ok((store, saved))
     }
 }
 
@@ -272,6 +461,25 @@ fn read_only(db: &IdbDatabase) -> Result<web_sys::IdbObjectStore, StoreError> {
     db.transaction_with_str(OBJECT_STORE)
         .and_then(|transaction| transaction.object_store(OBJECT_STORE))
         .map_err(js_failure)
+}
+
+/// Every connection's marker that this version can read (others are left alone).
+async fn read_markers(db: &IdbDatabase) -> Result<Vec<MarkerRecord>, StoreError> {
+    let range = IdbKeyRange::bound(
+        &Array::of2(&"".into(), &"".into()),
+        &Array::of2(&"".into(), &Array::new()),
+    )
+    .map_err(js_failure)?;
+    let values = request_result(
+        &read_only(db)?
+            .get_all_with_key(&range)
+            .map_err(js_failure)?,
+    )
+    .await?;
+    Ok(Array::from(&values)
+        .iter()
+        .filter_map(|value| serde_json::from_str(&value.as_string()?).ok())
+        .collect())
 }
 
 fn decode_record(value: &JsValue) -> Result<ClientState, StoreError> {

@@ -1,0 +1,179 @@
+//! The connection loop of both browser drivers: open a WebSocket (gloo-net over the global
+//! `WebSocket`), pump frames and timers through the sans-IO core (one [`crate::SyncSession`], or
+//! a [`crate::multiplex::Multiplexer`] of many), back off, again, until closed or refused.
+
+use std::rc::Rc;
+
+use futures::channel::mpsc;
+use futures::{FutureExt, SinkExt, StreamExt};
+use gloo_net::websocket::{futures::WebSocket, Message, State};
+use gloo_timers::future::TimeoutFuture;
+
+use crate::reconnect::Backoff;
+
+/// How long opening a WebSocket may take.
+const CONNECT_TIMEOUT_MS: u32 = 10_000;
+
+/// Signals to the connection loop.
+pub(super) enum Control {
+    /// Something changed the core's deadlines: re-read them.
+    Wake,
+    /// The app closed the client.
+    Close,
+}
+
+/// What the loop drives: a core behind a `RefCell`, whose outputs the implementation carries
+/// out. The `bool`s say the core closed the connection.
+pub(super) trait Link: 'static {
+    /// Milliseconds on the core's clock.
+    fn now(&self) -> u64;
+    /// The app closed the client, or the server refused it for good.
+    fn finished(&self) -> bool;
+    /// The transport is up: frames go to `writer`; say hello.
+    fn connected(self: &Rc<Self>, writer: mpsc::UnboundedSender<String>) -> bool;
+    /// A text frame arrived.
+    fn frame(self: &Rc<Self>, text: &str) -> bool;
+    /// The core's timer is due.
+    fn timeout(self: &Rc<Self>) -> bool;
+    /// When the core's timer is next due.
+    fn poll_timeout(&self) -> Option<u64>;
+    /// The transport closed.
+    fn disconnected(self: &Rc<Self>);
+    /// The server refused the client for good: stop reconnecting.
+    fn refused(&self) -> bool;
+    /// The loop waits before connecting again (`Status(Reconnecting)` for the app).
+    fn reconnecting(&self);
+    /// The loop ended for good: fail every waiter.
+    fn finish(&self);
+}
+
+/// Sleeps `ms` milliseconds, or until `close()`; true when closed.
+async fn sleep_or_close(ms: u32, control: &mut mpsc::UnboundedReceiver<Control>) -> bool {
+    let mut sleep = TimeoutFuture::new(ms).fuse();
+    loop {
+        futures::select! {
+            _ = sleep => return false,
+            signal = control.next() => match signal {
+                Some(Control::Wake) => {}
+                Some(Control::Close) | None => return true,
+            },
+        }
+    }
+}
+
+/// Connects to `url` again and again until closed or refused for good.
+pub(super) async fn drive<L: Link>(
+    link: Rc<L>,
+    url: String,
+    backoff: Backoff,
+    mut control: mpsc::UnboundedReceiver<Control>,
+) {
+    let mut attempt: u32 = 0;
+    loop {
+        if link.finished() {
+            break;
+        }
+        // A failure surfaces to the app as the `Reconnecting` status below.
+        if let Some(socket) = open(&url, &mut control).await {
+            attempt = 0;
+            if pump(&link, socket, &mut control).await.is_break() {
+                break;
+            }
+        }
+        if link.finished() {
+            break;
+        }
+        let delay = backoff.delay(attempt);
+        attempt = attempt.saturating_add(1);
+        link.reconnecting();
+        if sleep_or_close(delay.as_millis() as u32, &mut control).await {
+            break;
+        }
+    }
+    link.finish();
+}
+
+/// Opens a WebSocket and waits until it is open (`None`: it failed, timed out, or the client
+/// was closed meanwhile).
+async fn open(url: &str, control: &mut mpsc::UnboundedReceiver<Control>) -> Option<WebSocket> {
+    let mut socket = WebSocket::open(url).ok()?;
+    let mut timeout = TimeoutFuture::new(CONNECT_TIMEOUT_MS).fuse();
+    loop {
+        let outcome = {
+            // Ready once the socket is open, or once it failed (its state then says Closed).
+            let mut ready = futures::future::poll_fn(|cx| socket.poll_ready_unpin(cx)).fuse();
+            futures::select! {
+                result = ready => Some(result.is_ok()),
+                _ = timeout => return None,
+                signal = control.next() => match signal {
+                    Some(Control::Wake) => None,
+                    // `close()` resolves its waiters itself; nothing to send.
+                    Some(Control::Close) | None => return None,
+                },
+            }
+        };
+        if let Some(ok) = outcome {
+            return (ok && matches!(socket.state(), State::Open)).then_some(socket);
+        }
+    }
+}
+
+/// One connection's life. `Break` when the client should stop for good.
+async fn pump<L: Link>(
+    link: &Rc<L>,
+    socket: WebSocket,
+    control: &mut mpsc::UnboundedReceiver<Control>,
+) -> std::ops::ControlFlow<()> {
+    use std::ops::ControlFlow::{Break, Continue};
+    let (mut sink, mut stream) = socket.split();
+    let (writer, mut outgoing) = mpsc::unbounded::<String>();
+    let mut closed = link.connected(writer);
+    let mut stop = Continue(());
+    while !closed {
+        let deadline = link.poll_timeout();
+        let sleep = async {
+            match deadline {
+                Some(at) => {
+                    let wait = at.saturating_sub(link.now()).min(u32::MAX as u64);
+                    TimeoutFuture::new(wait as u32).await
+                }
+                None => std::future::pending().await,
+            }
+        };
+        futures::select! {
+            frame = stream.next().fuse() => match frame {
+                Some(Ok(Message::Text(text))) => closed = link.frame(&text),
+                Some(Ok(Message::Bytes(_))) => {}
+                Some(Err(_)) | None => break,
+            },
+            message = outgoing.next() => match message {
+                Some(text) => {
+                    if sink.send(Message::Text(text)).await.is_err() {
+                        break;
+                    }
+                }
+                None => break,
+            },
+            _ = sleep.fuse() => closed = link.timeout(),
+            signal = control.next() => match signal {
+                Some(Control::Wake) => {}
+                Some(Control::Close) | None => {
+                    stop = Break(());
+                    break;
+                }
+            },
+        }
+    }
+    // Send what the core queued before closing (e.g. nothing after a refusal).
+    while let Ok(text) = outgoing.try_recv() {
+        let _ = sink.send(Message::Text(text)).await;
+    }
+    let _ = sink.close().await;
+    // Dropping both halves closes the socket.
+    drop((sink, stream));
+    link.disconnected();
+    if link.refused() {
+        return Break(());
+    }
+    stop
+}
