@@ -54,6 +54,10 @@ impl SyncConnectionBuilder {
     /// Starts the connection task and returns at once: documents opened from here on work
     /// offline from the first moment. Must be called within a tokio runtime.
     pub fn connect(self) -> Result<SyncConnection, ClientError> {
+        if let Some(directory) = &self.directory {
+            // Made here, so that a directory that cannot be fails now, not at the first save.
+            std::fs::create_dir_all(directory).map_err(crate::queue::StoreError::Io)?;
+        }
         let client_id = match (&self.client_id, &self.directory) {
             (Some(id), _) => id.clone(),
             (None, Some(directory)) => stored_client_id(directory)?,
@@ -94,15 +98,13 @@ impl SyncConnectionBuilder {
 }
 
 /// The client id kept in `directory/client-id`, made up and written there the first time.
-fn stored_client_id(directory: &PathBuf) -> Result<String, ClientError> {
+fn stored_client_id(directory: &std::path::Path) -> Result<String, ClientError> {
     let path = directory.join("client-id");
     match std::fs::read_to_string(&path) {
         Ok(id) if !id.trim().is_empty() => Ok(id.trim().to_owned()),
         _ => {
-            let io = crate::queue::StoreError::Io;
-            std::fs::create_dir_all(directory).map_err(io)?;
             let id = crate::reconnect::random_client_id();
-            std::fs::write(&path, &id).map_err(io)?;
+            std::fs::write(&path, &id).map_err(crate::queue::StoreError::Io)?;
             Ok(id)
         }
     }

@@ -1,15 +1,17 @@
-//! Fault injection end to end: native clients with file stores edit one document through a TCP
-//! fault proxy ([`support::proxy`]) in front of the real `eventsync-server` binary on a SQLite
+//! Fault injection end to end: native clients with file stores edit three documents through a
+//! TCP fault proxy ([`support::proxy`]) in front of the real `eventsync-server` binary on a SQLite
 //! file. The proxy cuts connections (after any number of bytes, so mid-frame too, and right as
 //! a submit's answer comes back), delays chunks, refuses connections for a while, cuts them all
 //! at once, and replays submits on a second connection; twice the server is SIGKILLed and
 //! restarted on the same file (the proxy follows it to its new port), and clients crash (their
 //! `SyncClient` dropped without closing) and come back from their file stores, some of them
-//! while the server is down.
+//! while the server is down. Half the clients are a `SyncClient` of one document each (protocol
+//! 1); the other half are a `SyncConnection` with all three documents on one socket (protocol 2),
+//! editing any of them.
 //!
-//! Then the faults stop, and: every client holds the server's document; every edit a client made
-//! is in the log exactly once, at the `sequenceNum` it was acknowledged with, unless the client
-//! reported it rejected (then it is not in the log); the log holds nothing else.
+//! Then the faults stop, and: every client holds the server's documents; every edit a client made
+//! is in its document's log exactly once, at the `sequenceNum` it was acknowledged with, unless
+//! the client reported it rejected (then it is not in the log); the logs hold nothing else.
 //!
 //! `EVENTSYNC_FAULT_SEED=N` runs one seed (a failure names its seed); by default three fixed
 //! seeds run. The seed fixes the edits, the crash moments and the proxy's faults; thread timing
@@ -25,7 +27,7 @@ use std::time::Duration;
 
 use eventsync::native::Backoff;
 use eventsync::protocol::{Event, Operation, ServerMessage};
-use eventsync::{SessionEvent, SyncClient};
+use eventsync::{SessionEvent, SyncClient, SyncConnection};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde_json::{json, Value};
@@ -41,7 +43,7 @@ const EDITS_PER_CLIENT: usize = 80;
 const RUN_LIMIT: Duration = Duration::from_secs(150);
 /// After the faults stop, every client converges within this.
 const CONVERGE: Duration = Duration::from_secs(60);
-const DOCUMENT: &str = "faults";
+const DOCUMENTS: [&str; 3] = ["faults", "faults-b", "faults-c"];
 
 // ----- the proxy itself -----
 
@@ -204,7 +206,7 @@ async fn refused_connections_fail_until_the_proxy_calms_down() {
 // ----- clients under faults -----
 
 /// What each client was told, over all its lives (crashes included).
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 struct ClientRecord {
     /// Every `clientSeq` `edit` returned.
     made: BTreeSet<u64>,
@@ -216,7 +218,12 @@ struct ClientRecord {
     contradictions: Vec<String>,
 }
 
+/// What each (client, document) was told, under `clientId@documentId`.
 type Ledger = Arc<Mutex<HashMap<String, ClientRecord>>>;
+
+fn ledger_key(client_id: &str, document: &str) -> String {
+    format!("{client_id}@{document}")
+}
 
 fn record(ledger: &Ledger, client_id: &str, event: &SessionEvent) {
     let mut ledger = ledger.lock().unwrap();
@@ -247,22 +254,74 @@ fn record(ledger: &Ledger, client_id: &str, event: &SessionEvent) {
     }
 }
 
-/// Opens (or reopens, after a crash) client `id` from its file store, through the proxy.
-fn open_client(proxy_ws: &str, id: &str, store: &Path, ledger: &Ledger) -> SyncClient {
-    let client = SyncClient::builder(proxy_ws, DOCUMENT)
-        .client_id(id)
-        .file_store(store)
-        .backoff(Backoff {
-            initial: Duration::from_millis(20),
-            max: Duration::from_millis(300),
-        })
+/// A client under test: one document on a socket of its own, or all of them on one connection.
+enum Party {
+    Single(&'static str, SyncClient),
+    Connection(SyncConnection, Vec<SyncClient>),
+}
+
+impl Party {
+    /// Each document's handle, by index in [`DOCUMENTS`].
+    fn handles(&self) -> Vec<(&'static str, &SyncClient)> {
+        match self {
+            Party::Single(document, client) => vec![(*document, client)],
+            Party::Connection(_, handles) => DOCUMENTS.iter().copied().zip(handles).collect(),
+        }
+    }
+
+    async fn close(&self) {
+        match self {
+            Party::Single(_, client) => client.close().await,
+            Party::Connection(connection, _) => connection.close().await,
+        }
+    }
+}
+
+fn backoff() -> Backoff {
+    Backoff {
+        initial: Duration::from_millis(20),
+        max: Duration::from_millis(300),
+    }
+}
+
+/// Opens (or reopens, after a crash) client `me` from its file store(s), through the proxy:
+/// even ones a `SyncClient` of one document, odd ones a `SyncConnection` with every document.
+fn open_party(proxy_ws: &str, me: usize, dir: &Path, ledger: &Ledger) -> Party {
+    let id = format!("client-{me}");
+    // The test runs on one thread: no client task can run before these listeners are in.
+    let listen = |client: &SyncClient, document: &str| {
+        let ledger = ledger.clone();
+        let key = ledger_key(&id, document);
+        client.on_event(move |event| record(&ledger, &key, event));
+    };
+    if me % 2 == 0 {
+        let document = DOCUMENTS[me / 2 % 3];
+        let client = SyncClient::builder(proxy_ws, document)
+            .client_id(&id)
+            .file_store(dir.join(format!("{id}.json")))
+            .backoff(backoff())
+            .connect()
+            .expect("the client opens from its store");
+        listen(&client, document);
+        return Party::Single(document, client);
+    }
+    let connection = SyncConnection::builder(proxy_ws)
+        .client_id(&id)
+        .directory(dir.join(&id))
+        .backoff(backoff())
         .connect()
-        .expect("the client opens from its store");
-    // The test runs on one thread: the client's task cannot run before this listener is in.
-    let ledger = ledger.clone();
-    let owner = id.to_owned();
-    client.on_event(move |event| record(&ledger, &owner, event));
-    client
+        .expect("the connection starts");
+    let handles = DOCUMENTS
+        .iter()
+        .map(|document| {
+            let handle = connection
+                .open(*document)
+                .expect("the document opens from its store");
+            listen(&handle, document);
+            handle
+        })
+        .collect();
+    Party::Connection(connection, handles)
 }
 
 /// A random edit of `{"items": [...], "counters": {...}}`: inserts (many at the same indexes, 0
@@ -313,66 +372,65 @@ async fn wait_for(limit: Duration, what: impl Fn() -> String, done: impl Fn() ->
 
 /// One client's life under faults: edits, crashes now and then (or when asked to), and the
 /// client it ends with.
-#[allow(clippy::too_many_arguments)]
 async fn run_client(
     me: usize,
     seed: u64,
     proxy_ws: String,
-    store: PathBuf,
+    dir: PathBuf,
     ledger: Ledger,
     made: Arc<AtomicUsize>,
     crash_now: Arc<AtomicBool>,
-) -> (SyncClient, usize) {
+) -> (Party, usize) {
     let id = format!("client-{me}");
     let mut rng = ChaCha8Rng::seed_from_u64(seed.wrapping_mul(1000).wrapping_add(me as u64));
-    let mut client = open_client(&proxy_ws, &id, &store, &ledger);
+    let mut party = open_party(&proxy_ws, me, &dir, &ledger);
+    let has_all = |party: &Party| party.handles().iter().all(|(_, h)| h.document().is_some());
     wait_for(
         Duration::from_secs(30),
-        || format!("{id} never received the document through the proxy"),
-        || client.document().is_some(),
+        || format!("{id} never received its documents through the proxy"),
+        || has_all(&party),
     )
     .await;
     let mut crashes = 0;
     for n in 0..EDITS_PER_CLIENT {
         if crash_now.swap(false, Ordering::SeqCst) || rng.random_bool(0.02) {
             // An app crash: no close, nothing saved beyond what the client saved by itself.
-            drop(client);
+            drop(party);
             crashes += 1;
             // The dropped client's task stops at its next await; give it that moment before
-            // another one opens the same file.
+            // another one opens the same files.
             tokio::time::sleep(Duration::from_millis(rng.random_range(20..200))).await;
-            client = open_client(&proxy_ws, &id, &store, &ledger);
-            if n == 0 {
-                // Crashed before its first edit, the client may never have saved the document
-                // (applied events are saved lazily): it fetches it again.
-                wait_for(
-                    Duration::from_secs(30),
-                    || format!("{id} never received the document again after a crash"),
-                    || client.document().is_some(),
-                )
-                .await;
-            }
+            party = open_party(&proxy_ws, me, &dir, &ledger);
+            // Crashed before its first edit of a document, the client may never have saved it
+            // (applied events are saved lazily): it fetches it again.
+            wait_for(
+                Duration::from_secs(30),
+                || format!("{id} never received its documents again after a crash"),
+                || has_all(&party),
+            )
+            .await;
         }
-        // An edit saved the document with it: a client back from a crash has it at once.
+        let handles = party.handles();
+        let (document_id, client) = handles[rng.random_range(0..handles.len())];
         let document = client
             .document()
-            .unwrap_or_else(|| panic!("{id}: the document is gone after {n} edits"));
+            .unwrap_or_else(|| panic!("{id}: {document_id} is gone after {n} edits"));
         let patch = random_edit(&mut rng, &document, me, n);
         let patch = serde_json::from_value(patch).unwrap();
         let client_seq = client
             .edit(patch)
-            .unwrap_or_else(|err| panic!("{id}: a valid edit failed: {err}"));
+            .unwrap_or_else(|err| panic!("{id}: a valid edit of {document_id} failed: {err}"));
         ledger
             .lock()
             .unwrap()
-            .entry(id.clone())
+            .entry(ledger_key(&id, document_id))
             .or_default()
             .made
             .insert(client_seq);
         made.fetch_add(1, Ordering::SeqCst);
         tokio::time::sleep(Duration::from_millis(rng.random_range(5..60))).await;
     }
-    (client, crashes)
+    (party, crashes)
 }
 
 fn fault_mix() -> FaultMix {
@@ -456,9 +514,11 @@ async fn run_seed(seed: u64) -> FaultStats {
     let dir = TempDir::new("faults");
     let database = dir.sqlite_url();
     let mut server = ServerProcess::start(&database, &dir.0, "server-0").await;
-    server
-        .create(DOCUMENT, &json!({"items": [], "counters": {}}))
-        .await;
+    for document in DOCUMENTS {
+        server
+            .create(document, &json!({"items": [], "counters": {}}))
+            .await;
+    }
     let proxy = FaultProxy::start(server.addr, seed, fault_mix()).await;
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let ledger: Ledger = Arc::default();
@@ -470,7 +530,7 @@ async fn run_seed(seed: u64) -> FaultStats {
                 me,
                 seed,
                 proxy.ws(),
-                dir.0.join(format!("client-{me}.json")),
+                dir.0.clone(),
                 ledger.clone(),
                 made.clone(),
                 crash_flags[me].clone(),
@@ -523,67 +583,89 @@ async fn run_seed(seed: u64) -> FaultStats {
     proxy.refuse_for(Duration::from_millis(rng.random_range(200..800)));
     proxy.cut_all();
 
-    let mut clients = Vec::new();
+    let mut parties = Vec::new();
     let mut crashes = 0;
     for task in tasks {
-        let (client, crashed) = tokio::time::timeout(Duration::from_secs(60), task)
+        let (party, crashed) = tokio::time::timeout(Duration::from_secs(60), task)
             .await
             .expect("the clients finish their edits in time")
             .expect("client task");
-        clients.push(client);
+        parties.push(party);
         crashes += crashed;
     }
 
     // The faults stop; everything converges.
     proxy.calm();
-    for client in &clients {
+    let handles: Vec<(&str, &SyncClient)> = parties.iter().flat_map(Party::handles).collect();
+    for (document, client) in &handles {
         let flushed = tokio::time::timeout(CONVERGE, client.flush()).await;
         assert!(
             matches!(flushed, Ok(Ok(()))),
-            "{} did not flush within {CONVERGE:?} after the faults stopped ({} pending, {:?}): {flushed:?}\n{}",
+            "{} did not flush {document} within {CONVERGE:?} after the faults stopped ({} pending, {:?}): {flushed:?}\n{}",
             client.client_id(),
             client.pending_count(),
             client.status(),
             server.logs()
         );
     }
-    let snapshot: Value = get_json(format!("{}/api/documents/{DOCUMENT}", server.http)).await;
-    let head = snapshot["sequenceNum"].as_u64().expect("sequenceNum");
-    for client in &clients {
-        wait_for(
-            CONVERGE,
-            || {
-                format!(
-                    "{} stays at #{} of #{head}",
-                    client.client_id(),
-                    client.applied_seq()
-                )
-            },
-            || client.applied_seq() >= head,
-        )
-        .await;
+    let mut in_logs = 0;
+    let mut rejected = 0;
+    for document in DOCUMENTS {
+        let snapshot: Value = get_json(format!("{}/api/documents/{document}", server.http)).await;
+        let head = snapshot["sequenceNum"].as_u64().expect("sequenceNum");
+        let readers: Vec<&SyncClient> = handles
+            .iter()
+            .filter(|(d, _)| *d == document)
+            .map(|(_, client)| *client)
+            .collect();
+        for client in &readers {
+            wait_for(
+                CONVERGE,
+                || {
+                    format!(
+                        "{} stays at #{} of #{head} of {document}",
+                        client.client_id(),
+                        client.applied_seq()
+                    )
+                },
+                || client.applied_seq() >= head,
+            )
+            .await;
+        }
+        for client in &readers {
+            assert_eq!(client.pending_count(), 0, "{}", client.client_id());
+            assert_eq!(
+                client.document().as_ref(),
+                Some(&snapshot["document"]),
+                "{} differs from the server's {document}",
+                client.client_id()
+            );
+        }
+        let log = read_log(&server.http, document, 200).await;
+        assert_eq!(log.len() as u64, head);
+        // This document's part of the ledger, by client id.
+        let suffix = format!("@{document}");
+        let records: HashMap<String, ClientRecord> = ledger
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|(key, record)| {
+                let client_id = key.strip_suffix(&suffix)?;
+                Some((client_id.to_owned(), record.clone()))
+            })
+            .collect();
+        eprintln!("seed {seed}: checking the log of {document}");
+        rejected += check_log(&log, &records);
+        in_logs += log.len() - 1;
     }
-    for client in &clients {
-        assert_eq!(client.pending_count(), 0, "{}", client.client_id());
-        assert_eq!(
-            client.document().as_ref(),
-            Some(&snapshot["document"]),
-            "{} differs from the server's document",
-            client.client_id()
-        );
-    }
-    let log = read_log(&server.http, DOCUMENT, 200).await;
-    assert_eq!(log.len() as u64, head);
-    let rejected = check_log(&log, &ledger.lock().unwrap());
     let stats = proxy.stats();
     eprintln!(
-        "seed {seed}: {} edits made, {} in the log, {rejected} rejected, {crashes} client crashes, {kills} server kills, {:?}\n  proxy: {stats:?}",
+        "seed {seed}: {} edits made, {in_logs} in the logs, {rejected} rejected, {crashes} client crashes, {kills} server kills, {:?}\n  proxy: {stats:?}",
         made.load(Ordering::SeqCst),
-        log.len() - 1,
         started.elapsed()
     );
-    for client in &clients {
-        client.close().await;
+    for party in &parties {
+        party.close().await;
     }
     stats
 }

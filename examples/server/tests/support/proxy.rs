@@ -257,6 +257,8 @@ struct Connection {
     /// The client's upgrade request and `hello`, as sent (for a replay).
     upgrade: Mutex<Vec<u8>>,
     hello: Mutex<Option<Vec<u8>>>,
+    /// Protocol 2: each document's last `open`, as sent (a replayed submit needs it first).
+    opens: Mutex<std::collections::HashMap<String, Vec<u8>>>,
     client_id: Mutex<Option<String>>,
     replayed: AtomicBool,
 }
@@ -312,6 +314,7 @@ async fn relay(shared: Arc<Shared>, client: TcpStream) {
         fault,
         upgrade: Mutex::new(Vec::new()),
         hello: Mutex::new(None),
+        opens: Mutex::default(),
         client_id: Mutex::new(None),
         replayed: AtomicBool::new(false),
     });
@@ -418,10 +421,8 @@ async fn pump(
                     upgrade.truncate(len);
                 }
             }
-            if connection.client_id.lock().unwrap().is_none() {
-                for frame in &frames {
-                    note_hello(&connection, frame);
-                }
+            for frame in &frames {
+                note_hello(&connection, frame);
             }
         } else {
             for frame in &frames {
@@ -450,35 +451,54 @@ async fn pump(
         if direction == Direction::Up && faulty && connection.fault == Fault::ReplaySubmit {
             if let Some(submit) = frames.iter().find(|frame| frame.is_submit()) {
                 if !connection.replayed.swap(true, Ordering::SeqCst) {
-                    tokio::spawn(replay(connection.clone(), submit.raw.clone()));
+                    tokio::spawn(replay(connection.clone(), submit.clone()));
                 }
             }
         }
     }
 }
 
-/// Remembers the client's `hello` (for a replay) and its client id.
+/// Remembers the client's `hello` and (protocol 2) its `open`s, for a replay, and its client id.
 fn note_hello(connection: &Connection, frame: &Frame) {
     let Some(text) = frame.text() else {
         return;
     };
+    if !text.contains("\"hello\"") && !text.contains("\"open\"") {
+        return;
+    }
     let Ok(message) = serde_json::from_str::<serde_json::Value>(text) else {
         return;
     };
     if message["type"] == "hello" {
         *connection.hello.lock().unwrap() = Some(frame.raw.clone());
         *connection.client_id.lock().unwrap() = message["clientId"].as_str().map(str::to_owned);
+    } else if let ("open", Some(document)) = (
+        message["type"].as_str().unwrap_or(""),
+        message["documentId"].as_str(),
+    ) {
+        let mut opens = connection.opens.lock().unwrap();
+        opens.insert(document.to_owned(), frame.raw.clone());
     }
 }
 
-/// Sends the client's upgrade request, `hello` and `submit` again on a new connection, and
-/// reads the answer (which nobody else sees).
-async fn replay(connection: Arc<Connection>, submit: Vec<u8>) {
+/// Sends the client's upgrade request, `hello` (and on protocol 2 the document's `open`) and
+/// `submit` again on a new connection, and reads the answer (which nobody else sees).
+async fn replay(connection: Arc<Connection>, submit: Frame) {
     let shared = connection.shared.clone();
     let upgrade = connection.upgrade.lock().unwrap().clone();
-    let Some(hello) = connection.hello.lock().unwrap().clone() else {
+    let Some(mut hello) = connection.hello.lock().unwrap().clone() else {
         return;
     };
+    let document = submit
+        .text()
+        .and_then(|text| serde_json::from_str::<serde_json::Value>(text).ok())
+        .and_then(|m| m["documentId"].as_str().map(str::to_owned));
+    if let Some(document) = document {
+        match connection.opens.lock().unwrap().get(&document) {
+            Some(open) => hello.extend_from_slice(open),
+            None => return,
+        }
+    }
     if !upgrade.ends_with(b"\r\n\r\n") {
         return;
     }
@@ -488,7 +508,7 @@ async fn replay(connection: Arc<Connection>, submit: Vec<u8>) {
         let mut server = TcpStream::connect(target).await.ok()?;
         server.write_all(&upgrade).await.ok()?;
         server.write_all(&hello).await.ok()?;
-        server.write_all(&submit).await.ok()?;
+        server.write_all(&submit.raw).await.ok()?;
         let mut scanner = FrameScanner::default();
         let mut buffer = vec![0u8; 16 * 1024];
         loop {
