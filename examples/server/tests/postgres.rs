@@ -8,7 +8,9 @@
 //! - simultaneous edits through both servers never share a `sequenceNum`: one is refused with
 //!   `stale_base` and succeeds on resend;
 //! - a client that knows more of the log than a server's cache (it read another server's write
-//!   before this server heard of it) is neither refused a catch-up nor an edit.
+//!   before this server heard of it) is neither refused a catch-up nor an edit;
+//! - protocol 2: a `SyncConnection` on each of two servers, with the same documents open, sees
+//!   the other's edits and a plain-SQL write, and converges.
 //!
 //! These tests need the server `scripts/with-postgres.sh` starts (it exports
 //! `EVENTSYNC_TEST_POSTGRES_URL`). Without that variable they fail, unless
@@ -591,6 +593,125 @@ async fn a_client_ahead_of_this_servers_cache_is_served_and_can_edit() {
     }
     let log = read_log(&a.http, &document, 1000).await;
     assert_gapless(&log, 1, 1 + 2 * ROUNDS);
+    a.stop().await;
+    b.stop().await;
+}
+
+/// Protocol 2 on two servers: a `SyncConnection` on each, with the same two documents open,
+/// receives the other server's edits and a plain-SQL write through `LISTEN/NOTIFY`, and every
+/// handle converges on what both servers hold.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn protocol_2_connections_on_two_servers_see_each_others_edits_and_sql_writes() {
+    let Some(url) = postgres_url() else { return };
+    let documents = [unique("pg-v2-x"), unique("pg-v2-y")];
+    let mut a = server_on(&url).await;
+    let mut b = server_on(&url).await;
+    let on = |server: &TestServer, client: &str| {
+        eventsync::SyncConnection::builder(&server.ws)
+            .client_id(client)
+            .connect()
+            .expect("the connection starts")
+    };
+    let alice = on(&a, "alice");
+    let bob = on(&b, "bob");
+    let open = |connection: &eventsync::SyncConnection| {
+        documents
+            .iter()
+            .map(|d| connection.open(d.as_str()).expect("opens"))
+            .collect::<Vec<_>>()
+    };
+    let (at_a, at_b) = (open(&alice), open(&bob));
+    for handle in at_a.iter().chain(&at_b) {
+        tokio::time::timeout(WAIT, handle.sync_state())
+            .await
+            .expect("caught up in time")
+            .expect("caught up");
+    }
+    // Alice creates one document through server A, Bob the other through server B.
+    at_a[0].create(json!({"items": []})).unwrap();
+    at_b[1].create(json!({"items": []})).unwrap();
+    let arrived =
+        |handles: &[eventsync::SyncClient]| handles.iter().all(|h| h.document().is_some());
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !(arrived(&at_a) && arrived(&at_b)) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the creations crossed servers in time"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Both write both documents at once.
+    for round in 0..10 {
+        for handles in [&at_a, &at_b] {
+            for handle in handles.iter() {
+                let item = format!("{}-{round}", handle.client_id());
+                handle
+                    .edit(
+                        serde_json::from_value(
+                            json!([{"op": "add", "path": "/items/-", "value": item}]),
+                        )
+                        .unwrap(),
+                    )
+                    .unwrap();
+            }
+        }
+    }
+    for handle in at_a.iter().chain(&at_b) {
+        tokio::time::timeout(WAIT, handle.flush())
+            .await
+            .expect("flushed in time")
+            .expect("flushed");
+    }
+    // Another program rewrites the first document with plain SQL: both connections see it.
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .connect(&url)
+        .await
+        .expect("a separate pool connects");
+    let body = json!({"items": ["from SQL"]});
+    sqlx::raw_sql(&format!(
+        "UPDATE documents SET body = '{body}' WHERE document_id = '{}'",
+        documents[0]
+    ))
+    .execute(&pool)
+    .await
+    .expect("the plain UPDATE runs");
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while at_a[0].document() != Some(body.clone()) || at_b[0].document() != Some(body.clone()) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the SQL write reached both connections"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Every handle holds what both servers hold, with all 20 items of the other document.
+    for (index, document) in documents.iter().enumerate() {
+        let head = read_document(&a, document).await;
+        assert_eq!(head, read_document(&b, document).await);
+        let seq = head["sequenceNum"].as_u64().unwrap();
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while at_a[index].applied_seq() < seq || at_b[index].applied_seq() < seq {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{document} converged in time"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(at_a[index].document().as_ref(), Some(&head["document"]));
+        assert_eq!(at_b[index].document().as_ref(), Some(&head["document"]));
+        let log = read_log(&a.http, document, 1000).await;
+        assert_gapless(&log, 1, seq);
+    }
+    assert_eq!(
+        at_b[1].document().unwrap()["items"]
+            .as_array()
+            .unwrap()
+            .len(),
+        20
+    );
+    pool.close().await;
+    alice.close().await;
+    bob.close().await;
     a.stop().await;
     b.stop().await;
 }
