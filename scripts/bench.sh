@@ -14,9 +14,11 @@ smoke=false
 
 if $smoke; then
   events=300 flush_edits=50 subscribers=5 rate=20 seconds=1 rounds=1
+  writers=20 writer_events=20 documents=20 doc_connections=2
   profile=debug cargo_profile=() report=
 else
   events=100000 flush_edits=10000 subscribers=1000 rate=20 seconds=10 rounds=5
+  writers=10000 writer_events=10000 documents=1000 doc_connections=10
   profile=release cargo_profile=(--release) report=docs/BENCHMARKS.md
 fi
 
@@ -124,6 +126,19 @@ printf '{"case":"size","result":{"wasmBytes":%d,"wasmGzipBytes":%d,"packageBytes
   "$(wc -c <"$wasm")" "$(gzip -9 -c "$wasm" | wc -c)" \
   "$(jq '.[0].size' <<<"$pack")" "$(jq '.[0].unpackedSize' <<<"$pack")" \
   "$(jq '.[0].entryCount' <<<"$pack")" | tee -a "$results" >&2
+
+step "6. protocol 2: $writer_events events by 1 and by $writers writers; $documents documents on one connection"
+# Every event kept (no snapshots), so that a new client's catch-up is the whole history.
+launch_eventsync --snapshot-every 0
+record writers-1 "$bin/eventsync-bench" writers --url "$url" --document by-one \
+  --writers 1 --events "$writer_events"
+record writers-many "$bin/eventsync-bench" writers --url "$url" --document by-many \
+  --writers "$writers" --events "$writer_events"
+stop
+launch_eventsync
+record documents "$bin/eventsync-bench" documents --url "$url" --documents "$documents" \
+  --connections "$doc_connections" --server-pid "$pid"
+stop
 
 step "3. fan-out ($subscribers subscribers, $rate updates/s for ${seconds}s)"
 fanout() {

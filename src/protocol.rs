@@ -121,7 +121,9 @@ struct EventOut<'a> {
     #[serde(skip_serializing_if = "is_empty_str")]
     timestamp: &'a str,
     sequence_num: u64,
-    operation: Operation,
+    /// Left out of compact events when it is `update`, its default.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    operation: Option<Operation>,
     diff: &'a Option<Diff>,
     #[serde(skip_serializing_if = "Option::is_none")]
     vector_clock: Option<VectorOut<'a>>,
@@ -166,7 +168,8 @@ impl<'a> EventOut<'a> {
             document_id: (!compact).then_some(event.document_id.as_str()),
             timestamp: &event.timestamp,
             sequence_num: event.sequence_num,
-            operation: event.operation,
+            operation: (!compact || event.operation != Operation::Update)
+                .then_some(event.operation),
             diff: &event.diff,
             vector_clock: (!compact).then_some(vector),
             client_id: &event.client_id,

@@ -227,6 +227,44 @@ line();
   }
 }
 
+// 6. Protocol 2
+line("## 6. Protocol 2: writers and documents");
+line();
+{
+  const one = get("writers-1");
+  const many = get("writers-many");
+  const docs = get("documents");
+  if (one && many) {
+    line(`A document \`{"v": n}\` gets ${num(one.events - 2)} one-field updates (\`replace /v\`), by one writer or each by`);
+    line(`a different writer (${num(many.writers)} distinct client ids), on a server that keeps every event (no`);
+    line("snapshots). Then a subscriber of each protocol version watches one more update live, and a new");
+    line("version 2 client reads the whole history (bytes of its catch-up frames). Events carry their");
+    line("origin, not the document's vector clock, so none of this grows with the number of writers.");
+    line();
+    table(
+      ["writers", "live event, v2", "live event, v1", "whole history (catch-up, v2)", "per event", "catch-up time"],
+      [one, many].map((r) => [
+        num(r.writers),
+        `${num(r.liveEventBytesV2)} bytes`,
+        `${num(r.liveEventBytesV1)} bytes`,
+        kb(r.catchUpBytesV2),
+        `${num(r.catchUpBytesV2 / r.headSeq)} bytes`,
+        ms(r.catchUpMs),
+      ]),
+    );
+  }
+  if (docs) {
+    line(`${num(docs.documents)} small documents: a new \`SyncConnection\` opens all of them on one socket and awaits`);
+    line(`\`sync_state()\` on each; then ${num(docs.connections)} raw connections open every document, and the server's resident`);
+    line("memory before and after those opens gives its cost per open (connection, document).");
+    line();
+    table(
+      ["documents", "open and catch up, one connection", "server memory per open document", "server RSS after"],
+      [[num(docs.documents), ms(docs.openAndCatchUpMs), `${num(docs.bytesPerOpenDocument)} bytes`, kb(docs.serverRssKb * 1024)]],
+    );
+  }
+}
+
 // The issue's aims, checked against this run.
 line("## Aims");
 line();
@@ -261,6 +299,10 @@ line();
       ["catch-up of 100,000 events under 1 s, native", `${ms(catchWith?.ms)} with snapshot, ${ms(catchWithout?.ms)} without`, `${verdict(catchWith && catchWith.ms < 1000)} with, ${verdict(catchWithout && catchWithout.ms < 1000)} without`],
       ["apply throughput at least half the json-patch floor", `native ${(share(native) * 100).toFixed(0)}%, wasm ${(share(wasm) * 100).toFixed(0)}%`, `native ${verdict(native && share(native) >= 0.5)}, wasm ${verdict(wasm && share(wasm) >= 0.5)}`],
       ["fan-out p99 under 50 ms at 1,000 subscribers", ms(fan?.p99Ms), verdict(fan && fan.p99Ms < 50)],
+      ["one-field event with 10,000 writers at most 1.2x its size with 1", get("writers-many") && get("writers-1") ? `${(get("writers-many").liveEventBytesV2 / get("writers-1").liveEventBytesV2).toFixed(2)}x` : "n/a", verdict(get("writers-many") && get("writers-1") && get("writers-many").liveEventBytesV2 <= 1.2 * get("writers-1").liveEventBytesV2)],
+      ["10,000-event history with 10,000 writers under 2 MB", kb(get("writers-many")?.catchUpBytesV2), verdict(get("writers-many") && get("writers-many").catchUpBytesV2 < 2_000_000)],
+      ["1,000 documents opened and caught up on one connection under 1 s", ms(get("documents")?.openAndCatchUpMs), verdict(get("documents") && get("documents").openAndCatchUpMs < 1000)],
+      ["server memory per open (connection, document) under 2 KB", `${num(get("documents")?.bytesPerOpenDocument)} bytes`, verdict(get("documents") && get("documents").bytesPerOpenDocument < 2048)],
       ["ahead of ShareDB and y-websocket on every row", behind.length ? `behind on: ${behind.join("; ")}` : "ahead on every row", verdict(behind.length === 0)],
     ],
   );

@@ -24,7 +24,7 @@ use crate::protocol::{self, ClientMessage, ErrorCode, ServerMessage};
 use crate::vector_clock::VectorClock;
 
 use super::catch_up::CatchUp;
-use super::limits::{validate_document_id, validate_id, Limits, RateLimiter};
+use super::limits::{validate_document_id, validate_id, ConnectionLimiter, Limits};
 use super::requests::{Credentials, LiveBatch, Output, Reply, Request, Rights};
 
 /// WebSocket close codes (RFC 6455 7.4.1) the connection uses.
@@ -174,7 +174,7 @@ pub struct ServerConnection<L> {
     docs: HashMap<String, Doc<L>>,
     /// Documents with live batches or a gap to work through, in arrival order.
     ready: VecDeque<String>,
-    limiter: RateLimiter,
+    limiter: ConnectionLimiter,
     now: u64,
     /// A request is outstanding.
     awaiting: bool,
@@ -230,7 +230,7 @@ impl<L: LiveBatch> ServerConnection<L> {
             mode,
             bound,
             version: 0,
-            limiter: limits.rate_limiter(),
+            limiter: ConnectionLimiter::new(&limits),
             limits,
             url_token: None,
             phase: Phase::Closed,
@@ -482,7 +482,6 @@ impl<L: LiveBatch> ServerConnection<L> {
         if self.mode == Mode::EventStream {
             return;
         }
-        let allowed = self.limiter.allow(self.now);
         let decoded = match input {
             Input::Binary => Err((
                 ErrorCode::MalformedFrame,
@@ -499,7 +498,14 @@ impl<L: LiveBatch> ServerConnection<L> {
                 .map(|message| (None, message))
                 .map_err(|err| (err.code(), err.to_string())),
         };
-        if !allowed {
+        let multiplexed = self.version == protocol::PROTOCOL_VERSION_2;
+        let frame = decoded.as_ref().ok().map(|(s, m)| (s.as_deref(), m));
+        if !self.limiter.allow(self.now, frame, multiplexed) {
+            if let (Ok((Some(document_id), ClientMessage::Open)), true) = (&decoded, multiplexed) {
+                // Refused like any open the server cannot serve now (18.2).
+                let message = "too many documents opened: slow down".to_owned();
+                return self.refuse_document(document_id, ErrorCode::RateLimited, message);
+            }
             // A rate limit that hits an edit is a reject of that edit (8.3): the client backs off
             // and resends instead of waiting for its request timeout.
             if let (Ok((scope, ClientMessage::Submit { edits })), Phase::Open) =

@@ -1,7 +1,7 @@
 //! The limits of a server (docs/PROTOCOL.md section 11), a per-connection rate limiter and the
 //! validation of client-supplied identifiers (section 1).
 
-use crate::protocol::SERVER_CLIENT_ID;
+use crate::protocol::{ClientMessage, SERVER_CLIENT_ID};
 
 /// Longest `documentId` or `clientId`, in characters (section 1).
 pub const MAX_ID_LEN: usize = 128;
@@ -119,6 +119,47 @@ impl RateLimiter {
             None
         } else {
             Some(missing.div_ceil(self.per_second))
+        }
+    }
+}
+
+/// The rate limits of one connection. Every frame draws a token from the frame bucket
+/// (`messages_per_second`, `burst`), but on a version 2 connection the frames that read a
+/// document (`open`, `sync`, `close`) draw from a bucket as large as the documents a connection
+/// may have open (`max_documents`, at least `burst`, refilled at the same rate): an app that opens and syncs its
+/// documents when it starts is not slowed, while edits (`submit`) keep the frame bucket's pace.
+#[derive(Clone, Debug)]
+pub struct ConnectionLimiter {
+    frames: RateLimiter,
+    documents: RateLimiter,
+}
+
+impl ConnectionLimiter {
+    /// Full buckets for a new connection with `limits`.
+    pub fn new(limits: &Limits) -> Self {
+        let documents = u32::try_from(limits.max_documents)
+            .unwrap_or(u32::MAX)
+            .max(limits.burst);
+        ConnectionLimiter {
+            frames: limits.rate_limiter(),
+            documents: RateLimiter::new(limits.messages_per_second, documents),
+        }
+    }
+
+    /// Whether a frame may pass at `now`: `frame` is its document and message (`None`: it did
+    /// not decode), `multiplexed` tells a version 2 connection.
+    pub fn allow(
+        &mut self,
+        now: u64,
+        frame: Option<(Option<&str>, &ClientMessage)>,
+        multiplexed: bool,
+    ) -> bool {
+        match frame {
+            Some((
+                Some(_),
+                ClientMessage::Open | ClientMessage::Close | ClientMessage::Sync { .. },
+            )) if multiplexed => self.documents.allow(now),
+            _ => self.frames.allow(now),
         }
     }
 }
@@ -338,5 +379,50 @@ mod tests {
         // Byte-for-byte comparison: other spellings are ordinary ids.
         assert_eq!(validate_client_id("Server"), Ok(()));
         assert_eq!(validate_client_id("server2"), Ok(()));
+    }
+
+    #[test]
+    fn reading_many_documents_is_not_rate_limited_but_edits_and_churn_are() {
+        use crate::vector_clock::VectorClock;
+        let limits = Limits::default();
+        let mut limiter = ConnectionLimiter::new(&limits);
+        let sync = ClientMessage::Sync {
+            vector_clock: VectorClock::new(),
+            after: None,
+        };
+        let submit = ClientMessage::Submit { edits: Vec::new() };
+        // Version 2: 1,000 documents opened and synced twice at once (3,000 frames).
+        for n in 0..1000 {
+            let id = format!("d{n}");
+            assert!(limiter.allow(0, Some((Some(&id), &ClientMessage::Open)), true));
+            assert!(
+                limiter.allow(0, Some((Some(&id), &sync)), true),
+                "sync of {id}"
+            );
+            assert!(
+                limiter.allow(0, Some((Some(&id), &sync)), true),
+                "sync again"
+            );
+        }
+        // Edits keep the frame bucket: its burst of 200, then refused.
+        let edits = (0..300)
+            .filter(|_| limiter.allow(0, Some((Some("d0"), &submit)), true))
+            .count();
+        assert_eq!(edits, 200);
+        // Opening and closing over and over runs the documents' bucket out too.
+        let churn = (0..20_000)
+            .filter(|_| limiter.allow(0, Some((Some("d1"), &ClientMessage::Close)), true))
+            .count();
+        assert_eq!(churn, limits.max_documents - 3000);
+        assert!(!limiter.allow(0, Some((Some("d1"), &ClientMessage::Open)), true));
+        assert!(limiter.allow(10, Some((Some("d1"), &ClientMessage::Open)), true));
+        // Version 1 knows nothing of this: every frame counts.
+        let mut v1 = ConnectionLimiter::new(&limits);
+        let passed = (0..300)
+            .filter(|_| v1.allow(0, Some((None, &sync)), false))
+            .count();
+        assert_eq!(passed, 200);
+        // A frame that did not decode counts as a frame.
+        assert!(!v1.allow(0, None, false));
     }
 }

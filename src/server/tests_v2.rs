@@ -371,3 +371,41 @@ fn closing_a_document_stops_its_events_and_a_limit_bounds_how_many_are_open() {
         "a closed document gets nothing"
     );
 }
+
+#[test]
+fn opening_too_fast_refuses_the_open_alone_with_rate_limited() {
+    let server = Server::new();
+    // Room for three document frames, never refilled; edits have a bucket of their own.
+    let limits = limits::Limits {
+        max_documents: 3,
+        burst: 1,
+        messages_per_second: 0,
+        ..limits::Limits::default()
+    };
+    let mut conn = Conn::websocket(None, limits, None, 0);
+    conn.handle_text(0, hello(vec![2]));
+    server.run(&mut conn);
+    for doc in ["a", "b", "c", "d"] {
+        conn.handle_text(0, about(doc, ClientMessage::Open));
+    }
+    let sent = server.run(&mut conn);
+    assert_eq!(
+        shapes(&sent),
+        vec![
+            s("a", "opened"),
+            s("b", "opened"),
+            s("c", "opened"),
+            s("d", "refused"),
+        ]
+    );
+    assert!(matches!(
+        &sent[3],
+        Output::SendTo(
+            _,
+            ServerMessage::Closed {
+                code: Some(ErrorCode::RateLimited),
+                ..
+            }
+        )
+    ));
+}

@@ -18,6 +18,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_tungstenite::tungstenite::Message;
 
+mod multiplex;
+
 #[derive(Parser)]
 #[command(about = "eventsync benchmarks (native); each prints one JSON object")]
 struct Cli {
@@ -68,6 +70,32 @@ enum Scenario {
         #[arg(long)]
         store: PathBuf,
     },
+    /// Event and catch-up sizes with `writers` distinct writers in a document's history.
+    Writers {
+        /// `ws://host:port`
+        #[arg(long)]
+        url: String,
+        #[arg(long)]
+        document: String,
+        #[arg(long, default_value_t = 10_000)]
+        writers: u64,
+        #[arg(long, default_value_t = 10_000)]
+        events: u64,
+    },
+    /// Many small documents on one connection: open and catch-up time, server memory per open
+    /// document (read from /proc for `server_pid`).
+    Documents {
+        /// `ws://host:port`
+        #[arg(long)]
+        url: String,
+        #[arg(long, default_value_t = 1000)]
+        documents: u64,
+        /// Raw connections that each open every document, for the memory figure.
+        #[arg(long, default_value_t = 10)]
+        connections: u64,
+        #[arg(long)]
+        server_pid: u32,
+    },
 }
 
 fn main() {
@@ -87,6 +115,23 @@ fn main() {
             edits,
             store,
         } => runtime().block_on(flush(&url, &document, edits, store)),
+        Scenario::Writers {
+            url,
+            document,
+            writers,
+            events,
+        } => runtime().block_on(multiplex::writers(&url, &document, writers, events)),
+        Scenario::Documents {
+            url,
+            documents,
+            connections,
+            server_pid,
+        } => runtime().block_on(multiplex::documents(
+            &url,
+            documents,
+            connections,
+            server_pid,
+        )),
     };
     println!("{result}");
 }

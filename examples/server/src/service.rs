@@ -708,9 +708,11 @@ impl EventIds {
     }
 }
 
-/// Now, RFC 3339.
+/// Now, RFC 3339, to the millisecond (finer digits would only make every event longer).
 pub fn now_rfc3339() -> String {
-    time::OffsetDateTime::now_utc()
+    let now = time::OffsetDateTime::now_utc();
+    let millis = now.replace_millisecond(now.millisecond()).unwrap_or(now);
+    millis
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default()
 }
