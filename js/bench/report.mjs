@@ -254,8 +254,9 @@ line();
     );
   }
   if (docs) {
-    line(`${num(docs.documents)} small documents: a new \`SyncConnection\` opens all of them on one socket and awaits`);
-    line(`\`sync_state()\` on each; then ${num(docs.connections)} raw connections open every document, and the server's resident`);
+    line(`${num(docs.documents)} small documents: a new native \`SyncConnection\` opens all of them on one socket and`);
+    line(`awaits \`sync_state()\` of all at once (from connecting to the last one resolved); then ${num(docs.connections)} raw`);
+    line("connections open every document, and the server's resident");
     line("memory before and after those opens gives its cost per open (connection, document).");
     line();
     table(

@@ -219,7 +219,9 @@ impl CatchUp {
             head_seq: head.head_seq.max(from),
             has_more: false,
         };
-        if self.limit == 0 {
+        if self.limit == 0 || from >= head.head_seq {
+            // Nothing to read (or nothing asked for): the answer needs no trip to the store. An
+            // event newer than `head` reaches the client live.
             let has_more = from < head.head_seq;
             return Step::Page(Page {
                 page: EventsPage { has_more, ..page },

@@ -257,7 +257,7 @@ async fn submit(socket: &mut Socket, edits: Vec<Edit>) -> u64 {
 }
 
 /// `documents` small documents on one connection: created, then opened and caught up by a new
-/// `SyncConnection` (timed, `sync_state` on each); then `connections` raw connections each open
+/// `SyncConnection` (timed, `sync_state` on all of them at once); then `connections` raw connections each open
 /// every document, and the server's resident memory before and after the opens gives its cost
 /// per open (connection, document).
 pub async fn documents(url: &str, documents: u64, connections: u64, server_pid: u32) -> Value {
@@ -307,8 +307,9 @@ pub async fn documents(url: &str, documents: u64, connections: u64, server_pid: 
         .iter()
         .map(|id| connection.open(id.as_str()).expect("open"))
         .collect();
-    for handle in &handles {
-        handle.sync_state().await.expect("caught up");
+    // As an app would: every document's sync_state at once (the frames pipeline on the socket).
+    for synced in futures::future::join_all(handles.iter().map(|h| h.sync_state())).await {
+        synced.expect("caught up");
     }
     let open_ms = millis(started.elapsed());
     assert!(handles.iter().all(|h| h.document().is_some()));
