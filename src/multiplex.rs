@@ -12,9 +12,17 @@
 //! timer for [`Multiplexer::poll_timeout`]. `Persist(doc)` comes before the frame that depends
 //! on it: save that document's [`SyncSession::client_state`] when you see it.
 
+mod presence;
+
 use std::collections::{BTreeMap, VecDeque};
 
-use crate::protocol::{self, ClientMessage, ErrorCode, Scoped, ServerMessage, PROTOCOL_VERSION_2};
+use serde_json::Value;
+
+use crate::protocol::{
+    self, ClientMessage, ErrorCode, PresencePeer, Scoped, ServerMessage, PROTOCOL_VERSION_2,
+};
+
+use presence::DocPresence;
 use crate::session::{ConnectionStatus, Output, SessionEvent, SyncSession};
 
 /// Settings of a connection.
@@ -30,6 +38,10 @@ pub struct MultiplexConfig {
     pub ping_interval_ms: u64,
     /// A `hello` unanswered this long: the connection starts over.
     pub request_timeout_ms: u64,
+    /// Presence updates of a document go out at most once per this long (the latest wins).
+    pub presence_interval_ms: u64,
+    /// The largest presence state this client publishes, in bytes of JSON (the server's limit).
+    pub max_presence_bytes: usize,
 }
 
 impl MultiplexConfig {
@@ -41,6 +53,8 @@ impl MultiplexConfig {
             idle_timeout_ms: 30_000,
             ping_interval_ms: 15_000,
             request_timeout_ms: 10_000,
+            presence_interval_ms: 100,
+            max_presence_bytes: protocol::MAX_PRESENCE_BYTES,
         }
     }
 }
@@ -125,11 +139,44 @@ pub struct Multiplexer {
     sessions: BTreeMap<String, SyncSession>,
     /// Documents the server closed on its own.
     closed: BTreeMap<String, Reopen>,
+    /// Each document's presence.
+    presence: BTreeMap<String, DocPresence>,
     last_received: u64,
     last_sent: u64,
     /// The latest time an input brought.
     now: u64,
     outputs: VecDeque<MuxOutput>,
+}
+
+/// Why [`Multiplexer::set_presence`] refused a state.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PresenceError {
+    /// Over the limit (`too_large`).
+    #[error("a presence state is at most {limit} bytes of JSON, not {size}")]
+    TooLarge {
+        /// Its size.
+        size: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// The document is not on this connection.
+    #[error("{0} is not open on this connection")]
+    NotOpen(String),
+    /// A client with a connection of its own (protocol version 1) has no presence.
+    #[error("presence rides on protocol version 2: open the document through a SyncConnection")]
+    NeedsConnection,
+}
+
+impl PresenceError {
+    /// The protocol code that says the same.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            PresenceError::TooLarge { .. } => ErrorCode::TooLarge,
+            PresenceError::NotOpen(_) | PresenceError::NeedsConnection => {
+                ErrorCode::UnexpectedMessage
+            }
+        }
+    }
 }
 
 /// The wait before opening a closed document again: 0.5 s doubling, at most 30 s.
@@ -145,6 +192,7 @@ impl Multiplexer {
             phase: Phase::Offline,
             sessions: BTreeMap::new(),
             closed: BTreeMap::new(),
+            presence: BTreeMap::new(),
             last_received: 0,
             last_sent: 0,
             now: 0,
@@ -159,6 +207,7 @@ impl Multiplexer {
         self.now = self.now.max(now);
         let document_id = session.config().document_id.clone();
         self.closed.remove(&document_id);
+        self.presence.insert(document_id.clone(), DocPresence::default());
         self.sessions.insert(document_id.clone(), session);
         if self.phase == Phase::Open {
             self.with_session(&document_id, |session| session.handle_attached(now));
@@ -169,6 +218,8 @@ impl Multiplexer {
     pub fn remove(&mut self, now: u64, document_id: &str) -> Option<SyncSession> {
         self.now = self.now.max(now);
         let mut session = self.sessions.remove(document_id)?;
+        // The server drops our presence with the document.
+        self.presence.remove(document_id);
         let closed_by_server = self.closed.remove(document_id).is_some();
         if self.phase == Phase::Open && !closed_by_server {
             self.transmit(now, Some(document_id), ClientMessage::Close);
@@ -227,6 +278,10 @@ impl Multiplexer {
                 at = at.min(deadline);
             }
         }
+        let interval = self.config.presence_interval_ms;
+        for due in self.presence.values().filter_map(|p| p.due(interval)) {
+            at = at.min(due);
+        }
         Some(at)
     }
 
@@ -256,6 +311,7 @@ impl Multiplexer {
         let documents: Vec<String> = self.sessions.keys().cloned().collect();
         for document_id in documents {
             self.with_session(&document_id, |session| session.handle_disconnected(now));
+            self.presence_closed(&document_id);
         }
     }
 
@@ -330,7 +386,78 @@ impl Multiplexer {
         let documents: Vec<String> = self.sessions.keys().cloned().collect();
         for document_id in documents {
             self.with_session(&document_id, |session| session.handle_timeout(now));
+            self.flush_presence(&document_id);
         }
+    }
+
+    // ----- presence (18.7) -----
+
+    /// Shows `state` to the document's other peers (`null`: nothing), now or, when an update
+    /// went out less than `presence_interval_ms` ago, then (the latest wins). Kept across
+    /// reconnects and published again whenever the document is opened again.
+    pub fn set_presence(
+        &mut self,
+        now: u64,
+        document_id: &str,
+        state: Value,
+    ) -> Result<(), PresenceError> {
+        let size = protocol::presence_size(&state);
+        if size > self.config.max_presence_bytes {
+            return Err(PresenceError::TooLarge {
+                size,
+                limit: self.config.max_presence_bytes,
+            });
+        }
+        self.now = self.now.max(now);
+        let presence = self
+            .presence
+            .get_mut(document_id)
+            .ok_or_else(|| PresenceError::NotOpen(document_id.to_owned()))?;
+        presence.set((!state.is_null()).then_some(state));
+        self.flush_presence(document_id);
+        Ok(())
+    }
+
+    /// This client's presence on a document (`None`: none).
+    pub fn presence(&self, document_id: &str) -> Option<&Value> {
+        self.presence.get(document_id)?.local()
+    }
+
+    /// The other peers' presence on a document, in client id order (empty while it is not open
+    /// on the server).
+    pub fn others(&self, document_id: &str) -> Vec<PresencePeer> {
+        self.presence
+            .get(document_id)
+            .map_or_else(Vec::new, DocPresence::others)
+    }
+
+    fn flush_presence(&mut self, document_id: &str) {
+        if self.phase != Phase::Open {
+            return;
+        }
+        let interval = self.config.presence_interval_ms;
+        let now = self.now;
+        let Some(state) = self
+            .presence
+            .get_mut(document_id)
+            .and_then(|p| p.flush(now, interval))
+        else {
+            return;
+        };
+        self.transmit(now, Some(document_id), ClientMessage::Presence { state });
+    }
+
+    fn presence_closed(&mut self, document_id: &str) {
+        if self.presence.get_mut(document_id).is_some_and(DocPresence::closed) {
+            self.presence_event(document_id);
+        }
+    }
+
+    fn presence_event(&mut self, document_id: &str) {
+        let others = self.others(document_id);
+        let event = SessionEvent::Presence(others);
+        self.outputs
+            .push_back(MuxOutput::Event(Some(document_id.to_owned()), event));
     }
 
     // ----- internals -----
@@ -367,16 +494,44 @@ impl Multiplexer {
     }
 
     fn document_message(&mut self, now: u64, document_id: String, message: ServerMessage) {
+        if let ServerMessage::Presence(update) = message {
+            let Some(presence) = self.presence.get_mut(&document_id) else {
+                return;
+            };
+            let effects = presence.received(now, update);
+            if effects.others_changed {
+                self.presence_event(&document_id);
+            }
+            if let Some((code, message)) = effects.error {
+                let event = SessionEvent::Error {
+                    code: Some(code),
+                    message: format!("presence not published: {message}"),
+                };
+                self.outputs
+                    .push_back(MuxOutput::Event(Some(document_id), event));
+            }
+            return;
+        }
         let attached = self
             .sessions
             .get(&document_id)
             .is_some_and(|s| s.status() != ConnectionStatus::Offline);
+        let opened = attached && matches!(message, ServerMessage::Opened { .. });
+        let closed = matches!(message, ServerMessage::Closed { .. });
         if attached && matches!(message, ServerMessage::Opened { .. }) {
             // Open again: a later refusal starts the backoff over. (An `opened` that reaches a
             // session gone offline is a stale answer: it stays scheduled to open again.)
             self.closed.remove(&document_id);
         }
         self.with_session(&document_id, |session| session.handle_message(now, message));
+        if closed {
+            self.presence_closed(&document_id);
+        } else if opened {
+            if self.presence.get_mut(&document_id).is_some_and(DocPresence::opened) {
+                self.presence_event(&document_id);
+            }
+            self.flush_presence(&document_id);
+        }
     }
 
     /// Takes a session's outputs: its frames get the document's id, its closes concern the

@@ -10,6 +10,11 @@ use serde_json::{Map, Value};
 use crate::diff::Diff;
 use crate::vector_clock::VectorClock;
 
+mod presence;
+pub use presence::{
+    presence_size, PresencePeer, PresenceUpdate, MAX_PRESENCE_BYTES, PRESENCE_TIMEOUT_MS,
+};
+
 /// Protocol version 1: one document per connection (`ws://{server}/sync/{documentId}`).
 pub const PROTOCOL_VERSION: u32 = 1;
 
@@ -367,6 +372,12 @@ pub enum ClientMessage {
     Open,
     /// Version 2: stop serving a document on the connection.
     Close,
+    /// Version 2: this client's presence on a document (`null`: none), relayed to the document's
+    /// other peers and never stored (18.7).
+    Presence {
+        /// Any JSON value, at most the server's limit ([`MAX_PRESENCE_BYTES`] by default).
+        state: Value,
+    },
     /// Keep-alive; answered with `pong`.
     Ping {
         /// Echoed back.
@@ -478,6 +489,8 @@ pub enum ServerMessage {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         heads: Option<std::collections::BTreeMap<String, u64>>,
     },
+    /// Version 2: other peers' presence on a document, or the refusal of this client's (18.7).
+    Presence(PresenceUpdate),
     /// A message type from a newer protocol version; clients ignore it.
     #[serde(other)]
     Unknown,

@@ -122,6 +122,9 @@ pub enum SessionEvent {
         /// What conflicted.
         conflict: Box<Conflict>,
     },
+    /// Protocol version 2: the other peers' presence on the document changed; this is all of
+    /// it now (in client id order).
+    Presence(Vec<crate::protocol::PresencePeer>),
     /// Something went wrong; the document is unchanged by it.
     Error {
         /// The protocol code, when there is one.
@@ -635,7 +638,8 @@ impl SyncSession {
                     self.handle_head(now, head_seq);
                 }
             }
-            ServerMessage::Unknown => {}
+            // Presence is the connection's ([`crate::Multiplexer`]), not the log's.
+            ServerMessage::Presence(_) | ServerMessage::Unknown => {}
         }
     }
 

@@ -13,8 +13,8 @@ use tokio_tungstenite::tungstenite::Message;
 use super::link::{self, Link};
 use super::{ClientError, ClientEvent, Doc, Listener, SyncClient, LAZY_SAVE};
 use crate::conflict::ConflictPolicy;
-use crate::multiplex::{MultiplexConfig, Multiplexer, MuxOutput};
-use crate::protocol::ErrorCode;
+use crate::multiplex::{MultiplexConfig, Multiplexer, MuxOutput, PresenceError};
+use crate::protocol::{ErrorCode, PresencePeer};
 use crate::queue::{FileStore, Store};
 use crate::reconnect::Backoff;
 use crate::session::{ConnectionStatus, SessionConfig, SessionEvent, SyncSession};
@@ -399,6 +399,21 @@ impl ConnShared {
         if let Some(doc) = self.lock().docs.get_mut(document_id) {
             doc.listeners.push(listener);
         }
+    }
+
+    pub(super) fn set_presence(
+        &self,
+        document_id: &str,
+        state: serde_json::Value,
+    ) -> Result<(), ClientError> {
+        match self.run(|mux, now| mux.set_presence(now, document_id, state)).0 {
+            Err(PresenceError::NotOpen(_)) => Err(ClientError::Closed),
+            result => result.map_err(ClientError::from),
+        }
+    }
+
+    pub(super) fn others(&self, document_id: &str) -> Vec<PresencePeer> {
+        self.lock().mux.others(document_id)
     }
 
     /// The app closed a document: it leaves the connection; its store keeps what is pending.

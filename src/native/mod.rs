@@ -51,7 +51,8 @@ pub use connection::{SyncConnection, SyncConnectionBuilder};
 use single::{Core, Shared};
 
 use crate::conflict::ConflictPolicy;
-use crate::protocol::ErrorCode;
+use crate::multiplex::PresenceError;
+use crate::protocol::{ErrorCode, PresencePeer};
 use crate::queue::{FileStore, Store, StoreError};
 pub use crate::reconnect::Backoff;
 use crate::session::{ConnectionStatus, SessionConfig, SessionError, SessionEvent, SyncSession};
@@ -83,6 +84,9 @@ pub enum ClientError {
     /// Waiting took longer than allowed.
     #[error("timed out")]
     Timeout,
+    /// A presence state was refused (too large, or a client without presence).
+    #[error(transparent)]
+    Presence(#[from] PresenceError),
 }
 
 type Tune = Box<dyn FnOnce(&mut SessionConfig) + Send>;
@@ -383,6 +387,43 @@ impl SyncClient {
     /// the browser client, whose IndexedDB saves finish later).
     pub async fn saved(&self) -> Result<(), ClientError> {
         Ok(())
+    }
+
+    /// Shows `state` (any JSON value: a cursor, a selection, a name) to the other peers of the
+    /// document, and sees theirs with [`SyncClient::others`]: presence, never stored. Updates
+    /// are sent at most every 100 ms (the latest wins), kept while offline and published again
+    /// after every reconnect. Presence rides on protocol version 2: a document opened through a
+    /// [`SyncConnection`] has it, a client of its own refuses with
+    /// [`PresenceError::NeedsConnection`]. A state over 4 KiB of JSON is refused with
+    /// [`PresenceError::TooLarge`].
+    pub fn set_presence(&self, state: Value) -> Result<(), ClientError> {
+        match &self.doc {
+            Doc::Own(_) => Err(PresenceError::NeedsConnection.into()),
+            Doc::Shared(connection, document_id) => connection.set_presence(document_id, state),
+        }
+    }
+
+    /// Stops showing presence on the document.
+    pub fn clear_presence(&self) -> Result<(), ClientError> {
+        self.set_presence(Value::Null)
+    }
+
+    /// The other peers on the document with presence (each one's client id, state and since
+    /// when), in client id order. Empty while the document is not open on the server.
+    pub fn others(&self) -> Vec<PresencePeer> {
+        match &self.doc {
+            Doc::Own(_) => Vec::new(),
+            Doc::Shared(connection, document_id) => connection.others(document_id),
+        }
+    }
+
+    /// Calls `callback` with all the other peers each time someone joins, moves or leaves.
+    pub fn on_presence(&self, callback: impl Fn(&[PresencePeer]) + Send + Sync + 'static) {
+        self.on_event(move |event| {
+            if let SessionEvent::Presence(others) = event {
+                callback(others);
+            }
+        });
     }
 
     /// Closes the connection and stops reconnecting (a document of a [`SyncConnection`]: closes

@@ -17,10 +17,11 @@
 //! [`ServerConnection::poll_timeout`].
 
 mod documents;
+mod presence;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
-use crate::protocol::{self, ClientMessage, ErrorCode, ServerMessage};
+use crate::protocol::{self, ClientMessage, ErrorCode, PresencePeer, PresenceUpdate, ServerMessage};
 use crate::vector_clock::VectorClock;
 
 use super::catch_up::CatchUp;
@@ -116,6 +117,8 @@ enum Task {
     Repair {
         answer: Vec<ServerMessage>,
     },
+    /// Version 2: reading the others' presence for a document just opened.
+    Presence,
 }
 
 /// One open document of the connection.
@@ -135,6 +138,8 @@ struct Doc<L> {
     /// SSE: the stream's `connected` event was sent; `streamed`: anything after it.
     connected: bool,
     streamed: bool,
+    /// Version 2: the client has presence on the document (18.7).
+    presence: bool,
 }
 
 impl<L> Doc<L> {
@@ -148,6 +153,7 @@ impl<L> Doc<L> {
             ready: false,
             connected: false,
             streamed: false,
+            presence: false,
         }
     }
 }
@@ -176,6 +182,9 @@ pub struct ServerConnection<L> {
     ready: VecDeque<String>,
     limiter: ConnectionLimiter,
     now: u64,
+    /// When the client last sent anything: its presence goes after `presence_timeout_ms` of
+    /// silence (18.7).
+    last_heard: u64,
     /// A request is outstanding.
     awaiting: bool,
     task: Option<(String, Task)>,
@@ -239,6 +248,7 @@ impl<L: LiveBatch> ServerConnection<L> {
             docs: HashMap::new(),
             ready: VecDeque::new(),
             now,
+            last_heard: now,
             awaiting: false,
             task: None,
             inbox: VecDeque::new(),
@@ -283,6 +293,7 @@ impl<L: LiveBatch> ServerConnection<L> {
     /// A text message arrived.
     pub fn handle_text(&mut self, now: u64, text: impl Into<String>) {
         self.now = self.now.max(now);
+        self.last_heard = self.now;
         self.inbox.push_back(Input::Text(text.into()));
         self.advance();
     }
@@ -290,6 +301,7 @@ impl<L: LiveBatch> ServerConnection<L> {
     /// A binary message arrived: not part of the protocol (4.2).
     pub fn handle_binary(&mut self, now: u64) {
         self.now = self.now.max(now);
+        self.last_heard = self.now;
         self.inbox.push_back(Input::Binary);
         self.advance();
     }
@@ -360,6 +372,7 @@ impl<L: LiveBatch> ServerConnection<L> {
             Reply::Read(result) => self.read(result),
             Reply::Submitted(submitted) => self.submitted(submitted),
             Reply::Drained => self.drained(),
+            Reply::Presence(peers) => self.presence_snapshot(peers),
         }
         self.advance();
     }
@@ -384,8 +397,9 @@ impl<L: LiveBatch> ServerConnection<L> {
                 code: ErrorCode::Unauthorized,
                 message: "the access token expired".into(),
             });
-            self.close(close::POLICY, "token expired");
+            return self.close(close::POLICY, "token expired");
         }
+        self.expire_presence(now);
     }
 
     /// The server is shutting down.
@@ -408,7 +422,10 @@ impl<L: LiveBatch> ServerConnection<L> {
         match self.phase {
             Phase::Closed => None,
             Phase::Hello { deadline } => Some(deadline),
-            _ => self.expires_at,
+            _ => match (self.expires_at, self.presence_deadline()) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            },
         }
     }
 
@@ -505,6 +522,13 @@ impl<L: LiveBatch> ServerConnection<L> {
                 // Refused like any open the server cannot serve now (18.2).
                 let message = "too many documents opened: slow down".to_owned();
                 return self.refuse_document(document_id, ErrorCode::RateLimited, message);
+            }
+            if let (Ok((Some(document_id), ClientMessage::Presence { .. })), true) =
+                (&decoded, multiplexed && matches!(self.phase, Phase::Open))
+            {
+                let document_id = document_id.clone();
+                let message = "too many messages: presence update dropped, slow down";
+                return self.refuse_presence(&document_id, ErrorCode::RateLimited, message.into());
             }
             // A rate limit that hits an edit is a reject of that edit (8.3): the client backs off
             // and resends instead of waiting for its request timeout.
@@ -631,12 +655,12 @@ impl<L: LiveBatch> ServerConnection<L> {
                 self.error(ErrorCode::UnexpectedMessage, "hello was already received")
             }
             ClientMessage::Ping { nonce } => self.pong(nonce),
-            ClientMessage::Open | ClientMessage::Close
+            ClientMessage::Open | ClientMessage::Close | ClientMessage::Presence { .. }
                 if self.version != protocol::PROTOCOL_VERSION_2 =>
             {
                 self.error(
                     ErrorCode::MalformedFrame,
-                    "open and close are messages of protocol version 2",
+                    "open, close and presence are messages of protocol version 2",
                 )
             }
             message => {
@@ -665,6 +689,7 @@ impl<L: LiveBatch> ServerConnection<L> {
                         self.start_sync(&document_id, vector_clock, after, None);
                     }
                     ClientMessage::Submit { edits } => self.submit(&document_id, edits),
+                    ClientMessage::Presence { state } => self.presence(&document_id, state),
                     ClientMessage::Hello { .. } | ClientMessage::Ping { .. } => {}
                 }
             }
@@ -771,6 +796,9 @@ impl<L: LiveBatch> ServerConnection<L> {
             .insert(document_id.clone(), Doc::new(head_seq, head_seq, may_write));
         if self.version == protocol::PROTOCOL_VERSION_2 {
             self.send_to(&document_id, ServerMessage::Opened { head_seq });
+            // The others' presence, right after `opened` (18.7).
+            self.task = Some((document_id.clone(), Task::Presence));
+            self.request(Request::Presence { document_id });
         } else {
             let welcome = ServerMessage::Welcome {
                 protocol_version: self.version,
@@ -794,7 +822,14 @@ impl<L: LiveBatch> ServerConnection<L> {
 
     /// Version 2: the document is no longer served: at the client's request (`None`) or not.
     fn close_document(&mut self, document_id: &str, why: Option<(ErrorCode, String)>) {
-        let was_open = self.docs.remove(document_id).is_some();
+        let removed = self.docs.remove(document_id);
+        if removed.as_ref().is_some_and(|doc| doc.presence) {
+            self.outputs.push_back(Output::Presence {
+                document_id: document_id.to_owned(),
+                state: serde_json::Value::Null,
+            });
+        }
+        let was_open = removed.is_some();
         if matches!(&self.task, Some((doc, _)) if doc == document_id) {
             self.task = None;
         }

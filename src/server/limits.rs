@@ -27,6 +27,10 @@ pub struct Limits {
     pub hello_timeout_ms: u64,
     /// Most documents open at once on one connection of protocol version 2.
     pub max_documents: usize,
+    /// Largest presence state, in bytes of its JSON (18.7: `too_large` above it).
+    pub max_presence_bytes: usize,
+    /// A connection silent this long loses its presence (18.7), in milliseconds.
+    pub presence_timeout_ms: u64,
 }
 
 impl Default for Limits {
@@ -40,6 +44,8 @@ impl Default for Limits {
             default_page: 1000,
             hello_timeout_ms: 10_000,
             max_documents: 10_000,
+            max_presence_bytes: crate::protocol::MAX_PRESENCE_BYTES,
+            presence_timeout_ms: crate::protocol::PRESENCE_TIMEOUT_MS,
         }
     }
 }

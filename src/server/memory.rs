@@ -250,7 +250,10 @@ impl MemoryLog {
                 )),
                 Output::Close { code, .. } => out.push(Delivery::Closed(id, code)),
                 Output::SendTo(_, message) => out.push(Delivery::Message(id, message)),
-                Output::Connected { .. } | Output::Record { .. } | Output::Unsubscribe(_) => {}
+                Output::Connected { .. }
+                | Output::Record { .. }
+                | Output::Unsubscribe(_)
+                | Output::Presence { .. } => {}
                 Output::Request(request) => {
                     let reply = self.execute(id, request);
                     if let Some(Some(peer)) = self.peers.get_mut(id) {
@@ -286,6 +289,8 @@ impl MemoryLog {
                 ..
             } => Reply::Submitted((&self.order(&client_id, &edits, may_write)).into()),
             Request::DrainLive { .. } => Reply::Drained,
+            // Version 2 only: a log's connections speak version 1.
+            Request::Presence { .. } => Reply::Presence(Vec::new()),
         }
     }
 

@@ -5,12 +5,13 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
-use crate::protocol::{self, Event};
+use crate::protocol::{self, Event, PresencePeer};
 use crate::sequencer::LogView;
 
 use super::connection::ServerConnection;
 use super::limits::Limits;
 use super::memory::{ConnectionId, MemoryLog};
+use super::presence::{Owner, PresenceTable};
 use super::requests::{Credentials, Output, Reply, Request, Rights};
 
 type Batch = Arc<[Event]>;
@@ -28,6 +29,8 @@ pub enum Frame {
 struct Peer {
     connection: ServerConnection<Batch>,
     waiting: VecDeque<Batch>,
+    /// Presence changes of documents it has open, not handed over yet.
+    presence: VecDeque<(String, PresencePeer)>,
 }
 
 /// Documents and version 2 connections in memory.
@@ -36,6 +39,7 @@ pub struct MemoryServer {
     logs: BTreeMap<String, MemoryLog>,
     peers: Vec<Option<Peer>>,
     limits: Limits,
+    presence: PresenceTable,
 }
 
 impl MemoryServer {
@@ -49,6 +53,7 @@ impl MemoryServer {
                 burst: u32::MAX,
                 ..Limits::default()
             },
+            presence: PresenceTable::new(),
         }
     }
 
@@ -70,14 +75,65 @@ impl MemoryServer {
         self.peers.push(Some(Peer {
             connection,
             waiting: VecDeque::new(),
+            presence: VecDeque::new(),
         }));
         self.peers.len() - 1
     }
 
-    /// The client closed its connection.
-    pub fn disconnect(&mut self, id: ConnectionId) {
+    /// The client closed its connection (or it was lost and noticed): its presence goes at once.
+    /// Returns the frames the other connections are sent because of it.
+    pub fn disconnect(&mut self, id: ConnectionId, now: u64) -> Vec<Frame> {
         if let Some(peer) = self.peers.get_mut(id) {
             *peer = None;
+        }
+        let changes = self.presence.remove_where(|owner| owner == Self::owner(id));
+        for change in changes {
+            self.relay(id, change);
+        }
+        let mut out = Vec::new();
+        for other in 0..self.peers.len() {
+            self.drive(other, now, &mut out);
+        }
+        out
+    }
+
+    /// Time passed: the connections' timers (the `hello` deadline, token expiry, presence
+    /// timeout). Returns the frames any connection is sent because of it.
+    pub fn tick(&mut self, now: u64) -> Vec<Frame> {
+        for peer in self.peers.iter_mut().flatten() {
+            if peer.connection.poll_timeout().is_some_and(|at| now >= at) {
+                peer.connection.handle_timeout(now);
+            }
+        }
+        let mut out = Vec::new();
+        for id in 0..self.peers.len() {
+            self.drive(id, now, &mut out);
+        }
+        // What the timers changed reaches the others.
+        for id in 0..self.peers.len() {
+            self.drive(id, now, &mut out);
+        }
+        out
+    }
+
+    /// The presence table (who is on which document).
+    pub fn presence(&self) -> &PresenceTable {
+        &self.presence
+    }
+
+    fn owner(id: ConnectionId) -> Owner {
+        Owner {
+            process: 0,
+            connection: id as u64,
+        }
+    }
+
+    /// Hands a presence change to every connection but its publisher's.
+    fn relay(&mut self, from: ConnectionId, change: (String, PresencePeer)) {
+        for (id, peer) in self.peers.iter_mut().enumerate() {
+            if let Some(peer) = peer.as_mut().filter(|_| id != from) {
+                peer.presence.push_back(change.clone());
+            }
         }
     }
 
@@ -101,6 +157,10 @@ impl MemoryServer {
         if let Some(Some(peer)) = self.peers.get_mut(id) {
             while let Some(batch) = peer.waiting.pop_front() {
                 peer.connection.handle_live(now, batch);
+            }
+            while let Some((document_id, change)) = peer.presence.pop_front() {
+                let changes = std::slice::from_ref(&change);
+                peer.connection.handle_presence(now, &document_id, changes, false);
             }
         }
         loop {
@@ -129,8 +189,20 @@ impl MemoryServer {
                 Output::Connected { .. } | Output::Record { .. } | Output::Unsubscribe(_) => {
                     continue
                 }
+                Output::Presence { document_id, state } => {
+                    let client = peer.connection.client_id().unwrap_or_default().to_owned();
+                    let owner = Self::owner(id);
+                    let stamp = || "2026-01-01T00:00:00Z".to_owned();
+                    let change = self
+                        .presence
+                        .set(&document_id, &client, owner, state, stamp);
+                    if let Some(change) = change {
+                        self.relay(id, change);
+                    }
+                    continue;
+                }
                 Output::Request(request) => {
-                    let reply = self.execute(request);
+                    let reply = self.execute(id, request);
                     if let Some(Some(peer)) = self.peers.get_mut(id) {
                         if reply == Reply::Drained {
                             while let Some(batch) = peer.waiting.pop_front() {
@@ -146,7 +218,7 @@ impl MemoryServer {
         }
     }
 
-    fn execute(&mut self, request: Request) -> Reply {
+    fn execute(&mut self, id: ConnectionId, request: Request) -> Reply {
         match request {
             Request::Authorize { .. } => Reply::Authorized(Ok(Credentials::anyone())),
             Request::Admit { .. } => Reply::Admitted(Ok(Rights::all())),
@@ -176,6 +248,13 @@ impl MemoryServer {
                 Reply::Submitted((&outcome).into())
             }
             Request::DrainLive { .. } => Reply::Drained,
+            Request::Presence { document_id } => {
+                // Changes relayed before this are in the answer.
+                if let Some(Some(peer)) = self.peers.get_mut(id) {
+                    peer.presence.retain(|(doc, _)| *doc != document_id);
+                }
+                Reply::Presence(self.presence.peers(&document_id))
+            }
         }
     }
 }

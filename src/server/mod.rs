@@ -3,6 +3,7 @@
 //! - [`ServerConnection`]: one WebSocket connection or SSE stream, from `hello` to close.
 //! - [`CatchUp`]: one page of the events a position is missing (6.2, 6.3, 12.2).
 //! - [`requests`]: what a connection asks of its driver, and the answers.
+//! - [`PresenceTable`]: who is on each document and what they show (18.7).
 //! - [`limits`]: the limits, the rate limiter and the identifier rules.
 //! - [`MemoryLog`]: a whole server of one document in memory, driving [`ServerConnection`]s, and
 //!   [`MemoryServer`]: many documents and connections of protocol version 2; for tests and demos.
@@ -15,12 +16,14 @@ pub mod connection;
 pub mod limits;
 pub mod memory;
 pub mod memory_server;
+pub mod presence;
 pub mod requests;
 
 pub use catch_up::{CatchUp, LogHead, Page, Read, ReadResult, SnapshotPolicy, Step};
 pub use connection::{close_code, negotiate_version, Mode, ServerConnection};
 pub use memory::{ConnectionId, Delivery, MemoryLog};
 pub use memory_server::{Frame, MemoryServer};
+pub use presence::{Owner, PresenceTable};
 pub use requests::{Credentials, LiveBatch, Output, Reply, Request, Rights, Submitted};
 
 #[cfg(test)]

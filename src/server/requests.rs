@@ -2,7 +2,7 @@
 //! (frames to send, requests for the driver), the driver's replies, and what they carry
 //! (credentials, rights, live batches, a submit's outcome).
 
-use crate::protocol::{Ack, Edit, ErrorCode, Event, ServerMessage};
+use crate::protocol::{Ack, Edit, ErrorCode, Event, PresencePeer, ServerMessage};
 use crate::sequencer::{Rejection, SubmitOutcome};
 use crate::vector_clock::VectorClock;
 
@@ -112,6 +112,14 @@ pub enum Request {
         /// The document.
         document_id: String,
     },
+    /// Version 2: hand the connection the document's presence changes from now on (with
+    /// [`super::ServerConnection::handle_presence`]) and answer with everyone's presence now
+    /// ([`Reply::Presence`]; the connection leaves its own client out). Until the connection
+    /// closes or sends [`Output::Unsubscribe`].
+    Presence {
+        /// The document.
+        document_id: String,
+    },
 }
 
 /// The answer to a [`Request`].
@@ -129,6 +137,8 @@ pub enum Reply {
     Submitted(Submitted),
     /// Answers [`Request::DrainLive`].
     Drained,
+    /// Answers [`Request::Presence`]: every peer with presence on the document.
+    Presence(Vec<PresencePeer>),
 }
 
 /// How a submit went.
@@ -188,8 +198,18 @@ pub enum Output<L> {
         /// The client's vector.
         vector: VectorClock,
     },
-    /// Version 2: stop handing the connection this document's live events (it was closed).
+    /// Version 2: stop handing the connection this document's live events and presence (it was
+    /// closed).
     Unsubscribe(String),
+    /// Version 2: the client's presence on a document is now `state` (`null`: none), to put in
+    /// the [`super::PresenceTable`] and relay to the document's other connections. Needs no
+    /// answer. When the connection ends, its driver removes whatever presence it still has.
+    Presence {
+        /// The document.
+        document_id: String,
+        /// The state.
+        state: serde_json::Value,
+    },
     /// Close the connection (WebSocket close code; an SSE stream just ends). Nothing follows.
     Close {
         /// The close code.

@@ -15,6 +15,7 @@ use tokio::sync::{watch, Notify};
 
 use crate::auth::Authority;
 use crate::broker::EventBroker;
+use crate::presence::PresenceHub;
 use crate::limits::Limits;
 use crate::service::{History, StateVectorManager, SyncService};
 use crate::store::{self, EventStore, StoreChange, StoreError};
@@ -57,6 +58,13 @@ pub struct Config {
     /// Log format: `text` or `json`.
     #[arg(long, env = "EVENTSYNC_LOG_FORMAT", default_value = "text")]
     pub log_format: String,
+    /// Largest presence state a client may publish, in bytes of JSON.
+    #[arg(long, env = "EVENTSYNC_MAX_PRESENCE_BYTES", default_value_t = eventsync::protocol::MAX_PRESENCE_BYTES)]
+    pub max_presence_bytes: usize,
+    /// Seconds of silence after which a connection's presence is removed (also how long the
+    /// peers of a server process that went away stay visible on the others).
+    #[arg(long, env = "EVENTSYNC_PRESENCE_TIMEOUT", default_value_t = eventsync::protocol::PRESENCE_TIMEOUT_MS / 1000)]
+    pub presence_timeout: u64,
 }
 
 impl Config {
@@ -73,6 +81,8 @@ impl Config {
             retain_events: None,
             static_dir: None,
             log_format: "text".into(),
+            max_presence_bytes: eventsync::protocol::MAX_PRESENCE_BYTES,
+            presence_timeout: eventsync::protocol::PRESENCE_TIMEOUT_MS / 1000,
         }
     }
 
@@ -81,6 +91,8 @@ impl Config {
             max_frame_bytes: self.max_frame_bytes,
             messages_per_second: self.rate_limit,
             burst: self.rate_burst,
+            max_presence_bytes: self.max_presence_bytes,
+            presence_timeout_ms: self.presence_timeout.saturating_mul(1000).max(1),
             ..Limits::default()
         }
     }
@@ -93,6 +105,8 @@ pub struct AppState {
     pub service: Arc<SyncService>,
     /// Fans events out.
     pub broker: Arc<EventBroker>,
+    /// Who is on each document (never stored).
+    pub presence: Arc<PresenceHub>,
     /// Clients' last known state vectors.
     pub vectors: Arc<StateVectorManager>,
     /// Token checking, when auth is on.
@@ -224,9 +238,11 @@ pub async fn start_with_store(
     };
     let service = Arc::new(SyncService::new(store.clone(), broker.clone(), history));
     let (stop, shutdown) = watch::channel(false);
+    let presence = start_presence(config, &store, shutdown.clone());
     let state = AppState {
         service: service.clone(),
         broker,
+        presence: presence.clone(),
         vectors: Arc::new(StateVectorManager::new(store.clone())),
         authority: config.auth_secret.as_deref().map(Authority::new),
         limits: config.limits(),
@@ -234,7 +250,7 @@ pub async fn start_with_store(
         connections: Arc::default(),
     };
     if let Some(changes) = store.changes().await? {
-        tokio::spawn(follow_changes(service, changes, shutdown.clone()));
+        tokio::spawn(follow_changes(service, presence, changes, shutdown.clone()));
     }
     let app = router(state.clone(), config.static_dir.clone());
     let drain = state.clone();
@@ -275,6 +291,7 @@ pub async fn start_with_store(
 /// Applies what other processes did to the database.
 async fn follow_changes(
     service: Arc<SyncService>,
+    presence: Arc<PresenceHub>,
     mut changes: tokio::sync::mpsc::Receiver<StoreChange>,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -285,6 +302,10 @@ async fn follow_changes(
         };
         let Some(change) = change else { return };
         let result = match &change {
+            StoreChange::Presence(payload) => {
+                presence.relayed(payload);
+                Ok(())
+            }
             StoreChange::Appended { document_id, .. } => service.refresh(document_id).await,
             StoreChange::DocumentWritten { document_id } => {
                 service.absorb_external_write(document_id).await
@@ -294,6 +315,54 @@ async fn follow_changes(
             tracing::warn!(?change, error = %err, "change from the database not applied");
         }
     }
+}
+
+/// The presence hub, its timer and, when other processes share the store, its relay.
+fn start_presence(
+    config: &Config,
+    store: &Arc<dyn EventStore>,
+    mut shutdown: watch::Receiver<bool>,
+) -> Arc<PresenceHub> {
+    let relay = store.relays().then(|| {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+        let store = store.clone();
+        tokio::spawn(async move {
+            // One at a time: the others hear this process's changes in order.
+            while let Some(payload) = rx.recv().await {
+                if let Err(err) = store.relay(&payload).await {
+                    tracing::warn!(error = %err, "presence change not relayed to other processes");
+                }
+            }
+        });
+        tx
+    });
+    let timeout = Duration::from_secs(config.presence_timeout.max(1));
+    let hub = Arc::new(PresenceHub::new(process_id(), timeout, relay));
+    let ticking = hub.clone();
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(ticking.tick_interval());
+        loop {
+            tokio::select! {
+                _ = every.tick() => ticking.tick(),
+                _ = shutdown.wait_for(|s| *s) => return ticking.bye(),
+            }
+        }
+    });
+    hub
+}
+
+/// An id for this process among the processes sharing a store.
+fn process_id() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u32(std::process::id());
+    hasher.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    // JSON numbers stay exact below 2^53.
+    hasher.finish() & ((1 << 53) - 1)
 }
 
 /// The URL without a password.

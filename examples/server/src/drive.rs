@@ -16,6 +16,7 @@ use tokio_stream::StreamMap;
 use crate::app::AppState;
 use crate::auth::{self, Claims};
 use crate::broker::Published;
+use crate::presence::PresenceChange;
 
 /// A connection of this server: the core's engine over the fan-out's batches.
 pub type Connection = ServerConnection<Arc<Published>>;
@@ -76,17 +77,31 @@ pub struct Driver {
     connection: Connection,
     claims: Option<Claims>,
     live: StreamMap<String, BroadcastStream<Arc<Published>>>,
+    /// Version 2: the presence changes of each open document.
+    presence: StreamMap<String, BroadcastStream<PresenceChange>>,
+    /// This connection in the presence hub.
+    presence_id: u64,
     peeked: Option<Output<Arc<Published>>>,
+}
+
+/// Whatever presence a connection still has goes when its driver does, however it ended.
+impl Drop for Driver {
+    fn drop(&mut self) {
+        self.state.presence.leave(self.presence_id);
+    }
 }
 
 impl Driver {
     /// Drives `connection`.
     pub fn new(state: AppState, connection: Connection) -> Self {
+        let presence_id = state.presence.connection();
         Driver {
             state,
             connection,
             claims: None,
             live: StreamMap::new(),
+            presence: StreamMap::new(),
+            presence_id,
             peeked: None,
         }
     }
@@ -119,6 +134,12 @@ impl Driver {
                 }
                 Output::Unsubscribe(document_id) => {
                     self.live.remove(&document_id);
+                    self.presence.remove(&document_id);
+                }
+                Output::Presence { document_id, state } => {
+                    let client = self.connection.client_id().unwrap_or_default();
+                    let hub = &self.state.presence;
+                    hub.publish(self.presence_id, &document_id, client, state);
                 }
                 other => return Some(other),
             }
@@ -144,9 +165,10 @@ impl Driver {
                         transport.close(code, reason).await;
                         return;
                     }
-                    Output::Request(_) | Output::Record { .. } | Output::Unsubscribe(_) => {
-                        unreachable!("next_output handles these")
-                    }
+                    Output::Request(_)
+                    | Output::Record { .. }
+                    | Output::Unsubscribe(_)
+                    | Output::Presence { .. } => unreachable!("next_output handles these"),
                 };
                 if transport.send(version, outgoing).await.is_err() {
                     return;
@@ -174,6 +196,9 @@ impl Driver {
                             self.connection.handle_lagged(now_ms(), &document_id)
                         }
                     }
+                }
+                Some((document_id, change)) = self.presence.next(), if !self.presence.is_empty() => {
+                    self.presence_changed(&document_id, change);
                 }
                 _ = sleep(wait) => self.connection.handle_timeout(now_ms()),
                 _ = shutdown.changed() => self.connection.handle_shutdown(now_ms()),
@@ -223,6 +248,54 @@ impl Driver {
                 self.drain();
                 Reply::Drained
             }
+            Request::Presence { document_id } => {
+                let (peers, receiver) = self.state.presence.subscribe(&document_id);
+                self.presence
+                    .insert(document_id, BroadcastStream::new(receiver));
+                Reply::Presence(peers)
+            }
+        }
+    }
+
+    /// A presence change of a document: it goes out with the others already waiting for the
+    /// same document, in one frame. A connection that fell behind gets the whole set instead.
+    fn presence_changed(
+        &mut self,
+        document_id: &str,
+        change: Result<PresenceChange, BroadcastStreamRecvError>,
+    ) {
+        use futures::FutureExt;
+        let mut peers = Vec::new();
+        let mut lagged = change.is_err();
+        if let Ok(change) = change {
+            peers.push((*change).clone());
+        }
+        // Whatever else is already waiting on this document's stream (a cursor moving fast
+        // costs one frame per wakeup, not one per change).
+        if let Some(stream) = self.presence.iter_mut().find(|(d, _)| d == document_id) {
+            let stream = &mut stream.1;
+            while let Some(Some(next)) = stream.next().now_or_never() {
+                match next {
+                    Ok(change) => peers.push((*change).clone()),
+                    Err(_) => lagged = true,
+                }
+            }
+        }
+        if lagged {
+            let everyone = self.state.presence.peers(document_id);
+            self.connection
+                .handle_presence(now_ms(), document_id, &everyone, true);
+        } else {
+            // The latest of each peer.
+            let mut latest: Vec<eventsync::protocol::PresencePeer> = Vec::new();
+            for peer in peers.into_iter().rev() {
+                if !latest.iter().any(|p| p.client_id == peer.client_id) {
+                    latest.push(peer);
+                }
+            }
+            latest.reverse();
+            self.connection
+                .handle_presence(now_ms(), document_id, &latest, false);
         }
     }
 

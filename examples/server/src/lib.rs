@@ -3,7 +3,8 @@
 //! The seed's components, by name: [`store::EventStore`] (the durable log; SQLite or
 //! PostgreSQL), [`service::StateVectorManager`] (clients' last known state vectors),
 //! [`service::SyncService`] (catch-up, ordering edits exactly once) and [`broker::EventBroker`]
-//! (per-document fan-out to WebSocket and SSE subscribers). [`ws`] and [`http`] are the
+//! (per-document fan-out to WebSocket and SSE subscribers), beside [`presence::PresenceHub`]
+//! (who is on each document, never stored). [`ws`] and [`http`] are the
 //! endpoints of `docs/PROTOCOL.md`; [`app`] wires them.
 
 pub mod app;
@@ -12,6 +13,7 @@ pub mod broker;
 pub mod drive;
 pub mod http;
 pub mod limits;
+pub mod presence;
 pub mod service;
 pub mod store;
 pub mod ws;

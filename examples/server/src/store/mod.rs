@@ -46,6 +46,8 @@ pub enum StoreChange {
         /// The document.
         document_id: String,
     },
+    /// Another server process relayed a presence change (the payload of [`EventStore::relay`]).
+    Presence(String),
 }
 
 /// Why the store failed.
@@ -141,6 +143,18 @@ pub trait EventStore: Send + Sync + 'static {
     /// Changes made by other processes: other servers' appends (PostgreSQL) and other programs'
     /// writes of the `documents` table (both). `None` when the backend sees none.
     async fn changes(&self) -> Result<Option<mpsc::Receiver<StoreChange>>, StoreError>;
+
+    /// Whether other server processes may share this store (and hear [`EventStore::relay`]).
+    fn relays(&self) -> bool {
+        false
+    }
+
+    /// Tells the other server processes sharing the store `payload` (presence, never stored):
+    /// they see it as a [`StoreChange::Presence`]. Nothing to do for a store of one process.
+    async fn relay(&self, payload: &str) -> Result<(), StoreError> {
+        let _ = payload;
+        Ok(())
+    }
 }
 
 /// Opens the store a `--database` URL names: `sqlite:PATH` (created if missing) or

@@ -22,7 +22,7 @@ use sqlx::Connection;
 use tokio::sync::mpsc;
 
 use super::rows::open_error;
-use super::sql::{migrate, Dialect, Feed, SqlStore, EVENTS_CHANNEL};
+use super::sql::{migrate, Dialect, Feed, SqlStore, EVENTS_CHANNEL, PRESENCE_CHANNEL};
 use super::{StoreChange, StoreError};
 
 /// How long `open` waits for the first connection.
@@ -172,6 +172,7 @@ fn parse_notification(notification: &PgNotification) -> Option<StoreChange> {
         DOCUMENTS_CHANNEL => Some(StoreChange::DocumentWritten {
             document_id: payload.to_owned(),
         }),
+        PRESENCE_CHANNEL => Some(StoreChange::Presence(payload.to_owned())),
         _ => None,
     }
 }
@@ -186,7 +187,7 @@ async fn listen(options: &PgConnectOptions) -> Result<PgListener, sqlx::Error> {
         .connect_lazy_with(options.clone());
     let mut listener = PgListener::connect_with(&pool).await?;
     listener
-        .listen_all([EVENTS_CHANNEL, DOCUMENTS_CHANNEL])
+        .listen_all([EVENTS_CHANNEL, DOCUMENTS_CHANNEL, PRESENCE_CHANNEL])
         .await?;
     Ok(listener)
 }

@@ -202,6 +202,8 @@ pub struct SqlStore {
 
 /// The channel `append` notifies on PostgreSQL: `DOCUMENT_ID:HEAD_SEQ`.
 pub(crate) const EVENTS_CHANNEL: &str = "eventsync_events";
+/// The channel server processes relay presence on (PostgreSQL).
+pub(crate) const PRESENCE_CHANNEL: &str = "eventsync_presence";
 
 /// True for the error of inserting a row whose primary key is taken.
 fn is_unique_violation(err: &sqlx::Error) -> bool {
@@ -494,6 +496,21 @@ impl EventStore for SqlStore {
                 })
             })
             .collect()
+    }
+
+    fn relays(&self) -> bool {
+        self.queries.notify.is_some()
+    }
+
+    async fn relay(&self, payload: &str) -> Result<(), StoreError> {
+        if let Some(notify) = &self.queries.notify {
+            sqlx::query(notify)
+                .bind(PRESENCE_CHANNEL)
+                .bind(payload)
+                .execute(&self.writer)
+                .await?;
+        }
+        Ok(())
     }
 
     async fn changes(&self) -> Result<Option<mpsc::Receiver<StoreChange>>, StoreError> {
