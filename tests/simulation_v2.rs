@@ -168,9 +168,10 @@ impl World {
     fn disconnect(&mut self, c: usize) {
         if let Some(conn) = self.clients[c].connection.take() {
             self.connections[conn] = None;
-            self.server.disconnect(conn);
+            let frames = self.server.disconnect(conn, self.now);
             self.clients[c].mux.handle_disconnected(self.now);
             self.drain(c);
+            self.route(frames);
         }
     }
 
@@ -213,6 +214,7 @@ impl World {
 
     /// Runs the client's outputs: persist, transmit, record app events.
     fn drain(&mut self, c: usize) {
+        let mut gone = Vec::new();
         while let Some(output) = self.clients[c].mux.poll_output() {
             let client = &mut self.clients[c];
             match output {
@@ -260,10 +262,14 @@ impl World {
                 MuxOutput::Close { .. } => {
                     if let Some(conn) = client.connection.take() {
                         self.connections[conn] = None;
-                        self.server.disconnect(conn);
+                        gone.push(conn);
                     }
                 }
             }
+        }
+        for conn in gone {
+            let frames = self.server.disconnect(conn, self.now);
+            self.route(frames);
         }
         // Changes that can wait are saved now and then, so restarts see older states too.
         if self.rng.random_bool(0.3) {
@@ -288,7 +294,13 @@ impl World {
 
     fn server_receive(&mut self, conn: usize, frame: &str) {
         let now = self.now;
-        for delivered in self.server.receive(conn, now, frame) {
+        let frames = self.server.receive(conn, now, frame);
+        self.route(frames);
+    }
+
+    /// Frames the server sent, onto their connections' pipes.
+    fn route(&mut self, frames: Vec<Frame>) {
+        for delivered in frames {
             match delivered {
                 Frame::Text(to, text) => {
                     if let Some(connection) = self.connections[to].as_mut() {
