@@ -22,8 +22,8 @@ use crate::protocol::{
     self, ClientMessage, ErrorCode, PresencePeer, Scoped, ServerMessage, PROTOCOL_VERSION_2,
 };
 
-use presence::DocPresence;
 use crate::session::{ConnectionStatus, Output, SessionEvent, SyncSession};
+use presence::DocPresence;
 
 /// Settings of a connection.
 #[derive(Debug, Clone)]
@@ -207,7 +207,8 @@ impl Multiplexer {
         self.now = self.now.max(now);
         let document_id = session.config().document_id.clone();
         self.closed.remove(&document_id);
-        self.presence.insert(document_id.clone(), DocPresence::default());
+        self.presence
+            .insert(document_id.clone(), DocPresence::default());
         self.sessions.insert(document_id.clone(), session);
         if self.phase == Phase::Open {
             self.with_session(&document_id, |session| session.handle_attached(now));
@@ -448,7 +449,11 @@ impl Multiplexer {
     }
 
     fn presence_closed(&mut self, document_id: &str) {
-        if self.presence.get_mut(document_id).is_some_and(DocPresence::closed) {
+        if self
+            .presence
+            .get_mut(document_id)
+            .is_some_and(DocPresence::closed)
+        {
             self.presence_event(document_id);
         }
     }
@@ -527,7 +532,11 @@ impl Multiplexer {
         if closed {
             self.presence_closed(&document_id);
         } else if opened {
-            if self.presence.get_mut(&document_id).is_some_and(DocPresence::opened) {
+            if self
+                .presence
+                .get_mut(&document_id)
+                .is_some_and(DocPresence::opened)
+            {
                 self.presence_event(&document_id);
             }
             self.flush_presence(&document_id);

@@ -804,7 +804,7 @@ mod tests {
 
     #[test]
     fn unknown_server_message_types_are_readable_and_deep_frames_are_too_large() {
-        let msg = decode_server(r#"{"type":"presence","who":["bob"]}"#).unwrap();
+        let msg = decode_server(r#"{"type":"notice","who":["bob"]}"#).unwrap();
         assert_eq!(msg, ServerMessage::Unknown);
         let deep = format!(
             r#"{{"type":"ping","x":{}{}}}"#,

@@ -57,7 +57,7 @@ impl DocPresence {
 
     /// Sends the state if it changed and the interval since the last frame has passed.
     pub fn flush(&mut self, now: u64, interval: u64) -> Option<Value> {
-        if !self.due(interval).is_some_and(|at| now >= at) {
+        if self.due(interval).is_none_or(|at| now < at) {
             return None;
         }
         self.dirty = false;
@@ -78,6 +78,8 @@ impl DocPresence {
         self.open = true;
         self.published = false;
         self.dirty = self.local.is_some();
+        // A new opening: no need to wait for the last frame's interval.
+        self.last_sent = None;
         self.forget_others()
     }
 
@@ -188,11 +190,23 @@ mod tests {
             peers,
             ..PresenceUpdate::default()
         };
-        assert!(p.received(0, update(vec![peer("bob", json!(1))])).others_changed);
-        assert!(!p.received(0, update(vec![peer("bob", json!(1))])).others_changed);
-        assert!(p.received(0, update(vec![peer("bob", json!(2))])).others_changed);
+        assert!(
+            p.received(0, update(vec![peer("bob", json!(1))]))
+                .others_changed
+        );
+        assert!(
+            !p.received(0, update(vec![peer("bob", json!(1))]))
+                .others_changed
+        );
+        assert!(
+            p.received(0, update(vec![peer("bob", json!(2))]))
+                .others_changed
+        );
         assert_eq!(p.others()[0].state, json!(2));
-        assert!(p.received(0, update(vec![peer("bob", Value::Null)])).others_changed);
+        assert!(
+            p.received(0, update(vec![peer("bob", Value::Null)]))
+                .others_changed
+        );
         assert!(p.others().is_empty());
     }
 

@@ -406,7 +406,10 @@ impl ConnShared {
         document_id: &str,
         state: serde_json::Value,
     ) -> Result<(), ClientError> {
-        match self.run(|mux, now| mux.set_presence(now, document_id, state)).0 {
+        match self
+            .run(|mux, now| mux.set_presence(now, document_id, state))
+            .0
+        {
             Err(PresenceError::NotOpen(_)) => Err(ClientError::Closed),
             result => result.map_err(ClientError::from),
         }

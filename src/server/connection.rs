@@ -21,7 +21,9 @@ mod presence;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
-use crate::protocol::{self, ClientMessage, ErrorCode, PresencePeer, PresenceUpdate, ServerMessage};
+use crate::protocol::{
+    self, ClientMessage, ErrorCode, PresencePeer, PresenceUpdate, ServerMessage,
+};
 use crate::vector_clock::VectorClock;
 
 use super::catch_up::CatchUp;

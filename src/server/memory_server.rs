@@ -160,7 +160,8 @@ impl MemoryServer {
             }
             while let Some((document_id, change)) = peer.presence.pop_front() {
                 let changes = std::slice::from_ref(&change);
-                peer.connection.handle_presence(now, &document_id, changes, false);
+                peer.connection
+                    .handle_presence(now, &document_id, changes, false);
             }
         }
         loop {

@@ -51,6 +51,8 @@ fn hello(versions: Vec<u32>) -> String {
 struct Server {
     heads: HashMap<String, u64>,
     rights: HashMap<String, Rights>,
+    /// Everyone's presence per document, as the driver's table would answer.
+    presence: HashMap<String, Vec<crate::protocol::PresencePeer>>,
 }
 
 impl Server {
@@ -58,6 +60,7 @@ impl Server {
         Server {
             heads: HashMap::new(),
             rights: HashMap::new(),
+            presence: HashMap::new(),
         }
     }
 
@@ -103,6 +106,9 @@ impl Server {
                     last_seq: None,
                 }),
                 Output::Request(Request::DrainLive { .. }) => Reply::Drained,
+                Output::Request(Request::Presence { document_id }) => {
+                    Reply::Presence(self.presence.get(&document_id).cloned().unwrap_or_default())
+                }
                 Output::Record { .. } => continue,
                 other => {
                     sent.push(other);
@@ -408,4 +414,144 @@ fn opening_too_fast_refuses_the_open_alone_with_rate_limited() {
             }
         )
     ));
+}
+
+mod presence {
+    use super::*;
+    use crate::protocol::{PresencePeer, PresenceUpdate};
+    use serde_json::{json, Value};
+
+    fn peer(client: &str, state: Value) -> PresencePeer {
+        PresencePeer {
+            client_id: client.into(),
+            state,
+            since: Some("2026-01-01T00:00:00Z".into()),
+        }
+    }
+
+    fn presence(doc: &str, state: Value) -> String {
+        about(doc, ClientMessage::Presence { state })
+    }
+
+    fn update(sent: &Output<Batch>) -> &PresenceUpdate {
+        match sent {
+            Output::SendTo(_, ServerMessage::Presence(update)) => update,
+            other => panic!("expected a presence frame, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn opening_sends_the_others_but_never_the_client_itself() {
+        let mut server = Server::new();
+        server.presence.insert(
+            "a".into(),
+            vec![peer("alice", json!("me")), peer("bob", json!({"x": 1}))],
+        );
+        server
+            .presence
+            .insert("b".into(), vec![peer("alice", json!("me"))]);
+        let mut conn = welcomed(&server);
+        conn.handle_text(0, about("a", ClientMessage::Open));
+        conn.handle_text(0, about("b", ClientMessage::Open));
+        let sent = server.run(&mut conn);
+        assert_eq!(
+            shapes(&sent),
+            vec![s("a", "opened"), s("a", "other"), s("b", "opened")]
+        );
+        let full = update(&sent[1]);
+        assert!(full.full);
+        assert_eq!(full.peers, vec![peer("bob", json!({"x": 1}))]);
+        // Changes: the client's own and those of documents it does not have open are dropped.
+        conn.handle_presence(0, "a", &[peer("alice", json!(2))], false);
+        conn.handle_presence(0, "c", &[peer("bob", json!(2))], false);
+        assert!(server.run(&mut conn).is_empty());
+        conn.handle_presence(0, "b", &[peer("carol", Value::Null)], false);
+        let sent = server.run(&mut conn);
+        assert_eq!(update(&sent[0]).peers, vec![peer("carol", Value::Null)]);
+    }
+
+    #[test]
+    fn the_clients_presence_is_checked_and_handed_to_the_driver() {
+        let server = Server::new();
+        let mut conn = welcomed(&server);
+        conn.handle_text(0, presence("a", json!(1)));
+        let sent = server.run(&mut conn);
+        assert_eq!(shapes(&sent), vec![s("a", "error")], "not open yet");
+        conn.handle_text(0, about("a", ClientMessage::Open));
+        conn.handle_text(0, presence("a", json!({"cursor": 3})));
+        let big = json!("x".repeat(crate::protocol::MAX_PRESENCE_BYTES));
+        conn.handle_text(0, presence("a", big));
+        let sent = server.run(&mut conn);
+        assert!(matches!(
+            &sent[1],
+            Output::Presence { document_id, state } if document_id == "a" && *state == json!({"cursor": 3})
+        ));
+        let refused = update(&sent[2]);
+        assert_eq!(refused.code, Some(ErrorCode::TooLarge));
+        assert!(refused.peers.is_empty());
+        assert_eq!(sent.len(), 3, "{sent:?}");
+        // Closing the document clears it.
+        conn.handle_text(0, about("a", ClientMessage::Close));
+        let sent = server.run(&mut conn);
+        assert!(matches!(
+            &sent[0],
+            Output::Presence { document_id, state } if document_id == "a" && state.is_null()
+        ));
+    }
+
+    #[test]
+    fn a_silent_client_loses_its_presence_after_the_timeout() {
+        let server = Server::new();
+        let limits = limits::Limits {
+            presence_timeout_ms: 1000,
+            ..limits::Limits::default()
+        };
+        let mut conn = Conn::websocket(None, limits, None, 0);
+        conn.handle_text(0, hello(vec![2]));
+        conn.handle_text(0, about("a", ClientMessage::Open));
+        conn.handle_text(0, about("b", ClientMessage::Open));
+        server.run(&mut conn);
+        assert_eq!(conn.poll_timeout(), None, "no presence, no timer");
+        conn.handle_text(100, presence("a", json!(1)));
+        conn.handle_text(200, presence("b", json!(2)));
+        server.run(&mut conn);
+        assert_eq!(conn.poll_timeout(), Some(1200));
+        conn.handle_text(700, r#"{"type":"ping"}"#);
+        server.run(&mut conn);
+        conn.handle_timeout(1200);
+        assert!(server.run(&mut conn).is_empty(), "it spoke at 700");
+        assert_eq!(conn.poll_timeout(), Some(1700));
+        conn.handle_timeout(1700);
+        let sent = server.run(&mut conn);
+        let cleared: Vec<&str> = sent
+            .iter()
+            .map(|o| match o {
+                Output::Presence { document_id, state } if state.is_null() => document_id.as_str(),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(cleared, ["a", "b"]);
+        assert_eq!(conn.poll_timeout(), None);
+        assert!(!conn.is_closed(), "the connection stays");
+    }
+
+    #[test]
+    fn version_1_has_no_presence() {
+        let mut conn = Conn::websocket(Some("a".into()), limits::Limits::default(), None, 0);
+        conn.handle_text(0, hello(vec![1]));
+        let server = Server::new();
+        server.run(&mut conn);
+        conn.handle_text(0, r#"{"type":"presence","state":1}"#);
+        let sent = server.run(&mut conn);
+        assert!(
+            matches!(
+                &sent[..],
+                [Output::Send(ServerMessage::Error {
+                    code: ErrorCode::MalformedFrame,
+                    ..
+                })]
+            ),
+            "{sent:?}"
+        );
+    }
 }

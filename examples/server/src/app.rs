@@ -15,8 +15,8 @@ use tokio::sync::{watch, Notify};
 
 use crate::auth::Authority;
 use crate::broker::EventBroker;
-use crate::presence::PresenceHub;
 use crate::limits::Limits;
+use crate::presence::PresenceHub;
 use crate::service::{History, StateVectorManager, SyncService};
 use crate::store::{self, EventStore, StoreChange, StoreError};
 
@@ -250,7 +250,13 @@ pub async fn start_with_store(
         connections: Arc::default(),
     };
     if let Some(changes) = store.changes().await? {
-        tokio::spawn(follow_changes(service, presence, changes, shutdown.clone()));
+        tokio::spawn(follow_changes(
+            service,
+            presence.clone(),
+            changes,
+            shutdown.clone(),
+        ));
+        presence.hello();
     }
     let app = router(state.clone(), config.static_dir.clone());
     let drain = state.clone();

@@ -40,10 +40,11 @@ enum Relay {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         t: Option<String>,
     },
-    /// The process is alive.
-    Alive { p: u64 },
+    /// The process is alive, and says so again within `ttl` milliseconds (its presence
+    /// timeout) unless it is gone.
+    Alive { p: u64, ttl: u64 },
     /// A process started: announce your peers.
-    Hello { p: u64 },
+    Hello { p: u64, ttl: u64 },
     /// The process is shutting down: its peers are gone.
     Bye { p: u64 },
 }
@@ -51,7 +52,10 @@ enum Relay {
 impl Relay {
     fn process(&self) -> u64 {
         match self {
-            Relay::Set { p, .. } | Relay::Alive { p } | Relay::Hello { p } | Relay::Bye { p } => *p,
+            Relay::Set { p, .. }
+            | Relay::Alive { p, .. }
+            | Relay::Hello { p, .. }
+            | Relay::Bye { p } => *p,
         }
     }
 }
@@ -60,8 +64,9 @@ impl Relay {
 struct Inner {
     table: PresenceTable,
     channels: HashMap<String, broadcast::Sender<PresenceChange>>,
-    /// Other processes, and when each was last heard from.
-    heard: HashMap<u64, Instant>,
+    /// Other processes: when each must be heard from next (its own timeout after the last
+    /// time it was).
+    heard: HashMap<u64, (Instant, Duration)>,
 }
 
 /// Presence of every document (see the module documentation).
@@ -77,21 +82,36 @@ pub struct PresenceHub {
 impl PresenceHub {
     /// A hub for one process (`process`: its id among the processes sharing the store), with
     /// `relay` carrying what the others must hear (`None`: there are none).
-    pub fn new(process: u64, timeout: Duration, relay: Option<mpsc::UnboundedSender<String>>) -> Self {
-        let hub = PresenceHub {
+    pub fn new(
+        process: u64,
+        timeout: Duration,
+        relay: Option<mpsc::UnboundedSender<String>>,
+    ) -> Self {
+        PresenceHub {
             process,
             timeout,
             connections: AtomicU64::new(1),
             inner: Mutex::default(),
             relay,
-        };
-        hub.send(&Relay::Hello { p: process });
-        hub
+        }
+    }
+
+    /// Asks the other processes to announce their peers: once this process hears them (its
+    /// store's change feed listens).
+    pub fn hello(&self) {
+        self.send(&Relay::Hello {
+            p: self.process,
+            ttl: self.ttl(),
+        });
     }
 
     /// A new id for a connection of this process.
     pub fn connection(&self) -> u64 {
         self.connections.fetch_add(1, Ordering::Relaxed)
+    }
+
+    fn ttl(&self) -> u64 {
+        u64::try_from(self.timeout.as_millis()).unwrap_or(u64::MAX)
     }
 
     fn owner(&self, connection: u64) -> Owner {
@@ -184,7 +204,14 @@ impl PresenceHub {
             return;
         }
         let mut inner = self.lock();
-        inner.heard.insert(process, Instant::now());
+        let ttl = match &message {
+            Relay::Alive { ttl, .. } | Relay::Hello { ttl, .. } => Duration::from_millis(*ttl),
+            _ => inner
+                .heard
+                .get(&process)
+                .map_or(self.timeout, |(_, ttl)| *ttl),
+        };
+        inner.heard.insert(process, (Instant::now(), ttl));
         match message {
             Relay::Set { c, d, id, s, t, .. } => {
                 let owner = Owner {
@@ -224,19 +251,27 @@ impl PresenceHub {
     /// Announces this process and removes the peers of processes not heard from for the timeout.
     /// Called every third of the timeout.
     pub fn tick(&self) {
-        self.send(&Relay::Alive { p: self.process });
+        self.send(&Relay::Alive {
+            p: self.process,
+            ttl: self.ttl(),
+        });
         let mut inner = self.lock();
         let silent: Vec<u64> = inner
             .heard
             .iter()
-            .filter(|(_, at)| at.elapsed() >= self.timeout)
+            .filter(|(_, (at, ttl))| at.elapsed() >= *ttl)
             .map(|(p, _)| *p)
             .collect();
         for process in silent {
-            tracing::info!(process, "presence: a server process went quiet; its peers leave");
+            tracing::info!(
+                process,
+                "presence: a server process went quiet; its peers leave"
+            );
             inner.forget(process);
         }
-        inner.channels.retain(|_, sender| sender.receiver_count() > 0);
+        inner
+            .channels
+            .retain(|_, sender| sender.receiver_count() > 0);
     }
 
     /// This process is shutting down: the others drop its peers at once.
@@ -244,9 +279,10 @@ impl PresenceHub {
         self.send(&Relay::Bye { p: self.process });
     }
 
-    /// How often [`PresenceHub::tick`] runs.
+    /// How often [`PresenceHub::tick`] runs: a third of the timeout, at most a second (a peer of
+    /// a process gone quiet leaves within a second of its timeout).
     pub fn tick_interval(&self) -> Duration {
-        self.timeout / 3
+        (self.timeout / 3).min(Duration::from_secs(1))
     }
 
     fn send(&self, message: &Relay) {

@@ -846,6 +846,7 @@ async fn next_change(rx: &mut mpsc::Receiver<StoreChange>, doc: &str) -> StoreCh
         let about = match &change {
             StoreChange::Appended { document_id, .. } => document_id,
             StoreChange::DocumentWritten { document_id } => document_id,
+            StoreChange::Presence(_) => continue,
         };
         if about == doc {
             return change;

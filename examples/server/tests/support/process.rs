@@ -41,7 +41,13 @@ impl ServerProcess {
 
     /// Spawns the binary on `database` and `port`, with its output in files under `logs`
     /// (named after `tag`).
-    fn spawn(database: &str, port: u16, logs: &Path, tag: &str) -> (Child, PathBuf, PathBuf) {
+    fn spawn(
+        database: &str,
+        port: u16,
+        logs: &Path,
+        tag: &str,
+        extra: &[&str],
+    ) -> (Child, PathBuf, PathBuf) {
         let stdout = logs.join(format!("{tag}.stdout"));
         let stderr = logs.join(format!("{tag}.stderr"));
         let child = Command::new(BINARY)
@@ -49,6 +55,7 @@ impl ServerProcess {
             .args(["--database", database])
             // Test loads are faster than a person types: no rate limiting.
             .args(["--rate-limit", "100000", "--rate-burst", "100000"])
+            .args(extra)
             .env("RUST_LOG", "info")
             .env_remove("EVENTSYNC_AUTH_SECRET")
             .stdin(Stdio::null())
@@ -62,10 +69,15 @@ impl ServerProcess {
     /// Starts the server and waits until `/health` answers. Another process may take the
     /// chosen port between picking and binding it: then it tries another one.
     pub async fn start(database: &str, logs: &Path, tag: &str) -> Self {
+        Self::start_with_args(database, logs, tag, &[]).await
+    }
+
+    /// As [`ServerProcess::start`], with more command-line flags.
+    pub async fn start_with_args(database: &str, logs: &Path, tag: &str, extra: &[&str]) -> Self {
         for attempt in 0..3 {
             let port = free_port();
             let tag = format!("{tag}-{attempt}");
-            let (mut child, stdout, stderr) = Self::spawn(database, port, logs, &tag);
+            let (mut child, stdout, stderr) = Self::spawn(database, port, logs, &tag, extra);
             let http = format!("http://127.0.0.1:{port}");
             match wait_healthy(&mut child, &http).await {
                 Ok(()) => {
