@@ -19,6 +19,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_tungstenite::tungstenite::Message;
 
 mod multiplex;
+mod presence;
 
 #[derive(Parser)]
 #[command(about = "eventsync benchmarks (native); each prints one JSON object")]
@@ -96,6 +97,23 @@ enum Scenario {
         #[arg(long)]
         server_pid: u32,
     },
+    /// Presence: `peers` connections on one document, each updating its presence `rate` times a
+    /// second; delivery latency, server CPU and memory per peer (from /proc for `server_pid`).
+    Presence {
+        /// `ws://host:port`
+        #[arg(long)]
+        url: String,
+        #[arg(long)]
+        document: String,
+        #[arg(long, default_value_t = 100)]
+        peers: u64,
+        #[arg(long, default_value_t = 10)]
+        rate: u64,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        #[arg(long)]
+        server_pid: u32,
+    },
 }
 
 fn main() {
@@ -131,6 +149,16 @@ fn main() {
             documents,
             connections,
             server_pid,
+        )),
+        Scenario::Presence {
+            url,
+            document,
+            peers,
+            rate,
+            seconds,
+            server_pid,
+        } => runtime().block_on(presence::presence(
+            &url, &document, peers, rate, seconds, server_pid,
         )),
     };
     println!("{result}");

@@ -344,7 +344,7 @@ pub async fn documents(url: &str, documents: u64, connections: u64, server_pid: 
 }
 
 /// A process's resident memory, in KiB.
-fn rss_kb(pid: u32) -> u64 {
+pub(crate) fn rss_kb(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("the server runs");
     status
         .lines()
