@@ -22,6 +22,8 @@
 
 use serde_json::{json, Value};
 
+use crate::multiplex::PresenceError;
+use crate::protocol::PresencePeer;
 use crate::queue::MemoryStore;
 use crate::{
     Backoff, ClientError, ConflictPolicy, ConnectionStatus, ErrorCode, SessionConfig, SessionEvent,
@@ -55,9 +57,14 @@ fn methods(client: &SyncClient) {
         SyncClient::edit;
     let _: fn(&SyncClient, Value) -> Result<u64, ClientError> = SyncClient::create;
     let _: fn(&SyncClient) -> Result<u64, ClientError> = SyncClient::delete;
+    // Presence (a document of a `SyncConnection`; a client of its own refuses).
+    let _: fn(&SyncClient, Value) -> Result<(), ClientError> = SyncClient::set_presence;
+    let _: fn(&SyncClient) -> Result<(), ClientError> = SyncClient::clear_presence;
+    let _: fn(&SyncClient) -> Vec<PresencePeer> = SyncClient::others;
     // Both drivers' `ClientEvent` is the session's event.
     client.on_event(|event: &SessionEvent| drop(event.clone()));
     client.on_events(|events: &[SessionEvent]| drop(events.to_vec()));
+    client.on_presence(|others: &[PresencePeer]| drop(others.to_vec()));
     let _ = client.create(json!({}));
 }
 
@@ -74,6 +81,10 @@ fn errors(error: ClientError) -> Option<(Option<ErrorCode>, String)> {
     is_error(&error);
     match error {
         ClientError::Refused { code, message } => Some((code, message)),
+        ClientError::Presence(error) => {
+            let _: PresenceError = error.clone();
+            Some((Some(error.code()), error.to_string()))
+        }
         ClientError::Closed => None,
         _ => None,
     }

@@ -395,3 +395,78 @@ async fn a_connection_keeps_its_client_id_and_documents_across_a_reload() {
     assert_eq!(seq, 3.0);
     reopened.close();
 }
+
+/// The `code` property of a thrown `EventsyncError`.
+fn error_code(err: &JsValue) -> Option<String> {
+    js_sys::Reflect::get(err, &"code".into())
+        .ok()
+        .and_then(|code| code.as_string())
+}
+
+#[wasm_bindgen_test]
+async fn presence_belongs_to_a_connections_documents_and_refuses_with_a_code() {
+    // A client of its own (protocol version 1) has no presence: a coded, explained error.
+    let single = JsSyncClient::new(NOWHERE.into(), "doc".into(), JsValue::UNDEFINED).unwrap();
+    let refused = single
+        .set_presence(js(json!({"editing": "a"})))
+        .unwrap_err();
+    assert_eq!(error_code(&refused).as_deref(), Some("unexpected_message"));
+    let error = refused.dyn_ref::<js_sys::Error>().unwrap();
+    assert_eq!(String::from(error.name()), "EventsyncError");
+    let message = error_message(refused);
+    assert!(message.contains("SyncConnection"), "{message}");
+    assert!(single.clear_presence().is_err());
+    assert_eq!(rust(single.others().unwrap()), json!([]));
+    single.close();
+
+    // A document of a connection keeps its presence while offline; nobody else is known yet.
+    let connection = JsSyncConnection::new(
+        NOWHERE.into(),
+        options(json!({"clientId": "dana", "reconnectInitialMs": 10})),
+    )
+    .unwrap();
+    let doc = open_on(&connection, "presence").await;
+    let calls: Rc<RefCell<Vec<Value>>> = Rc::default();
+    let sink = calls.clone();
+    let callback = Closure::<dyn Fn(JsValue)>::new(move |others: JsValue| {
+        sink.borrow_mut().push(rust(others));
+    });
+    doc.on_presence(
+        callback
+            .as_ref()
+            .unchecked_ref::<js_sys::Function>()
+            .clone(),
+    );
+    callback.forget();
+    doc.set_presence(js(json!({"editing": "item-1"}))).unwrap();
+    doc.set_presence(js(json!({"editing": "item-2", "at": [1, 2.5]})))
+        .unwrap();
+    assert_eq!(rust(doc.others().unwrap()), json!([]));
+    doc.clear_presence().unwrap();
+    doc.set_presence(JsValue::NULL).unwrap();
+
+    // Over 4096 bytes of JSON: `too_large`, and the state before it stays.
+    let refused = doc
+        .set_presence(js(json!({"text": "x".repeat(5000)})))
+        .unwrap_err();
+    assert_eq!(error_code(&refused).as_deref(), Some("too_large"));
+    let message = error_message(refused);
+    assert!(message.contains("4096"), "{message}");
+    let refused = doc.set_presence(JsValue::UNDEFINED);
+    assert!(refused.is_ok(), "undefined clears, as null does");
+    assert!(
+        calls.borrow().is_empty(),
+        "no others offline: {:?}",
+        calls.borrow()
+    );
+
+    // A closed document, and a closed connection, refuse.
+    doc.close();
+    let message = error_message(doc.set_presence(js(json!(1))).unwrap_err());
+    assert!(message.contains("closed"), "{message}");
+    let other = open_on(&connection, "presence-2").await;
+    connection.close();
+    let message = error_message(other.set_presence(js(json!(1))).unwrap_err());
+    assert!(message.contains("closed"), "{message}");
+    assert_eq!(rust(other.others().unwrap()), json!([]));
+}

@@ -1,7 +1,11 @@
 // A shared to-do list on one eventsync document: `{ "items": [{ "id", "text", "done" }] }`.
 // Every change is one RFC 6902 patch; the client applies it at once (online or not), keeps it
 // until the server has it, and rebases it over other people's edits.
-import init, { SyncClient } from "eventsync/web";
+//
+// The list is a document of a `SyncConnection` (protocol version 2), which also carries presence:
+// each page shows `{ editing: itemId | null }` to the others, so everyone sees who is online and
+// which item each of them is editing.
+import init, { SyncConnection } from "eventsync/web";
 
 const documentId = new URLSearchParams(location.search).get("doc") || "todo";
 const serverUrl = `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}`;
@@ -11,14 +15,29 @@ const input = document.getElementById("new-item");
 const list = document.getElementById("items");
 const statusBadge = document.getElementById("status");
 const pendingCount = document.getElementById("pending");
+const me = document.getElementById("me");
+const peers = document.getElementById("peers");
+/** The rows on screen by item id: updated in place, so that the item being edited keeps focus. */
+const rows = new Map();
 document.getElementById("doc-id").textContent = documentId;
 document.title = `${documentId}: eventsync to-do list`;
 
 await init();
-const client = await openClient();
-window.eventsyncClient = client; // for the console
+const connection = await SyncConnection.connect(serverUrl, {
+  // Persisting needs the Web Locks API, which browsers offer on https and localhost only;
+  // elsewhere (http on a LAN address) the list works but keeps offline edits in memory.
+  persist: window.isSecureContext,
+  // Retry at least every 5 s, so a list comes back soon after the network does.
+  reconnectMaxMs: 5000,
+});
+const client = await connection.open(documentId);
+// For the console.
+window.eventsyncConnection = connection;
+window.eventsyncClient = client;
+me.textContent = client.clientId();
 
-// One render per batch: a catch-up of thousands of events arrives as one call.
+// One render per batch: a catch-up of thousands of events arrives as one call, and presence
+// changes (someone joins, moves to another item, leaves) arrive as `presence` events.
 client.onEvents((events) => {
   for (const event of events) {
     if (event.type === "editRejected" || event.type === "conflict" || event.type === "error") {
@@ -27,23 +46,14 @@ client.onEvents((events) => {
   }
   render();
 });
+// Online from the start, editing nothing yet.
+showPresence(null);
 render();
 client.syncState().then(() => {
   // The first visitor of a new list creates it; later ones find it on the server.
   if (client.document() === null) client.create({ items: [] });
   render();
 });
-
-/** A client whose offline edits survive a reload: its state lives in IndexedDB. */
-function openClient() {
-  return SyncClient.open(serverUrl, documentId, {
-    // Persisting needs the Web Locks API, which browsers offer on https and localhost only;
-    // elsewhere (http on a LAN address) the list works but keeps offline edits in memory.
-    persist: window.isSecureContext,
-    // Retry at least every 5 s, so a list comes back soon after the network does.
-    reconnectMaxMs: 5000,
-  });
-}
 
 function items() {
   return client.document()?.items ?? [];
@@ -59,6 +69,15 @@ function edit(patch) {
   render();
 }
 
+/** Tells the others which item this page is editing (`null`: none). */
+function showPresence(itemId) {
+  try {
+    client.setPresence({ editing: itemId });
+  } catch (error) {
+    console.warn("eventsync: presence not shown", error);
+  }
+}
+
 form.addEventListener("submit", (event) => {
   event.preventDefault();
   const text = input.value.trim();
@@ -68,11 +87,13 @@ form.addEventListener("submit", (event) => {
   input.value = "";
 });
 
+/** The index of a row's item in the current document (not the DOM), so it matches edit(). */
+const indexOf = (row) => items().findIndex((item) => item.id === row.dataset.id);
+
 list.addEventListener("click", (event) => {
   const row = event.target.closest("li");
   if (!row) return;
-  // Indices come from the current document, not the DOM, so they match what edit() sees.
-  const index = items().findIndex((item) => item.id === row.dataset.id);
+  const index = indexOf(row);
   if (index < 0) return;
   if (event.target.matches("input[type=checkbox]")) {
     edit([{ op: "replace", path: `/items/${index}/done`, value: event.target.checked }]);
@@ -81,30 +102,116 @@ list.addEventListener("click", (event) => {
   }
 });
 
+// An item's text is edited in place; while it has focus, the others see a marker on it.
+list.addEventListener("focusin", (event) => {
+  if (event.target.matches(".text")) showPresence(event.target.closest("li").dataset.id);
+});
+
+list.addEventListener("focusout", (event) => {
+  if (!event.target.matches(".text")) return;
+  showPresence(null);
+  const field = event.target;
+  const index = indexOf(field.closest("li"));
+  const text = field.textContent.trim();
+  if (index >= 0 && text && text !== items()[index].text) {
+    edit([{ op: "replace", path: `/items/${index}/text`, value: text }]);
+  } else {
+    field.textContent = index >= 0 ? items()[index].text : field.textContent;
+  }
+});
+
+list.addEventListener("keydown", (event) => {
+  if (!event.target.matches(".text")) return;
+  if (event.key === "Escape") {
+    const index = indexOf(event.target.closest("li"));
+    if (index >= 0) event.target.textContent = items()[index].text;
+  }
+  if (event.key === "Enter" || event.key === "Escape") {
+    event.preventDefault();
+    event.target.blur();
+  }
+});
+
+function newRow() {
+  const row = document.createElement("li");
+  const done = document.createElement("input");
+  done.type = "checkbox";
+  const text = document.createElement("span");
+  text.className = "text";
+  try {
+    text.contentEditable = "plaintext-only";
+  } catch {
+    text.contentEditable = "true"; // browsers without plain-text editing
+  }
+  text.spellcheck = false;
+  text.setAttribute("role", "textbox");
+  const editors = document.createElement("span");
+  editors.className = "editors";
+  const remove = document.createElement("button");
+  remove.className = "remove";
+  remove.textContent = "×";
+  row.append(done, text, editors, remove);
+  return row;
+}
+
 function render() {
   const status = client.status();
   statusBadge.textContent = status;
   statusBadge.dataset.status = status;
   pendingCount.textContent = String(client.pendingCount());
   form.querySelector("button").disabled = client.document() === null;
-  list.replaceChildren(
-    ...items().map((item) => {
-      const row = document.createElement("li");
-      row.dataset.id = item.id;
-      row.classList.toggle("done", item.done);
-      const done = document.createElement("input");
-      done.type = "checkbox";
-      done.checked = item.done;
-      done.setAttribute("aria-label", `done: ${item.text}`);
-      const text = document.createElement("span");
-      text.className = "text";
-      text.textContent = item.text;
-      const remove = document.createElement("button");
-      remove.className = "remove";
-      remove.textContent = "×";
-      remove.setAttribute("aria-label", `remove ${item.text}`);
-      row.append(done, text, remove);
-      return row;
+
+  // Who else is here, and what each is editing.
+  const others = client.others();
+  const editing = new Map();
+  for (const peer of others) {
+    const itemId = peer.state?.editing;
+    if (itemId) editing.set(itemId, [...(editing.get(itemId) ?? []), peer.clientId]);
+  }
+  peers.replaceChildren(
+    ...others.map((peer) => {
+      const chip = document.createElement("span");
+      chip.className = "peer";
+      chip.dataset.clientId = peer.clientId;
+      chip.textContent = peer.clientId;
+      return chip;
     }),
   );
+  peers.dataset.count = String(others.length);
+
+  // Rows keyed by item id (a repeated id gets a key of its own).
+  const seen = new Map();
+  const keys = items().map((item) => {
+    const n = seen.get(item.id) ?? 0;
+    seen.set(item.id, n + 1);
+    return n === 0 ? item.id : `${item.id}#${n}`;
+  });
+  const wanted = new Set(keys);
+  for (const [key, row] of rows) {
+    if (!wanted.has(key)) {
+      row.remove();
+      rows.delete(key);
+    }
+  }
+  items().forEach((item, index) => {
+    let row = rows.get(keys[index]);
+    if (!row) {
+      row = newRow();
+      rows.set(keys[index], row);
+    }
+    row.dataset.id = item.id;
+    row.classList.toggle("done", item.done);
+    const [done, text, editors, remove] = row.children;
+    done.checked = item.done;
+    done.setAttribute("aria-label", `done: ${item.text}`);
+    remove.setAttribute("aria-label", `remove ${item.text}`);
+    text.setAttribute("aria-label", `text of ${item.text}`);
+    // What someone is typing is not overwritten; it is compared when they leave the item.
+    if (document.activeElement !== text && text.textContent !== item.text) text.textContent = item.text;
+    const names = editing.get(item.id) ?? [];
+    editors.textContent = names.length ? `✎ ${names.join(", ")}` : "";
+    editors.dataset.editors = names.join(" ");
+    // Moved only when out of place: moving the focused row would take its focus away.
+    if (list.children[index] !== row) list.insertBefore(row, list.children[index] ?? null);
+  });
 }

@@ -6,6 +6,7 @@ import type {
   ErrorCode,
   LogEvent,
   PatchOp,
+  PresencePeer,
   StateVector,
   SyncConnectionOptions,
   SyncEvent,
@@ -50,6 +51,10 @@ function describe(event: SyncEvent): string {
     case "conflict": {
       const kind: ConflictKind = event.kind;
       return `${event.clientSeq} conflicts (${kind}) at ${event.path}`;
+    }
+    case "presence": {
+      const others: PresencePeer[] = event.others;
+      return `${others.length} others: ${others.map((p) => p.clientId).join(", ")}`;
     }
     case "error": {
       const code: ErrorCode | null = event.code;
@@ -113,11 +118,26 @@ export async function connected(url: string): Promise<SyncStatus> {
   const notes: SyncClient = await persisted.open("notes");
   const id: string = connection.clientId();
   todo.edit([{ op: "add", path: "/items/-", value: id }]);
+  // Presence: any JSON value; the others come as `PresencePeer`s.
+  todo.setPresence({ editing: "item-1", name: id });
+  todo.onPresence((others: PresencePeer[]) => {
+    for (const peer of others) {
+      const who: string = peer.clientId;
+      const since: string | undefined = peer.since;
+      const state: unknown = peer.state;
+      console.log(who, since, state);
+    }
+  });
+  const others: PresencePeer[] = todo.others();
+  todo.clearPresence();
+  // @ts-expect-error: onPresence callbacks get the others, not an event
+  todo.onPresence((event: SyncEvent) => event.type);
   notes.close();
   // @ts-expect-error: documents are opened by id
   await connection.open(42);
   const status: SyncStatus = connection.status();
   connection.close();
   persisted.close();
+  console.log(others.length);
   return status;
 }

@@ -78,6 +78,16 @@ export type ErrorCode =
 export type ConflictKind =
   | "samePath" | "ancestorOverwrite" | "parentRemoved" | "parentReplaced" | "testInvalidated";
 
+/** Another peer's presence on a document (a document of a `SyncConnection`). */
+export interface PresencePeer {
+  /** The peer's client id. */
+  clientId: string;
+  /** What it shows (any JSON value but `null`). */
+  state: unknown;
+  /** When it first published presence on the document (RFC 3339). */
+  since?: string;
+}
+
 /** What `onEvent` callbacks receive. */
 export type SyncEvent =
   | { type: "status"; status: SyncStatus }
@@ -86,6 +96,7 @@ export type SyncEvent =
   | { type: "acked"; clientSeq: number; sequenceNum: number }
   | { type: "editRejected"; clientSeq: number; code: ErrorCode; message: string }
   | { type: "conflict"; clientSeq: number; kind: ConflictKind; path: string }
+  | { type: "presence"; others: PresencePeer[] }
   | { type: "error"; code: ErrorCode | null; message: string };
 "#;
 
@@ -184,6 +195,53 @@ impl JsSyncClient {
         self.inner.on_events(move |events| {
             if let Err(thrown) = callback.call1(&JsValue::NULL, &events_to_js(events)) {
                 web_sys::console::error_2(&"eventsync: an onEvents callback threw".into(), &thrown);
+            }
+        });
+    }
+
+    /// Shows `state` (any JSON value: a cursor, a selection, a name) to the other peers of the
+    /// document: presence, never stored. Sent at most every 100 ms (the latest wins), kept while
+    /// offline and published again after every reconnect; `null` clears it. Only a document of
+    /// a `SyncConnection` has presence: a client of its own throws (`code`
+    /// `"unexpected_message"`), and so does a state over 4096 bytes of JSON (`"too_large"`).
+    #[wasm_bindgen(js_name = setPresence)]
+    pub fn set_presence(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "unknown")] state: JsValue,
+    ) -> Result<(), JsValue> {
+        let state: Value =
+            serde_wasm_bindgen::from_value(state).map_err(|e| invalid_argument("state", e))?;
+        self.inner.set_presence(state).map_err(client_error)
+    }
+
+    /// Stops showing presence on the document.
+    #[wasm_bindgen(js_name = clearPresence)]
+    pub fn clear_presence(&self) -> Result<(), JsValue> {
+        self.inner.clear_presence().map_err(client_error)
+    }
+
+    /// The other peers with presence on the document, in client id order (empty while the
+    /// document is not open on the server). A fresh copy each call.
+    #[wasm_bindgen(unchecked_return_type = "PresencePeer[]")]
+    pub fn others(&self) -> Result<JsValue, JsValue> {
+        to_js(&self.inner.others())
+    }
+
+    /// Calls `callback` with all the other peers (see `others()`) each time someone joins,
+    /// moves or leaves.
+    #[wasm_bindgen(js_name = onPresence)]
+    pub fn on_presence(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "(others: PresencePeer[]) => void")]
+        callback: js_sys::Function,
+    ) {
+        self.inner.on_presence(move |others| {
+            let others = to_js(&others).unwrap_or_else(|_| js_sys::Array::new().into());
+            if let Err(thrown) = callback.call1(&JsValue::NULL, &others) {
+                web_sys::console::error_2(
+                    &"eventsync: an onPresence callback threw".into(),
+                    &thrown,
+                );
             }
         });
     }
@@ -472,6 +530,7 @@ fn event_value(event: &ClientEvent) -> Value {
                 "type": "conflict", "clientSeq": client_seq, "kind": kind, "path": conflict.path
             })
         }
+        SessionEvent::Presence(others) => json!({"type": "presence", "others": others}),
         SessionEvent::Error { code, message } => {
             json!({"type": "error", "code": code, "message": message})
         }

@@ -15,8 +15,8 @@ use super::driver::{
 use super::saves::{has_synced, Persistence, SaveInFlight, Saves, Settle, WaitFor, Waiters};
 use super::socket::{self, Control, Link};
 use crate::conflict::ConflictPolicy;
-use crate::multiplex::{MultiplexConfig, Multiplexer, MuxOutput};
-use crate::protocol::ErrorCode;
+use crate::multiplex::{MultiplexConfig, Multiplexer, MuxOutput, PresenceError};
+use crate::protocol::{ErrorCode, PresencePeer};
 use crate::reconnect::Backoff;
 use crate::session::{ConnectionStatus, SessionConfig, SessionEvent, SyncSession};
 use crate::web::idb::{IndexedDbDirectory, DEFAULT_DATABASE};
@@ -490,6 +490,29 @@ impl ConnShared {
         if let Some(doc) = self.core.borrow_mut().docs.get_mut(document_id) {
             doc.listeners.push(listener);
         }
+    }
+
+    /// Sets this client's presence on a document (`Closed` once it or the connection is closed).
+    pub(super) fn set_presence(
+        self: &Rc<Self>,
+        document_id: &str,
+        state: serde_json::Value,
+    ) -> Result<(), ClientError> {
+        if self.core.borrow().closed {
+            return Err(ClientError::Closed);
+        }
+        match self
+            .run(|mux, now| mux.set_presence(now, document_id, state))
+            .0
+        {
+            Err(PresenceError::NotOpen(_)) => Err(ClientError::Closed),
+            result => result.map_err(ClientError::from),
+        }
+    }
+
+    /// The other peers' presence on a document.
+    pub(super) fn others(&self, document_id: &str) -> Vec<PresencePeer> {
+        self.core.borrow().mux.others(document_id)
     }
 
     /// A promise waiting on a document.

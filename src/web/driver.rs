@@ -25,7 +25,8 @@ use super::connection::ConnShared;
 use super::saves::{Persistence, Saves, WaitFor, Waiters};
 use super::single::{Core, Shared};
 use crate::conflict::ConflictPolicy;
-use crate::protocol::ErrorCode;
+use crate::multiplex::PresenceError;
+use crate::protocol::{ErrorCode, PresencePeer};
 use crate::queue::{ClientState, Store, StoreError};
 use crate::reconnect::Backoff;
 use crate::session::{ConnectionStatus, SessionConfig, SessionError, SessionEvent, SyncSession};
@@ -56,6 +57,9 @@ pub enum ClientError {
     /// The client was closed.
     #[error("the client is closed")]
     Closed,
+    /// A presence state was refused (too large, or a client without presence).
+    #[error(transparent)]
+    Presence(#[from] PresenceError),
 }
 
 impl From<SessionError> for ClientError {
@@ -380,6 +384,43 @@ impl SyncClient {
             .wait(WaitFor::Saved(begun))
             .await
             .unwrap_or(Err(ClientError::Closed))
+    }
+
+    /// Shows `state` (any JSON value: a cursor, a selection, a name) to the other peers of the
+    /// document, and sees theirs with [`SyncClient::others`]: presence, never stored. Updates
+    /// are sent at most every 100 ms (the latest wins), kept while offline and published again
+    /// after every reconnect. Presence rides on protocol version 2: a document opened through a
+    /// [`super::SyncConnection`] has it, a client of its own refuses with
+    /// [`PresenceError::NeedsConnection`]. A state over 4 KiB of JSON is refused with
+    /// [`PresenceError::TooLarge`].
+    pub fn set_presence(&self, state: Value) -> Result<(), ClientError> {
+        match &self.doc {
+            Doc::Own(_) => Err(PresenceError::NeedsConnection.into()),
+            Doc::Shared(connection, document_id) => connection.set_presence(document_id, state),
+        }
+    }
+
+    /// Stops showing presence on the document.
+    pub fn clear_presence(&self) -> Result<(), ClientError> {
+        self.set_presence(Value::Null)
+    }
+
+    /// The other peers on the document with presence (each one's client id, state and since
+    /// when), in client id order. Empty while the document is not open on the server.
+    pub fn others(&self) -> Vec<PresencePeer> {
+        match &self.doc {
+            Doc::Own(_) => Vec::new(),
+            Doc::Shared(connection, document_id) => connection.others(document_id),
+        }
+    }
+
+    /// Calls `callback` with all the other peers each time someone joins, moves or leaves.
+    pub fn on_presence(&self, callback: impl Fn(&[PresencePeer]) + 'static) {
+        self.on_event(move |event| {
+            if let SessionEvent::Presence(others) = event {
+                callback(others);
+            }
+        });
     }
 
     /// Closes the connection and stops reconnecting (a document of a [`super::SyncConnection`]:

@@ -12,16 +12,20 @@ pub(crate) fn js_error(name: &str, message: impl std::fmt::Display) -> JsValue {
 }
 
 /// A client error as a JavaScript `Error` (`name` is `EventsyncError`, `code` the protocol code
-/// when the server gave one).
+/// when the server gave one, or the one that says the same of a refused presence state).
 pub(crate) fn client_error(err: ClientError) -> JsValue {
     let code = match &err {
         ClientError::Refused {
             code: Some(code), ..
-        } => serde_json::to_value(code)
-            .ok()
-            .and_then(|code| code.as_str().map(str::to_owned)),
+        } => Some(*code),
+        ClientError::Presence(presence) => Some(presence.code()),
         _ => None,
     };
+    let code = code.and_then(|code| {
+        serde_json::to_value(code)
+            .ok()
+            .and_then(|code| code.as_str().map(str::to_owned))
+    });
     let error = js_error("EventsyncError", &err);
     if let Some(code) = code {
         let _ = js_sys::Reflect::set(&error, &"code".into(), &code.into());
