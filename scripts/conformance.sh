@@ -5,8 +5,9 @@
 #   bash scripts/with-postgres.sh bash scripts/conformance.sh postgres
 #
 # Two passes per database: the server with its defaults (the kit without options), then the
-# server compacting (--snapshot-every 10 --retain-events 5) with authentication on (the kit with
-# --expect-snapshots and a write token for every document). Expects the debug binaries of
+# server compacting (--snapshot-every 10 --retain-events 5) with authentication on and a presence
+# timeout of 2 s (the kit with --expect-snapshots, a write token for every document, a read-only
+# token for another client, and --presence-timeout-ms 2000). Expects the debug binaries of
 # eventsync-server, eventsync-token and eventsync-conformance to be built. Exits non-zero when a
 # pass fails; stops every server it started, whatever happens.
 set -euo pipefail
@@ -58,9 +59,12 @@ stop_server
 
 echo "-- $1: compaction and authentication"
 secret="conformance-$$-$RANDOM"
-start_server --snapshot-every 10 --retain-events 5 --auth-secret "$secret"
+start_server --snapshot-every 10 --retain-events 5 --auth-secret "$secret" --presence-timeout 2
 token=$("$bin/eventsync-token" --secret "$secret" --document '*' --client conformance --rights write)
+read_token=$("$bin/eventsync-token" --secret "$secret" --document '*' --client conformance-reader \
+  --rights read)
 "$bin/eventsync-conformance" --url "$url" --token "$token" --client-id conformance \
+  --read-token "$read_token" --read-client-id conformance-reader --presence-timeout-ms 2000 \
   --expect-snapshots || status=1
 stop_server
 exit "$status"

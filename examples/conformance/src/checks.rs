@@ -40,6 +40,10 @@ use edges::{
     big_counters, close_codes, document_numbers, history_from_the_start, invalid_utf8, live_stream,
     patch_bodies,
 };
+use presence::{
+    join, leave, never_in_the_log, per_document, read_only, silence_times_out, state_too_large,
+    updates_in_order,
+};
 use v2::{documents_side_by_side, handshake_v2, live_per_document, refusals_per_document};
 
 macro_rules! ensure {
@@ -51,6 +55,7 @@ macro_rules! ensure {
 }
 
 mod edges;
+mod presence;
 mod v2;
 
 /// Every check, in order.
@@ -191,6 +196,44 @@ pub fn checks() -> Vec<Check> {
             "version 2: refusals per document",
             "§18.1, §18.2",
             refusals_per_document
+        ),
+        check!(47, "presence: joining a document", "§18.7", join),
+        check!(
+            48,
+            "presence: updates in order, null clears",
+            "§18.7",
+            updates_in_order
+        ),
+        check!(
+            49,
+            "presence: leave on close and disconnect",
+            "§18.7",
+            leave
+        ),
+        check!(50, "presence: per document", "§18.7, §18.1", per_document),
+        check!(
+            51,
+            "presence: never in the log",
+            "§18.7, §6, §12",
+            never_in_the_log
+        ),
+        check!(
+            52,
+            "presence: too_large keeps the previous state",
+            "§18.7, §11",
+            state_too_large
+        ),
+        check!(
+            53,
+            "presence: a read-only token may publish",
+            "§18.7, §18.4",
+            read_only
+        ),
+        check!(
+            54,
+            "presence: a silent connection times out",
+            "§18.7, §9",
+            silence_times_out
         ),
     ]
 }

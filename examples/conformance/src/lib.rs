@@ -27,6 +27,15 @@ pub struct Options {
     pub expect_snapshots: bool,
     /// The server keeps every event (no compaction): a page must never start with a snapshot.
     pub retains_history: bool,
+    /// A valid token that may only read every document, naming `read_client_id`; when given
+    /// with `token`, the presence checks run with authentication (two client ids).
+    pub read_token: Option<String>,
+    /// The `clientId` `read_token` names (another than `client_id`).
+    pub read_client_id: String,
+    /// The server's presence timeout (18.7); when given, the presence timeout check runs.
+    pub presence_timeout: Option<Duration>,
+    /// The largest presence state the server takes, in bytes of compact JSON (18.7).
+    pub max_presence_bytes: usize,
     /// Bound on every network wait.
     pub timeout: Duration,
     /// Run only these check numbers (all when empty).
@@ -34,7 +43,8 @@ pub struct Options {
 }
 
 impl Options {
-    /// Defaults for `url`: no token, `clientId` `conformance`, 10 s waits.
+    /// Defaults for `url`: no token, `clientId` `conformance`, no presence timeout, the reference
+    /// server's presence limit (4096 bytes), 10 s waits.
     pub fn new(url: impl Into<String>) -> Self {
         Options {
             url: url.into(),
@@ -42,6 +52,10 @@ impl Options {
             client_id: "conformance".into(),
             expect_snapshots: false,
             retains_history: false,
+            read_token: None,
+            read_client_id: "conformance-reader".into(),
+            presence_timeout: None,
+            max_presence_bytes: eventsync::protocol::MAX_PRESENCE_BYTES,
             timeout: Duration::from_secs(10),
             only: Vec::new(),
         }
@@ -115,8 +129,9 @@ pub async fn run(options: &Options) -> Vec<CheckResult> {
         if !options.only.is_empty() && !options.only.contains(&check.number) {
             continue;
         }
-        // Each check bounds its own waits; this bounds the check as a whole.
-        let budget = options.timeout * 6;
+        // Each check bounds its own waits; this bounds the check as a whole (the presence
+        // timeout check also waits out the server's presence timeout).
+        let budget = options.timeout * 6 + options.presence_timeout.unwrap_or_default();
         let outcome = match tokio::time::timeout(budget, (check.run)(&ctx)).await {
             Ok(Ok(outcome)) => outcome,
             Ok(Err(reason)) => Outcome::Fail(reason),

@@ -1,4 +1,5 @@
-//! `eventsync-conformance --url http://host:port [--token T --client-id C] [--json]`
+//! `eventsync-conformance --url http://host:port [--token T --client-id C] [--read-token R]
+//! [--presence-timeout-ms N] [--json]`
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -27,6 +28,20 @@ struct Args {
     /// never start with a snapshot (12.2).
     #[arg(long, conflicts_with = "expect_snapshots")]
     retains_history: bool,
+    /// A valid token that may only read every document and names `--read-client-id`: with
+    /// `--token`, the presence checks get a second clientId and the read-only check runs.
+    #[arg(long, env = "EVENTSYNC_CONFORMANCE_READ_TOKEN", hide_env_values = true)]
+    read_token: Option<String>,
+    /// The clientId `--read-token` names.
+    #[arg(long, default_value = "conformance-reader")]
+    read_client_id: String,
+    /// The server's presence timeout, in milliseconds (the reference server's
+    /// `--presence-timeout` times 1000). Turns the presence timeout check on.
+    #[arg(long)]
+    presence_timeout_ms: Option<u64>,
+    /// The largest presence state the server takes, in bytes of compact JSON.
+    #[arg(long, default_value_t = eventsync::protocol::MAX_PRESENCE_BYTES)]
+    max_presence_bytes: usize,
     /// Bound on every network wait, in seconds.
     #[arg(long, default_value_t = 10)]
     timeout: u64,
@@ -47,6 +62,10 @@ async fn main() -> ExitCode {
         client_id: args.client_id,
         expect_snapshots: args.expect_snapshots,
         retains_history: args.retains_history,
+        read_token: args.read_token,
+        read_client_id: args.read_client_id,
+        presence_timeout: args.presence_timeout_ms.map(Duration::from_millis),
+        max_presence_bytes: args.max_presence_bytes,
         timeout: Duration::from_secs(args.timeout.max(1)),
         only: args.only,
     };

@@ -13,10 +13,14 @@ use eventsync_server::auth::{Authority, Claims, Rights, ANY_DOCUMENT};
 use futures::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message;
 
-/// The auth checks, skipped without a token.
-const AUTH: &[u32] = &[30, 31, 32, 33];
+/// The auth checks, skipped without a token (53: presence with a read-only token).
+const AUTH: &[u32] = &[30, 31, 32, 33, 53];
 /// The snapshot check, skipped by a server that keeps its history.
 const SNAPSHOTS: u32 = 29;
+/// The presence timeout check, skipped unless the kit is told the server's timeout.
+const PRESENCE_TIMEOUT: u32 = 54;
+/// Every check of the kit.
+const CHECKS: usize = 54;
 
 struct TempDir(PathBuf);
 
@@ -58,7 +62,7 @@ async fn run_clean(options: &Options, skipped: &[u32]) -> Vec<CheckResult> {
     let results = run(options).await;
     let report = render(&results);
     println!("{report}");
-    assert!(results.len() >= 35, "{report}");
+    assert_eq!(results.len(), CHECKS, "{report}");
     for r in &results {
         match &r.outcome {
             Outcome::Pass => assert!(!skipped.contains(&r.number), "{} ran\n{report}", r.number),
@@ -76,9 +80,17 @@ async fn run_clean(options: &Options, skipped: &[u32]) -> Vec<CheckResult> {
     results
 }
 
+/// What a run without a token, a presence timeout or snapshots skips.
 fn without_auth_and_snapshots() -> Vec<u32> {
-    let mut skipped = AUTH.to_vec();
+    let mut skipped = without_auth_and_timeout();
     skipped.push(SNAPSHOTS);
+    skipped
+}
+
+/// What a run without a token or a presence timeout skips.
+fn without_auth_and_timeout() -> Vec<u32> {
+    let mut skipped = AUTH.to_vec();
+    skipped.push(PRESENCE_TIMEOUT);
     skipped
 }
 
@@ -102,7 +114,7 @@ async fn reference_server_with_compaction_serves_snapshots() {
     let (server, url) = start(config).await;
     let mut options = Options::new(url);
     options.expect_snapshots = true;
-    run_clean(&options, AUTH).await;
+    run_clean(&options, &without_auth_and_timeout()).await;
     server.shutdown(Duration::from_secs(5)).await;
 }
 
@@ -111,15 +123,23 @@ async fn reference_server_with_auth_passes_the_auth_checks() {
     let dir = TempDir::new("auth");
     let mut config = Config::for_database(dir.sqlite());
     config.auth_secret = Some("conformance-secret".into());
+    // Short, so that the presence timeout check (54) runs.
+    config.presence_timeout = 2;
     let (server, url) = start(config).await;
-    let token = Authority::new("conformance-secret").issue(&Claims {
-        document_id: ANY_DOCUMENT.into(),
-        client_id: "conformance".into(),
-        rights: Rights::Write,
-        exp: 4_000_000_000,
-    });
+    let authority = Authority::new("conformance-secret");
+    let token = |client_id: &str, rights| {
+        authority.issue(&Claims {
+            document_id: ANY_DOCUMENT.into(),
+            client_id: client_id.into(),
+            rights,
+            exp: 4_000_000_000,
+        })
+    };
     let mut options = Options::new(url.clone());
-    options.token = Some(token);
+    options.token = Some(token("conformance", Rights::Write));
+    // A second clientId for the presence checks, which may only read.
+    options.read_token = Some(token("conformance-reader", Rights::Read));
+    options.presence_timeout = Some(Duration::from_secs(2));
     run_clean(&options, &[SNAPSHOTS]).await;
     // Without a token, against a server that wants one, the kit fails (and says why).
     let mut options = Options::new(url);
@@ -153,7 +173,7 @@ async fn reference_server_on_postgres_passes() {
     let (server, base) = start(config).await;
     let mut options = Options::new(base);
     options.expect_snapshots = true;
-    run_clean(&options, AUTH).await;
+    run_clean(&options, &without_auth_and_timeout()).await;
     server.shutdown(Duration::from_secs(5)).await;
 }
 
