@@ -574,6 +574,7 @@ impl Multiplexer {
                     if self.phase == Phase::Open {
                         self.transmit(self.now, Some(document_id), ClientMessage::Close);
                     }
+                    self.presence_closed(document_id);
                     let attempt = self.closed.get(document_id).map_or(0, |r| r.attempt + 1);
                     let at = reconnect.then(|| self.now + reopen_delay(attempt));
                     self.closed

@@ -7,7 +7,10 @@
 //! documents are closed and opened again on a live connection. Then the faults stop and the
 //! network drains. Per document, every replica must then equal the server's document, the log
 //! must be gapless, and every edit a client made must be in the log exactly once or have been
-//! reported as rejected.
+//! reported as rejected. Clients also publish presence all along (18.7); once the faults stop,
+//! every connection is cut once (presence relies on the transport losing nothing inside a
+//! connection) and each client publishes a last state (or clears it): every client must then see
+//! exactly the others' last states on each of its documents.
 //!
 //! `EVENTSYNC_SIM2_SCENARIOS=N` runs N scenarios (default 300); `EVENTSYNC_SIM2_SEED=S` runs one.
 
@@ -21,7 +24,7 @@ use eventsync::server::{Frame, MemoryServer};
 use eventsync::session::{SessionConfig, SessionEvent, SyncSession};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use serde_json::json;
+use serde_json::{json, Value};
 use sim::{random_patch, Faults, Pipe, NO_FAULTS};
 
 mod sim;
@@ -318,6 +321,80 @@ impl World {
         }
     }
 
+    /// A random presence state (or none) on a random open document.
+    fn random_presence(&mut self, c: usize) {
+        let now = self.now;
+        let open: Vec<String> = self.clients[c].open.iter().cloned().collect();
+        if open.is_empty() {
+            return;
+        }
+        let doc = &open[self.rng.random_range(0..open.len())];
+        let state = match self.rng.random_bool(0.2) {
+            true => Value::Null,
+            false => json!({"cursor": self.rng.random_range(0..100)}),
+        };
+        self.clients[c]
+            .mux
+            .set_presence(now, doc, state)
+            .expect("a small state on an open document");
+        self.drain(c);
+    }
+
+    /// What each client shows on each document in the end: nothing for some.
+    fn final_presence(c: usize, doc_index: usize) -> Value {
+        match (c + doc_index) % 4 {
+            0 => Value::Null,
+            _ => json!({"final": c}),
+        }
+    }
+
+    fn publish_final_presence(&mut self) {
+        let now = self.now;
+        for c in 0..self.clients.len() {
+            for (i, doc) in self.documents.clone().iter().enumerate() {
+                if self.clients[c].open.contains(doc) {
+                    let state = Self::final_presence(c, i);
+                    self.clients[c].mux.set_presence(now, doc, state).unwrap();
+                }
+            }
+            self.drain(c);
+        }
+    }
+
+    /// Whether every client sees exactly the others' final presence (`Err`: the first that does
+    /// not).
+    fn presence_settled(&self) -> Result<(), String> {
+        for (c, client) in self.clients.iter().enumerate() {
+            for (i, doc) in self.documents.iter().enumerate() {
+                if !client.open.contains(doc) {
+                    continue;
+                }
+                let expected: Vec<(String, Value)> = self
+                    .clients
+                    .iter()
+                    .enumerate()
+                    .filter(|(o, other)| *o != c && other.open.contains(doc))
+                    .map(|(o, other)| (other.id.clone(), Self::final_presence(o, i)))
+                    .filter(|(_, state)| !state.is_null())
+                    .collect();
+                let seen: Vec<(String, Value)> = client
+                    .mux
+                    .others(doc)
+                    .into_iter()
+                    .map(|peer| (peer.client_id, peer.state))
+                    .collect();
+                if seen != expected {
+                    let table = self.server.presence().peers(doc);
+                    return Err(format!(
+                        "{} on {doc} sees {seen:?}, not {expected:?}; the server has {table:?}",
+                        client.id
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
     fn random_edit(&mut self, c: usize) {
         let now = self.now;
         let open: Vec<String> = self.clients[c].open.iter().cloned().collect();
@@ -391,6 +468,9 @@ impl World {
             for c in 0..self.clients.len() {
                 if self.rng.random_bool(0.15) {
                     self.random_edit(c);
+                }
+                if self.rng.random_bool(0.1) {
+                    self.random_presence(c);
                 }
                 if self.rng.random_bool(faults.cut) {
                     self.disconnect(c);
@@ -530,15 +610,23 @@ fn run_scenario(seed: u64) {
         world.step(faults, true);
     }
     world.reopen_all();
+    // Presence rides on the transport's order (a WebSocket loses or reorders nothing without
+    // failing): what the faults above did to it inside a connection is healed by reconnecting,
+    // which starts every document's presence over on both sides.
+    for c in 0..world.clients.len() {
+        world.disconnect(c);
+    }
+    world.publish_final_presence();
     let mut steps = 0;
-    while !world.quiet() {
+    while !(world.quiet() && world.presence_settled().is_ok()) {
         world.step(NO_FAULTS, false);
         steps += 1;
         assert!(
             steps < QUIET_STEPS,
-            "seed {seed}: no convergence after the faults stopped\n{}\n{}",
+            "seed {seed}: no convergence after the faults stopped\n{}\n{}\n{:?}",
             world.trace.join("\n"),
-            world.state()
+            world.state(),
+            world.presence_settled()
         );
     }
     world.check(seed);
