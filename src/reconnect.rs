@@ -144,3 +144,66 @@ mod tests {
         assert!(id[2..].chars().all(|c| c.is_ascii_alphanumeric()));
     }
 }
+
+/// The WebSocket URL of an endpoint (`suffix`: `/sync`, or `/sync/{documentId}`) of the server at
+/// `server`: `ws://HOST:PORT` or `wss://HOST`, optionally with the path a proxy serves it under.
+/// The error says what is wrong, for the app's developer: caught when the client is made, not
+/// after minutes of reconnecting to nowhere.
+pub fn endpoint(server: &str, suffix: &str) -> Result<String, String> {
+    let usage = "give the server's address, like ws://127.0.0.1:8080 or wss://example.com";
+    let Some((scheme, rest)) = server.split_once("://") else {
+        return Err(format!("{server:?} is not a URL: {usage}"));
+    };
+    let scheme = scheme.to_ascii_lowercase();
+    match scheme.as_str() {
+        "ws" | "wss" => {}
+        "http" | "https" => {
+            let wanted = if scheme == "https" { "wss" } else { "ws" };
+            return Err(format!(
+                "{server:?}: a WebSocket URL starts with {wanted}://, not {scheme}://"
+            ));
+        }
+        _ => return Err(format!("{server:?}: unknown scheme {scheme}://; {usage}")),
+    }
+    let rest = rest.trim_end_matches('/');
+    let host = rest.split('/').next().unwrap_or_default();
+    if host.is_empty() || host.starts_with(':') {
+        return Err(format!("{server:?} names no host; {usage}"));
+    }
+    if let Some(bad) = rest.chars().find(|c| c.is_whitespace() || matches!(c, '?' | '#')) {
+        return Err(format!(
+            "{server:?} holds {bad:?}: {usage} (a token goes in the options, not the URL)"
+        ));
+    }
+    let path = &rest[host.len()..];
+    if path == "/sync" || path.starts_with("/sync/") {
+        return Err(format!(
+            "{server:?} names an endpoint: {usage}; the client adds /sync itself"
+        ));
+    }
+    Ok(format!("{scheme}://{rest}{suffix}"))
+}
+
+#[cfg(test)]
+mod endpoint_tests {
+    use super::endpoint;
+
+    #[test]
+    fn server_addresses_become_endpoints_and_mistakes_are_explained() {
+        let ok = |server: &str| endpoint(server, "/sync").unwrap();
+        assert_eq!(ok("ws://127.0.0.1:8080"), "ws://127.0.0.1:8080/sync");
+        assert_eq!(ok("ws://127.0.0.1:8080/"), "ws://127.0.0.1:8080/sync");
+        assert_eq!(ok("WSS://example.com/eventsync/"), "wss://example.com/eventsync/sync");
+        let err = |server: &str| endpoint(server, "/sync").unwrap_err();
+        assert!(err("not a url").contains("is not a URL"));
+        assert!(err("http://127.0.0.1:8080").contains("starts with ws://"));
+        assert!(err("https://example.com").contains("starts with wss://"));
+        assert!(err("ftp://example.com").contains("unknown scheme"));
+        assert!(err("ws://").contains("names no host"));
+        assert!(err("ws://:8080").contains("names no host"));
+        assert!(err("ws://host/sync/todo").contains("adds /sync itself"));
+        assert!(err("ws://host:8080/sync").contains("adds /sync itself"));
+        assert!(err("ws://host?token=x").contains("token goes in the options"));
+        assert!(err("ws://my host").contains("holds ' '"));
+    }
+}

@@ -84,8 +84,17 @@ pub enum ConnectionStatus {
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub enum SessionEvent {
-    /// The connection status changed.
+    /// The connection status changed (to `Reconnecting`: [`SessionEvent::Reconnecting`], which
+    /// says why).
     Status(ConnectionStatus),
+    /// The status is now `Reconnecting`: the connection could not be opened or was lost, and
+    /// the driver tries again after `retry_in_ms`.
+    Reconnecting {
+        /// Why, as precisely as the transport tells (`connection refused`, `HTTP 404`, ...).
+        reason: String,
+        /// The wait before the next attempt.
+        retry_in_ms: u64,
+    },
     /// An event of the log was applied to the confirmed document.
     Applied {
         /// The event, as the server wrote it.
@@ -182,6 +191,23 @@ pub enum SessionError {
         /// Stored client id.
         client_id: String,
     },
+}
+
+impl SessionError {
+    /// The protocol code that says the same: `invalid_patch` for an edit that does not apply,
+    /// `document_state` for a create of an existing or an edit of a missing document,
+    /// `client_mismatch` for stored state of another client or document, and the frame's or
+    /// `internal` for what the server sent.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            SessionError::Diff(err) => err.code(),
+            SessionError::Shape(_) => ErrorCode::InvalidPatch,
+            SessionError::NoDocument | SessionError::DocumentExists => ErrorCode::DocumentState,
+            SessionError::Frame(err) => err.code(),
+            SessionError::State(_) => ErrorCode::Internal,
+            SessionError::StateMismatch { .. } => ErrorCode::ClientMismatch,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -150,7 +150,7 @@ async fn events_are_plain_objects_and_close_rejects_waiters() {
         gloo_sleep(20).await;
     }
 
-    let waiting = wasm_bindgen_futures::JsFuture::from(client.sync_state());
+    let waiting = wasm_bindgen_futures::JsFuture::from(client.sync_state(JsValue::UNDEFINED));
     client.close();
     let message = error_message(waiting.await.unwrap_err());
     assert!(message.contains("closed"), "{message}");
@@ -214,7 +214,7 @@ async fn offline_edits_survive_a_reload_in_indexed_db() {
         ))
         .unwrap();
     // The edits are committed to IndexedDB a moment after edit() returns.
-    wasm_bindgen_futures::JsFuture::from(client.saved())
+    wasm_bindgen_futures::JsFuture::from(client.saved(JsValue::UNDEFINED))
         .await
         .unwrap();
     // A reload: the page's client goes away (its lock with it) and a new one opens.
@@ -355,7 +355,7 @@ async fn a_connection_keeps_its_client_id_and_documents_across_a_reload() {
     ))
     .unwrap();
     for client in [&notes, &todo] {
-        wasm_bindgen_futures::JsFuture::from(client.saved())
+        wasm_bindgen_futures::JsFuture::from(client.saved(JsValue::UNDEFINED))
             .await
             .unwrap();
     }

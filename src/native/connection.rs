@@ -54,6 +54,8 @@ impl SyncConnectionBuilder {
     /// Starts the connection task and returns at once: documents opened from here on work
     /// offline from the first moment. Must be called within a tokio runtime.
     pub fn connect(self) -> Result<SyncConnection, ClientError> {
+        let url = crate::reconnect::endpoint(&self.server, "/sync")
+            .map_err(ClientError::InvalidArgument)?;
         if let Some(directory) = &self.directory {
             // Made here, so that a directory that cannot be fails now, not at the first save.
             std::fs::create_dir_all(directory).map_err(crate::queue::StoreError::Io)?;
@@ -88,7 +90,6 @@ impl SyncConnectionBuilder {
             closed: Notify::new(),
             epoch: Instant::now(),
         });
-        let url = format!("{}/sync", self.server.trim_end_matches('/'));
         let task = tokio::spawn(link::drive(shared.clone(), url, self.backoff));
         Ok(SyncConnection {
             shared,
@@ -155,6 +156,8 @@ impl SyncConnection {
     /// open already gives another handle to it.
     pub fn open(&self, document_id: impl Into<String>) -> Result<SyncClient, ClientError> {
         let document_id = document_id.into();
+        crate::server::limits::validate_document_id(&document_id)
+            .map_err(ClientError::InvalidArgument)?;
         self.shared.open(&document_id)?;
         Ok(SyncClient {
             doc: Doc::Shared(self.shared.clone(), document_id),
@@ -415,6 +418,11 @@ impl ConnShared {
         }
     }
 
+    /// The document was closed by the app (or the whole connection was).
+    pub(super) fn is_closed(&self, document_id: &str) -> bool {
+        self.lock().mux.session(document_id).is_none()
+    }
+
     pub(super) fn others(&self, document_id: &str) -> Vec<PresencePeer> {
         self.lock().mux.others(document_id)
     }
@@ -521,7 +529,10 @@ impl Link for ConnShared {
         self.lock().refused.is_some()
     }
 
-    fn reconnecting(&self) {
-        self.emit_all(SessionEvent::Status(ConnectionStatus::Reconnecting));
+    fn reconnecting(&self, reason: &str, retry_in_ms: u64) {
+        self.emit_all(SessionEvent::Reconnecting {
+            reason: reason.to_owned(),
+            retry_in_ms,
+        });
     }
 }

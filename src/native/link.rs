@@ -33,8 +33,9 @@ pub(super) trait Link: Send + Sync + 'static {
     fn disconnected(&self);
     /// The server refused the client for good: stop reconnecting.
     fn refused(&self) -> bool;
-    /// The loop waits before connecting again (`Status(Reconnecting)` for the app).
-    fn reconnecting(&self);
+    /// The loop waits `retry_in_ms` before connecting again, because of `reason`
+    /// ([`crate::SessionEvent::Reconnecting`] for the app).
+    fn reconnecting(&self, reason: &str, retry_in_ms: u64);
 }
 
 /// Connects to `url` again and again until closed or refused for good.
@@ -46,16 +47,21 @@ pub(super) async fn drive(link: Arc<impl Link>, url: String, backoff: Backoff) {
             result = tokio::time::timeout(Duration::from_secs(10), connect) => result,
             _ = link.closed().notified() => return,
         };
-        // A failure surfaces to the app as the `Reconnecting` status below.
-        if let Ok(Ok((socket, _))) = socket {
-            attempt = 0;
-            if pump(&link, socket).await.is_break() {
-                return;
+        // A failure surfaces to the app as the `Reconnecting` event below, with its reason.
+        let reason = match socket {
+            Ok(Ok((socket, _))) => {
+                attempt = 0;
+                match pump(&link, socket).await {
+                    std::ops::ControlFlow::Break(()) => return,
+                    std::ops::ControlFlow::Continue(reason) => reason,
+                }
             }
-        }
+            Ok(Err(err)) => format!("cannot connect to {url}: {}", describe(&err)),
+            Err(_) => format!("cannot connect to {url}: no answer within 10 s"),
+        };
         let delay = backoff.delay(attempt);
         attempt = attempt.saturating_add(1);
-        link.reconnecting();
+        link.reconnecting(&reason, delay.as_millis() as u64);
         tokio::select! {
             _ = tokio::time::sleep(delay) => {}
             _ = link.closed().notified() => return,
@@ -63,18 +69,31 @@ pub(super) async fn drive(link: Arc<impl Link>, url: String, backoff: Backoff) {
     }
 }
 
-/// One connection's life. `Break` when the client should stop for good.
+/// A connect error as a sentence: the HTTP status of a refused upgrade, the OS's words.
+fn describe(err: &tokio_tungstenite::tungstenite::Error) -> String {
+    use tokio_tungstenite::tungstenite::Error;
+    match err {
+        Error::Http(response) => format!(
+            "the server answered HTTP {} instead of a WebSocket (is this an eventsync server, \
+             and the address right?)",
+            response.status()
+        ),
+        other => other.to_string(),
+    }
+}
+
+/// One connection's life. `Break` when the client should stop for good, else why it ended.
 async fn pump(
     link: &Arc<impl Link>,
     socket: tokio_tungstenite::WebSocketStream<
         tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
     >,
-) -> std::ops::ControlFlow<()> {
+) -> std::ops::ControlFlow<(), String> {
     use std::ops::ControlFlow::{Break, Continue};
     let (mut sink, mut stream) = socket.split();
     let (writer, mut outgoing) = mpsc::unbounded_channel();
     let mut closed = link.connected(writer);
-    let mut stop = Continue(());
+    let mut stop = Continue("the client ended the connection to start over".to_owned());
     while !closed {
         let deadline = link.poll_timeout();
         let epoch = link.epoch();
@@ -87,12 +106,31 @@ async fn pump(
         tokio::select! {
             frame = stream.next() => match frame {
                 Some(Ok(Message::Text(text))) => closed = link.frame(&text),
-                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
+                Some(Ok(Message::Close(frame))) => {
+                    stop = Continue(match frame {
+                        Some(frame) => format!(
+                            "the server closed the connection ({}: {})",
+                            u16::from(frame.code),
+                            frame.reason
+                        ),
+                        None => "the server closed the connection".to_owned(),
+                    });
+                    break;
+                }
+                None => {
+                    stop = Continue("the connection was lost".to_owned());
+                    break;
+                }
+                Some(Err(err)) => {
+                    stop = Continue(format!("the connection failed: {err}"));
+                    break;
+                }
                 Some(Ok(_)) => {}
             },
             message = outgoing.recv() => match message {
                 Some(message) => {
-                    if sink.send(message).await.is_err() {
+                    if let Err(err) = sink.send(message).await {
+                        stop = Continue(format!("the connection failed: {err}"));
                         break;
                     }
                 }

@@ -87,6 +87,10 @@ pub enum ClientError {
     /// A presence state was refused (too large, or a client without presence).
     #[error(transparent)]
     Presence(#[from] PresenceError),
+    /// An argument cannot work: a server URL that is not a WebSocket server's address, a
+    /// document id outside the rules of the protocol (section 1).
+    #[error("{0}")]
+    InvalidArgument(String),
 }
 
 type Tune = Box<dyn FnOnce(&mut SessionConfig) + Send>;
@@ -130,6 +134,10 @@ impl SyncClientBuilder {
     /// Loads the store, starts the connection task and returns at once: edits work offline
     /// from the first moment. Must be called within a tokio runtime.
     pub fn connect(self) -> Result<SyncClient, ClientError> {
+        crate::server::limits::validate_document_id(&self.document_id)
+            .map_err(ClientError::InvalidArgument)?;
+        let url = crate::reconnect::endpoint(&self.server, &format!("/sync/{}", self.document_id))
+            .map_err(ClientError::InvalidArgument)?;
         let mut store = self.store;
         let saved = store.as_mut().map(|s| s.load()).transpose()?.flatten();
         let session = crate::reconnect::open_session(
@@ -151,17 +159,13 @@ impl SyncClientBuilder {
                 listeners: Vec::new(),
                 refused: None,
                 saved_at: Instant::now(),
+                closed: false,
             }),
             events,
             wake: Notify::new(),
             closed: Notify::new(),
             epoch: Instant::now(),
         });
-        let url = format!(
-            "{}/sync/{}",
-            self.server.trim_end_matches('/'),
-            self.document_id
-        );
         let task = tokio::spawn(link::drive(shared.clone(), url, self.backoff));
         Ok(SyncClient {
             doc: Doc::Own(shared),
@@ -201,6 +205,7 @@ impl Doc {
         f: impl FnOnce(&mut SyncSession, u64) -> T,
     ) -> Result<T, ClientError> {
         match self {
+            Doc::Own(shared) if shared.lock().closed => Err(ClientError::Closed),
             Doc::Own(shared) => Ok(shared.with_session(f).0),
             Doc::Shared(connection, document_id) => connection.with_session(document_id, f),
         }
@@ -211,6 +216,14 @@ impl Doc {
         match self {
             Doc::Own(shared) => f(&shared.lock().session),
             Doc::Shared(connection, document_id) => connection.read(document_id, f),
+        }
+    }
+
+    /// The app closed the client (or this document of its connection).
+    fn is_closed(&self) -> bool {
+        match self {
+            Doc::Own(shared) => shared.lock().closed,
+            Doc::Shared(connection, document_id) => connection.is_closed(document_id),
         }
     }
 
@@ -376,6 +389,9 @@ impl SyncClient {
             if let Some((code, message)) = self.doc.refused() {
                 return Err(ClientError::Refused { code, message });
             }
+            if self.doc.is_closed() {
+                return Err(ClientError::Closed);
+            }
             if let Err(broadcast::error::RecvError::Closed) = events.recv().await {
                 return Err(ClientError::Closed);
             }
@@ -434,6 +450,7 @@ impl SyncClient {
                 let mut events = Vec::new();
                 {
                     let mut core = shared.lock();
+                    core.closed = true;
                     if core.session.needs_save() {
                         core.save_lazily(&mut events);
                     }

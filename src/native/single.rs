@@ -12,7 +12,7 @@ use super::link::Link;
 use super::{ClientEvent, Listener, LAZY_SAVE};
 use crate::protocol::{self, ErrorCode};
 use crate::queue::Store;
-use crate::session::{ConnectionStatus, Output, SessionEvent, SyncSession};
+use crate::session::{Output, SessionEvent, SyncSession};
 
 pub(super) struct Shared {
     pub(super) core: Mutex<Core>,
@@ -35,6 +35,8 @@ pub(super) struct Core {
     pub(super) refused: Option<(Option<ErrorCode>, String)>,
     /// When the state was last saved.
     pub(super) saved_at: Instant,
+    /// The app closed the client: it takes no more work.
+    pub(super) closed: bool,
 }
 
 impl Core {
@@ -178,7 +180,10 @@ impl Link for Shared {
         self.lock().refused.is_some()
     }
 
-    fn reconnecting(&self) {
-        self.emit(SessionEvent::Status(ConnectionStatus::Reconnecting));
+    fn reconnecting(&self, reason: &str, retry_in_ms: u64) {
+        self.emit(SessionEvent::Reconnecting {
+            reason: reason.to_owned(),
+            retry_in_ms,
+        });
     }
 }

@@ -47,6 +47,24 @@ export interface SyncOptions {
 /** Per client id, the highest `sequenceNum` of its events applied (what `sync` sends). */
 export type StateVector = Record<string, number>;
 
+/** Options of `syncState`, `flush` and `saved`. */
+export interface WaitOptions {
+  /** Reject with the code `timeout` when this many milliseconds pass first (default: wait as
+   * long as it takes; the client keeps reconnecting meanwhile). */
+  timeoutMs?: number;
+}
+
+/** The `code` of every error the client throws or rejects with: the protocol's codes, and
+ * `closed` (the client or document was closed), `timeout` (a `timeoutMs` passed),
+ * `invalid_argument` (a bad URL, document id, patch or option) and `storage` (IndexedDB failed). */
+export type ClientErrorCode = ErrorCode | "closed" | "timeout" | "invalid_argument" | "storage";
+
+/** What the client throws and rejects with (`TypeError` for arguments that do not convert, with
+ * the code `invalid_argument`). */
+export interface EventsyncError extends Error {
+  code: ClientErrorCode;
+}
+
 /** Connection status. */
 export type SyncStatus = "offline" | "connecting" | "online" | "reconnecting";
 
@@ -90,7 +108,7 @@ export interface PresencePeer {
 
 /** What `onEvent` callbacks receive. */
 export type SyncEvent =
-  | { type: "status"; status: SyncStatus }
+  | { type: "status"; status: SyncStatus; reason?: string; retryInMs?: number }
   | { type: "applied"; event: LogEvent; own: boolean }
   | { type: "synced"; sequenceNum: number }
   | { type: "acked"; clientSeq: number; sequenceNum: number }
@@ -246,26 +264,42 @@ impl JsSyncClient {
         });
     }
 
-    /// Resolves once the client is online and has caught up with the server's log.
+    /// Resolves once the client is online and has caught up with the server's log. With
+    /// `{ timeoutMs }`, rejects with the code `timeout` when that passes first.
     #[wasm_bindgen(js_name = syncState, unchecked_return_type = "Promise<void>")]
-    pub fn sync_state(&self) -> js_sys::Promise {
+    pub fn sync_state(
+        &self,
+        #[wasm_bindgen(unchecked_optional_param_type = "WaitOptions")] options: JsValue,
+    ) -> js_sys::Promise {
         let inner = self.inner.clone();
-        void_promise(async move { inner.sync_state().await })
+        let timeout = wait_options(options);
+        void_promise(async move { driver::within(timeout?, inner.sync_state()).await })
     }
 
     /// Resolves once every local edit made so far is in the server's log (or was rejected).
+    /// With `{ timeoutMs }`, rejects with the code `timeout` when that passes first (the edits
+    /// stay queued).
     #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
-    pub fn flush(&self) -> js_sys::Promise {
+    pub fn flush(
+        &self,
+        #[wasm_bindgen(unchecked_optional_param_type = "WaitOptions")] options: JsValue,
+    ) -> js_sys::Promise {
         let inner = self.inner.clone();
-        void_promise(async move { inner.flush().await })
+        let timeout = wait_options(options);
+        void_promise(async move { driver::within(timeout?, inner.flush()).await })
     }
 
     /// Resolves once every local edit made so far is saved in IndexedDB (with `persist`; at
-    /// once otherwise). `edit` applies at once and the commit follows a moment later.
+    /// once otherwise). `edit` applies at once and the commit follows a moment later. With
+    /// `{ timeoutMs }`, rejects with the code `timeout` when that passes first.
     #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
-    pub fn saved(&self) -> js_sys::Promise {
+    pub fn saved(
+        &self,
+        #[wasm_bindgen(unchecked_optional_param_type = "WaitOptions")] options: JsValue,
+    ) -> js_sys::Promise {
         let inner = self.inner.clone();
-        void_promise(async move { inner.saved().await })
+        let timeout = wait_options(options);
+        void_promise(async move { driver::within(timeout?, inner.saved()).await })
     }
 
     /// Records that events of `clientId` up to `sequenceNum` are known.
@@ -457,6 +491,21 @@ impl Timers {
 }
 
 /// A `Promise<void>` settled by `done`: resolved, or rejected with the client error.
+/// The `timeoutMs` of a `WaitOptions` argument (`undefined`: none).
+fn wait_options(options: JsValue) -> Result<Option<u32>, driver::ClientError> {
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase", deny_unknown_fields)]
+    struct WaitOptions {
+        timeout_ms: Option<u32>,
+    }
+    if options.is_undefined() || options.is_null() {
+        return Ok(None);
+    }
+    serde_wasm_bindgen::from_value::<WaitOptions>(options)
+        .map(|o| o.timeout_ms)
+        .map_err(|err| driver::ClientError::InvalidArgument(format!("invalid wait options: {err}")))
+}
+
 pub(super) fn void_promise(
     done: impl std::future::Future<Output = Result<(), driver::ClientError>> + 'static,
 ) -> js_sys::Promise {
@@ -503,6 +552,12 @@ fn events_to_js(events: &[ClientEvent]) -> js_sys::Array {
 fn event_value(event: &ClientEvent) -> Value {
     match event {
         SessionEvent::Status(status) => json!({"type": "status", "status": status_name(*status)}),
+        SessionEvent::Reconnecting {
+            reason,
+            retry_in_ms,
+        } => json!({
+            "type": "status", "status": "reconnecting", "reason": reason, "retryInMs": retry_in_ms
+        }),
         SessionEvent::Applied { event, own } => {
             json!({"type": "applied", "event": event, "own": own})
         }

@@ -54,6 +54,7 @@ impl SyncConnectionBuilder {
     /// Starts the connection loop and returns at once; documents live in memory only.
     /// IndexedDB opens asynchronously: use [`SyncConnectionBuilder::open`].
     pub fn connect(self) -> Result<SyncConnection, ClientError> {
+        self.endpoint()?;
         if self.indexed_db.is_some() {
             return Err(ClientError::Store(
                 "IndexedDB persistence opens asynchronously: use SyncConnection.connect \
@@ -65,22 +66,33 @@ impl SyncConnectionBuilder {
             .client_id
             .clone()
             .unwrap_or_else(crate::reconnect::random_client_id);
-        Ok(self.start(client_id, None))
+        self.start(client_id, None)
+    }
+
+    /// The connection's endpoint on the server, or why the URL cannot work.
+    fn endpoint(&self) -> Result<String, ClientError> {
+        crate::reconnect::endpoint(&self.server, "/sync").map_err(ClientError::InvalidArgument)
     }
 
     /// Like [`SyncConnectionBuilder::connect`], and also opens IndexedDB persistence when
     /// [`SyncConnectionBuilder::indexed_db`] asked for it (taking back the client id of an
     /// earlier page's connection that no open tab holds).
     pub async fn open(mut self) -> Result<SyncConnection, ClientError> {
+        self.endpoint()?;
         let Some(database) = self.indexed_db.take() else {
             return self.connect();
         };
         let directory = IndexedDbDirectory::open(&database, self.client_id.as_deref()).await?;
         let client_id = directory.client_id().to_owned();
-        Ok(self.start(client_id, Some(directory)))
+        self.start(client_id, Some(directory))
     }
 
-    fn start(self, client_id: String, directory: Option<IndexedDbDirectory>) -> SyncConnection {
+    fn start(
+        self,
+        client_id: String,
+        directory: Option<IndexedDbDirectory>,
+    ) -> Result<SyncConnection, ClientError> {
+        let url = self.endpoint()?;
         let mut config = MultiplexConfig::new(client_id.clone());
         config.token = self.token;
         if let Some(tune) = &self.tune {
@@ -108,14 +120,13 @@ impl SyncConnectionBuilder {
             tune: self.tune,
             directory: RefCell::new(directory.map(Rc::new)),
         });
-        let url = format!("{}/sync", self.server.trim_end_matches('/'));
         wasm_bindgen_futures::spawn_local(socket::drive(
             shared.clone(),
             url,
             self.backoff,
             control_rx,
         ));
-        SyncConnection { shared }
+        Ok(SyncConnection { shared })
     }
 }
 
@@ -145,6 +156,8 @@ impl SyncConnection {
     /// that is open already gives another handle to it.
     pub async fn open(&self, document_id: impl Into<String>) -> Result<SyncClient, ClientError> {
         let document_id = document_id.into();
+        crate::server::limits::validate_document_id(&document_id)
+            .map_err(ClientError::InvalidArgument)?;
         self.shared.open(&document_id).await?;
         Ok(SyncClient::from_doc(Doc::Shared(
             self.shared.clone(),
@@ -629,8 +642,11 @@ impl Link for ConnShared {
         self.core.borrow().refused.is_some()
     }
 
-    fn reconnecting(&self) {
-        let status = SessionEvent::Status(ConnectionStatus::Reconnecting);
+    fn reconnecting(&self, reason: &str, retry_in_ms: u64) {
+        let status = SessionEvent::Reconnecting {
+            reason: reason.to_owned(),
+            retry_in_ms,
+        };
         self.dispatch(vec![(None, status)]);
     }
 

@@ -41,8 +41,13 @@ pub type ClientEvent = SessionEvent;
 #[non_exhaustive]
 pub enum ClientError {
     /// A local operation failed (the document is unchanged).
-    #[error("{0}")]
-    Session(String),
+    #[error("{message}")]
+    Session {
+        /// What kind of failure, as a protocol code.
+        code: ErrorCode,
+        /// Detail.
+        message: String,
+    },
     /// The offline store failed.
     #[error("{0}")]
     Store(String),
@@ -60,11 +65,36 @@ pub enum ClientError {
     /// A presence state was refused (too large, or a client without presence).
     #[error(transparent)]
     Presence(#[from] PresenceError),
+    /// An argument cannot work: a server URL that is not a WebSocket server's address, a
+    /// document id outside the rules of the protocol (section 1).
+    #[error("{0}")]
+    InvalidArgument(String),
+    /// A wait took longer than the caller allowed.
+    #[error("timed out after {0} ms")]
+    Timeout(u32),
+}
+
+/// `work`, or [`ClientError::Timeout`] once `timeout_ms` passed (`None`: no limit).
+pub async fn within<T>(
+    timeout_ms: Option<u32>,
+    work: impl std::future::Future<Output = Result<T, ClientError>>,
+) -> Result<T, ClientError> {
+    use futures::FutureExt;
+    let Some(ms) = timeout_ms else {
+        return work.await;
+    };
+    futures::select! {
+        done = work.fuse() => done,
+        _ = gloo_timers::future::TimeoutFuture::new(ms).fuse() => Err(ClientError::Timeout(ms)),
+    }
 }
 
 impl From<SessionError> for ClientError {
     fn from(err: SessionError) -> Self {
-        ClientError::Session(err.to_string())
+        ClientError::Session {
+            code: err.code(),
+            message: err.to_string(),
+        }
     }
 }
 
@@ -124,6 +154,7 @@ impl SyncClientBuilder {
     /// Loads the store, starts the connection loop and returns at once: edits work offline
     /// from the first moment. IndexedDB opens asynchronously: use [`SyncClientBuilder::open`].
     pub fn connect(mut self) -> Result<SyncClient, ClientError> {
+        self.endpoint()?;
         if self.indexed_db.is_some() {
             return Err(ClientError::Store(
                 "IndexedDB persistence opens asynchronously: use SyncClient.open".into(),
@@ -140,6 +171,7 @@ impl SyncClientBuilder {
     /// Like [`SyncClientBuilder::connect`], and also opens IndexedDB persistence (loading what
     /// the last page saved) when [`SyncClientBuilder::indexed_db`] asked for it.
     pub async fn open(mut self) -> Result<SyncClient, ClientError> {
+        self.endpoint()?;
         let Some(database) = self.indexed_db.take() else {
             return self.connect();
         };
@@ -149,11 +181,20 @@ impl SyncClientBuilder {
         self.start(saved, Some(Persistence::IndexedDb(store)))
     }
 
+    /// The document's endpoint on the server, or why the URL or the document id cannot work.
+    fn endpoint(&self) -> Result<String, ClientError> {
+        crate::server::limits::validate_document_id(&self.document_id)
+            .map_err(ClientError::InvalidArgument)?;
+        crate::reconnect::endpoint(&self.server, &format!("/sync/{}", self.document_id))
+            .map_err(ClientError::InvalidArgument)
+    }
+
     fn start(
         self,
         saved: Option<ClientState>,
         store: Option<Persistence>,
     ) -> Result<SyncClient, ClientError> {
+        let url = self.endpoint()?;
         let session = crate::reconnect::open_session(
             saved,
             crate::reconnect::SessionOptions {
@@ -180,11 +221,6 @@ impl SyncClientBuilder {
             control,
             epoch: performance_now(),
         });
-        let url = format!(
-            "{}/sync/{}",
-            self.server.trim_end_matches('/'),
-            self.document_id
-        );
         wasm_bindgen_futures::spawn_local(super::socket::drive(
             shared.clone(),
             url,

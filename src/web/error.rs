@@ -3,6 +3,7 @@
 use wasm_bindgen::JsValue;
 
 use super::driver::ClientError;
+use crate::protocol::ErrorCode;
 
 /// A JavaScript `Error` with `message`; `name` says which kind it is.
 pub(crate) fn js_error(name: &str, message: impl std::fmt::Display) -> JsValue {
@@ -11,29 +12,37 @@ pub(crate) fn js_error(name: &str, message: impl std::fmt::Display) -> JsValue {
     error.into()
 }
 
-/// A client error as a JavaScript `Error` (`name` is `EventsyncError`, `code` the protocol code
-/// when the server gave one, or the one that says the same of a refused presence state).
+/// A client error as a JavaScript `Error`: `name` is `EventsyncError`, and `code` (always set)
+/// one of `ClientErrorCode`: the protocol's code when there is one (the server's refusal, an edit
+/// that does not apply, a refused presence state), else `closed`, `timeout`,
+/// `invalid_argument` or `storage`.
 pub(crate) fn client_error(err: ClientError) -> JsValue {
     let code = match &err {
-        ClientError::Refused {
-            code: Some(code), ..
-        } => Some(*code),
-        ClientError::Presence(presence) => Some(presence.code()),
-        _ => None,
+        ClientError::Refused { code, .. } => protocol_code(code.unwrap_or(ErrorCode::Unknown)),
+        ClientError::Presence(presence) => protocol_code(presence.code()),
+        ClientError::Session { code, .. } => protocol_code(*code),
+        ClientError::Store(_) => "storage".to_owned(),
+        ClientError::Closed => "closed".to_owned(),
+        ClientError::InvalidArgument(_) => "invalid_argument".to_owned(),
+        ClientError::Timeout(_) => "timeout".to_owned(),
     };
-    let code = code.and_then(|code| {
-        serde_json::to_value(code)
-            .ok()
-            .and_then(|code| code.as_str().map(str::to_owned))
-    });
-    let error = js_error("EventsyncError", &err);
-    if let Some(code) = code {
-        let _ = js_sys::Reflect::set(&error, &"code".into(), &code.into());
-    }
-    error
+    coded(js_error("EventsyncError", &err), &code)
 }
 
-/// An argument JavaScript passed that does not convert (a malformed patch, bad options).
+/// An argument JavaScript passed that does not convert (a malformed patch, bad options): a
+/// `TypeError` with the code `invalid_argument`.
 pub(crate) fn invalid_argument(what: &str, err: impl std::fmt::Display) -> JsValue {
-    js_error("TypeError", format!("invalid {what}: {err}"))
+    coded(
+        js_error("TypeError", format!("invalid {what}: {err}")),
+        "invalid_argument",
+    )
+}
+
+fn protocol_code(code: ErrorCode) -> String {
+    code.to_string()
+}
+
+fn coded(error: JsValue, code: &str) -> JsValue {
+    let _ = js_sys::Reflect::set(&error, &"code".into(), &code.into());
+    error
 }

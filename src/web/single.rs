@@ -11,7 +11,7 @@ use super::driver::{performance_now, ClientError, ClientEvent, Listener, LAZY_SA
 use super::saves::{has_synced, Persistence, SaveInFlight, Saves, Settle, Waiters};
 use super::socket::{Control, Link};
 use crate::protocol::{self, ErrorCode};
-use crate::session::{ConnectionStatus, Output, SessionEvent, SyncSession};
+use crate::session::{Output, SessionEvent, SyncSession};
 
 pub(super) struct Shared {
     pub core: RefCell<Core>,
@@ -232,8 +232,11 @@ impl Link for Shared {
         self.core.borrow().refused.is_some()
     }
 
-    fn reconnecting(&self) {
-        self.emit_all(&[SessionEvent::Status(ConnectionStatus::Reconnecting)]);
+    fn reconnecting(&self, reason: &str, retry_in_ms: u64) {
+        self.emit_all(&[SessionEvent::Reconnecting {
+            reason: reason.to_owned(),
+            retry_in_ms,
+        }]);
     }
 
     fn finish(&self) {

@@ -41,8 +41,9 @@ pub(super) trait Link: 'static {
     fn disconnected(self: &Rc<Self>);
     /// The server refused the client for good: stop reconnecting.
     fn refused(&self) -> bool;
-    /// The loop waits before connecting again (`Status(Reconnecting)` for the app).
-    fn reconnecting(&self);
+    /// The loop waits `retry_in_ms` before connecting again, because of `reason`
+    /// ([`crate::SessionEvent::Reconnecting`] for the app).
+    fn reconnecting(&self, reason: &str, retry_in_ms: u64);
     /// The loop ended for good: fail every waiter.
     fn finish(&self);
 }
@@ -73,19 +74,23 @@ pub(super) async fn drive<L: Link>(
         if link.finished() {
             break;
         }
-        // A failure surfaces to the app as the `Reconnecting` status below.
-        if let Some(socket) = open(&url, &mut control).await {
-            attempt = 0;
-            if pump(&link, socket, &mut control).await.is_break() {
-                break;
+        // A failure surfaces to the app as the `Reconnecting` event below, with its reason.
+        let reason = match open(&url, &mut control).await {
+            Ok(socket) => {
+                attempt = 0;
+                match pump(&link, socket, &mut control).await {
+                    std::ops::ControlFlow::Break(()) => break,
+                    std::ops::ControlFlow::Continue(reason) => reason,
+                }
             }
-        }
+            Err(reason) => format!("cannot connect to {url}: {reason}"),
+        };
         if link.finished() {
             break;
         }
         let delay = backoff.delay(attempt);
         attempt = attempt.saturating_add(1);
-        link.reconnecting();
+        link.reconnecting(&reason, delay.as_millis() as u64);
         if sleep_or_close(delay.as_millis() as u32, &mut control).await {
             break;
         }
@@ -93,10 +98,13 @@ pub(super) async fn drive<L: Link>(
     link.finish();
 }
 
-/// Opens a WebSocket and waits until it is open (`None`: it failed, timed out, or the client
-/// was closed meanwhile).
-async fn open(url: &str, control: &mut mpsc::UnboundedReceiver<Control>) -> Option<WebSocket> {
-    let mut socket = WebSocket::open(url).ok()?;
+/// Opens a WebSocket and waits until it is open (`Err`: why it failed or timed out, or that the
+/// client was closed meanwhile).
+async fn open(
+    url: &str,
+    control: &mut mpsc::UnboundedReceiver<Control>,
+) -> Result<WebSocket, String> {
+    let mut socket = WebSocket::open(url).map_err(|err| err.to_string())?;
     let mut timeout = TimeoutFuture::new(CONNECT_TIMEOUT_MS).fuse();
     loop {
         let outcome = {
@@ -104,31 +112,40 @@ async fn open(url: &str, control: &mut mpsc::UnboundedReceiver<Control>) -> Opti
             let mut ready = futures::future::poll_fn(|cx| socket.poll_ready_unpin(cx)).fuse();
             futures::select! {
                 result = ready => Some(result.is_ok()),
-                _ = timeout => return None,
+                _ = timeout => return Err(format!(
+                    "no answer within {} s",
+                    CONNECT_TIMEOUT_MS / 1000
+                )),
                 signal = control.next() => match signal {
                     Some(Control::Wake) => None,
                     // `close()` resolves its waiters itself; nothing to send.
-                    Some(Control::Close) | None => return None,
+                    Some(Control::Close) | None => return Err("the client was closed".into()),
                 },
             }
         };
         if let Some(ok) = outcome {
-            return (ok && matches!(socket.state(), State::Open)).then_some(socket);
+            return match ok && matches!(socket.state(), State::Open) {
+                true => Ok(socket),
+                // Browsers tell pages nothing more about a failed WebSocket.
+                false => Err("the server did not accept a WebSocket (is it running, and the \
+                              address right?)"
+                    .into()),
+            };
         }
     }
 }
 
-/// One connection's life. `Break` when the client should stop for good.
+/// One connection's life. `Break` when the client should stop for good, else why it ended.
 async fn pump<L: Link>(
     link: &Rc<L>,
     socket: WebSocket,
     control: &mut mpsc::UnboundedReceiver<Control>,
-) -> std::ops::ControlFlow<()> {
+) -> std::ops::ControlFlow<(), String> {
     use std::ops::ControlFlow::{Break, Continue};
     let (mut sink, mut stream) = socket.split();
     let (writer, mut outgoing) = mpsc::unbounded::<String>();
     let mut closed = link.connected(writer);
-    let mut stop = Continue(());
+    let mut stop = Continue("the client ended the connection to start over".to_owned());
     while !closed {
         let deadline = link.poll_timeout();
         let sleep = async {
@@ -144,11 +161,19 @@ async fn pump<L: Link>(
             frame = stream.next().fuse() => match frame {
                 Some(Ok(Message::Text(text))) => closed = link.frame(&text),
                 Some(Ok(Message::Bytes(_))) => {}
-                Some(Err(_)) | None => break,
+                Some(Err(err)) => {
+                    stop = Continue(format!("the connection ended: {err}"));
+                    break;
+                }
+                None => {
+                    stop = Continue("the connection was lost".to_owned());
+                    break;
+                }
             },
             message = outgoing.next() => match message {
                 Some(text) => {
-                    if sink.send(Message::Text(text)).await.is_err() {
+                    if let Err(err) = sink.send(Message::Text(text)).await {
+                        stop = Continue(format!("the connection failed: {err}"));
                         break;
                     }
                 }
