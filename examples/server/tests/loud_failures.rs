@@ -32,10 +32,15 @@ async fn bad_urls_and_document_ids_fail_when_the_client_is_made() {
     assert!(invalid(client("ws://127.0.0.1:8080/sync/todo", "todo")).contains("adds /sync"));
     assert!(invalid(client("ws://127.0.0.1:8080", "a b")).contains("invalid documentId"));
     assert!(invalid(connection("ws://")).contains("names no host"));
-    let fine = SyncConnection::builder("ws://127.0.0.1:9").connect().unwrap();
+    let fine = SyncConnection::builder("ws://127.0.0.1:9")
+        .connect()
+        .unwrap();
     assert!(invalid(fine.open("../etc").map(drop)).contains("invalid documentId"));
     // The message is a sentence, for people.
-    let err = SyncClient::builder("ws://h", "todo?x").connect().err().unwrap();
+    let err = SyncClient::builder("ws://h", "todo?x")
+        .connect()
+        .err()
+        .unwrap();
     assert!(err.to_string().starts_with("invalid documentId"), "{err}");
 }
 
@@ -71,12 +76,18 @@ async fn a_client_that_cannot_connect_says_why() {
         .connect()
         .unwrap();
     let (reason, retry) = first_reason(&down).await;
-    assert!(reason.contains("cannot connect to ws://127.0.0.1:"), "{reason}");
+    assert!(
+        reason.contains("cannot connect to ws://127.0.0.1:"),
+        "{reason}"
+    );
     assert!(reason.to_lowercase().contains("refused"), "{reason}");
     assert!(retry <= 100, "{retry}");
     // Waiting can be bounded by the app.
     let waited = tokio::time::timeout(Duration::from_millis(200), down.sync_state()).await;
-    assert!(waited.is_err(), "sync_state cannot finish with the server down");
+    assert!(
+        waited.is_err(),
+        "sync_state cannot finish with the server down"
+    );
 
     // Something that answers HTTP but is not an eventsync endpoint: its status is the reason.
     let server = TestServer::start().await;
@@ -104,6 +115,9 @@ async fn a_closed_client_refuses_work_instead_of_losing_it() {
         client.edit(patch.unwrap()),
         Err(ClientError::Closed)
     ));
-    assert!(matches!(client.sync_state().await, Err(ClientError::Closed)));
+    assert!(matches!(
+        client.sync_state().await,
+        Err(ClientError::Closed)
+    ));
     assert_eq!(client.document(), Some(json!({"items": []})), "unchanged");
 }
