@@ -15,10 +15,12 @@ smoke=false
 if $smoke; then
   events=300 flush_edits=50 subscribers=5 rate=20 seconds=1 rounds=1
   writers=20 writer_events=20 documents=20 doc_connections=2
+  peers=5 presence_rate=10 presence_seconds=2
   profile=debug cargo_profile=() report=
 else
   events=100000 flush_edits=10000 subscribers=1000 rate=20 seconds=10 rounds=5
   writers=10000 writer_events=10000 documents=1000 doc_connections=10
+  peers=100 presence_rate=10 presence_seconds=10
   profile=release cargo_profile=(--release) report=docs/BENCHMARKS.md
 fi
 
@@ -138,6 +140,17 @@ stop
 launch_eventsync
 record documents "$bin/eventsync-bench" documents --url "$url" --documents "$documents" \
   --connections "$doc_connections" --server-pid "$pid"
+stop
+
+step "7. presence ($peers peers on one document, $presence_rate updates/s each for ${presence_seconds}s)"
+presence_args=(--document presence --peers "$peers" --rate "$presence_rate" --seconds "$presence_seconds")
+launch_eventsync
+record presence-eventsync "$bin/eventsync-bench" presence --url "$url" "${presence_args[@]}" \
+  --server-pid "$pid"
+stop
+launch node js/bench/servers.mjs yjs --document presence --events 0
+record presence-yjs bench_js presence --system yjs --url "$url" "${presence_args[@]}" \
+  --server-pid "$pid"
 stop
 
 step "3. fan-out ($subscribers subscribers, $rate updates/s for ${seconds}s)"

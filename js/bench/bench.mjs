@@ -3,6 +3,8 @@
 //   node bench.mjs catchup --system eventsync|sharedb|yjs --url ws://... --document D [--expect SEQ]
 //   node bench.mjs fanout --system S --url ws://... --document D --subscribers N --rate R
 //                         --seconds S --server-pid PID
+//   node bench.mjs presence --system yjs --url ws://... --document D --peers N --rate R
+//                           --seconds S --server-pid PID   (presence.mjs; eventsync's is native)
 // eventsync runs as its npm package (pkg/, the WebAssembly Node build); ShareDB and Yjs with
 // their own clients. The same workload everywhere (workload.mjs).
 import net from "node:net";
@@ -13,6 +15,7 @@ import WebSocket from "ws";
 import * as Y from "yjs";
 import { WebsocketProvider } from "y-websocket";
 import { fieldOf, option } from "./workload.mjs";
+import { presence } from "./presence.mjs";
 
 const require = createRequire(import.meta.url);
 // Loaded (and the WebAssembly compiled) before anything is timed, like the other clients.
@@ -255,7 +258,7 @@ async function fanOut() {
   };
 }
 
-const commands = { apply, catchup: catchUp, fanout: fanOut };
+const commands = { apply, catchup: catchUp, fanout: fanOut, presence };
 const command = commands[process.argv[2]];
 if (!command) {
   console.error(`usage: node bench.mjs ${Object.keys(commands).join("|")} --option value ...`);

@@ -266,6 +266,67 @@ line();
   }
 }
 
+// 7. Presence
+line("## 7. Presence");
+line();
+{
+  const e = get("presence-eventsync");
+  const y = get("presence-yjs");
+  const any = e ?? y;
+  if (any) {
+    const offered = (r) => r && r.peers * r.rate * (r.seconds + 1);
+    const expected = (r) => r && r.peers * r.rate * r.seconds * (r.peers - 1);
+    line(`${num(any.peers)} peers on one document, each publishing its presence (\`{cursor: {x, y}, t}\`, \`t\` its send`);
+    line(`time) ${any.rate} times a second at its own phase of the interval; after a 1 s warm-up, ${any.seconds} s are`);
+    line(`measured (${num(expected(any))} deliveries expected: every state sent in the window, at each of the`);
+    line("other peers). Latency: from a state's send to its receipt at another peer, one clock (same");
+    line("process). Server CPU: utime + stime of the server process over the window (100% = one core),");
+    line("and that divided by the deliveries; memory: the server's resident set after every peer joined,");
+    line("minus before, per peer (before anyone publishes), and its size while they publish.");
+    line();
+    line("- eventsync: `eventsync-server` (release) and `eventsync-bench presence`, native protocol 2");
+    line("  connections (\`presence\` frames, PROTOCOL.md 18.7) on a multi-threaded tokio runtime.");
+    line("- Yjs: awareness (y-protocols) over the y-websocket server, one `WebsocketProvider` a peer,");
+    line("  every peer in one Node thread (`awareness.setLocalState`, received on `awareness` `change`).");
+    line("  Stock y-websocket also sends every awareness update a provider applies, remote ones");
+    line("  included, back to the server (which drops the repeats): about peers times the messages in.");
+    line("  The peers' Node thread is shown (client CPU): near 100%, the Yjs latency is mostly its queue.");
+    line();
+    const cell = (r, key, format) => (r ? format(r[key]) : "n/a");
+    const pct = (v) => (v == null ? "n/a" : `${v.toFixed(0)}%`);
+    const us = (v) => (v == null ? "n/a" : `${v.toFixed(1)} µs`);
+    const kib = (v) => (v == null ? "n/a" : `${v.toFixed(1)} KiB`);
+    const mib = (v) => (v == null ? "n/a" : `${(v / 1024).toFixed(1)} MiB`);
+    const row = (label, key, format, lowerIsBetter = true) => [
+      label, cell(e, key, format), cell(y, key, format),
+      lowerIsBetter ? ratio(e?.[key], y?.[key]) : ratio(y?.[key], e?.[key]),
+    ];
+    table(
+      ["figure", "eventsync", "Yjs / y-websocket", "ratio"],
+      [
+        ["updates sent (offered)", ...[e, y].map((r) => (r ? `${num(r.sent)} (${num(offered(r))})` : "n/a")), ratio(y?.sent, e?.sent)],
+        row("deliveries in the window", "deliveredInWindow", num, false),
+        row("p50 latency", "p50Ms", ms),
+        row("p99 latency", "p99Ms", ms),
+        row("max latency", "maxMs", ms),
+        // No ratio: the two loads differ when one side sent fewer updates than offered.
+        ["server CPU (100% = one core)", cell(e, "serverCpuPercent", pct), cell(y, "serverCpuPercent", pct), "n/a"],
+        row("server CPU per delivery", "serverCpuUsPerDelivery", us),
+        row("server memory per peer", "serverRssKbPerPeer", kib),
+        row("server resident set while publishing", "serverRssKbRunning", mib),
+        ["client CPU (the peers' process)", "n/a (native)", cell(y, "clientCpuPercent", pct), "n/a"],
+      ],
+    );
+    line("Ratios are eventsync / Yjs (other / eventsync for updates and deliveries): below 1.00x means");
+    line("eventsync is ahead. Server CPU % is of different loads when one side sent fewer updates than");
+    line("offered (its peers' thread could not keep up); CPU per delivery compares them.");
+    line();
+  } else {
+    line("Not run.");
+    line();
+  }
+}
+
 // The issue's aims, checked against this run.
 line("## Aims");
 line();
@@ -277,6 +338,8 @@ line();
   const catchWith = get("catchup-native-with");
   const catchWithout = get("catchup-native-without");
   const fan = get("fanout-eventsync");
+  const presence = get("presence-eventsync");
+  const presenceYjs = get("presence-yjs");
   const behind = [];
   const compare = (what, ours, theirs, name) => {
     if (ours != null && theirs != null && ours > theirs) behind.push(`${what} vs ${name}`);
@@ -294,6 +357,20 @@ line();
     // deliveries that never arrived count.
     if (fan && f && fan.delivered < f.delivered) behind.push(`fan-out deliveries vs ${name}`);
   }
+  // Presence has no ShareDB row (ShareDB has no presence over its stock server here).
+  compare("presence p50", presence?.p50Ms, presenceYjs?.p50Ms, "Yjs");
+  compare("presence p99", presence?.p99Ms, presenceYjs?.p99Ms, "Yjs");
+  compare("presence max", presence?.maxMs, presenceYjs?.maxMs, "Yjs");
+  compare("presence server CPU per delivery", presence?.serverCpuUsPerDelivery, presenceYjs?.serverCpuUsPerDelivery, "Yjs");
+  compare("presence server memory per peer", presence?.serverRssKbPerPeer, presenceYjs?.serverRssKbPerPeer, "Yjs");
+  if (presence && presenceYjs && presence.deliveredInWindow < presenceYjs.deliveredInWindow) behind.push("presence deliveries vs Yjs");
+  // The aim is at 100 peers and 10 updates a second; a p99 only counts if (nearly) every
+  // delivery arrived (the window's edges make the count differ by a few from peers x rate x s).
+  const presenceExpected = presence && presence.peers * presence.rate * presence.seconds * (presence.peers - 1);
+  const presenceAtSize = presence && presence.peers >= 100 && presence.rate >= 10;
+  const presenceAim = !presence
+    ? null
+    : presenceAtSize && presence.p99Ms < 50 && presence.deliveredInWindow >= 0.99 * presenceExpected;
   table(
     ["aim", "this run", "verdict"],
     [
@@ -304,6 +381,17 @@ line();
       ["10,000-event history with 10,000 writers under 2 MB", kb(get("writers-many")?.catchUpBytesV2), verdict(get("writers-many") && get("writers-many").catchUpBytesV2 < 2_000_000)],
       ["1,000 documents opened and caught up on one connection under 1 s", ms(get("documents")?.openAndCatchUpMs), verdict(get("documents") && get("documents").openAndCatchUpMs < 1000)],
       ["server memory per open (connection, document) under 2 KB", `${num(get("documents")?.bytesPerOpenDocument)} bytes`, verdict(get("documents") && get("documents").bytesPerOpenDocument < 2048)],
+      [
+        "100 peers on one document, each updating presence 10 times a second: p99 delivery under 50 ms on loopback",
+        presence
+          ? `${ms(presence.p99Ms)} at ${num(presence.peers)} peers x ${presence.rate}/s (${num(presence.deliveredInWindow)} of ${num(presenceExpected)} deliveries; Yjs ${ms(presenceYjs?.p99Ms)})`
+          : "n/a",
+        presence && !presenceAtSize
+          ? "not measured at that size"
+          : presence && presence.p99Ms < 50 && !presenceAim
+            ? `**not met** (${((presence.deliveredInWindow / presenceExpected) * 100).toFixed(0)}% of the deliveries arrived)`
+            : verdict(presenceAim),
+      ],
       ["ahead of ShareDB and y-websocket on every row", behind.length ? `behind on: ${behind.join("; ")}` : "ahead on every row", verdict(behind.length === 0)],
     ],
   );
