@@ -170,7 +170,10 @@ pub fn endpoint(server: &str, suffix: &str) -> Result<String, String> {
     if host.is_empty() || host.starts_with(':') {
         return Err(format!("{server:?} names no host; {usage}"));
     }
-    if let Some(bad) = rest.chars().find(|c| c.is_whitespace() || matches!(c, '?' | '#')) {
+    if let Some(bad) = rest
+        .chars()
+        .find(|c| c.is_whitespace() || matches!(c, '?' | '#'))
+    {
         return Err(format!(
             "{server:?} holds {bad:?}: {usage} (a token goes in the options, not the URL)"
         ));
@@ -193,7 +196,10 @@ mod endpoint_tests {
         let ok = |server: &str| endpoint(server, "/sync").unwrap();
         assert_eq!(ok("ws://127.0.0.1:8080"), "ws://127.0.0.1:8080/sync");
         assert_eq!(ok("ws://127.0.0.1:8080/"), "ws://127.0.0.1:8080/sync");
-        assert_eq!(ok("WSS://example.com/eventsync/"), "wss://example.com/eventsync/sync");
+        assert_eq!(
+            ok("WSS://example.com/eventsync/"),
+            "wss://example.com/eventsync/sync"
+        );
         let err = |server: &str| endpoint(server, "/sync").unwrap_err();
         assert!(err("not a url").contains("is not a URL"));
         assert!(err("http://127.0.0.1:8080").contains("starts with ws://"));

@@ -127,9 +127,11 @@ async fn open(
             return match ok && matches!(socket.state(), State::Open) {
                 true => Ok(socket),
                 // Browsers tell pages nothing more about a failed WebSocket.
-                false => Err("the server did not accept a WebSocket (is it running, and the \
+                false => Err(
+                    "the server did not accept a WebSocket (is it running, and the \
                               address right?)"
-                    .into()),
+                        .into(),
+                ),
             };
         }
     }
