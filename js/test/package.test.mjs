@@ -38,15 +38,18 @@ after(() => {
 
 test("the tarball holds the three builds, each with its wasm and declarations, its readme and licenses, and nothing else", () => {
   const builds = ["bundler", "node", "web"];
-  const generated = ["eventsync.d.ts", "eventsync.js", "eventsync_bg.wasm", "eventsync_bg.wasm.d.ts", "package.json"];
+  const generated = ["eventsync.d.ts", "eventsync.js", "package.json"];
   const expected = [
     "package.json",
     "README.md",
     "LICENSE-MIT",
     "LICENSE-APACHE",
     "node.cjs",
+    // The bundler build (the default browser entry) carries its wasm inline, as a JS module.
     "bundler/eventsync_bg.js",
+    "bundler/eventsync_bg_wasm.js",
     ...builds.flatMap((build) => generated.map((file) => `${build}/${file}`)),
+    ...["node", "web"].flatMap((build) => [`${build}/eventsync_bg.wasm`, `${build}/eventsync_bg.wasm.d.ts`]),
   ].sort();
   assert.deepEqual(packed.files.map((f) => f.path).sort(), expected);
   assert.deepEqual(packed.bundled, []);
