@@ -22,6 +22,14 @@ if (typeof globalThis.WebSocket !== "function") {
   };
 
   class WebSocket extends WsWebSocket {
+    constructor(...args) {
+      super(...args);
+      // A socket the client drops while it is still connecting (`close()` right after
+      // `new SyncClient(...)`) has no listeners left when `ws` reports "closed before the
+      // connection was established"; an `error` emitted with no listener would crash the app.
+      this.on("error", () => {});
+    }
+
     dispatchEvent(event) {
       if (event.type !== "close") {
         throw new TypeError(`eventsync: dispatchEvent("${event.type}") is not supported on Node's ws sockets`);
