@@ -1,6 +1,50 @@
 //! eventsync: real-time, offline-capable JSON document sync built on event sourcing and state
 //! vectors.
 //!
+//! # Quick start
+//!
+//! A [`SyncClient`] is a live replica of one JSON document on an eventsync server
+//! (`cargo run -p eventsync-server` serves one on `ws://127.0.0.1:8080`). Edits are RFC 6902
+//! patches; they apply at once, online or not, and reach the server exactly once.
+//!
+//! ```no_run
+//! use eventsync::{SessionEvent, SyncClient};
+//! use serde_json::json;
+//!
+//! # #[tokio::main]
+//! # async fn main() -> Result<(), eventsync::ClientError> {
+//! let client = SyncClient::builder("ws://127.0.0.1:8080", "shopping")
+//!     .file_store("shopping.json") // the offline queue survives restarts
+//!     .connect()?;
+//! client.on_event(|event| {
+//!     if let SessionEvent::Applied { event, own: false } = event {
+//!         println!("someone else changed the list: {:?}", event.diff);
+//!     }
+//! });
+//! client.sync_state().await?; // online and caught up
+//! if client.document().is_none() {
+//!     client.create(json!({"items": []}))?;
+//! }
+//! let patch = serde_json::from_value(json!([
+//!     {"op": "add", "path": "/items/-", "value": {"id": "milk", "text": "milk", "done": false}}
+//! ]))
+//! .expect("a valid RFC 6902 patch");
+//! client.edit(patch)?;
+//! client.flush().await?; // the edit is in the server's log
+//! println!("{}", client.document().unwrap());
+//! client.close().await;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Errors print as sentences (`Display`): a refused connection, a patch that does not apply, a
+//! closed client. Many documents share one connection with [`SyncConnection`]
+//! (`connection.open("doc")` gives each its `SyncClient`), which also carries presence
+//! ([`SyncClient::set_presence`], [`SyncClient::others`]). In a browser or Node, the same API is
+//! the npm package `eventsync` (this crate compiled to WebAssembly).
+//!
+//! # Inside
+//!
 //! The crate is a sans-IO core: no sockets, no async, no clock and no randomness of its own.
 //! Drivers (the native client, the browser client, the reference server) move bytes and time in
 //! and out of it.
