@@ -5,7 +5,18 @@
 // The list is a document of a `SyncConnection` (protocol version 2), which also carries presence:
 // each page shows `{ editing: itemId | null }` to the others, so everyone sees who is online and
 // which item each of them is editing.
+//
+// A service worker (sw.js) keeps the page and the package, so that with `persist` a reload with
+// no network still shows the list and its pending edits.
 import init, { SyncConnection } from "eventsync/web";
+
+// Browsers offer service workers on https and localhost only; elsewhere the demo just needs the
+// network to load. Registered first, so that a failure further down cannot keep it away.
+if (window.isSecureContext && "serviceWorker" in navigator) {
+  navigator.serviceWorker.register("./sw.js").catch((error) => {
+    console.warn("eventsync demo: no service worker, no offline reload", error);
+  });
+}
 
 const documentId = new URLSearchParams(location.search).get("doc") || "todo";
 const serverUrl = `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}`;
@@ -19,6 +30,10 @@ const me = document.getElementById("me");
 const peers = document.getElementById("peers");
 /** The rows on screen by item id: updated in place, so that the item being edited keeps focus. */
 const rows = new Map();
+/** The last `reconnecting` status event while disconnected: `{ reason, retryAt }` (ms), else null. */
+let reconnect = null;
+/** No status event yet: the first connection is still being opened. */
+let firstAttempt = true;
 document.getElementById("doc-id").textContent = documentId;
 document.title = `${documentId}: eventsync to-do list`;
 
@@ -40,12 +55,23 @@ me.textContent = client.clientId();
 // changes (someone joins, moves to another item, leaves) arrive as `presence` events.
 client.onEvents((events) => {
   for (const event of events) {
+    if (event.type === "status") {
+      firstAttempt = false;
+      reconnect =
+        event.status === "reconnecting"
+          ? { reason: event.reason ?? "", retryAt: Date.now() + (event.retryInMs ?? 0) }
+          : null;
+    }
     if (event.type === "editRejected" || event.type === "conflict" || event.type === "error") {
       console.warn("eventsync:", event);
     }
   }
   render();
 });
+// The badge counts down to the next attempt, and follows the browser going off and online.
+setInterval(renderStatus, 1000);
+window.addEventListener("online", renderStatus);
+window.addEventListener("offline", renderStatus);
 // Online from the start, editing nothing yet.
 showPresence(null);
 render();
@@ -154,10 +180,37 @@ function newRow() {
   return row;
 }
 
-function render() {
+/**
+ * The status badge: `online` or `connecting` while connected; else `offline` when the browser
+ * has no network (nothing to do but wait for it), `reconnecting` (with the time to the next
+ * attempt, and why, as its tooltip) when the network is there but the server cannot be reached,
+ * `connecting` while the first connection opens, and `offline` once the client stopped trying.
+ */
+function renderStatus() {
   const status = client.status();
-  statusBadge.textContent = status;
-  statusBadge.dataset.status = status;
+  let shown = status;
+  let text = status;
+  let title = "";
+  if (status !== "online" && status !== "connecting") {
+    if (navigator.onLine === false) {
+      shown = text = "offline";
+      title = "This browser is offline: edits are kept here and sent once it is back online.";
+    } else if (reconnect) {
+      const seconds = Math.ceil((reconnect.retryAt - Date.now()) / 1000);
+      shown = "reconnecting";
+      text = seconds > 0 ? `reconnecting in ${seconds} s` : "reconnecting…";
+      title = reconnect.reason;
+    } else if (firstAttempt) {
+      shown = text = "connecting";
+    }
+  }
+  if (statusBadge.textContent !== text) statusBadge.textContent = text;
+  statusBadge.dataset.status = shown;
+  statusBadge.title = title;
+}
+
+function render() {
+  renderStatus();
   pendingCount.textContent = String(client.pendingCount());
   form.querySelector("button").disabled = client.document() === null;
 

@@ -83,6 +83,7 @@ export class CuttableProxy {
   #server;
   #connections = new Set();
   #refuseWebSockets = false;
+  #refuseAll = false;
   refused = 0;
 
   constructor(targetPort) {
@@ -98,6 +99,13 @@ export class CuttableProxy {
   }
 
   #accept(downstream) {
+    if (this.#refuseAll) {
+      // Reset at once: to the browser, as if nothing listened here.
+      this.refused += 1;
+      downstream.on("error", () => {});
+      downstream.resetAndDestroy();
+      return;
+    }
     this.#connections.add(downstream);
     downstream.on("close", () => this.#connections.delete(downstream));
     downstream.on("error", () => {});
@@ -131,6 +139,21 @@ export class CuttableProxy {
 
   allowWebSockets() {
     this.#refuseWebSockets = false;
+  }
+
+  /**
+   * Closes every open connection and refuses every new one, plain HTTP too: the server is gone
+   * for the page, which then can load only from its service worker. Undone by `allowAll()`.
+   */
+  cutAll() {
+    this.#refuseAll = true;
+    this.cutWebSockets();
+  }
+
+  /** Passes everything again (WebSockets included). */
+  allowAll() {
+    this.#refuseAll = false;
+    this.allowWebSockets();
   }
 
   close() {
