@@ -2,10 +2,10 @@
 //!
 //! ```sh
 //! cargo run -p eventsync-server --bin eventsync-demo -- --keep-serving   # a server, in another terminal
-//! cargo run --example cli -- --document todo create '{"items": []}'
-//! cargo run --example cli -- --document todo set /items/- '"milk"'
-//! cargo run --example cli -- --document todo show
-//! cargo run --example cli -- --document todo watch
+//! cargo run --example cli -- --document shopping create '{"items": []}'
+//! cargo run --example cli -- --document shopping set /items/- '{"id": "milk", "text": "milk", "done": false}'
+//! cargo run --example cli -- --document shopping show
+//! cargo run --example cli -- --document shopping watch
 //! ```
 
 use std::time::Duration;
@@ -56,8 +56,19 @@ fn parse(text: &str) -> Result<Value, String> {
     serde_json::from_str(text).map_err(|e| format!("not JSON: {e}: {text}"))
 }
 
+/// Errors print as the sentences they are (`Display`), not as Rust values.
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+async fn main() -> std::process::ExitCode {
+    match run().await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
     let mut builder = SyncClient::builder(&args.server, &args.document);
     if let Some(client) = &args.client {
@@ -102,6 +113,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                             println!("#{} by {}: {}", event.sequence_num, event.client_id, client.document().unwrap_or(Value::Null));
                         }
                         Some(SessionEvent::Status(status)) => eprintln!("({status:?})"),
+                        Some(SessionEvent::Reconnecting { reason, retry_in_ms }) => {
+                            eprintln!("(reconnecting in {} ms: {reason})", retry_in_ms)
+                        }
                         Some(_) => {}
                         None => break,
                     },
