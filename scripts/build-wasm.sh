@@ -16,7 +16,7 @@ if command -v rustup >/dev/null 2>&1; then
   rustup target add wasm32-unknown-unknown >/dev/null 2>&1
 fi
 if [ "$(wasm-bindgen --version 2>/dev/null | awk '{print $2}')" != "$version" ]; then
-  echo "build-wasm: installing wasm-bindgen-cli $version"
+  echo "build-wasm: installing wasm-bindgen-cli $version (once per machine; about 9 minutes on 2 cores, cargo prints its progress below)"
   # `--locked` fails for this crate; the version pin is what matters.
   cargo install wasm-bindgen-cli --version "$version" --force
 fi

@@ -14,5 +14,7 @@ for arg in "$@"; do
     *) args+=("$arg") ;;
   esac
 done
+echo "run: building the npm package (the first run on a machine also installs the wasm tools and compiles everything: about 25 minutes on 2 cores)"
 bash scripts/build-wasm.sh
+echo "run: building and starting the server and the native demo"
 cargo run --locked -p eventsync-server --bin eventsync-demo -- "${args[@]}" ${keep_serving:+"$keep_serving"}
