@@ -148,7 +148,7 @@ pub use conflict::{ConflictPolicy, ConflictResolver};
 pub use diff::{Diff, DiffError};
 #[cfg(not(target_arch = "wasm32"))]
 pub use native::{
-    ClientError, SyncClient, SyncClientBuilder, SyncConnection, SyncConnectionBuilder,
+    ClientError, Subscription, SyncClient, SyncClientBuilder, SyncConnection, SyncConnectionBuilder,
 };
 pub use protocol::{ClientMessage, Edit, ErrorCode, Event, Operation, ServerMessage, StateVector};
 pub use reconnect::Backoff;
@@ -156,7 +156,9 @@ pub use session::{ConnectionStatus, SessionConfig, SessionEvent, SyncSession};
 pub use state::StateManager;
 pub use vector_clock::VectorClock;
 #[cfg(target_arch = "wasm32")]
-pub use web::{ClientError, SyncClient, SyncClientBuilder, SyncConnection, SyncConnectionBuilder};
+pub use web::{
+    ClientError, Subscription, SyncClient, SyncClientBuilder, SyncConnection, SyncConnectionBuilder,
+};
 
 /// The README's Rust blocks, compiled as doc tests (`cargo test --doc`) so that they stay true.
 #[cfg(doctest)]

@@ -13,7 +13,10 @@
 //!   browser's carry their messages (`String`), so that its errors are `Clone` for every waiting
 //!   promise. Native also has `ClientError::Timeout`.
 //! - Native only: `file_store`, the `events()` stream and `update(closure)`.
-//! - Browser only: `indexed_db` with `open().await`, and `with_document` (no copy).
+//! - Browser only: `indexed_db` with `open().await`, `with_document` (no copy), and
+//!   `conflict_resolver` (a resolver that may fail, as a JavaScript function may throw).
+//! - Subscriptions: both cancel the same way; the native one is `Send + Sync` (an `Arc` and an
+//!   atomic flag), the browser's is not.
 //! - `SyncConnection` (protocol 2, many documents on one socket): the browser's `open(document)`
 //!   is async (it reads the document's IndexedDB record first), the native one returns at once;
 //!   native `close()` is async as above. Native persists with `directory`, the browser with
@@ -61,10 +64,18 @@ fn methods(client: &SyncClient) {
     let _: fn(&SyncClient, Value) -> Result<(), ClientError> = SyncClient::set_presence;
     let _: fn(&SyncClient) -> Result<(), ClientError> = SyncClient::clear_presence;
     let _: fn(&SyncClient) -> Vec<PresencePeer> = SyncClient::others;
-    // Both drivers' `ClientEvent` is the session's event.
-    client.on_event(|event: &SessionEvent| drop(event.clone()));
-    client.on_events(|events: &[SessionEvent]| drop(events.to_vec()));
-    client.on_presence(|others: &[PresencePeer]| drop(others.to_vec()));
+    // Both drivers' `ClientEvent` is the session's event; each callback comes back as a
+    // subscription that cancels it (idempotently, through a shared reference).
+    let subscription = client.on_event(|event: &SessionEvent| drop(event.clone()));
+    subscription.cancel();
+    subscription.cancel();
+    let _: bool = subscription.is_active();
+    client
+        .on_events(|events: &[SessionEvent]| drop(events.to_vec()))
+        .cancel();
+    client
+        .on_presence(|others: &[PresencePeer]| drop(others.to_vec()))
+        .cancel();
     let _ = client.create(json!({}));
 }
 

@@ -135,13 +135,16 @@ async fn events_are_plain_objects_and_close_rejects_waiters() {
     );
     callback.forget();
 
-    // The connection fails: the driver reports that it is reconnecting.
+    // The connection fails: the driver reports that it is reconnecting, and why.
     let deadline = js_sys::Date::now() + 5_000.0;
-    while !seen
-        .borrow()
-        .iter()
-        .any(|e| *e == json!({"type": "status", "status": "reconnecting"}))
-    {
+    while !seen.borrow().iter().any(|e| {
+        e["type"] == "status"
+            && e["status"] == "reconnecting"
+            && e["reason"]
+                .as_str()
+                .is_some_and(|r| r.contains("cannot connect"))
+            && e["retryInMs"].is_u64()
+    }) {
         assert!(
             js_sys::Date::now() < deadline,
             "no reconnecting status: {:?}",
@@ -469,4 +472,80 @@ async fn presence_belongs_to_a_connections_documents_and_refuses_with_a_code() {
     let message = error_message(other.set_presence(js(json!(1))).unwrap_err());
     assert!(message.contains("closed"), "{message}");
     assert_eq!(rust(other.others().unwrap()), json!([]));
+}
+
+/// A JavaScript callback that counts its calls.
+fn counting() -> (js_sys::Function, Rc<RefCell<usize>>) {
+    let calls: Rc<RefCell<usize>> = Rc::default();
+    let sink = calls.clone();
+    let callback = Closure::<dyn Fn(JsValue)>::new(move |_: JsValue| *sink.borrow_mut() += 1);
+    (callback.into_js_value().unchecked_into(), calls)
+}
+
+/// Waits until `done()` holds; fails after 5 s.
+async fn wait_until(what: &str, done: impl Fn() -> bool) {
+    let deadline = js_sys::Date::now() + 5_000.0;
+    while !done() {
+        assert!(js_sys::Date::now() < deadline, "timed out: {what}");
+        gloo_sleep(10).await;
+    }
+}
+
+#[wasm_bindgen_test]
+async fn the_function_on_event_returns_unsubscribes() {
+    let check = |client: JsSyncClient| async move {
+        let (one, one_calls) = counting();
+        let (batch, batch_calls) = counting();
+        let unsubscribe = client.on_event(one);
+        let _kept = client.on_events(batch);
+        // Offline, every failed attempt to connect is a `reconnecting` status event.
+        wait_until("both callbacks called", || {
+            *one_calls.borrow() > 0 && *batch_calls.borrow() > 0
+        })
+        .await;
+        unsubscribe.call0(&JsValue::NULL).unwrap();
+        unsubscribe.call0(&JsValue::NULL).unwrap();
+        let frozen = *one_calls.borrow();
+        let from = *batch_calls.borrow();
+        wait_until("three more steps", || *batch_calls.borrow() >= from + 3).await;
+        assert_eq!(*one_calls.borrow(), frozen, "called after unsubscribing");
+        client.close();
+    };
+    let fast = json!({"reconnectInitialMs": 5, "reconnectMaxMs": 10});
+    check(JsSyncClient::new(NOWHERE.into(), "doc".into(), options(fast.clone())).unwrap()).await;
+    let connection = JsSyncConnection::new(NOWHERE.into(), options(fast)).unwrap();
+    check(open_on(&connection, "doc").await).await;
+    connection.close();
+}
+
+#[wasm_bindgen_test]
+fn conflict_policy_is_a_name_or_a_function() {
+    let resolver = js_sys::Function::new_with_args("conflict", "return 'local'");
+    let accepted = [
+        js(json!("serverWins")),
+        js(json!("clientWins")),
+        JsValue::NULL,
+        resolver.into(),
+    ];
+    for policy in accepted {
+        let options = js_sys::Object::new();
+        js_sys::Reflect::set(&options, &"conflictPolicy".into(), &policy).unwrap();
+        let client = JsSyncClient::new(NOWHERE.into(), "doc".into(), options.into());
+        client.expect("accepted").close();
+    }
+    for policy in [json!("whoever"), json!(42), json!({"value": 1})] {
+        let refused = JsSyncClient::new(
+            NOWHERE.into(),
+            "doc".into(),
+            options(json!({ "conflictPolicy": policy })),
+        )
+        .err()
+        .expect("refused");
+        assert_eq!(error_code(&refused).as_deref(), Some("invalid_argument"));
+        let message = error_message(refused);
+        assert!(
+            message.contains("invalid options") && message.contains("conflictPolicy"),
+            "{message}"
+        );
+    }
 }

@@ -2,17 +2,27 @@
 // with `tsc --noEmit --strict` against the installed tarball (js/test/package.test.mjs).
 import { SyncClient, SyncConnection } from "eventsync";
 import type {
+  Conflict,
   ConflictKind,
+  ConflictResolver,
   ErrorCode,
   LogEvent,
   PatchOp,
   PresencePeer,
+  Resolution,
   StateVector,
   SyncConnectionOptions,
   SyncEvent,
   SyncOptions,
   SyncStatus,
+  Unsubscribe,
 } from "eventsync";
+
+/** The document's type, for `SyncClient<Todo>`. */
+interface Todo {
+  title: string;
+  items: string[];
+}
 
 const options: SyncOptions = {
   clientId: "ts",
@@ -72,8 +82,8 @@ export async function run(url: string): Promise<unknown> {
   const persisted: SyncClient = await SyncClient.open(url, "typed", { persist: true });
   const defaults = new SyncClient(url, "typed");
   const log: string[] = [];
-  client.onEvent((event) => log.push(describe(event)));
-  client.onEvents((events: SyncEvent[]) => log.push(`${events.length} events`));
+  const stop: Unsubscribe = client.onEvent((event) => log.push(describe(event)));
+  const stopBatches: () => void = client.onEvents((events: SyncEvent[]) => log.push(`${events.length} events`));
   await client.syncState();
   const patch: PatchOp[] = [
     { op: "add", path: "/items/-", value: "milk" },
@@ -105,8 +115,55 @@ export async function run(url: string): Promise<unknown> {
   // @ts-expect-error: unknown options are refused at runtime, and by the types
   new SyncClient(url, "typed", { conflictPolicy: "whoever" });
 
+  // Unsubscribing, twice as well.
+  stop();
+  stop();
+  stopBatches();
+  // @ts-expect-error: unsubscribing takes nothing
+  stop("now");
+
   for (const c of [client, persisted, defaults]) c.close();
   return { log, status, counts, id, document, sleeping, teapot };
+}
+
+/** A client typed by its document: what `document()` returns and `create` takes. */
+export async function typed(url: string): Promise<Todo | null> {
+  const todo = new SyncClient<Todo>(url, "todo");
+  const opened: SyncClient<Todo> = await SyncClient.open<Todo>(url, "todo", { persist: true });
+  todo.create({ title: "groceries", items: [] });
+  // @ts-expect-error: the document is a Todo
+  todo.create({ title: 1, items: [] });
+  const current: Todo | null = todo.document();
+  // @ts-expect-error: which is null while the document does not exist
+  const sure: Todo = todo.document();
+  // @ts-expect-error: and has the Todo's shape
+  const wrong: { title: number } | null = opened.document();
+  // A typed client is still a client (of an unknown document).
+  const any: SyncClient = todo;
+  const untyped: unknown = any.document();
+  for (const c of [todo, opened]) c.close();
+  console.log(sure, wrong, untyped);
+  return current;
+}
+
+/** A function as the conflict policy: it sees both operations and decides. */
+export function resolving(url: string): SyncClient<Todo> {
+  const resolve: ConflictResolver = (conflict: Conflict): Resolution => {
+    const kind: "samePath" | "ancestorOverwrite" = conflict.kind;
+    const local: PatchOp = conflict.local;
+    const remote: PatchOp = conflict.remote;
+    if (conflict.path === "/title" && local.op === "replace" && remote.op === "replace") {
+      return { value: `${String(remote.value)} / ${String(local.value)}` };
+    }
+    return kind === "samePath" ? "local" : "remote";
+  };
+  const client = new SyncClient<Todo>(url, "todo", { conflictPolicy: resolve });
+  new SyncClient(url, "todo", { conflictPolicy: () => "remote" });
+  // @ts-expect-error: a resolver answers "local", "remote" or { value }
+  new SyncClient(url, "todo", { conflictPolicy: () => "mine" });
+  // @ts-expect-error: and answers at once
+  new SyncClient(url, "todo", { conflictPolicy: async () => "local" });
+  return client;
 }
 
 /** Many documents on one connection: each document is a `SyncClient`. */
@@ -116,6 +173,13 @@ export async function connected(url: string): Promise<SyncStatus> {
   const persisted: SyncConnection = await SyncConnection.connect(url, { persist: true });
   const todo: SyncClient = await connection.open("todo");
   const notes: SyncClient = await persisted.open("notes");
+  // Documents of a connection are typed the same way.
+  const list = await connection.open<Todo>("todo-list");
+  const items: string[] | undefined = list.document()?.items;
+  // @ts-expect-error: not a Todo
+  const miscounted: { items: number } | null = list.document();
+  const leave: Unsubscribe = list.onPresence((others) => console.log(others.length, items, miscounted));
+  leave();
   const id: string = connection.clientId();
   todo.edit([{ op: "add", path: "/items/-", value: id }]);
   // Presence: any JSON value; the others come as `PresencePeer`s.

@@ -63,8 +63,19 @@ pub enum ConflictPolicy {
     ClientWins,
     /// Asks the closure. It is called for [`ConflictKind::SamePath`] and
     /// [`ConflictKind::AncestorOverwrite`] only, and must be deterministic for the rebase to be.
-    Custom(Arc<dyn Fn(&Conflict) -> Resolution + Send + Sync>),
+    Custom(Arc<CustomResolve>),
 }
+
+/// The closure of [`ConflictPolicy::Custom`]: `Send + Sync` natively, where the client's session
+/// moves between threads. In the browser everything runs on the page's one thread, so any
+/// closure does, a JavaScript function among them.
+#[cfg(not(target_arch = "wasm32"))]
+pub type CustomResolve = dyn Fn(&Conflict) -> Resolution + Send + Sync;
+/// The closure of [`ConflictPolicy::Custom`]: `Send + Sync` natively, where the client's session
+/// moves between threads. In the browser everything runs on the page's one thread, so any
+/// closure does, a JavaScript function among them.
+#[cfg(target_arch = "wasm32")]
+pub type CustomResolve = dyn Fn(&Conflict) -> Resolution;
 
 impl fmt::Debug for ConflictPolicy {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::{broadcast, mpsc, Notify};
@@ -341,16 +342,21 @@ impl ConnShared {
                 }
             }
         }
+        let mut calls = Vec::new();
         let mut sends = Vec::new();
-        for (document_id, list) in &by_document {
-            if let Some(doc) = core.docs.get(*document_id) {
-                for listener in &doc.listeners {
-                    listener(list);
-                }
-                sends.push((doc.events.clone(), list.clone()));
+        for (document_id, list) in by_document {
+            if let Some(doc) = core.docs.get(document_id) {
+                calls.push((doc.listeners.clone(), list.clone()));
+                sends.push((doc.events.clone(), list));
             }
         }
         drop(core);
+        // Outside the lock, so that listeners may call the client (or cancel themselves).
+        for (listeners, list) in calls {
+            for listener in &listeners {
+                listener.call(&list);
+            }
+        }
         for (sender, list) in sends {
             for event in list {
                 let _ = sender.send(event);
@@ -401,6 +407,13 @@ impl ConnShared {
     pub(super) fn listen(&self, document_id: &str, listener: Listener) {
         if let Some(doc) = self.lock().docs.get_mut(document_id) {
             doc.listeners.push(listener);
+        }
+    }
+
+    /// Removes the listener of the subscription whose flag is `live`.
+    pub(super) fn unlisten(&self, document_id: &str, live: &Arc<AtomicBool>) {
+        if let Some(doc) = self.lock().docs.get_mut(document_id) {
+            doc.listeners.retain(|l| !l.is(live));
         }
     }
 

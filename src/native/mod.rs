@@ -37,9 +37,12 @@
 mod connection;
 mod link;
 mod single;
+#[cfg(test)]
+mod tests;
 
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -190,8 +193,72 @@ enum Doc {
     Shared(Arc<connection::ConnShared>, String),
 }
 
-/// Listeners get the events of one step together (a catch-up page is one call).
-type Listener = Box<dyn Fn(&[ClientEvent]) + Send + Sync>;
+/// What [`SyncClient::on_events`] calls.
+type Callback = Arc<dyn Fn(&[ClientEvent]) + Send + Sync>;
+
+/// A callback of [`SyncClient::on_events`]: it gets the events of one step together (a
+/// catch-up page is one call).
+#[derive(Clone)]
+struct Listener {
+    callback: Callback,
+    /// Cleared by [`Subscription::cancel`], so that a listener cancelled while the listeners of
+    /// a step are being called is not called after it.
+    live: Arc<AtomicBool>,
+}
+
+impl Listener {
+    /// Calls the listener with a step's events, unless it was cancelled.
+    fn call(&self, events: &[ClientEvent]) {
+        if self.live.load(Ordering::Acquire) {
+            (self.callback)(events);
+        }
+    }
+
+    /// Whether this is the listener of the subscription whose flag is `live`.
+    fn is(&self, live: &Arc<AtomicBool>) -> bool {
+        Arc::ptr_eq(&self.live, live)
+    }
+}
+
+/// Where a [`Subscription`] finds its client again, without keeping it alive.
+enum WeakDoc {
+    Own(Weak<Shared>),
+    Shared(Weak<connection::ConnShared>, String),
+}
+
+/// What [`SyncClient::on_event`], [`SyncClient::on_events`] and [`SyncClient::on_presence`]
+/// return: [`Subscription::cancel`] removes the callback. Dropping it leaves the callback in
+/// place (most live as long as the client), and it does not keep the client alive.
+pub struct Subscription {
+    doc: WeakDoc,
+    live: Arc<AtomicBool>,
+}
+
+impl Subscription {
+    /// Removes the callback: it is not called again once this returns, not even for the rest of
+    /// the events being delivered (a callback may cancel itself). Cancelling again does nothing.
+    ///
+    /// A call already running on another thread finishes.
+    pub fn cancel(&self) {
+        if !self.live.swap(false, Ordering::AcqRel) {
+            return;
+        }
+        let doc = match &self.doc {
+            WeakDoc::Own(shared) => shared.upgrade().map(Doc::Own),
+            WeakDoc::Shared(connection, document_id) => connection
+                .upgrade()
+                .map(|connection| Doc::Shared(connection, document_id.clone())),
+        };
+        if let Some(doc) = doc {
+            doc.unlisten(&self.live);
+        }
+    }
+
+    /// Whether the callback is still registered (not cancelled).
+    pub fn is_active(&self) -> bool {
+        self.live.load(Ordering::Acquire)
+    }
+}
 
 /// Changes that lose nothing when lost (applied events) are saved at most this often.
 const LAZY_SAVE: Duration = Duration::from_secs(1);
@@ -242,10 +309,29 @@ impl Doc {
         }
     }
 
-    fn listen(&self, listener: Listener) {
+    fn listen(&self, callback: Callback) -> Subscription {
+        let live = Arc::new(AtomicBool::new(true));
+        let listener = Listener {
+            callback,
+            live: live.clone(),
+        };
+        let doc = match self {
+            Doc::Own(shared) => {
+                shared.lock().listeners.push(listener);
+                WeakDoc::Own(Arc::downgrade(shared))
+            }
+            Doc::Shared(connection, document_id) => {
+                connection.listen(document_id, listener);
+                WeakDoc::Shared(Arc::downgrade(connection), document_id.clone())
+            }
+        };
+        Subscription { doc, live }
+    }
+
+    fn unlisten(&self, live: &Arc<AtomicBool>) {
         match self {
-            Doc::Own(shared) => shared.lock().listeners.push(listener),
-            Doc::Shared(connection, document_id) => connection.listen(document_id, listener),
+            Doc::Own(shared) => shared.lock().listeners.retain(|l| !l.is(live)),
+            Doc::Shared(connection, document_id) => connection.unlisten(document_id, live),
         }
     }
 }
@@ -265,15 +351,23 @@ impl SyncClient {
         }
     }
 
-    /// Calls `callback` for every event (applied events, acks, conflicts, status, errors).
-    pub fn on_event(&self, callback: impl Fn(&ClientEvent) + Send + Sync + 'static) {
-        self.on_events(move |events| events.iter().for_each(&callback));
+    /// Calls `callback` for every event (applied events, acks, conflicts, status, errors),
+    /// until [`Subscription::cancel`]. Callbacks run outside the client's lock: they may call
+    /// the client.
+    pub fn on_event(
+        &self,
+        callback: impl Fn(&ClientEvent) + Send + Sync + 'static,
+    ) -> Subscription {
+        self.on_events(move |events| events.iter().for_each(&callback))
     }
 
     /// Calls `callback` with the events of each step at once (all the events of a catch-up page
-    /// in one call), in order: one re-render per batch.
-    pub fn on_events(&self, callback: impl Fn(&[ClientEvent]) + Send + Sync + 'static) {
-        self.doc.listen(Box::new(callback));
+    /// in one call), in order: one re-render per batch. Until [`Subscription::cancel`].
+    pub fn on_events(
+        &self,
+        callback: impl Fn(&[ClientEvent]) + Send + Sync + 'static,
+    ) -> Subscription {
+        self.doc.listen(Arc::new(callback))
     }
 
     /// Every event from now on, as a stream. A reader more than 1024 events behind skips the
@@ -433,13 +527,17 @@ impl SyncClient {
         }
     }
 
-    /// Calls `callback` with all the other peers each time someone joins, moves or leaves.
-    pub fn on_presence(&self, callback: impl Fn(&[PresencePeer]) + Send + Sync + 'static) {
+    /// Calls `callback` with all the other peers each time someone joins, moves or leaves,
+    /// until [`Subscription::cancel`].
+    pub fn on_presence(
+        &self,
+        callback: impl Fn(&[PresencePeer]) + Send + Sync + 'static,
+    ) -> Subscription {
         self.on_event(move |event| {
             if let SessionEvent::Presence(others) = event {
                 callback(others);
             }
-        });
+        })
     }
 
     /// Closes the connection and stops reconnecting (a document of a [`SyncConnection`]: closes

@@ -126,11 +126,11 @@ impl Shared {
         if events.is_empty() {
             return;
         }
-        let core = self.lock();
-        for listener in &core.listeners {
-            listener(&events);
+        // Outside the lock, so that listeners may call the client (or cancel themselves).
+        let listeners = self.lock().listeners.clone();
+        for listener in &listeners {
+            listener.call(&events);
         }
-        drop(core);
         for event in events {
             let _ = self.events.send(event);
         }

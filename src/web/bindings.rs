@@ -1,5 +1,9 @@
 //! The `SyncClient` class JavaScript sees. Conversion only: every method converts its arguments
 //! once, calls the driver ([`super::driver::SyncClient`]) and converts the result once.
+//!
+//! Its TypeScript declaration is written out below rather than generated: `SyncClient<T>` is
+//! generic over the document's type, which wasm-bindgen cannot declare for a class. The JS tests
+//! check that the declaration names every method the class has (js/test/typed.test.mjs).
 
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -8,115 +12,9 @@ use wasm_bindgen::JsCast;
 
 use super::driver::{self, ClientEvent};
 use super::error::{client_error, invalid_argument};
-use crate::conflict::ConflictPolicy;
+use crate::conflict::{Conflict, ConflictKind, ConflictPolicy, Resolution};
 use crate::reconnect::Backoff;
 use crate::session::{ConnectionStatus, SessionEvent};
-
-#[wasm_bindgen(typescript_custom_section)]
-const TYPES: &'static str = r#"
-/** Options of `new SyncClient(url, documentId, options)` and `SyncClient.open`; every field is
- * optional. */
-export interface SyncOptions {
-  /** This client's stable id (default: the persisted one, else a new random one). */
-  clientId?: string;
-  /** Keep the offline queue, the last document and the state vector in IndexedDB, so that edits
-   * made offline survive a reload (default false). Needs `await SyncClient.open(...)`, IndexedDB
-   * and the Web Locks API (a page served over https or from localhost). Each tab holds its own
-   * record; a new tab takes over a record no open tab holds, so queued edits are sent. */
-  persist?: boolean;
-  /** The IndexedDB database `persist` uses (default `"eventsync"`). */
-  database?: string;
-  /** An access token, sent in `hello`. */
-  token?: string;
-  /** How true conflicts are resolved when rebasing local edits (default `"serverWins"`). */
-  conflictPolicy?: "serverWins" | "clientWins";
-  /** A `sync` or `submit` unanswered this long is sent again (default 10000). */
-  requestTimeoutMs?: number;
-  /** A connection silent this long is closed and reopened (default 30000). */
-  idleTimeoutMs?: number;
-  /** A `ping` is sent after this long without traffic (default 15000). */
-  pingIntervalMs?: number;
-  /** At most this many edits per `submit` (default 1000). */
-  maxBatch?: number;
-  /** The first reconnect wait (default 250). */
-  reconnectInitialMs?: number;
-  /** The longest reconnect wait (default 30000). */
-  reconnectMaxMs?: number;
-}
-
-/** Per client id, the highest `sequenceNum` of its events applied (what `sync` sends). */
-export type StateVector = Record<string, number>;
-
-/** Options of `syncState`, `flush` and `saved`. */
-export interface WaitOptions {
-  /** Reject with the code `timeout` when this many milliseconds pass first (default: wait as
-   * long as it takes; the client keeps reconnecting meanwhile). */
-  timeoutMs?: number;
-}
-
-/** The `code` of every error the client throws or rejects with: the protocol's codes, and
- * `closed` (the client or document was closed), `timeout` (a `timeoutMs` passed),
- * `invalid_argument` (a bad URL, document id, patch or option) and `storage` (IndexedDB failed). */
-export type ClientErrorCode = ErrorCode | "closed" | "timeout" | "invalid_argument" | "storage";
-
-/** What the client throws and rejects with (`TypeError` for arguments that do not convert, with
- * the code `invalid_argument`). */
-export interface EventsyncError extends Error {
-  code: ClientErrorCode;
-}
-
-/** Connection status. */
-export type SyncStatus = "offline" | "connecting" | "online" | "reconnecting";
-
-/** One RFC 6902 operation. */
-export type PatchOp =
-  | { op: "add" | "replace" | "test"; path: string; value: unknown }
-  | { op: "remove"; path: string }
-  | { op: "move" | "copy"; from: string; path: string };
-
-/** An event of the document's log, as the server wrote it. */
-export interface LogEvent {
-  eventId: string;
-  sequenceNum: number;
-  clientId: string;
-  clientSeq?: number;
-  operation: "create" | "update" | "delete";
-  [field: string]: unknown;
-}
-
-/** The protocol's error codes (docs/PROTOCOL.md); `"unknown"` stands for codes newer than this
- * package. */
-export type ErrorCode =
-  | "malformed_frame" | "unexpected_message" | "unsupported_version" | "invalid_patch"
-  | "conflict" | "stale_base" | "invalid_sequence" | "document_state" | "unknown_document"
-  | "unauthorized" | "forbidden" | "client_mismatch" | "too_large" | "rate_limited" | "internal"
-  | "unknown";
-
-/** Why a local edit could not simply be carried over a remote change when rebasing. */
-export type ConflictKind =
-  | "samePath" | "ancestorOverwrite" | "parentRemoved" | "parentReplaced" | "testInvalidated";
-
-/** Another peer's presence on a document (a document of a `SyncConnection`). */
-export interface PresencePeer {
-  /** The peer's client id. */
-  clientId: string;
-  /** What it shows (any JSON value but `null`). */
-  state: unknown;
-  /** When it first published presence on the document (RFC 3339). */
-  since?: string;
-}
-
-/** What `onEvent` callbacks receive. */
-export type SyncEvent =
-  | { type: "status"; status: SyncStatus; reason?: string; retryInMs?: number }
-  | { type: "applied"; event: LogEvent; own: boolean }
-  | { type: "synced"; sequenceNum: number }
-  | { type: "acked"; clientSeq: number; sequenceNum: number }
-  | { type: "editRejected"; clientSeq: number; code: ErrorCode; message: string }
-  | { type: "conflict"; clientSeq: number; kind: ConflictKind; path: string }
-  | { type: "presence"; others: PresencePeer[] }
-  | { type: "error"; code: ErrorCode | null; message: string };
-"#;
 
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -126,7 +24,13 @@ pub(super) struct Options {
     pub persist: bool,
     pub database: Option<String>,
     pub token: Option<String>,
-    conflict_policy: Option<Policy>,
+    /// `"serverWins"`, `"clientWins"` or a `ConflictResolver` function (checked by
+    /// [`Options::from_js`]), kept as it came.
+    #[serde(
+        default,
+        deserialize_with = "serde_wasm_bindgen::preserve::deserialize"
+    )]
+    conflict_policy: JsValue,
     request_timeout_ms: Option<u64>,
     idle_timeout_ms: Option<u64>,
     ping_interval_ms: Option<u64>,
@@ -135,15 +39,9 @@ pub(super) struct Options {
     reconnect_max_ms: Option<u64>,
 }
 
-#[derive(Deserialize, Clone, Copy)]
-#[serde(rename_all = "camelCase")]
-enum Policy {
-    ServerWins,
-    ClientWins,
-}
-
-/// A live, offline-capable replica of one document on an eventsync server.
-#[wasm_bindgen(js_name = SyncClient)]
+/// A live, offline-capable replica of one document on an eventsync server. (Its TypeScript
+/// declaration, generic over the document's type, is the hand-written one in `TYPES`.)
+#[wasm_bindgen(js_name = SyncClient, skip_typescript)]
 pub struct JsSyncClient {
     inner: driver::SyncClient,
 }
@@ -162,7 +60,7 @@ impl JsSyncClient {
     pub fn new(
         url: String,
         #[wasm_bindgen(js_name = documentId)] document_id: String,
-        #[wasm_bindgen(unchecked_optional_param_type = "SyncOptions")] options: JsValue,
+        options: JsValue,
     ) -> Result<JsSyncClient, JsValue> {
         let builder = builder(url, document_id, options)?;
         let inner = builder.connect().map_err(client_error)?;
@@ -174,22 +72,19 @@ impl JsSyncClient {
     pub async fn open(
         url: String,
         #[wasm_bindgen(js_name = documentId)] document_id: String,
-        #[wasm_bindgen(unchecked_optional_param_type = "SyncOptions")] options: JsValue,
+        options: JsValue,
     ) -> Result<JsSyncClient, JsValue> {
         let builder = builder(url, document_id, options)?;
         let inner = builder.open().await.map_err(client_error)?;
         Ok(JsSyncClient { inner })
     }
 
-    /// Calls `callback` with every event (a plain object, see `SyncEvent`). The events of one
-    /// step (say, a catch-up page of thousands) cross into JavaScript as one array.
+    /// Calls `callback` with every event (a plain object, see `SyncEvent`), until the function
+    /// it returns is called. The events of one step (say, a catch-up page of thousands) cross
+    /// into JavaScript as one array.
     #[wasm_bindgen(js_name = onEvent)]
-    pub fn on_event(
-        &self,
-        #[wasm_bindgen(unchecked_param_type = "(event: SyncEvent) => void")]
-        callback: js_sys::Function,
-    ) {
-        self.inner.on_events(move |events| {
+    pub fn on_event(&self, callback: js_sys::Function) -> js_sys::Function {
+        unsubscribe(self.inner.on_events(move |events| {
             let events = events_to_js(events);
             for event in events.iter() {
                 if let Err(thrown) = callback.call1(&JsValue::NULL, &event) {
@@ -199,22 +94,18 @@ impl JsSyncClient {
                     );
                 }
             }
-        });
+        }))
     }
 
     /// Calls `callback` once per step with that step's events, in order (a catch-up page is
-    /// one call): re-render once per batch.
+    /// one call): re-render once per batch. Until the function it returns is called.
     #[wasm_bindgen(js_name = onEvents)]
-    pub fn on_events(
-        &self,
-        #[wasm_bindgen(unchecked_param_type = "(events: SyncEvent[]) => void")]
-        callback: js_sys::Function,
-    ) {
-        self.inner.on_events(move |events| {
+    pub fn on_events(&self, callback: js_sys::Function) -> js_sys::Function {
+        unsubscribe(self.inner.on_events(move |events| {
             if let Err(thrown) = callback.call1(&JsValue::NULL, &events_to_js(events)) {
                 web_sys::console::error_2(&"eventsync: an onEvents callback threw".into(), &thrown);
             }
-        });
+        }))
     }
 
     /// Shows `state` (any JSON value: a cursor, a selection, a name) to the other peers of the
@@ -223,10 +114,7 @@ impl JsSyncClient {
     /// a `SyncConnection` has presence: a client of its own throws (`code`
     /// `"unexpected_message"`), and so does a state over 4096 bytes of JSON (`"too_large"`).
     #[wasm_bindgen(js_name = setPresence)]
-    pub fn set_presence(
-        &self,
-        #[wasm_bindgen(unchecked_param_type = "unknown")] state: JsValue,
-    ) -> Result<(), JsValue> {
+    pub fn set_presence(&self, state: JsValue) -> Result<(), JsValue> {
         let state: Value =
             serde_wasm_bindgen::from_value(state).map_err(|e| invalid_argument("state", e))?;
         self.inner.set_presence(state).map_err(client_error)
@@ -240,20 +128,15 @@ impl JsSyncClient {
 
     /// The other peers with presence on the document, in client id order (empty while the
     /// document is not open on the server). A fresh copy each call.
-    #[wasm_bindgen(unchecked_return_type = "PresencePeer[]")]
     pub fn others(&self) -> Result<JsValue, JsValue> {
         to_js(&self.inner.others())
     }
 
     /// Calls `callback` with all the other peers (see `others()`) each time someone joins,
-    /// moves or leaves.
+    /// moves or leaves, until the function it returns is called.
     #[wasm_bindgen(js_name = onPresence)]
-    pub fn on_presence(
-        &self,
-        #[wasm_bindgen(unchecked_param_type = "(others: PresencePeer[]) => void")]
-        callback: js_sys::Function,
-    ) {
-        self.inner.on_presence(move |others| {
+    pub fn on_presence(&self, callback: js_sys::Function) -> js_sys::Function {
+        unsubscribe(self.inner.on_presence(move |others| {
             let others = to_js(&others).unwrap_or_else(|_| js_sys::Array::new().into());
             if let Err(thrown) = callback.call1(&JsValue::NULL, &others) {
                 web_sys::console::error_2(
@@ -261,16 +144,13 @@ impl JsSyncClient {
                     &thrown,
                 );
             }
-        });
+        }))
     }
 
     /// Resolves once the client is online and has caught up with the server's log. With
     /// `{ timeoutMs }`, rejects with the code `timeout` when that passes first.
-    #[wasm_bindgen(js_name = syncState, unchecked_return_type = "Promise<void>")]
-    pub fn sync_state(
-        &self,
-        #[wasm_bindgen(unchecked_optional_param_type = "WaitOptions")] options: JsValue,
-    ) -> js_sys::Promise {
+    #[wasm_bindgen(js_name = syncState)]
+    pub fn sync_state(&self, options: JsValue) -> js_sys::Promise {
         let inner = self.inner.clone();
         let timeout = wait_options(options);
         void_promise(async move { driver::within(timeout?, inner.sync_state()).await })
@@ -279,11 +159,7 @@ impl JsSyncClient {
     /// Resolves once every local edit made so far is in the server's log (or was rejected).
     /// With `{ timeoutMs }`, rejects with the code `timeout` when that passes first (the edits
     /// stay queued).
-    #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
-    pub fn flush(
-        &self,
-        #[wasm_bindgen(unchecked_optional_param_type = "WaitOptions")] options: JsValue,
-    ) -> js_sys::Promise {
+    pub fn flush(&self, options: JsValue) -> js_sys::Promise {
         let inner = self.inner.clone();
         let timeout = wait_options(options);
         void_promise(async move { driver::within(timeout?, inner.flush()).await })
@@ -292,11 +168,7 @@ impl JsSyncClient {
     /// Resolves once every local edit made so far is saved in IndexedDB (with `persist`; at
     /// once otherwise). `edit` applies at once and the commit follows a moment later. With
     /// `{ timeoutMs }`, rejects with the code `timeout` when that passes first.
-    #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
-    pub fn saved(
-        &self,
-        #[wasm_bindgen(unchecked_optional_param_type = "WaitOptions")] options: JsValue,
-    ) -> js_sys::Promise {
+    pub fn saved(&self, options: JsValue) -> js_sys::Promise {
         let inner = self.inner.clone();
         let timeout = wait_options(options);
         void_promise(async move { driver::within(timeout?, inner.saved()).await })
@@ -316,7 +188,6 @@ impl JsSyncClient {
 
     /// The document as the app sees it (confirmed plus pending edits); `null` if it does not
     /// exist. A fresh copy each call.
-    #[wasm_bindgen(unchecked_return_type = "unknown")]
     pub fn document(&self) -> Result<JsValue, JsValue> {
         self.inner.with_document(|document| match document {
             Some(document) => to_js(document),
@@ -327,10 +198,7 @@ impl JsSyncClient {
     /// Applies an RFC 6902 patch (an array of operations, all in one call) locally at once and
     /// queues it for the server. Returns its `clientSeq`. Throws, changing nothing, when the
     /// patch is malformed or does not apply.
-    pub fn edit(
-        &self,
-        #[wasm_bindgen(unchecked_param_type = "PatchOp[]")] patch: JsValue,
-    ) -> Result<f64, JsValue> {
+    pub fn edit(&self, patch: JsValue) -> Result<f64, JsValue> {
         let patch: Vec<json_patch::PatchOperation> =
             serde_wasm_bindgen::from_value(patch).map_err(|e| invalid_argument("patch", e))?;
         let client_seq = self.inner.edit(patch).map_err(client_error)?;
@@ -338,10 +206,7 @@ impl JsSyncClient {
     }
 
     /// Creates the document (it must not exist). Returns the edit's `clientSeq`.
-    pub fn create(
-        &self,
-        #[wasm_bindgen(unchecked_param_type = "unknown")] document: JsValue,
-    ) -> Result<f64, JsValue> {
+    pub fn create(&self, document: JsValue) -> Result<f64, JsValue> {
         let document: Value = serde_wasm_bindgen::from_value(document)
             .map_err(|e| invalid_argument("document", e))?;
         let client_seq = self.inner.create(document).map_err(client_error)?;
@@ -355,7 +220,6 @@ impl JsSyncClient {
     }
 
     /// Connection status.
-    #[wasm_bindgen(unchecked_return_type = "SyncStatus")]
     pub fn status(&self) -> String {
         status_name(self.inner.status()).to_owned()
     }
@@ -373,7 +237,7 @@ impl JsSyncClient {
     }
 
     /// The state vector: per client id, the highest `sequenceNum` of its events applied here.
-    #[wasm_bindgen(js_name = stateVector, unchecked_return_type = "StateVector")]
+    #[wasm_bindgen(js_name = stateVector)]
     pub fn state_vector(&self) -> Result<JsValue, JsValue> {
         to_js(&self.inner.state_vector())
     }
@@ -419,6 +283,9 @@ macro_rules! apply_options {
             .conflict_policy(options.policy())
             .backoff(options.backoff())
             .session_config(move |config| timers.apply(config));
+        if let Some(resolve) = options.resolver() {
+            builder = builder.conflict_resolver(resolve);
+        }
         if options.persist {
             builder = builder.indexed_db(options.database);
         }
@@ -433,14 +300,36 @@ impl Options {
         if options.is_undefined() || options.is_null() {
             return Ok(Options::default());
         }
-        serde_wasm_bindgen::from_value(options).map_err(|e| invalid_argument("options", e))
+        let options: Options =
+            serde_wasm_bindgen::from_value(options).map_err(|e| invalid_argument("options", e))?;
+        let policy = &options.conflict_policy;
+        let named = matches!(
+            policy.as_string().as_deref(),
+            Some("serverWins" | "clientWins")
+        );
+        if !(named || policy.is_function() || policy.is_undefined() || policy.is_null()) {
+            let message = format!(
+                "conflictPolicy is {}, not \"serverWins\", \"clientWins\" or a function",
+                describe(policy)
+            );
+            return Err(invalid_argument("options", message));
+        }
+        Ok(options)
     }
 
     pub(super) fn policy(&self) -> ConflictPolicy {
-        match self.conflict_policy {
-            Some(Policy::ClientWins) => ConflictPolicy::ClientWins,
-            Some(Policy::ServerWins) | None => ConflictPolicy::ServerWins,
+        match self.conflict_policy.as_string().as_deref() {
+            Some("clientWins") => ConflictPolicy::ClientWins,
+            _ => ConflictPolicy::ServerWins,
         }
+    }
+
+    /// `conflictPolicy` when it is a function: a resolver that asks it.
+    pub(super) fn resolver(
+        &self,
+    ) -> Option<impl Fn(&Conflict) -> Result<Resolution, String> + 'static> {
+        let function = self.conflict_policy.dyn_ref::<js_sys::Function>()?.clone();
+        Some(move |conflict: &Conflict| resolve_with(&function, conflict))
     }
 
     pub(super) fn backoff(&self) -> Backoff {
@@ -533,6 +422,74 @@ fn to_js(value: &impl Serialize) -> Result<JsValue, JsValue> {
         .map_err(|e| super::error::js_error("EventsyncError", e))
 }
 
+/// A subscription as the function that cancels it (what `onEvent` and its kin return). The
+/// function is JavaScript's to collect; it holds the client weakly.
+fn unsubscribe(subscription: driver::Subscription) -> js_sys::Function {
+    Closure::<dyn Fn()>::new(move || subscription.cancel())
+        .into_js_value()
+        .unchecked_into()
+}
+
+/// Asks a `ConflictResolver` function about `conflict` (as a `Conflict` object) and reads its
+/// answer (a `Resolution`); `Err` says what went wrong.
+fn resolve_with(function: &js_sys::Function, conflict: &Conflict) -> Result<Resolution, String> {
+    let argument = json!({
+        "kind": kind_name(conflict.kind),
+        "path": conflict.path,
+        "local": conflict.local.to_operation(),
+        "remote": conflict.remote.to_operation(),
+    });
+    let argument = to_js(&argument).map_err(|e| describe(&e))?;
+    let answer = function
+        .call1(&JsValue::NULL, &argument)
+        .map_err(|thrown| format!("it threw {}", describe(&thrown)))?;
+    let not_a_resolution =
+        |what: String| format!("it answered {what}, not \"local\", \"remote\" or {{ value }}");
+    match answer.as_string().as_deref() {
+        Some("local") => return Ok(Resolution::KeepLocal),
+        Some("remote") => return Ok(Resolution::KeepRemote),
+        _ => {}
+    }
+    if answer.is_instance_of::<js_sys::Promise>() {
+        return Err(not_a_resolution("a promise".into()));
+    }
+    if answer.is_object() {
+        let value = js_sys::Reflect::get(&answer, &"value".into()).unwrap_or_default();
+        if !value.is_undefined() {
+            return serde_wasm_bindgen::from_value(value)
+                .map(Resolution::Value)
+                .map_err(|e| format!("its value is not JSON: {e}"));
+        }
+    }
+    Err(not_a_resolution(describe(&answer)))
+}
+
+/// A JavaScript value in a message: an error's name and message, anything else as JSON where
+/// it has some.
+fn describe(value: &JsValue) -> String {
+    if let Some(error) = value.dyn_ref::<js_sys::Error>() {
+        return String::from(error.to_string());
+    }
+    if value.is_undefined() {
+        return "undefined".into();
+    }
+    js_sys::JSON::stringify(value)
+        .ok()
+        .and_then(|json| json.as_string())
+        .unwrap_or_else(|| format!("{value:?}"))
+}
+
+/// A conflict kind as `ConflictKind` names it.
+fn kind_name(kind: ConflictKind) -> &'static str {
+    match kind {
+        ConflictKind::SamePath => "samePath",
+        ConflictKind::AncestorOverwrite => "ancestorOverwrite",
+        ConflictKind::ParentRemoved => "parentRemoved",
+        ConflictKind::ParentReplaced => "parentReplaced",
+        ConflictKind::TestInvalidated => "testInvalidated",
+    }
+}
+
 pub(super) fn status_name(status: ConnectionStatus) -> &'static str {
     match status {
         ConnectionStatus::Offline => "offline",
@@ -578,13 +535,10 @@ fn event_value(event: &ClientEvent) -> Value {
         SessionEvent::Conflict {
             client_seq,
             conflict,
-        } => {
-            let kind = format!("{:?}", conflict.kind);
-            let kind = kind[..1].to_lowercase() + &kind[1..];
-            json!({
-                "type": "conflict", "clientSeq": client_seq, "kind": kind, "path": conflict.path
-            })
-        }
+        } => json!({
+            "type": "conflict", "clientSeq": client_seq, "kind": kind_name(conflict.kind),
+            "path": conflict.path
+        }),
         SessionEvent::Presence(others) => json!({"type": "presence", "others": others}),
         SessionEvent::Error { code, message } => {
             json!({"type": "error", "code": code, "message": message})

@@ -3,18 +3,19 @@
 //! own. One reconnect loop ([`super::socket::drive`]), one client id, and with IndexedDB one
 //! database holding a record per document ([`IndexedDbDirectory`]).
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
 
 use futures::channel::{mpsc, oneshot};
 
 use super::driver::{
-    performance_now, ClientError, ClientEvent, Doc, Listener, SyncClient, LAZY_SAVE_MS,
+    performance_now, session_policy, ClientError, ClientEvent, Doc, FallibleResolver, Listener,
+    ResolverFailures, SyncClient, LAZY_SAVE_MS,
 };
 use super::saves::{has_synced, Persistence, SaveInFlight, Saves, Settle, WaitFor, Waiters};
 use super::socket::{self, Control, Link};
-use crate::conflict::ConflictPolicy;
+use crate::conflict::{Conflict, ConflictPolicy, Resolution};
 use crate::multiplex::{MultiplexConfig, Multiplexer, MuxOutput, PresenceError};
 use crate::protocol::{ErrorCode, PresencePeer};
 use crate::reconnect::Backoff;
@@ -29,6 +30,7 @@ pub struct SyncConnectionBuilder {
     client_id: Option<String>,
     token: Option<String>,
     policy: ConflictPolicy,
+    resolver: Option<FallibleResolver>,
     backoff: Backoff,
     indexed_db: Option<String>,
     tune: Option<Tune>,
@@ -48,6 +50,17 @@ impl SyncConnectionBuilder {
     /// silence follow them).
     pub fn session_config(mut self, tune: impl Fn(&mut SessionConfig) + 'static) -> Self {
         self.tune = Some(Rc::new(tune));
+        self
+    }
+
+    /// Resolves every document's true conflicts with `resolve`, which may fail: see
+    /// [`super::SyncClientBuilder::conflict_resolver`]. Takes precedence over
+    /// [`SyncConnectionBuilder::conflict_policy`].
+    pub fn conflict_resolver(
+        mut self,
+        resolve: impl Fn(&Conflict) -> Result<Resolution, String> + 'static,
+    ) -> Self {
+        self.resolver = Some(Rc::new(resolve));
         self
     }
 
@@ -117,6 +130,8 @@ impl SyncConnectionBuilder {
             epoch: performance_now(),
             client_id,
             policy: self.policy,
+            resolver: self.resolver,
+            resolver_failures: ResolverFailures::default(),
             tune: self.tune,
             directory: RefCell::new(directory.map(Rc::new)),
         });
@@ -145,6 +160,7 @@ impl SyncConnection {
             client_id: None,
             token: None,
             policy: ConflictPolicy::default(),
+            resolver: None,
             backoff: Backoff::default(),
             indexed_db: None,
             tune: None,
@@ -200,6 +216,9 @@ pub(super) struct ConnShared {
     epoch: f64,
     client_id: String,
     policy: ConflictPolicy,
+    resolver: Option<FallibleResolver>,
+    /// What the fallible resolver could not decide, per document, to be told as `Error` events.
+    resolver_failures: ResolverFailures,
     tune: Option<Tune>,
     directory: RefCell<Option<Rc<IndexedDbDirectory>>>,
 }
@@ -340,7 +359,12 @@ impl ConnShared {
                 document_id: document_id.to_owned(),
                 client_id: Some(self.client_id.clone()),
                 token: None,
-                policy: self.policy.clone(),
+                policy: session_policy(
+                    &self.policy,
+                    self.resolver.as_ref(),
+                    document_id,
+                    &self.resolver_failures,
+                ),
                 tune: tune.map(|tune| move |config: &mut SessionConfig| tune(config)),
             },
         )?;
@@ -397,6 +421,9 @@ impl ConnShared {
                     }
                 }
             }
+            // After the step's `Conflict` events: the resolver's failures among them.
+            let failures = self.resolver_failures.take();
+            events.extend(failures.into_iter().map(|(id, e)| (Some(id), e)));
             // What loses nothing when lost is saved at most once a second per document.
             let due: Vec<String> = core
                 .mux
@@ -466,7 +493,7 @@ impl ConnShared {
         }
         for (listeners, list) in calls {
             for listener in &listeners {
-                listener(&list);
+                listener.call(&list);
             }
         }
     }
@@ -502,6 +529,13 @@ impl ConnShared {
     pub(super) fn listen(&self, document_id: &str, listener: Listener) {
         if let Some(doc) = self.core.borrow_mut().docs.get_mut(document_id) {
             doc.listeners.push(listener);
+        }
+    }
+
+    /// Removes the listener of the subscription whose flag is `live`.
+    pub(super) fn unlisten(&self, document_id: &str, live: &Rc<Cell<bool>>) {
+        if let Some(doc) = self.core.borrow_mut().docs.get_mut(document_id) {
+            doc.listeners.retain(|l| !l.is(live));
         }
     }
 

@@ -15,6 +15,15 @@ const TYPES: &'static str = r#"
  * a record per document in the IndexedDB `database`; the timers are every document's, and the
  * connection's pings and silence follow them. */
 export type SyncConnectionOptions = SyncOptions;
+
+export interface SyncConnection {
+  /**
+   * Opens `documentId` on the connection: a `SyncClient` with the same methods as a client of
+   * its own; its `close()` closes just this document. Opening a document that is open
+   * already gives another handle to it. `T` is the document's type (see `SyncClient`).
+   */
+  open<T = unknown>(documentId: string): Promise<SyncClient<T>>;
+}
 "#;
 
 /// One connection to an eventsync server for any number of documents.
@@ -50,8 +59,9 @@ impl JsSyncConnection {
 
     /// Opens `documentId` on the connection: a `SyncClient` with the same methods as a client of
     /// its own; its `close()` closes just this document. Opening a document that is open
-    /// already gives another handle to it.
-    #[wasm_bindgen(unchecked_return_type = "Promise<SyncClient>")]
+    /// already gives another handle to it. (Declared generic in `TYPES`, which wasm-bindgen
+    /// cannot generate.)
+    #[wasm_bindgen(skip_typescript)]
     pub fn open(
         &self,
         #[wasm_bindgen(js_name = documentId)] document_id: String,

@@ -14,8 +14,9 @@
 //! the session sends after an `Output::Persist` waits until that save is durable (`super::saves`):
 //! an edit is on disk before the server can acknowledge it (DESIGN invariant 8).
 
-use std::cell::RefCell;
-use std::rc::Rc;
+use std::cell::{Cell, RefCell};
+use std::rc::{Rc, Weak};
+use std::sync::Arc;
 
 use futures::channel::{mpsc, oneshot};
 use serde_json::Value;
@@ -24,7 +25,7 @@ use wasm_bindgen::prelude::*;
 use super::connection::ConnShared;
 use super::saves::{Persistence, Saves, WaitFor, Waiters};
 use super::single::{Core, Shared};
-use crate::conflict::ConflictPolicy;
+use crate::conflict::{Conflict, ConflictPolicy, Resolution};
 use crate::multiplex::PresenceError;
 use crate::protocol::{ErrorCode, PresencePeer};
 use crate::queue::{ClientState, Store, StoreError};
@@ -116,6 +117,47 @@ pub(super) const LAZY_SAVE_MS: f64 = 1_000.0;
 
 type Tune = Box<dyn FnOnce(&mut SessionConfig)>;
 
+/// A conflict resolver that can fail: see [`SyncClientBuilder::conflict_resolver`].
+pub type FallibleResolver = Rc<dyn Fn(&Conflict) -> Result<Resolution, String>>;
+
+/// A fallible resolver's failures, each an `Error` event for a document (its id), waiting to be
+/// told after the step that met them.
+pub(super) type ResolverFailures = Rc<RefCell<Vec<(String, ClientEvent)>>>;
+
+/// The policy a document's session gets: `policy`, or with a fallible `resolver`, a custom policy
+/// that asks it and, when it fails, lets the remote change stand (as
+/// [`ConflictPolicy::ServerWins`] does) and notes the failure in `failures`.
+pub(super) fn session_policy(
+    policy: &ConflictPolicy,
+    resolver: Option<&FallibleResolver>,
+    document_id: &str,
+    failures: &ResolverFailures,
+) -> ConflictPolicy {
+    let Some(resolve) = resolver.cloned() else {
+        return policy.clone();
+    };
+    let failures = failures.clone();
+    let document_id = document_id.to_owned();
+    // The closure holds `Rc`s: the browser's custom policy is not `Send` (one thread).
+    #[allow(clippy::arc_with_non_send_sync)]
+    let custom = Arc::new(move |conflict: &Conflict| match resolve(conflict) {
+        Ok(resolution) => resolution,
+        Err(reason) => {
+            let message = format!(
+                "the conflict resolver failed at {:?}: {reason}; the remote change stands",
+                conflict.path
+            );
+            let event = SessionEvent::Error {
+                code: None,
+                message,
+            };
+            failures.borrow_mut().push((document_id.clone(), event));
+            Resolution::KeepRemote
+        }
+    });
+    ConflictPolicy::Custom(custom)
+}
+
 /// Settings for [`SyncClientBuilder::connect`].
 pub struct SyncClientBuilder {
     server: String,
@@ -123,6 +165,7 @@ pub struct SyncClientBuilder {
     client_id: Option<String>,
     token: Option<String>,
     policy: ConflictPolicy,
+    resolver: Option<FallibleResolver>,
     store: Option<Box<dyn Store>>,
     indexed_db: Option<String>,
     backoff: Backoff,
@@ -148,6 +191,20 @@ impl SyncClientBuilder {
     /// Adjusts the session's timers and batch size.
     pub fn session_config(mut self, tune: impl FnOnce(&mut SessionConfig) + 'static) -> Self {
         self.tune = Some(Box::new(tune));
+        self
+    }
+
+    /// Resolves true conflicts with `resolve`, which may fail (a JavaScript function that throws
+    /// or answers something that is not a resolution): the remote change then stands, as with
+    /// [`ConflictPolicy::ServerWins`], and an [`SessionEvent::Error`] after the step's other
+    /// events says why. Takes precedence over [`SyncClientBuilder::conflict_policy`]. Like
+    /// [`ConflictPolicy::Custom`], it must be deterministic; it runs while the client rebases,
+    /// so it must not call the client.
+    pub fn conflict_resolver(
+        mut self,
+        resolve: impl Fn(&Conflict) -> Result<Resolution, String> + 'static,
+    ) -> Self {
+        self.resolver = Some(Rc::new(resolve));
         self
     }
 
@@ -195,13 +252,20 @@ impl SyncClientBuilder {
         store: Option<Persistence>,
     ) -> Result<SyncClient, ClientError> {
         let url = self.endpoint()?;
+        let failures = ResolverFailures::default();
+        let policy = session_policy(
+            &self.policy,
+            self.resolver.as_ref(),
+            &self.document_id,
+            &failures,
+        );
         let session = crate::reconnect::open_session(
             saved,
             crate::reconnect::SessionOptions {
                 document_id: self.document_id.clone(),
                 client_id: self.client_id,
                 token: self.token,
-                policy: self.policy,
+                policy,
                 tune: self.tune,
             },
         )?;
@@ -214,6 +278,7 @@ impl SyncClientBuilder {
                 saved_at: performance_now(),
                 writer: None,
                 listeners: Vec::new(),
+                resolver_failures: failures,
                 waiters: Waiters::default(),
                 refused: None,
                 closed: false,
@@ -248,8 +313,71 @@ pub(super) enum Doc {
     Shared(Rc<ConnShared>, String),
 }
 
-/// Listeners get the events of one step together (a catch-up page is one call).
-pub(super) type Listener = Rc<dyn Fn(&[ClientEvent])>;
+/// Where a [`Subscription`] finds its client again, without keeping it alive (a callback that
+/// holds its own unsubscribe function would otherwise keep the client forever).
+enum WeakDoc {
+    Own(Weak<Shared>),
+    Shared(Weak<ConnShared>, String),
+}
+
+/// What [`SyncClient::on_events`] calls.
+type Callback = Rc<dyn Fn(&[ClientEvent])>;
+
+/// A callback of [`SyncClient::on_events`]: it gets the events of one step together (a
+/// catch-up page is one call).
+#[derive(Clone)]
+pub(super) struct Listener {
+    callback: Callback,
+    /// Cleared by [`Subscription::cancel`], so that a listener cancelled while the listeners of
+    /// a step are being called is not called after it.
+    live: Rc<Cell<bool>>,
+}
+
+impl Listener {
+    /// Calls the listener with a step's events, unless it was cancelled.
+    pub(super) fn call(&self, events: &[ClientEvent]) {
+        if self.live.get() {
+            (self.callback)(events);
+        }
+    }
+
+    /// Whether this is the listener of the subscription whose flag is `live`.
+    pub(super) fn is(&self, live: &Rc<Cell<bool>>) -> bool {
+        Rc::ptr_eq(&self.live, live)
+    }
+}
+
+/// What [`SyncClient::on_event`], [`SyncClient::on_events`] and [`SyncClient::on_presence`]
+/// return: [`Subscription::cancel`] removes the callback. Dropping it leaves the callback in
+/// place (most live as long as the client), and it does not keep the client alive.
+pub struct Subscription {
+    doc: WeakDoc,
+    live: Rc<Cell<bool>>,
+}
+
+impl Subscription {
+    /// Removes the callback: it is not called again, not even for the rest of the events being
+    /// delivered when it is cancelled (from a callback, say). Cancelling again does nothing.
+    pub fn cancel(&self) {
+        if !self.live.replace(false) {
+            return;
+        }
+        let doc = match &self.doc {
+            WeakDoc::Own(shared) => shared.upgrade().map(Doc::Own),
+            WeakDoc::Shared(connection, document_id) => connection
+                .upgrade()
+                .map(|connection| Doc::Shared(connection, document_id.clone())),
+        };
+        if let Some(doc) = doc {
+            doc.unlisten(&self.live);
+        }
+    }
+
+    /// Whether the callback is still registered (not cancelled).
+    pub fn is_active(&self) -> bool {
+        self.live.get()
+    }
+}
 
 impl Doc {
     /// Runs `f` on the session, then carries out its outputs. `Closed` once the client (or the
@@ -277,10 +405,29 @@ impl Doc {
         }
     }
 
-    fn listen(&self, listener: Listener) {
+    fn listen(&self, callback: Callback) -> Subscription {
+        let live = Rc::new(Cell::new(true));
+        let listener = Listener {
+            callback,
+            live: live.clone(),
+        };
+        let doc = match self {
+            Doc::Own(shared) => {
+                shared.core.borrow_mut().listeners.push(listener);
+                WeakDoc::Own(Rc::downgrade(shared))
+            }
+            Doc::Shared(connection, document_id) => {
+                connection.listen(document_id, listener);
+                WeakDoc::Shared(Rc::downgrade(connection), document_id.clone())
+            }
+        };
+        Subscription { doc, live }
+    }
+
+    fn unlisten(&self, live: &Rc<Cell<bool>>) {
         match self {
-            Doc::Own(shared) => shared.core.borrow_mut().listeners.push(listener),
-            Doc::Shared(connection, document_id) => connection.listen(document_id, listener),
+            Doc::Own(shared) => shared.core.borrow_mut().listeners.retain(|l| !l.is(live)),
+            Doc::Shared(connection, document_id) => connection.unlisten(document_id, live),
         }
     }
 
@@ -318,6 +465,7 @@ impl SyncClient {
             client_id: None,
             token: None,
             policy: ConflictPolicy::default(),
+            resolver: None,
             store: None,
             indexed_db: None,
             backoff: Backoff::default(),
@@ -325,15 +473,17 @@ impl SyncClient {
         }
     }
 
-    /// Calls `callback` for every event (applied events, acks, conflicts, status, errors).
-    pub fn on_event(&self, callback: impl Fn(&ClientEvent) + 'static) {
-        self.on_events(move |events| events.iter().for_each(&callback));
+    /// Calls `callback` for every event (applied events, acks, conflicts, status, errors),
+    /// until [`Subscription::cancel`].
+    pub fn on_event(&self, callback: impl Fn(&ClientEvent) + 'static) -> Subscription {
+        self.on_events(move |events| events.iter().for_each(&callback))
     }
 
     /// Calls `callback` with the events of each step at once (all the events of a catch-up page
-    /// in one call): one re-render, or one crossing into JavaScript, per batch.
-    pub fn on_events(&self, callback: impl Fn(&[ClientEvent]) + 'static) {
-        self.doc.listen(Rc::new(callback));
+    /// in one call): one re-render, or one crossing into JavaScript, per batch. Until
+    /// [`Subscription::cancel`].
+    pub fn on_events(&self, callback: impl Fn(&[ClientEvent]) + 'static) -> Subscription {
+        self.doc.listen(Rc::new(callback))
     }
 
     /// Runs `f` on the document as the app sees it (confirmed plus pending edits; `None` if it
@@ -450,13 +600,14 @@ impl SyncClient {
         }
     }
 
-    /// Calls `callback` with all the other peers each time someone joins, moves or leaves.
-    pub fn on_presence(&self, callback: impl Fn(&[PresencePeer]) + 'static) {
+    /// Calls `callback` with all the other peers each time someone joins, moves or leaves,
+    /// until [`Subscription::cancel`].
+    pub fn on_presence(&self, callback: impl Fn(&[PresencePeer]) + 'static) -> Subscription {
         self.on_event(move |event| {
             if let SessionEvent::Presence(others) = event {
                 callback(others);
             }
-        });
+        })
     }
 
     /// Closes the connection and stops reconnecting (a document of a [`super::SyncConnection`]:

@@ -21,9 +21,12 @@ pub mod idb;
 mod saves;
 mod single;
 mod socket;
+mod types;
 
 pub use bindings::JsSyncClient;
 pub use connection::{SyncConnection, SyncConnectionBuilder};
 pub use connection_bindings::JsSyncConnection;
-pub use driver::{ClientError, ClientEvent, SyncClient, SyncClientBuilder};
+pub use driver::{
+    ClientError, ClientEvent, FallibleResolver, Subscription, SyncClient, SyncClientBuilder,
+};
 pub use idb::{IndexedDbDirectory, IndexedDbStore};

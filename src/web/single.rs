@@ -7,7 +7,9 @@ use std::rc::Rc;
 use futures::channel::mpsc;
 use futures::FutureExt;
 
-use super::driver::{performance_now, ClientError, ClientEvent, Listener, LAZY_SAVE_MS};
+use super::driver::{
+    performance_now, ClientError, ClientEvent, Listener, ResolverFailures, LAZY_SAVE_MS,
+};
 use super::saves::{has_synced, Persistence, SaveInFlight, Saves, Settle, Waiters};
 use super::socket::{Control, Link};
 use crate::protocol::{self, ErrorCode};
@@ -29,6 +31,8 @@ pub(super) struct Core {
     /// The current connection's outgoing frames.
     pub writer: Option<mpsc::UnboundedSender<String>>,
     pub listeners: Vec<Listener>,
+    /// What a fallible conflict resolver could not decide, to be told as `Error` events.
+    pub resolver_failures: ResolverFailures,
     pub waiters: Waiters,
     /// Set when the server refused us for good.
     pub refused: Option<(Option<ErrorCode>, String)>,
@@ -123,6 +127,8 @@ impl Shared {
                     }
                 }
             }
+            // After the step's `Conflict` events: the resolver's failures among them.
+            events.extend(core.resolver_failures.take().into_iter().map(|(_, e)| e));
             let lazy =
                 core.session.needs_save() && performance_now() - core.saved_at >= LAZY_SAVE_MS;
             let mut save_in_flight = None;
@@ -145,7 +151,7 @@ impl Shared {
         };
         if !events.is_empty() {
             for listener in &listeners {
-                listener(&events);
+                listener.call(&events);
             }
         }
         if let Some((number, saved)) = save_in_flight {
@@ -170,7 +176,7 @@ impl Shared {
     pub fn emit_all(&self, events: &[ClientEvent]) {
         let listeners = self.core.borrow().listeners.clone();
         for listener in &listeners {
-            listener(events);
+            listener.call(events);
         }
     }
 
