@@ -25,11 +25,9 @@
 //! if client.document().is_none() {
 //!     client.create(json!({"items": []}))?;
 //! }
-//! let patch = serde_json::from_value(json!([
+//! client.edit(json!([
 //!     {"op": "add", "path": "/items/-", "value": {"id": "milk", "text": "milk", "done": false}}
-//! ]))
-//! .expect("a valid RFC 6902 patch");
-//! client.edit(patch)?;
+//! ]))?;
 //! client.flush().await?; // the edit is in the server's log
 //! println!("{}", client.document().unwrap());
 //! client.close().await;
@@ -151,7 +149,7 @@ pub use native::{
     ClientError, Subscription, SyncClient, SyncClientBuilder, SyncConnection, SyncConnectionBuilder,
 };
 pub use protocol::{ClientMessage, Edit, ErrorCode, Event, Operation, ServerMessage, StateVector};
-pub use reconnect::Backoff;
+pub use reconnect::{Backoff, IntoPatch};
 pub use session::{ConnectionStatus, SessionConfig, SessionEvent, SyncSession};
 pub use state::StateManager;
 pub use vector_clock::VectorClock;

@@ -145,6 +145,31 @@ mod tests {
     }
 }
 
+/// What `SyncClient::edit` takes: an RFC 6902 patch as parsed operations, a `json_patch::Patch`,
+/// or plain JSON (a `serde_json::Value`, as `json!([...])` writes it).
+pub trait IntoPatch {
+    /// The operations, or why the JSON is not an RFC 6902 patch.
+    fn into_patch(self) -> Result<Vec<json_patch::PatchOperation>, String>;
+}
+
+impl IntoPatch for Vec<json_patch::PatchOperation> {
+    fn into_patch(self) -> Result<Vec<json_patch::PatchOperation>, String> {
+        Ok(self)
+    }
+}
+
+impl IntoPatch for json_patch::Patch {
+    fn into_patch(self) -> Result<Vec<json_patch::PatchOperation>, String> {
+        Ok(self.0)
+    }
+}
+
+impl IntoPatch for serde_json::Value {
+    fn into_patch(self) -> Result<Vec<json_patch::PatchOperation>, String> {
+        serde_json::from_value(self).map_err(|err| format!("not an RFC 6902 patch: {err}"))
+    }
+}
+
 /// The WebSocket URL of an endpoint (`suffix`: `/sync`, or `/sync/{documentId}`) of the server at
 /// `server`: `ws://HOST:PORT` or `wss://HOST`, optionally with the path a proxy serves it under.
 /// The error says what is wrong, for the app's developer: caught when the client is made, not

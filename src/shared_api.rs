@@ -57,7 +57,8 @@ fn methods(client: &SyncClient) {
     let _: fn(&SyncClient) -> VectorClock = SyncClient::state_vector;
     let _: fn(&SyncClient, &str, u64) = SyncClient::update_state_vector;
     let _: fn(&SyncClient, Vec<json_patch::PatchOperation>) -> Result<u64, ClientError> =
-        SyncClient::edit;
+        SyncClient::edit::<Vec<json_patch::PatchOperation>>;
+    let _: fn(&SyncClient, Value) -> Result<u64, ClientError> = SyncClient::edit::<Value>;
     let _: fn(&SyncClient, Value) -> Result<u64, ClientError> = SyncClient::create;
     let _: fn(&SyncClient) -> Result<u64, ClientError> = SyncClient::delete;
     // Presence (a document of a `SyncConnection`; a client of its own refuses).

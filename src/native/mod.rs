@@ -24,9 +24,7 @@
 //! if client.document().is_none() {
 //!     client.create(json!({"items": []}))?;
 //! }
-//! client.edit(serde_json::from_value(json!([
-//!     {"op": "add", "path": "/items/-", "value": "milk"}
-//! ])).unwrap())?;
+//! client.edit(json!([{"op": "add", "path": "/items/-", "value": "milk"}]))?;
 //! client.update(|doc| doc["title"] = json!("groceries"))?; // the difference is the edit
 //! client.flush().await?; // both edits are in the server's log
 //! println!("{}", client.document().unwrap());
@@ -58,6 +56,7 @@ use crate::multiplex::PresenceError;
 use crate::protocol::{ErrorCode, PresencePeer};
 use crate::queue::{FileStore, Store, StoreError};
 pub use crate::reconnect::Backoff;
+use crate::reconnect::IntoPatch;
 use crate::session::{ConnectionStatus, SessionConfig, SessionError, SessionEvent, SyncSession};
 
 /// What apps receive: the session's events, plus `Status(Reconnecting)` from the driver.
@@ -427,8 +426,10 @@ impl SyncClient {
     }
 
     /// Applies an RFC 6902 patch locally at once, persists it, and queues it for the server.
-    /// Returns its `clientSeq`. On error nothing changes.
-    pub fn edit(&self, patch: Vec<json_patch::PatchOperation>) -> Result<u64, ClientError> {
+    /// Returns its `clientSeq`. On error nothing changes. The patch may be parsed operations or
+    /// plain JSON: `client.edit(json!([{"op": "add", "path": "/items/-", "value": 1}]))`.
+    pub fn edit<P: IntoPatch>(&self, patch: P) -> Result<u64, ClientError> {
+        let patch = patch.into_patch().map_err(ClientError::InvalidArgument)?;
         Ok(self.doc.with_session(|s, now| s.edit(now, patch))??)
     }
 

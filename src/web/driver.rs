@@ -532,8 +532,9 @@ impl SyncClient {
     }
 
     /// Applies an RFC 6902 patch locally at once and queues it for the server. Returns its
-    /// `clientSeq`. On error nothing changes.
-    pub fn edit(&self, patch: Vec<json_patch::PatchOperation>) -> Result<u64, ClientError> {
+    /// `clientSeq`. On error nothing changes. The patch may be parsed operations or plain JSON.
+    pub fn edit<P: crate::reconnect::IntoPatch>(&self, patch: P) -> Result<u64, ClientError> {
+        let patch = patch.into_patch().map_err(ClientError::InvalidArgument)?;
         Ok(self.doc.with_session(|s, now| s.edit(now, patch))??)
     }
 

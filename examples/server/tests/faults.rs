@@ -416,7 +416,6 @@ async fn run_client(
             .document()
             .unwrap_or_else(|| panic!("{id}: {document_id} is gone after {n} edits"));
         let patch = random_edit(&mut rng, &document, me, n);
-        let patch = serde_json::from_value(patch).unwrap();
         let client_seq = client
             .edit(patch)
             .unwrap_or_else(|err| panic!("{id}: a valid edit of {document_id} failed: {err}"));

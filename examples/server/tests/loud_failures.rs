@@ -109,15 +109,26 @@ async fn a_closed_client_refuses_work_instead_of_losing_it() {
     client.sync_state().await.unwrap();
     client.create(json!({"items": []})).unwrap();
     client.flush().await.unwrap();
+    // A patch as plain JSON works; JSON that is no RFC 6902 patch is refused, changing nothing.
+    client
+        .edit(json!([{"op": "add", "path": "/items/-", "value": 0}]))
+        .unwrap();
+    match client.edit(json!([{"op": "increment", "path": "/n"}])) {
+        Err(ClientError::InvalidArgument(message)) => {
+            assert!(message.starts_with("not an RFC 6902 patch"), "{message}")
+        }
+        other => panic!("expected InvalidArgument, got {other:?}"),
+    }
+    client.flush().await.unwrap();
     client.close().await;
     let patch = serde_json::from_value(json!([{"op": "add", "path": "/items/-", "value": 1}]));
     assert!(matches!(
-        client.edit(patch.unwrap()),
+        client.edit::<Vec<_>>(patch.unwrap()),
         Err(ClientError::Closed)
     ));
     assert!(matches!(
         client.sync_state().await,
         Err(ClientError::Closed)
     ));
-    assert_eq!(client.document(), Some(json!({"items": []})), "unchanged");
+    assert_eq!(client.document(), Some(json!({"items": [0]})), "unchanged");
 }

@@ -646,12 +646,7 @@ async fn protocol_2_connections_on_two_servers_see_each_others_edits_and_sql_wri
             for handle in handles.iter() {
                 let item = format!("{}-{round}", handle.client_id());
                 handle
-                    .edit(
-                        serde_json::from_value(
-                            json!([{"op": "add", "path": "/items/-", "value": item}]),
-                        )
-                        .unwrap(),
-                    )
+                    .edit(json!([{"op": "add", "path": "/items/-", "value": item}]))
                     .unwrap();
             }
         }

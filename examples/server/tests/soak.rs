@@ -118,7 +118,7 @@ async fn run_client(
             reopened.fetch_add(1, Ordering::SeqCst);
         }
         if let Some(document) = client.document() {
-            let patch = serde_json::from_value(bounded_edit(&mut rng, &document, me)).unwrap();
+            let patch = bounded_edit(&mut rng, &document, me);
             client
                 .edit(patch)
                 .unwrap_or_else(|err| panic!("{id}: a valid edit failed: {err}"));
