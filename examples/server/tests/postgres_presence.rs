@@ -9,9 +9,9 @@ mod support;
 
 use std::time::Duration;
 
-use eventsync::protocol::PresencePeer;
 use eventsync::{SyncClient, SyncConnection};
-use serde_json::{json, Value};
+use serde_json::json;
+use support::presence::{state_of, until_others};
 use support::process::ServerProcess;
 use support::{unique, TempDir, TestServer, WAIT};
 
@@ -37,33 +37,6 @@ async fn opened(ws: &str, client: &str, document: &str) -> (SyncConnection, Sync
         .expect("caught up in time")
         .expect("caught up");
     (connection, handle)
-}
-
-async fn until_others(
-    handle: &SyncClient,
-    wait: Duration,
-    what: &str,
-    wanted: impl Fn(&[PresencePeer]) -> bool,
-) {
-    let deadline = tokio::time::Instant::now() + wait;
-    loop {
-        let others = handle.others();
-        if wanted(&others) {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{what}: others are {others:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-fn state_of(others: &[PresencePeer], client: &str) -> Option<Value> {
-    others
-        .iter()
-        .find(|p| p.client_id == client)
-        .map(|p| p.state.clone())
 }
 
 #[tokio::test]

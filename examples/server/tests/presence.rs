@@ -12,6 +12,7 @@ use eventsync::protocol::{self, ClientMessage, PresencePeer, Scoped, ServerMessa
 use eventsync::{ClientError, SyncClient, SyncConnection};
 use futures::{SinkExt, StreamExt};
 use serde_json::{json, Value};
+use support::presence::state_of;
 use support::proxy::{FaultMix, FaultProxy};
 use support::{TestServer, WAIT};
 use tokio_tungstenite::tungstenite::Message;
@@ -32,27 +33,9 @@ async fn opened(connection: &SyncConnection, document: &str) -> SyncClient {
     handle
 }
 
-/// Waits until `handle.others()` satisfies `wanted`.
+/// Waits until `handle.others()` satisfies `wanted`, for at most [`WAIT`].
 async fn until_others(handle: &SyncClient, what: &str, wanted: impl Fn(&[PresencePeer]) -> bool) {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let others = handle.others();
-        if wanted(&others) {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{what}: others are {others:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
-fn state_of(others: &[PresencePeer], client: &str) -> Option<Value> {
-    others
-        .iter()
-        .find(|p| p.client_id == client)
-        .map(|p| p.state.clone())
+    support::presence::until_others(handle, WAIT, what, wanted).await
 }
 
 #[tokio::test]
