@@ -522,16 +522,14 @@ impl Multiplexer {
             .get(&document_id)
             .is_some_and(|s| s.status() != ConnectionStatus::Offline);
         let opened = attached && matches!(message, ServerMessage::Opened { .. });
-        let closed = matches!(message, ServerMessage::Closed { .. });
-        if attached && matches!(message, ServerMessage::Opened { .. }) {
+        if opened {
             // Open again: a later refusal starts the backoff over. (An `opened` that reaches a
             // session gone offline is a stale answer: it stays scheduled to open again.)
             self.closed.remove(&document_id);
         }
+        // A `closed` makes the session close the document: its presence goes in `drain`.
         self.with_session(&document_id, |session| session.handle_message(now, message));
-        if closed {
-            self.presence_closed(&document_id);
-        } else if opened {
+        if opened {
             if self
                 .presence
                 .get_mut(&document_id)
