@@ -138,6 +138,7 @@ pub mod server;
 pub mod session;
 mod shared_api;
 pub mod state;
+pub mod undo;
 pub mod vector_clock;
 #[cfg(target_arch = "wasm32")]
 pub mod web;

@@ -13,6 +13,7 @@ use serde_json::Value;
 
 use crate::conflict::ShapedOp;
 use crate::protocol::Operation;
+use crate::undo::UndoHistory;
 use crate::vector_clock::VectorClock;
 
 /// Version of the [`ClientState`] encoding.
@@ -50,6 +51,9 @@ pub struct ClientState {
     pub vector_clock: VectorClock,
     /// Local edits not yet in the log, in `clientSeq` order.
     pub pending: Vec<PendingEdit>,
+    /// The undo and redo steps (absent when there are none; older saves have none).
+    #[serde(default, skip_serializing_if = "UndoHistory::is_empty")]
+    pub undo: UndoHistory,
 }
 
 /// Why storage failed.
@@ -136,7 +140,7 @@ mod file {
 
     use serde::{Deserialize, Serialize};
 
-    use super::{decode, encode, ClientState, PendingEdit, Store, StoreError};
+    use super::{decode, encode, ClientState, PendingEdit, Store, StoreError, UndoHistory};
 
     /// Below this many bytes the journal is never folded into the state file.
     const MIN_FOLD_BYTES: u64 = 64 * 1024;
@@ -164,6 +168,9 @@ mod file {
     struct Appended {
         next_client_seq: u64,
         pending: Vec<PendingEdit>,
+        /// The undo steps after these edits, when they changed.
+        #[serde(default)]
+        undo: Option<UndoHistory>,
     }
 
     /// [`Appended`] as it is written.
@@ -172,6 +179,8 @@ mod file {
     struct AppendedRef<'a> {
         next_client_seq: u64,
         pending: &'a [PendingEdit],
+        #[serde(skip_serializing_if = "Option::is_none")]
+        undo: Option<&'a UndoHistory>,
     }
 
     impl FileStore {
@@ -212,10 +221,12 @@ mod file {
             &mut self,
             next_client_seq: u64,
             added: &[PendingEdit],
+            undo: Option<&UndoHistory>,
         ) -> Result<(), StoreError> {
             let mut line = serde_json::to_vec(&AppendedRef {
                 next_client_seq,
                 pending: added,
+                undo,
             })
             .expect("pending edits serialize");
             line.push(b'\n');
@@ -304,6 +315,9 @@ mod file {
                     }
                 }
                 state.next_client_seq = state.next_client_seq.max(appended.next_client_seq);
+                if let Some(undo) = appended.undo {
+                    state.undo = undo;
+                }
             }
             // After a torn line the next save replaces both files rather than append to it.
             self.on_disk = (!torn).then(|| state.clone());
@@ -323,10 +337,15 @@ mod file {
                 }
             };
             let on_disk = self.on_disk.take();
-            self.append(state.next_client_seq, &added)?;
+            let undo = on_disk
+                .as_ref()
+                .is_some_and(|old| old.undo != state.undo)
+                .then_some(&state.undo);
+            self.append(state.next_client_seq, &added, undo)?;
             self.on_disk = on_disk.map(|mut on_disk| {
                 on_disk.next_client_seq = state.next_client_seq;
                 on_disk.pending.extend(added);
+                on_disk.undo = state.undo.clone();
                 on_disk
             });
             Ok(())
@@ -360,6 +379,7 @@ mod tests {
                 )
                 .unwrap(),
             }],
+            undo: UndoHistory::default(),
         }
     }
 

@@ -27,7 +27,10 @@ use crate::protocol::{
 };
 use crate::queue::{ClientState, PendingEdit, STATE_FORMAT};
 use crate::state::{StateError, StateManager};
+use crate::undo::{UndoConfig, UndoHistory};
 use crate::vector_clock::VectorClock;
+
+mod undoing;
 
 /// Settings of a session.
 #[derive(Debug, Clone)]
@@ -48,10 +51,13 @@ pub struct SessionConfig {
     pub ping_interval_ms: u64,
     /// At most this many edits per `submit`.
     pub max_batch: usize,
+    /// Undo grouping and depth (see [`SyncSession::undo`]).
+    pub undo: UndoConfig,
 }
 
 impl SessionConfig {
-    /// Defaults: server-wins conflicts, 10 s requests, 30 s idle, 15 s pings, 1000 edits a submit.
+    /// Defaults: server-wins conflicts, 10 s requests, 30 s idle, 15 s pings, 1000 edits a
+    /// submit, undo steps of edits within 500 ms and at most 100 of them.
     pub fn new(document_id: impl Into<String>, client_id: impl Into<String>) -> Self {
         SessionConfig {
             document_id: document_id.into(),
@@ -62,6 +68,7 @@ impl SessionConfig {
             idle_timeout_ms: 30_000,
             ping_interval_ms: 15_000,
             max_batch: 1000,
+            undo: UndoConfig::default(),
         }
     }
 }
@@ -134,6 +141,21 @@ pub enum SessionEvent {
     /// Protocol version 2: the other peers' presence on the document changed; this is all of
     /// it now (in client id order).
     Presence(Vec<crate::protocol::PresencePeer>),
+    /// Whether there is something to undo or redo changed.
+    UndoStack {
+        /// [`SyncSession::can_undo`].
+        can_undo: bool,
+        /// [`SyncSession::can_redo`].
+        can_redo: bool,
+    },
+    /// A remote change conflicted with a step of the undo (or redo) stack and the policy
+    /// resolved it: with the default (server wins) the step will leave that change alone.
+    UndoConflict {
+        /// True for a step of the redo stack.
+        redo: bool,
+        /// What conflicted (`local` is the step's op).
+        conflict: Box<Conflict>,
+    },
     /// Something went wrong; the document is unchanged by it.
     Error {
         /// The protocol code, when there is one.
@@ -270,6 +292,8 @@ pub struct SyncSession {
     /// Saved state is behind, but nothing would be lost (see `needs_save`).
     dirty: bool,
     outputs: VecDeque<Output>,
+    /// This client's undo and redo steps.
+    undo: UndoHistory,
 }
 
 impl SyncSession {
@@ -299,6 +323,7 @@ impl SyncSession {
             saved.pending.into(),
             saved.next_client_seq.max(1),
         );
+        session.undo = saved.undo;
         session.recompute_visible();
         Ok(session)
     }
@@ -334,6 +359,7 @@ impl SyncSession {
             persist: false,
             dirty: false,
             outputs: VecDeque::new(),
+            undo: UndoHistory::default(),
         }
     }
 
@@ -406,6 +432,7 @@ impl SyncSession {
             applied_seq: state.applied_seq(),
             vector_clock: state.state_vector().clone(),
             pending: self.pending.iter().cloned().collect(),
+            undo: self.undo.clone(),
         }
     }
 
@@ -767,6 +794,8 @@ impl SyncSession {
         diff::apply_patch(&mut after, &patch)?;
         let ops = conflict::shape_valid(before, &patch)?;
         diff::check_depth(&after, diff::MAX_DOCUMENT_DEPTH)?;
+        let inverse = undoing::inverse_of(&self.config.undo, before, &ops)?;
+        self.record_undo(now, inverse);
         Ok(self.queue(now, Operation::Update, ops, Some(after)))
     }
 
@@ -782,6 +811,7 @@ impl SyncSession {
         .expect("a root add is a valid patch");
         diff::check_placed_numbers(&patch)?;
         let ops = conflict::shape(&Value::Null, &patch)?;
+        self.forget_undo();
         Ok(self.queue(now, Operation::Create, ops, Some(document)))
     }
 
@@ -790,6 +820,7 @@ impl SyncSession {
         if self.document().is_none() {
             return Err(SessionError::NoDocument);
         }
+        self.forget_undo();
         Ok(self.queue(now, Operation::Delete, Vec::new(), None))
     }
 
@@ -816,7 +847,12 @@ impl SyncSession {
     }
 
     fn emit(&mut self, event: SessionEvent) {
+        // The steps were made with the dropped edit in the document: they cannot follow.
+        let dropped = matches!(event, SessionEvent::EditRejected { .. });
         self.outputs.push_back(Output::Event(event));
+        if dropped {
+            self.forget_undo();
+        }
     }
 
     fn transmit(&mut self, now: u64, message: ClientMessage) {
@@ -911,7 +947,9 @@ impl SyncSession {
     /// Applies the next event of the log; on error nothing changes.
     fn apply_event(&mut self, event: Event) -> Result<(), StateError> {
         let own = event.client_id == self.config.client_id && event.client_seq.is_some();
-        let rebase = !own && !self.pending.is_empty() && self.restarting_from.is_none();
+        let rebase = !own
+            && (!self.pending.is_empty() || !self.undo.is_empty())
+            && self.restarting_from.is_none();
         if rebase {
             // Rebasing needs the document before the event next to the one after it.
             let change = self.state.prepare(&event)?;
@@ -919,7 +957,8 @@ impl SyncSession {
             let before = self.state.document().unwrap_or(&null);
             let remote = conflict::shape_valid(before, &change.ops).unwrap_or_default();
             self.state.commit(&event, change);
-            self.rebase_pending(&remote);
+            let change = self.rebase_pending(&remote);
+            self.carry_undo(&change);
         } else {
             // Otherwise in place: the cost of the event, not of the document.
             self.state.apply(&event)?;
@@ -984,7 +1023,9 @@ impl SyncSession {
         self.settle_inflight(now);
     }
 
-    fn rebase_pending(&mut self, remote: &[ShapedOp]) {
+    /// Rebases the pending edits over a remote change; returns the change as the app sees it
+    /// (continued over the pending edits).
+    fn rebase_pending(&mut self, remote: &[ShapedOp]) -> Vec<ShapedOp> {
         let edits: Vec<Vec<ShapedOp>> = self.pending.iter().map(|p| p.ops.clone()).collect();
         let rebased = self.resolver.rebase(&edits, remote);
         for (index, conflict) in rebased.conflicts {
@@ -1011,6 +1052,7 @@ impl SyncSession {
             );
         }
         self.recompute_visible();
+        rebased.remote
     }
 
     /// Drops one pending edit for good and reports it. The later pending edits were made on top
@@ -1119,7 +1161,7 @@ impl SyncSession {
     /// The confirmed document jumped (a snapshot, or a restart from scratch) from `before`:
     /// rebase pending edits over the difference in one step.
     fn rebase_over_jump(&mut self, before: Option<Value>) {
-        if self.pending.is_empty() {
+        if self.pending.is_empty() && self.undo.is_empty() {
             self.overlay = None;
             return;
         }
@@ -1127,7 +1169,8 @@ impl SyncSession {
         let after = self.state.document().cloned().unwrap_or(Value::Null);
         let ops = json_patch::diff(&before, &after).0;
         let remote = conflict::shape(&before, &ops).unwrap_or_default();
-        self.rebase_pending(&remote);
+        let change = self.rebase_pending(&remote);
+        self.carry_undo(&change);
     }
 
     /// The server's log is behind this replica (it lost history): fetch everything again and

@@ -61,6 +61,13 @@ fn methods(client: &SyncClient) {
     let _: fn(&SyncClient, Value) -> Result<u64, ClientError> = SyncClient::edit::<Value>;
     let _: fn(&SyncClient, Value) -> Result<u64, ClientError> = SyncClient::create;
     let _: fn(&SyncClient) -> Result<u64, ClientError> = SyncClient::delete;
+    // Undo and redo of this client's own edits.
+    let _: fn(&SyncClient) -> Result<Option<u64>, ClientError> = SyncClient::undo;
+    let _: fn(&SyncClient) -> Result<Option<u64>, ClientError> = SyncClient::redo;
+    let _: fn(&SyncClient) -> bool = SyncClient::can_undo;
+    let _: fn(&SyncClient) -> bool = SyncClient::can_redo;
+    let _: fn(&SyncClient) -> Result<(), ClientError> = SyncClient::stop_capturing;
+    let _: Result<u8, ClientError> = client.transact(|| 1u8);
     // Presence (a document of a `SyncConnection`; a client of its own refuses).
     let _: fn(&SyncClient, Value) -> Result<(), ClientError> = SyncClient::set_presence;
     let _: fn(&SyncClient) -> Result<(), ClientError> = SyncClient::clear_presence;

@@ -153,6 +153,9 @@ pub struct Rebased {
     /// entry in `edits` still holds the rest of the edit, rebased (without the invalidated
     /// tests), because the edits after it were made on top of it and rebased accordingly.
     pub invalidated: Vec<usize>,
+    /// The remote change continued over all the edits: what it changes in the document with
+    /// the edits applied (shaped against that document).
+    pub remote: Vec<ShapedOp>,
 }
 
 /// Rebases pending edits over remote changes.
@@ -220,6 +223,7 @@ impl ConflictResolver {
             }
             current = t.remote;
         }
+        out.remote = current;
         out
     }
 }

@@ -335,6 +335,11 @@ impl Doc {
     }
 }
 
+/// Undo and redo of this client's own edits.
+impl SyncClient {
+    crate::undo::client_undo_api!();
+}
+
 impl SyncClient {
     /// Settings for a client of `document_id` on the server at `server` (`ws://host:port`).
     pub fn builder(server: impl Into<String>, document_id: impl Into<String>) -> SyncClientBuilder {

@@ -35,6 +35,8 @@ pub(super) struct Options {
     idle_timeout_ms: Option<u64>,
     ping_interval_ms: Option<u64>,
     max_batch: Option<usize>,
+    undo_capture_ms: Option<u64>,
+    undo_limit: Option<usize>,
     reconnect_initial_ms: Option<u64>,
     reconnect_max_ms: Option<u64>,
 }
@@ -43,7 +45,7 @@ pub(super) struct Options {
 /// declaration, generic over the document's type, is the hand-written one in `TYPES`.)
 #[wasm_bindgen(js_name = SyncClient, skip_typescript)]
 pub struct JsSyncClient {
-    inner: driver::SyncClient,
+    pub(super) inner: driver::SyncClient,
 }
 
 impl From<driver::SyncClient> for JsSyncClient {
@@ -349,6 +351,8 @@ impl Options {
             idle_timeout_ms: self.idle_timeout_ms,
             ping_interval_ms: self.ping_interval_ms,
             max_batch: self.max_batch,
+            undo_capture_ms: self.undo_capture_ms,
+            undo_limit: self.undo_limit,
         }
     }
 }
@@ -360,6 +364,8 @@ pub(super) struct Timers {
     idle_timeout_ms: Option<u64>,
     ping_interval_ms: Option<u64>,
     max_batch: Option<usize>,
+    undo_capture_ms: Option<u64>,
+    undo_limit: Option<usize>,
 }
 
 impl Timers {
@@ -375,6 +381,12 @@ impl Timers {
         }
         if let Some(max) = self.max_batch {
             config.max_batch = max;
+        }
+        if let Some(ms) = self.undo_capture_ms {
+            config.undo.capture_ms = ms;
+        }
+        if let Some(limit) = self.undo_limit {
+            config.undo.limit = limit;
         }
     }
 }
@@ -540,6 +552,13 @@ fn event_value(event: &ClientEvent) -> Value {
             "path": conflict.path
         }),
         SessionEvent::Presence(others) => json!({"type": "presence", "others": others}),
+        SessionEvent::UndoStack { can_undo, can_redo } => {
+            json!({"type": "undoStack", "canUndo": can_undo, "canRedo": can_redo})
+        }
+        SessionEvent::UndoConflict { redo, conflict } => json!({
+            "type": "conflict", "clientSeq": null, "step": if *redo { "redo" } else { "undo" },
+            "kind": kind_name(conflict.kind), "path": conflict.path
+        }),
         SessionEvent::Error { code, message } => {
             json!({"type": "error", "code": code, "message": message})
         }

@@ -452,6 +452,11 @@ impl Doc {
     }
 }
 
+/// Undo and redo of this client's own edits.
+impl SyncClient {
+    crate::undo::client_undo_api!();
+}
+
 impl SyncClient {
     pub(super) fn from_doc(doc: Doc) -> Self {
         SyncClient { doc }

@@ -22,6 +22,7 @@ mod saves;
 mod single;
 mod socket;
 mod types;
+mod undo_bindings;
 
 pub use bindings::JsSyncClient;
 pub use connection::{SyncConnection, SyncConnectionBuilder};

@@ -32,6 +32,11 @@ export interface SyncOptions {
   pingIntervalMs?: number;
   /** At most this many edits per `submit` (default 1000). */
   maxBatch?: number;
+  /** Edits this close (ms) to the previous one are undone together (default 500; 0: each
+   * edit is its own undo step). */
+  undoCaptureMs?: number;
+  /** At most this many undo (and redo) steps are kept (default 100; 0 turns undo off). */
+  undoLimit?: number;
   /** The first reconnect wait (default 250). */
   reconnectInitialMs?: number;
   /** The longest reconnect wait (default 30000). */
@@ -140,6 +145,11 @@ export type SyncEvent =
   | { type: "acked"; clientSeq: number; sequenceNum: number }
   | { type: "editRejected"; clientSeq: number; code: ErrorCode; message: string }
   | { type: "conflict"; clientSeq: number; kind: ConflictKind; path: string }
+  /** A remote change conflicted with a step of this client's undo (or redo) stack; the
+   * conflict policy decided (by default the remote change stays and the step leaves it). */
+  | { type: "conflict"; clientSeq: null; step: "undo" | "redo"; kind: ConflictKind; path: string }
+  /** Whether `undo()` or `redo()` can do something changed. */
+  | { type: "undoStack"; canUndo: boolean; canRedo: boolean }
   | { type: "presence"; others: PresencePeer[] }
   | { type: "error"; code: ErrorCode | null; message: string };
 
@@ -226,6 +236,30 @@ export class SyncClient<T = unknown> {
    * patch is malformed or does not apply.
    */
   edit(patch: PatchOp[]): number;
+  /**
+   * Undoes this client's latest step of edits (edits within `undoCaptureMs` of each other, or
+   * made in one `transact`) with a new edit: others' changes since stay, except where they
+   * conflict with the step at the same place, which the conflict policy decides (reported as a
+   * `conflict` event with `step: "undo"`). Works offline; the steps persist with `persist`.
+   * Returns the new edit's `clientSeq`, or `null` when there is nothing to undo.
+   */
+  undo(): number | null;
+  /**
+   * Redoes the latest undone step. Returns the new edit's `clientSeq`, or `null` when there is
+   * nothing to redo (a new edit clears what can be redone).
+   */
+  redo(): number | null;
+  /** Whether `undo()` would change something now (see the `undoStack` event). */
+  canUndo(): boolean;
+  /** Whether `redo()` would change something now. */
+  canRedo(): boolean;
+  /** The next edit starts a new undo step, however soon it comes. */
+  stopCapturing(): void;
+  /**
+   * Calls `fn`; the edits it makes are undone as one step. Returns what `fn` returns (calls
+   * nest; an exception in `fn` still ends the step, and is rethrown).
+   */
+  transact<R>(fn: () => R): R;
   /**
    * Creates the document (it must not exist). Returns the edit's `clientSeq`.
    */
