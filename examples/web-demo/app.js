@@ -1,6 +1,7 @@
 // A shared to-do list on one eventsync document: `{ "items": [{ "id", "text", "done" }] }`.
 // Every change is one RFC 6902 patch; the client applies it at once (online or not), keeps it
-// until the server has it, and rebases it over other people's edits.
+// until the server has it, and rebases it over other people's edits. Undo and redo take back
+// this page's own changes.
 //
 // The list is a document of a `SyncConnection` (protocol version 2), which also carries presence:
 // each page shows `{ editing: itemId | null }` to the others, so everyone sees who is online and
@@ -28,6 +29,8 @@ const statusBadge = document.getElementById("status");
 const pendingCount = document.getElementById("pending");
 const me = document.getElementById("me");
 const peers = document.getElementById("peers");
+const undoButton = document.getElementById("undo");
+const redoButton = document.getElementById("redo");
 /** The rows on screen by item id: updated in place, so that the item being edited keeps focus. */
 const rows = new Map();
 /** The last `reconnecting` status event while disconnected: `{ reason, retryAt }` (ms), else null. */
@@ -72,6 +75,33 @@ client.onEvents((events) => {
 setInterval(renderStatus, 1000);
 window.addEventListener("online", renderStatus);
 window.addEventListener("offline", renderStatus);
+// Undo and redo take back this page's own changes only (others' edits since stay), online or
+// not. Ctrl+Z and Ctrl+Shift+Z (or Ctrl+Y) do the same, except while typing in a text, where
+// the browser's own undo of the typing applies.
+undoButton.addEventListener("click", () => step(() => client.undo()));
+redoButton.addEventListener("click", () => step(() => client.redo()));
+document.addEventListener("keydown", (event) => {
+  if (!(event.ctrlKey || event.metaKey) || event.altKey) return;
+  if (event.target.closest?.("input, textarea, [contenteditable]:not([contenteditable=false])")) return;
+  const key = event.key.toLowerCase();
+  if (key === "z" && !event.shiftKey) {
+    event.preventDefault();
+    step(() => client.undo());
+  } else if ((key === "z" && event.shiftKey) || key === "y") {
+    event.preventDefault();
+    step(() => client.redo());
+  }
+});
+
+function step(action) {
+  try {
+    action();
+  } catch (error) {
+    console.warn("eventsync: undo/redo failed", error);
+  }
+  render();
+}
+
 // Online from the start, editing nothing yet.
 showPresence(null);
 render();
@@ -212,6 +242,8 @@ function renderStatus() {
 function render() {
   renderStatus();
   pendingCount.textContent = String(client.pendingCount());
+  undoButton.disabled = !client.canUndo();
+  redoButton.disabled = !client.canRedo();
   form.querySelector("button").disabled = client.document() === null;
 
   // Who else is here, and what each is editing.

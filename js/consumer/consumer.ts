@@ -62,6 +62,12 @@ function describe(event: SyncEvent): string {
       const kind: ConflictKind = event.kind;
       return `${event.clientSeq} conflicts (${kind}) at ${event.path}`;
     }
+    case "undoStack":
+      return `undo ${event.canUndo} redo ${event.canRedo}`;
+    case "undoConflict": {
+      const step: "undo" | "redo" = event.step;
+      return `${step} step conflicts (${event.kind}) at ${event.path}`;
+    }
     case "presence": {
       const others: PresencePeer[] = event.others;
       return `${others.length} others: ${others.map((p) => p.clientId).join(", ")}`;
@@ -104,6 +110,14 @@ export async function run(url: string): Promise<unknown> {
   const counts: number[] = [created, edited, deleted, known, client.pendingCount(), client.appliedSeq()];
   const id: string = client.clientId();
   const document: unknown = client.document();
+  // Undo and redo: the new edit's clientSeq, or null.
+  const undone: number | null = client.undo();
+  const redone: number | null = client.redo();
+  const steps: boolean[] = [client.canUndo(), client.canRedo()];
+  client.stopCapturing();
+  const grouped: string = client.transact(() => "one step");
+  // @ts-expect-error: transact takes a function
+  client.transact("now");
 
   // The types must be able to fail: these are errors, and tsc fails if they are not.
   // @ts-expect-error: an operation without its path is not a PatchOp
@@ -123,7 +137,7 @@ export async function run(url: string): Promise<unknown> {
   stop("now");
 
   for (const c of [client, persisted, defaults]) c.close();
-  return { log, status, counts, id, document, sleeping, teapot };
+  return { log, status, counts, id, document, sleeping, teapot, undone, redone, steps, grouped };
 }
 
 /** A client typed by its document: what `document()` returns and `create` takes. */

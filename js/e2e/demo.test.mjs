@@ -198,3 +198,36 @@ test("a window edits offline, reloads, comes back online: nothing is lost", asyn
     await proxy.close();
   }
 });
+
+test("undo and redo take back only this window's change, by button and by keyboard", async () => {
+  const documentId = "e2e-undo";
+  const alice = await browser.newContext();
+  const bob = await browser.newContext();
+  try {
+    const alicePage = await openDemo(alice, server.origin, documentId);
+    const bobPage = await openDemo(bob, server.origin, documentId);
+    assert.equal(await alicePage.isDisabled("#undo"), true, "nothing to undo yet");
+    await addItem(alicePage, "milk");
+    await converged(documentId, [alicePage, bobPage], "both to show milk");
+    await addItem(bobPage, "bread");
+    await converged(documentId, [alicePage, bobPage], "both to show bread");
+
+    // Alice's undo removes her item only; bob's stays on both pages and on the server.
+    await alicePage.click("#undo");
+    assert.deepEqual(await converged(documentId, [alicePage, bobPage], "the undo to reach everyone"), ["bread"]);
+    assert.equal(await alicePage.isDisabled("#redo"), false);
+    assert.equal(await alicePage.isDisabled("#undo"), true, "bob's item is not alice's to undo");
+
+    // Redo with the keyboard (focus outside the text fields), then undo again with Ctrl+Z.
+    await alicePage.locator("body").click({ position: { x: 5, y: 5 } });
+    await alicePage.keyboard.press("Control+Shift+Z");
+    assert.deepEqual(sorted(await converged(documentId, [alicePage, bobPage], "the redo")), ["bread", "milk"]);
+    await alicePage.keyboard.press("Control+Z");
+    assert.deepEqual(await converged(documentId, [alicePage, bobPage], "the second undo"), ["bread"]);
+    assert.deepEqual(alicePage.errors, []);
+    assert.deepEqual(bobPage.errors, []);
+  } finally {
+    await alice.close();
+    await bob.close();
+  }
+});

@@ -4,7 +4,7 @@
 use serde_json::Value;
 
 use super::{Output, SessionError, SessionEvent, SyncSession};
-use crate::conflict::{self, OpKind, ShapedOp};
+use crate::conflict::{self, ConflictPolicy, ConflictResolver, OpKind, ShapedOp};
 use crate::diff;
 use crate::protocol::Operation;
 use crate::undo::{self, UndoConfig, UndoStep};
@@ -24,8 +24,9 @@ impl SyncSession {
     /// [`UndoConfig::capture_ms`] of each other, or in one group, form a step) with a new edit:
     /// the step's inverse, carried over every change applied since. Others' changes are not
     /// reverted, except where they conflict with the step at the same place, which the
-    /// conflict policy decides (and [`SessionEvent::UndoConflict`] reported). Returns the new
-    /// edit's `clientSeq`, or `None` when there is nothing to undo.
+    /// conflict policy decides (server wins or client wins; with a resolver function, which
+    /// decides pending edits, the remote change stays) and [`SessionEvent::UndoConflict`]
+    /// reports. Returns the new edit's `clientSeq`, or `None` when there is nothing to undo.
     pub fn undo(&mut self, now: u64) -> Result<Option<u64>, SessionError> {
         self.step(now, false)
     }
@@ -127,7 +128,13 @@ impl SyncSession {
             .filter(|op| op.kind != OpKind::Test)
             .cloned()
             .collect();
-        for (redo, conflict) in self.undo.carry_over(&self.resolver, &change) {
+        // A resolver function decides pending edits; for steps the remote change stays.
+        let server_wins = ConflictResolver::default();
+        let resolver = match self.resolver.policy {
+            ConflictPolicy::Custom(_) => &server_wins,
+            _ => &self.resolver,
+        };
+        for (redo, conflict) in self.undo.carry_over(resolver, &change) {
             self.outputs
                 .push_back(Output::Event(SessionEvent::UndoConflict {
                     redo,

@@ -556,7 +556,7 @@ fn event_value(event: &ClientEvent) -> Value {
             json!({"type": "undoStack", "canUndo": can_undo, "canRedo": can_redo})
         }
         SessionEvent::UndoConflict { redo, conflict } => json!({
-            "type": "conflict", "clientSeq": null, "step": if *redo { "redo" } else { "undo" },
+            "type": "undoConflict", "step": if *redo { "redo" } else { "undo" },
             "kind": kind_name(conflict.kind), "path": conflict.path
         }),
         SessionEvent::Error { code, message } => {

@@ -147,7 +147,7 @@ export type SyncEvent =
   | { type: "conflict"; clientSeq: number; kind: ConflictKind; path: string }
   /** A remote change conflicted with a step of this client's undo (or redo) stack; the
    * conflict policy decided (by default the remote change stays and the step leaves it). */
-  | { type: "conflict"; clientSeq: null; step: "undo" | "redo"; kind: ConflictKind; path: string }
+  | { type: "undoConflict"; step: "undo" | "redo"; kind: ConflictKind; path: string }
   /** Whether `undo()` or `redo()` can do something changed. */
   | { type: "undoStack"; canUndo: boolean; canRedo: boolean }
   | { type: "presence"; others: PresencePeer[] }
@@ -239,8 +239,8 @@ export class SyncClient<T = unknown> {
   /**
    * Undoes this client's latest step of edits (edits within `undoCaptureMs` of each other, or
    * made in one `transact`) with a new edit: others' changes since stay, except where they
-   * conflict with the step at the same place, which the conflict policy decides (reported as a
-   * `conflict` event with `step: "undo"`). Works offline; the steps persist with `persist`.
+   * conflict with the step at the same place, which the conflict policy decides (reported as an
+   * `undoConflict` event). Works offline; the steps persist with `persist`.
    * Returns the new edit's `clientSeq`, or `null` when there is nothing to undo.
    */
   undo(): number | null;

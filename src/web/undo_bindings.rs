@@ -9,15 +9,13 @@ use super::error::client_error;
 #[wasm_bindgen(js_class = SyncClient)]
 impl JsSyncClient {
     /// Undoes this client's latest step of edits with a new edit; `null` when there is none.
-    pub fn undo(&self) -> Result<Option<f64>, JsValue> {
-        let done = self.inner.undo().map_err(client_error)?;
-        Ok(done.map(|client_seq| client_seq as f64))
+    pub fn undo(&self) -> Result<JsValue, JsValue> {
+        self.inner.undo().map(client_seq).map_err(client_error)
     }
 
     /// Redoes the latest undone step with a new edit; `null` when there is none.
-    pub fn redo(&self) -> Result<Option<f64>, JsValue> {
-        let done = self.inner.redo().map_err(client_error)?;
-        Ok(done.map(|client_seq| client_seq as f64))
+    pub fn redo(&self) -> Result<JsValue, JsValue> {
+        self.inner.redo().map(client_seq).map_err(client_error)
     }
 
     /// Whether `undo()` would change something now.
@@ -45,4 +43,9 @@ impl JsSyncClient {
             .transact(|| f.call0(&JsValue::UNDEFINED))
             .map_err(client_error)?
     }
+}
+
+/// The new edit's `clientSeq`, or `null`.
+fn client_seq(done: Option<u64>) -> JsValue {
+    done.map_or(JsValue::NULL, |seq| JsValue::from_f64(seq as f64))
 }
