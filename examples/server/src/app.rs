@@ -65,6 +65,11 @@ pub struct Config {
     /// peers of a server process that went away stay visible on the others).
     #[arg(long, env = "EVENTSYNC_PRESENCE_TIMEOUT", default_value_t = eventsync::protocol::PRESENCE_TIMEOUT_MS / 1000)]
     pub presence_timeout: u64,
+    /// Live events queued for one subscriber at most, in bytes of their encodings: one that
+    /// falls further behind (it stopped reading) is not buffered further; it catches up from
+    /// the store once it reads again.
+    #[arg(long, env = "EVENTSYNC_MAX_QUEUED_BYTES", default_value_t = crate::broker::DEFAULT_QUEUE_BYTES)]
+    pub max_queued_bytes: usize,
 }
 
 impl Config {
@@ -83,6 +88,7 @@ impl Config {
             log_format: "text".into(),
             max_presence_bytes: eventsync::protocol::MAX_PRESENCE_BYTES,
             presence_timeout: eventsync::protocol::PRESENCE_TIMEOUT_MS / 1000,
+            max_queued_bytes: crate::broker::DEFAULT_QUEUE_BYTES,
         }
     }
 
@@ -231,7 +237,7 @@ pub async fn start_with_store(
         addr: config.listen,
         source,
     })?;
-    let broker = Arc::new(EventBroker::new());
+    let broker = Arc::new(EventBroker::new(config.max_queued_bytes));
     let history = History {
         snapshot_every: config.snapshot_every,
         retain_events: config.retain_events,

@@ -1,18 +1,23 @@
 //! `EventBroker`: per-document fan-out of newly ordered events to every WebSocket and SSE
 //! subscriber.
 //!
-//! Events are encoded once per publish, not once per subscriber. A subscriber that falls more
-//! than the channel's capacity behind is told it lagged and repairs from the store.
+//! Events are encoded once per publish, not once per subscriber: every subscriber's queue holds
+//! the same reference-counted batch. Each queue is bounded in bytes (by default 1 MiB of
+//! encoded events): a subscriber that falls further behind (a client that stopped reading, a
+//! slow network) has its queue emptied and is told it lagged, and its connection repairs from
+//! the store once it reads again. So a stalled subscriber holds at most the bound, never the
+//! whole stream, and the others are not slowed by it.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use axum::extract::ws::Utf8Bytes;
 use eventsync::protocol::{self, Event, ServerMessage};
-use tokio::sync::broadcast;
+use futures::stream::{self, BoxStream, StreamExt};
+use tokio::sync::Notify;
 
-/// How many published batches a slow subscriber may fall behind before it must repair.
-const CHANNEL_CAPACITY: usize = 1024;
+/// The default bound of one subscriber's queue, in bytes (see [`Published::weight`]).
+pub const DEFAULT_QUEUE_BYTES: usize = 1 << 20;
 
 /// One publish: events in order, with their encodings.
 #[derive(Debug)]
@@ -53,32 +58,113 @@ impl Published {
             .clone()
     }
 
+    /// What holding this batch costs, in bytes: its encodings (the version-1 frame, each
+    /// event's JSON, and the version-2 frame once made) and the parsed events (counted as
+    /// their frame again).
+    pub fn weight(&self) -> usize {
+        let each: usize = self.each.iter().map(String::len).sum();
+        3 * self.frame.len() + each
+    }
+
     /// The highest `sequenceNum` published.
     pub fn last_seq(&self) -> u64 {
         self.events.last().map_or(0, |e| e.sequence_num)
     }
 }
 
-/// Per-document broadcast channels.
+/// What a subscriber receives: a batch, or word that it fell behind (batches were dropped
+/// from its queue: it must repair from the store).
+pub type Delivery = Result<Arc<Published>, Lagged>;
+
+/// The subscriber fell behind by more than its queue's bound.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lagged;
+
+/// One subscriber's queue.
 #[derive(Default)]
+struct Queue {
+    batches: VecDeque<Arc<Published>>,
+    bytes: usize,
+    lagged: bool,
+}
+
+/// One subscriber: its queue, and the wakeup of its reader.
+#[derive(Default)]
+struct Subscriber {
+    queue: Mutex<Queue>,
+    ready: Notify,
+}
+
+impl Subscriber {
+    /// Queues `batch`; past `bound` bytes the queue is emptied and marked lagged.
+    fn push(&self, batch: &Arc<Published>, weight: usize, bound: usize) {
+        let mut queue = self.queue.lock().expect("subscriber lock");
+        if queue.bytes + weight > bound && !queue.batches.is_empty() {
+            queue.batches.clear();
+            queue.bytes = 0;
+            queue.lagged = true;
+        }
+        queue.batches.push_back(batch.clone());
+        queue.bytes += weight;
+        drop(queue);
+        self.ready.notify_one();
+    }
+
+    /// The next delivery, waiting for one.
+    async fn next(&self) -> Delivery {
+        loop {
+            {
+                let mut queue = self.queue.lock().expect("subscriber lock");
+                if std::mem::take(&mut queue.lagged) {
+                    return Err(Lagged);
+                }
+                if let Some(batch) = queue.batches.pop_front() {
+                    queue.bytes = queue.bytes.saturating_sub(batch.weight());
+                    return Ok(batch);
+                }
+            }
+            self.ready.notified().await;
+        }
+    }
+}
+
+/// Per-document subscribers.
 pub struct EventBroker {
-    channels: Mutex<HashMap<String, broadcast::Sender<Arc<Published>>>>,
+    channels: Mutex<HashMap<String, Vec<Weak<Subscriber>>>>,
+    /// The bound of each subscriber's queue, in bytes.
+    queue_bytes: usize,
+}
+
+impl Default for EventBroker {
+    fn default() -> Self {
+        Self::new(DEFAULT_QUEUE_BYTES)
+    }
 }
 
 impl EventBroker {
-    /// A broker with no subscribers.
-    pub fn new() -> Self {
-        Self::default()
+    /// A broker with no subscribers, whose subscribers queue at most `queue_bytes` each.
+    pub fn new(queue_bytes: usize) -> Self {
+        EventBroker {
+            channels: Mutex::default(),
+            queue_bytes: queue_bytes.max(1),
+        }
     }
 
-    /// Subscribes to a document's new events.
-    pub fn subscribe(&self, document_id: &str) -> broadcast::Receiver<Arc<Published>> {
+    /// Subscribes to a document's new events: everything published after this call, in order,
+    /// until the stream is dropped.
+    pub fn subscribe(&self, document_id: &str) -> BoxStream<'static, Delivery> {
+        let subscriber = Arc::new(Subscriber::default());
         self.channels
             .lock()
             .expect("broker lock")
             .entry(document_id.to_owned())
-            .or_insert_with(|| broadcast::channel(CHANNEL_CAPACITY).0)
-            .subscribe()
+            .or_default()
+            .push(Arc::downgrade(&subscriber));
+        stream::unfold(subscriber, |subscriber| async move {
+            let delivery = subscriber.next().await;
+            Some((delivery, subscriber))
+        })
+        .boxed()
     }
 
     /// Publishes ordered events to the document's subscribers (none is fine).
@@ -87,14 +173,19 @@ impl EventBroker {
             return;
         }
         let mut channels = self.channels.lock().expect("broker lock");
-        let Some(sender) = channels.get(document_id) else {
+        let Some(subscribers) = channels.get_mut(document_id) else {
             return;
         };
-        if sender.receiver_count() == 0 {
+        let live: Vec<Arc<Subscriber>> = subscribers.iter().filter_map(Weak::upgrade).collect();
+        if live.is_empty() {
             channels.remove(document_id);
             return;
         }
-        let published = Published {
+        if live.len() < subscribers.len() {
+            subscribers.retain(|s| s.strong_count() > 0);
+        }
+        // Under the lock: batches reach every queue in the order they were published.
+        let published = Arc::new(Published {
             frame: protocol::encode(&ServerMessage::Event {
                 events: events.to_vec(),
             })
@@ -102,11 +193,14 @@ impl EventBroker {
             frame_v2: OnceLock::new(),
             each: events.iter().map(protocol::encode).collect(),
             events: events.to_vec(),
-        };
-        let _ = sender.send(Arc::new(published));
+        });
+        let weight = published.weight();
+        for subscriber in live {
+            subscriber.push(&published, weight, self.queue_bytes);
+        }
     }
 
-    /// Number of documents with live channels (for metrics and tests).
+    /// Number of documents with subscribers (for metrics and tests).
     pub fn documents(&self) -> usize {
         self.channels.lock().expect("broker lock").len()
     }

@@ -15,7 +15,7 @@ use tokio_stream::StreamMap;
 
 use crate::app::AppState;
 use crate::auth::{self, Claims};
-use crate::broker::Published;
+use crate::broker::{Delivery, Published};
 use crate::presence::PresenceChange;
 
 /// A connection of this server: the core's engine over the fan-out's batches.
@@ -76,7 +76,7 @@ pub struct Driver {
     state: AppState,
     connection: Connection,
     claims: Option<Claims>,
-    live: StreamMap<String, BroadcastStream<Arc<Published>>>,
+    live: StreamMap<String, futures::stream::BoxStream<'static, Delivery>>,
     /// Version 2: the presence changes of each open document.
     presence: StreamMap<String, BroadcastStream<PresenceChange>>,
     /// This connection in the presence hub.
@@ -192,9 +192,7 @@ impl Driver {
                 Some((document_id, published)) = self.live.next(), if !self.live.is_empty() => {
                     match published {
                         Ok(batch) => self.connection.handle_live(now_ms(), batch),
-                        Err(BroadcastStreamRecvError::Lagged(_)) => {
-                            self.connection.handle_lagged(now_ms(), &document_id)
-                        }
+                        Err(_lagged) => self.connection.handle_lagged(now_ms(), &document_id),
                     }
                 }
                 Some((document_id, change)) = self.presence.next(), if !self.presence.is_empty() => {
@@ -226,9 +224,8 @@ impl Driver {
             }
             Request::Open { document_id } => {
                 // Subscribe before reading the head, so that nothing ordered in between is missed.
-                let receiver = self.state.broker.subscribe(&document_id);
-                self.live
-                    .insert(document_id.clone(), BroadcastStream::new(receiver));
+                let live = self.state.broker.subscribe(&document_id);
+                self.live.insert(document_id.clone(), live);
                 Reply::Opened(service.head_seq(&document_id).await.map_err(failed))
             }
             Request::Read { document_id, read } => {
@@ -306,9 +303,7 @@ impl Driver {
         while let Some(Some((document_id, published))) = self.live.next().now_or_never() {
             match published {
                 Ok(batch) => self.connection.handle_live(now_ms(), batch),
-                Err(BroadcastStreamRecvError::Lagged(_)) => {
-                    self.connection.handle_lagged(now_ms(), &document_id)
-                }
+                Err(_lagged) => self.connection.handle_lagged(now_ms(), &document_id),
             }
         }
     }
