@@ -947,10 +947,17 @@ impl SyncSession {
     /// Applies the next event of the log; on error nothing changes.
     fn apply_event(&mut self, event: Event) -> Result<(), StateError> {
         let own = event.client_id == self.config.client_id && event.client_seq.is_some();
-        let rebase = !own
-            && (!self.pending.is_empty() || !self.undo.is_empty())
-            && self.restarting_from.is_none();
-        if rebase {
+        let rebase = !own && !self.pending.is_empty() && self.restarting_from.is_none();
+        // With undo steps but nothing pending, the change is the event's own patch, shaped
+        // against the document before it (cheap for the usual one-op patch): no copy of the
+        // document per event.
+        let tracked = (!own && !rebase && !self.undo.is_empty() && self.restarting_from.is_none())
+            .then(|| self.remote_change(&event))
+            .flatten();
+        if let Some(change) = tracked {
+            self.state.apply(&event)?;
+            self.carry_undo(&change);
+        } else if rebase || (!own && !self.undo.is_empty() && self.restarting_from.is_none()) {
             // Rebasing needs the document before the event next to the one after it.
             let change = self.state.prepare(&event)?;
             let null = Value::Null;

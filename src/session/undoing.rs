@@ -6,7 +6,7 @@ use serde_json::Value;
 use super::{Output, SessionError, SessionEvent, SyncSession};
 use crate::conflict::{self, ConflictPolicy, ConflictResolver, OpKind, ShapedOp};
 use crate::diff;
-use crate::protocol::Operation;
+use crate::protocol::{Event, Operation};
 use crate::undo::{self, UndoConfig, UndoStep};
 
 impl SyncSession {
@@ -142,6 +142,16 @@ impl SyncSession {
                 }));
         }
         self.undo_changed(flags);
+    }
+
+    /// What a remote update event changes, shaped against the document before it, when the
+    /// event carries an RFC 6902 patch (`None` otherwise: the caller computes it the long way).
+    pub(super) fn remote_change(&self, event: &Event) -> Option<Vec<ShapedOp>> {
+        if event.operation != Operation::Update {
+            return None;
+        }
+        let patch = event.diff.as_ref()?.patch.as_ref()?;
+        conflict::shape_valid(self.state.document()?, patch).ok()
     }
 
     /// Forgets every step: the document changed in a way they cannot follow (a dropped edit,

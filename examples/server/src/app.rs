@@ -2,7 +2,6 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,8 +10,9 @@ use axum::routing::{get, post};
 use axum::serve::ListenerExt;
 use axum::Router;
 use tokio::net::TcpListener;
-use tokio::sync::{watch, Notify};
+use tokio::sync::watch;
 
+use crate::admission::{Admission, AdmissionLimits};
 use crate::auth::Authority;
 use crate::broker::EventBroker;
 use crate::limits::Limits;
@@ -70,6 +70,20 @@ pub struct Config {
     /// the store once it reads again.
     #[arg(long, env = "EVENTSYNC_MAX_QUEUED_BYTES", default_value_t = crate::broker::DEFAULT_QUEUE_BYTES)]
     pub max_queued_bytes: usize,
+    /// WebSocket connections and SSE streams open at once; more are refused (HTTP 429,
+    /// `rate_limited`) until some close.
+    #[arg(long, env = "EVENTSYNC_MAX_CONNECTIONS", default_value_t = 10_000)]
+    pub max_connections: usize,
+    /// The same, from one client address.
+    #[arg(
+        long,
+        env = "EVENTSYNC_MAX_CONNECTIONS_PER_ADDRESS",
+        default_value_t = 256
+    )]
+    pub max_connections_per_address: usize,
+    /// SSE streams open at once from one client address.
+    #[arg(long, env = "EVENTSYNC_MAX_STREAMS_PER_ADDRESS", default_value_t = 32)]
+    pub max_streams_per_address: usize,
 }
 
 impl Config {
@@ -89,6 +103,19 @@ impl Config {
             max_presence_bytes: eventsync::protocol::MAX_PRESENCE_BYTES,
             presence_timeout: eventsync::protocol::PRESENCE_TIMEOUT_MS / 1000,
             max_queued_bytes: crate::broker::DEFAULT_QUEUE_BYTES,
+            max_connections: 10_000,
+            max_connections_per_address: 256,
+            max_streams_per_address: 32,
+        }
+    }
+
+    fn admission_limits(&self) -> AdmissionLimits {
+        AdmissionLimits {
+            max_connections: self.max_connections,
+            max_connections_per_address: self.max_connections_per_address,
+            max_streams_per_address: self.max_streams_per_address,
+            writes_per_second: self.rate_limit,
+            write_burst: self.rate_burst,
         }
     }
 
@@ -121,36 +148,14 @@ pub struct AppState {
     pub limits: Limits,
     /// Flips to true when the server is shutting down.
     pub shutdown: watch::Receiver<bool>,
-    connections: Arc<Connections>,
-}
-
-#[derive(Default)]
-struct Connections {
-    open: AtomicUsize,
-    closed: Notify,
-}
-
-/// Counts one open WebSocket or SSE connection until dropped.
-pub struct ConnectionGuard(Arc<Connections>);
-
-impl Drop for ConnectionGuard {
-    fn drop(&mut self) {
-        if self.0.open.fetch_sub(1, Ordering::SeqCst) == 1 {
-            self.0.closed.notify_waiters();
-        }
-    }
+    /// Connections, streams and HTTP writes admitted (counts and limits).
+    pub admission: Arc<Admission>,
 }
 
 impl AppState {
     /// Registers an open connection (shutdown waits for it to close).
-    pub fn connection_guard(&self) -> ConnectionGuard {
-        self.connections.open.fetch_add(1, Ordering::SeqCst);
-        ConnectionGuard(self.connections.clone())
-    }
-
-    /// How many WebSocket and SSE connections are open.
     pub fn open_connections(&self) -> usize {
-        self.connections.open.load(Ordering::SeqCst)
+        self.admission.open()
     }
 }
 
@@ -253,7 +258,7 @@ pub async fn start_with_store(
         authority: config.auth_secret.as_deref().map(Authority::new),
         limits: config.limits(),
         shutdown: shutdown.clone(),
-        connections: Arc::default(),
+        admission: Arc::new(Admission::new(config.admission_limits())),
     };
     if let Some(changes) = store.changes().await? {
         tokio::spawn(follow_changes(
@@ -275,6 +280,8 @@ pub async fn start_with_store(
                 tracing::warn!(error = %err, "TCP_NODELAY could not be set");
             }
         });
+        // With each connection's address, for the per-address limits.
+        let app = app.into_make_service_with_connect_info::<SocketAddr>();
         let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
             let _ = stopped.wait_for(|s| *s).await;
         });
@@ -282,14 +289,7 @@ pub async fn start_with_store(
             tracing::error!(error = %err, "server failed");
         }
         // Upgraded connections outlive axum's own drain: wait for them to close.
-        let connections = drain.connections.clone();
-        while connections.open.load(Ordering::SeqCst) > 0 {
-            let closed = connections.closed.notified();
-            if connections.open.load(Ordering::SeqCst) == 0 {
-                break;
-            }
-            let _ = tokio::time::timeout(Duration::from_millis(100), closed).await;
-        }
+        drain.admission.all_closed().await;
     });
     tracing::info!(%addr, database = %redact(&config.database), auth = state.authority.is_some(), "eventsync-server listening");
     Ok(RunningServer {

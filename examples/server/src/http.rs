@@ -20,6 +20,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
 use tokio_stream::wrappers::ReceiverStream;
 
+use crate::admission::{Kind, Peer};
 use crate::app::AppState;
 use crate::auth::{self, Access, Rights};
 use crate::drive::{now_ms, Connection, Driver, Incoming, Outgoing, Transport};
@@ -74,7 +75,12 @@ impl IntoResponse for ApiError {
             code: self.0,
             message: self.1,
         };
-        (status_of(self.0), Json(body)).into_response()
+        let status = status_of(self.0);
+        if self.0 == ErrorCode::RateLimited {
+            // 10.2: HTTP answers of `rate_limited` carry `Retry-After`.
+            return (status, [(header::RETRY_AFTER, "1")], Json(body)).into_response();
+        }
+        (status, Json(body)).into_response()
     }
 }
 
@@ -184,9 +190,10 @@ pub async fn websocket(
     Path(document_id): Path<String>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
+    peer: Peer,
     upgrade: WebSocketUpgrade,
 ) -> Response {
-    upgrade_to(state, Some(document_id), query, &headers, upgrade)
+    upgrade_to(state, Some(document_id), query, &headers, peer, upgrade)
 }
 
 /// `ws://{server}/sync`: a connection of protocol version 2, for any number of documents (18).
@@ -194,9 +201,10 @@ pub async fn websocket_multiplexed(
     State(state): State<AppState>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
+    peer: Peer,
     upgrade: WebSocketUpgrade,
 ) -> Response {
-    upgrade_to(state, None, query, &headers, upgrade)
+    upgrade_to(state, None, query, &headers, peer, upgrade)
 }
 
 fn upgrade_to(
@@ -204,8 +212,14 @@ fn upgrade_to(
     document_id: Option<String>,
     query: Option<String>,
     headers: &HeaderMap,
+    Peer(peer): Peer,
     upgrade: WebSocketUpgrade,
 ) -> Response {
+    // Over a connection limit: refused before the upgrade, with an error body (HTTP 429).
+    let admitted = match state.admission.admit(peer, Kind::WebSocket) {
+        Ok(admitted) => admitted,
+        Err(refused) => return refused.into_response(),
+    };
     let authorization = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
@@ -219,7 +233,7 @@ fn upgrade_to(
         // tungstenite zero-fills its whole read buffer (128 KiB by default) on the first read:
         // that was most of an idle connection's memory. Larger frames grow it as needed.
         .read_buffer_size(READ_BUFFER_BYTES)
-        .on_upgrade(move |socket| crate::ws::serve(socket, state, document_id, token))
+        .on_upgrade(move |socket| crate::ws::serve(socket, state, document_id, token, admitted))
 }
 
 /// `POST /api/sync/{documentId}`: a state vector in, the missing events out.
@@ -341,11 +355,13 @@ pub async fn read_document(
 
 async fn write(
     state: AppState,
-    document_id: String,
+    (document_id, Peer(peer)): (String, Peer),
     query: Option<String>,
     headers: HeaderMap,
     write: impl FnOnce(&AppState) -> ApiResult<Write>,
 ) -> ApiResult<Json<Value>> {
+    // The bucket of WebSocket frames, per client address.
+    state.admission.allow_write(peer, now_ms())?;
     let access = admit(
         &state,
         &document_id,
@@ -367,9 +383,10 @@ pub async fn put_document(
     Path(document_id): Path<String>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
+    peer: Peer,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Json<Value>> {
-    write(state, document_id, query, headers, |state| {
+    write(state, (document_id, peer), query, headers, |state| {
         let document: Value = parse_body(state, &body)?;
         if document.is_null() {
             return Err(ApiError::new(
@@ -388,9 +405,10 @@ pub async fn patch_document(
     Path(document_id): Path<String>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
+    peer: Peer,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Json<Value>> {
-    write(state, document_id, query, headers, |state| {
+    write(state, (document_id, peer), query, headers, |state| {
         let raw: Value = parse_body(state, &body)?;
         // A body that is not an RFC 6902 patch at all is malformed, as the same patch in a
         // submit is (10.2); a patch that does not apply is `invalid_patch`.
@@ -411,8 +429,12 @@ pub async fn delete_document(
     Path(document_id): Path<String>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
+    peer: Peer,
 ) -> ApiResult<Json<Value>> {
-    write(state, document_id, query, headers, |_| Ok(Write::Delete)).await
+    write(state, (document_id, peer), query, headers, |_| {
+        Ok(Write::Delete)
+    })
+    .await
 }
 
 /// `GET /api/stream/{documentId}?after=`: server-sent events for receive-only clients.
@@ -422,7 +444,9 @@ pub async fn stream(
     Query(params): Query<HashMap<String, String>>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
+    Peer(peer): Peer,
 ) -> ApiResult<Response> {
+    let admitted = state.admission.admit(peer, Kind::EventStream)?;
     let access = admit(
         &state,
         &document_id,
@@ -454,9 +478,8 @@ pub async fn stream(
         return Err(ApiError(*code, message.clone()));
     }
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<SseEvent, Infallible>>(64);
-    let guard = state.connection_guard();
     tokio::spawn(async move {
-        let _guard = guard;
+        let _admitted = admitted;
         driver.run(EventStream { tx, document_id }).await;
     });
     let sse = Sse::new(ReceiverStream::new(rx)).keep_alive(

@@ -7,6 +7,7 @@
 //! (who is on each document, never stored). [`ws`] and [`http`] are the
 //! endpoints of `docs/PROTOCOL.md`; [`app`] wires them.
 
+pub mod admission;
 pub mod app;
 pub mod auth;
 pub mod broker;

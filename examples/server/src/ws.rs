@@ -7,6 +7,7 @@ use eventsync::protocol;
 use futures::stream::{SplitSink, SplitStream};
 use futures::{SinkExt, StreamExt};
 
+use crate::admission::ConnectionGuard;
 use crate::app::AppState;
 use crate::drive::{now_ms, Connection, Driver, Incoming, Outgoing, Transport};
 
@@ -68,8 +69,9 @@ pub async fn serve(
     state: AppState,
     document_id: Option<String>,
     url_token: Option<String>,
+    admitted: ConnectionGuard,
 ) {
-    let _live = state.connection_guard();
+    let _admitted = admitted;
     let (sink, stream) = socket.split();
     let connection = Connection::websocket(
         document_id.clone(),

@@ -135,3 +135,106 @@ async fn stalled_subscribers_cost_a_bounded_queue_and_lose_nothing() {
         assert_gapless(&format!("stalled-{i}"), &seen, head + 1, last);
     }
 }
+
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Opens a version-2 WebSocket, or says how the upgrade was refused: status and error code.
+async fn try_upgrade(ws_base: &str) -> Result<Socket, (u16, String)> {
+    match tokio_tungstenite::connect_async(format!("{ws_base}/sync")).await {
+        Ok((socket, _)) => Ok(socket),
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            let body: serde_json::Value =
+                serde_json::from_slice(response.body().as_deref().unwrap_or(b"{}")).unwrap();
+            let code = body["code"].as_str().unwrap_or("").to_owned();
+            Err((response.status().as_u16(), code))
+        }
+        Err(other) => panic!("unexpected upgrade failure: {other}"),
+    }
+}
+
+#[tokio::test]
+async fn connection_and_write_floods_are_refused_with_rate_limited_and_others_are_served() {
+    let server = support::TestServer::start_with(|config| {
+        config.max_connections_per_address = 6;
+        config.max_streams_per_address = 2;
+        config.rate_limit = 5;
+        config.rate_burst = 5;
+    })
+    .await;
+    let put = support::http()
+        .put(server.url("/api/documents/hot"))
+        .json(&json!({"n": 0}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.status(), 200);
+    // An existing client, connected before the flood.
+    let (mut existing, head) = Ws::open(&server, "hot", "existing").await;
+
+    // Five more from the same address fit; the seventh is refused.
+    let mut held = Vec::new();
+    for _ in 0..5 {
+        held.push(try_upgrade(&server.ws).await.expect("under the limit"));
+    }
+    let refused = try_upgrade(&server.ws).await.expect_err("over the limit");
+    assert_eq!(refused, (429, "rate_limited".to_owned()));
+
+    // SSE streams: at most 2 per address (and they count as connections: close some first).
+    drop(held);
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let stream = |n: u32| {
+        support::http()
+            .get(server.url(&format!("/api/stream/hot?after={head}&n={n}")))
+            .send()
+    };
+    let (first, second) = (stream(1).await.unwrap(), stream(2).await.unwrap());
+    assert_eq!(
+        (first.status().as_u16(), second.status().as_u16()),
+        (200, 200)
+    );
+    let third = stream(3).await.unwrap();
+    assert_eq!(third.status(), 429);
+    let body: serde_json::Value = third.json().await.unwrap();
+    assert_eq!(body["code"], "rate_limited");
+
+    // HTTP writes: the WebSocket frame bucket (burst 5), per address.
+    let mut statuses = Vec::new();
+    for n in 1..=8 {
+        let patch = json!([{"op": "replace", "path": "/n", "value": n}]);
+        let response = support::http()
+            .patch(server.url("/api/documents/hot"))
+            .json(&patch)
+            .send()
+            .await
+            .unwrap();
+        statuses.push(response.status().as_u16());
+    }
+    assert_eq!(&statuses[..5], &[200; 5]);
+    assert!(statuses[5..].iter().all(|s| *s == 429), "{statuses:?}");
+
+    // The client connected before the floods is still served.
+    existing
+        .submit(vec![edit(
+            1,
+            head + 5,
+            Operation::Update,
+            json!([{"op": "replace", "path": "/n", "value": 100}]),
+        )])
+        .await;
+    let ack = existing
+        .recv_until(|m| matches!(m, ServerMessage::Ack { .. } | ServerMessage::Reject { .. }))
+        .await;
+    assert!(matches!(ack, ServerMessage::Ack { .. }), "{ack:?}");
+    drop((first, second));
+}
+
+#[tokio::test]
+async fn the_server_wide_connection_limit_refuses_only_new_connections() {
+    let server = support::TestServer::start_with(|config| config.max_connections = 2).await;
+    let (mut a, _) = Ws::open(&server, "wide", "a").await;
+    let (_b, _) = Ws::open(&server, "wide", "b").await;
+    let refused = try_upgrade(&server.ws).await.expect_err("full");
+    assert_eq!(refused, (429, "rate_limited".to_owned()));
+    assert_eq!(a.ping(7).await, Some(0), "the admitted ones go on");
+}
