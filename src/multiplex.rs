@@ -12,6 +12,7 @@
 //! timer for [`Multiplexer::poll_timeout`]. `Persist(doc)` comes before the frame that depends
 //! on it: save that document's [`SyncSession::client_state`] when you see it.
 
+mod history;
 mod presence;
 
 use std::collections::{BTreeMap, VecDeque};
@@ -23,6 +24,7 @@ use crate::protocol::{
 };
 
 use crate::session::{ConnectionStatus, Output, SessionEvent, SyncSession};
+pub use history::{HistoryError, HistoryPage, HistoryQuery, HistoryReply, HistoryResult};
 use presence::DocPresence;
 
 /// Settings of a connection.
@@ -141,6 +143,8 @@ pub struct Multiplexer {
     closed: BTreeMap<String, Reopen>,
     /// Each document's presence.
     presence: BTreeMap<String, DocPresence>,
+    /// History requests (18.8).
+    requests: history::Requests,
     last_received: u64,
     last_sent: u64,
     /// The latest time an input brought.
@@ -193,6 +197,7 @@ impl Multiplexer {
             sessions: BTreeMap::new(),
             closed: BTreeMap::new(),
             presence: BTreeMap::new(),
+            requests: history::Requests::default(),
             last_received: 0,
             last_sent: 0,
             now: 0,
@@ -221,6 +226,7 @@ impl Multiplexer {
         let mut session = self.sessions.remove(document_id)?;
         // The server drops our presence with the document.
         self.presence.remove(document_id);
+        self.requests.removed(document_id);
         let closed_by_server = self.closed.remove(document_id).is_some();
         if self.phase == Phase::Open && !closed_by_server {
             self.transmit(now, Some(document_id), ClientMessage::Close);
@@ -283,6 +289,9 @@ impl Multiplexer {
         for due in self.presence.values().filter_map(|p| p.due(interval)) {
             at = at.min(due);
         }
+        if let Some(deadline) = self.requests.deadline() {
+            at = at.min(deadline);
+        }
         Some(at)
     }
 
@@ -309,6 +318,7 @@ impl Multiplexer {
             return;
         }
         self.phase = Phase::Offline;
+        self.requests.disconnected();
         let documents: Vec<String> = self.sessions.keys().cloned().collect();
         for document_id in documents {
             self.with_session(&document_id, |session| session.handle_disconnected(now));
@@ -356,6 +366,7 @@ impl Multiplexer {
     /// sessions' own timers (requests, backoffs).
     pub fn handle_timeout(&mut self, now: u64) {
         self.now = self.now.max(now);
+        self.requests.expire(now, self.config.request_timeout_ms);
         if self.phase == Phase::Offline {
             return;
         }
@@ -499,6 +510,15 @@ impl Multiplexer {
     }
 
     fn document_message(&mut self, now: u64, document_id: String, message: ServerMessage) {
+        let message = match message {
+            ServerMessage::History(answer) => {
+                return self.requests.history_answer(&document_id, answer)
+            }
+            ServerMessage::Version(answer) => {
+                return self.requests.version_answer(&document_id, answer)
+            }
+            message => message,
+        };
         if let ServerMessage::Presence(update) = message {
             let Some(presence) = self.presence.get_mut(&document_id) else {
                 return;
@@ -538,6 +558,14 @@ impl Multiplexer {
                 self.presence_event(&document_id);
             }
             self.flush_presence(&document_id);
+        }
+        // History requests wait for the document to be open and caught up.
+        if self
+            .sessions
+            .get(&document_id)
+            .is_some_and(|s| s.status() == ConnectionStatus::Online)
+        {
+            self.flush_requests(&document_id);
         }
     }
 
@@ -598,5 +626,43 @@ impl Multiplexer {
         self.outputs
             .push_back(MuxOutput::Close { reconnect, reason });
         self.handle_disconnected(self.last_received);
+    }
+}
+
+/// History (18.8): requests about a document's past, answered through
+/// [`Multiplexer::poll_answer`].
+impl Multiplexer {
+    /// Asks about a document's history; returns the request's id, which its end carries. The
+    /// request goes out once the document is open on the server (again after a reconnect) and
+    /// ends exactly once: answered, refused, or after `request_timeout_ms` without an answer.
+    pub fn request_history(&mut self, now: u64, document_id: &str, query: HistoryQuery) -> u64 {
+        self.now = self.now.max(now);
+        let deadline = now + self.config.request_timeout_ms;
+        let id = self.requests.add(document_id, query, deadline);
+        if !self.sessions.contains_key(document_id) {
+            let error = HistoryError::NotOpen(document_id.to_owned());
+            self.requests.end(id, Err(error));
+        } else if self
+            .sessions
+            .get(document_id)
+            .is_some_and(|s| s.status() == ConnectionStatus::Online)
+        {
+            self.flush_requests(document_id);
+        }
+        id
+    }
+
+    /// The next history request that ended: its id and how.
+    pub fn poll_answer(&mut self) -> Option<(u64, HistoryResult)> {
+        self.requests.poll()
+    }
+
+    fn flush_requests(&mut self, document_id: &str) {
+        if self.phase != Phase::Open {
+            return;
+        }
+        for frame in self.requests.unsent(document_id) {
+            self.transmit(self.now, Some(document_id), frame);
+        }
     }
 }

@@ -10,7 +10,9 @@ use serde_json::{Map, Value};
 use crate::diff::Diff;
 use crate::vector_clock::VectorClock;
 
+mod history;
 mod presence;
+pub use history::{HistoryAnswer, HistoryRequest, Version, VersionAnswer, VersionRequest};
 pub use presence::{
     presence_size, PresencePeer, PresenceUpdate, MAX_PRESENCE_BYTES, PRESENCE_TIMEOUT_MS,
 };
@@ -306,6 +308,9 @@ pub enum ErrorCode {
     RateLimited,
     /// The server failed; retry later.
     Internal,
+    /// A position of the document's history that compaction removed: the server can no longer
+    /// rebuild the document as of it (12.4, 18.8).
+    HistoryCompacted,
     /// A code this version does not know (kept so that newer servers do not break older clients).
     #[serde(other)]
     Unknown,
@@ -378,6 +383,10 @@ pub enum ClientMessage {
         /// Any JSON value, at most the server's limit ([`MAX_PRESENCE_BYTES`] by default).
         state: Value,
     },
+    /// Version 2: a page of a document's history (18.8).
+    History(HistoryRequest),
+    /// Version 2: the document as of a position of its log (18.8).
+    Version(VersionRequest),
     /// Keep-alive; answered with `pong`.
     Ping {
         /// Echoed back.
@@ -491,6 +500,10 @@ pub enum ServerMessage {
     },
     /// Version 2: other peers' presence on a document, or the refusal of this client's (18.7).
     Presence(PresenceUpdate),
+    /// Version 2: the answer to a `history` request (18.8).
+    History(HistoryAnswer),
+    /// Version 2: the answer to a `version` request (18.8).
+    Version(VersionAnswer),
     /// A message type from a newer protocol version; clients ignore it.
     #[serde(other)]
     Unknown,
@@ -603,7 +616,9 @@ pub fn decode_server_scoped(text: &str) -> Result<Scoped<ServerMessage>, FrameEr
     let mut scoped: Scoped<ServerMessage> = scoped(text)?;
     if let (
         Some(document_id),
-        ServerMessage::Events { events, .. } | ServerMessage::Event { events },
+        ServerMessage::Events { events, .. }
+        | ServerMessage::Event { events }
+        | ServerMessage::History(HistoryAnswer { events, .. }),
     ) = (&scoped.document_id, &mut scoped.message)
     {
         for event in events.iter_mut().filter(|e| e.document_id.is_empty()) {

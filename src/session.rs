@@ -31,6 +31,7 @@ use crate::undo::{UndoConfig, UndoHistory};
 use crate::vector_clock::VectorClock;
 
 mod undoing;
+mod withdraw;
 
 /// Settings of a session.
 #[derive(Debug, Clone)]
@@ -691,8 +692,12 @@ impl SyncSession {
                     self.handle_head(now, head_seq);
                 }
             }
-            // Presence is the connection's ([`crate::Multiplexer`]), not the log's.
-            ServerMessage::Presence(_) | ServerMessage::Unknown => {}
+            // Presence and history answers are the connection's ([`crate::Multiplexer`]), not
+            // the log's.
+            ServerMessage::Presence(_)
+            | ServerMessage::History(_)
+            | ServerMessage::Version(_)
+            | ServerMessage::Unknown => {}
         }
     }
 

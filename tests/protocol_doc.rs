@@ -10,7 +10,7 @@ use eventsync::diff::Diff;
 use eventsync::protocol::{
     decode_client, decode_client_scoped, decode_server, decode_server_scoped, encode_scoped,
     ClientMessage, Edit, ErrorBody, ErrorCode, Event, EventsPage, ServerMessage, Snapshot,
-    StateVector,
+    StateVector, Version,
 };
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -397,6 +397,9 @@ fn check_json(block: &Block, catalog: &mut Catalog) {
         }
         "error-body" => {
             parse::<ErrorBody>(block);
+        }
+        "version" => {
+            parse::<Version>(block);
         }
         "snapshot" => {
             let (snapshot, _) = parse::<Snapshot>(block);

@@ -82,6 +82,7 @@ impl SyncConnectionBuilder {
                 docs: HashMap::new(),
                 writer: None,
                 refused: None,
+                answers: HashMap::new(),
             }),
             client_id,
             policy: self.policy,
@@ -227,6 +228,8 @@ struct ConnCore {
     writer: Option<mpsc::UnboundedSender<Message>>,
     /// The server refused the connection for good.
     refused: Option<(Option<ErrorCode>, String)>,
+    /// Who waits for each history request's end (`history.rs`).
+    answers: HashMap<u64, tokio::sync::oneshot::Sender<crate::multiplex::HistoryResult>>,
 }
 
 impl ConnShared {
@@ -279,12 +282,17 @@ impl ConnShared {
     /// Runs `f` on the multiplexer, then carries out its outputs: saves, sends, and tells the
     /// app (outside the lock, so listeners may call back). True when the connection closed.
     fn run<T>(&self, f: impl FnOnce(&mut Multiplexer, u64) -> T) -> (T, bool) {
+        self.run_core(|core, now| f(&mut core.mux, now))
+    }
+
+    /// [`ConnShared::run`] with the whole core.
+    fn run_core<T>(&self, f: impl FnOnce(&mut ConnCore, u64) -> T) -> (T, bool) {
         let now = self.now();
         let mut events: Vec<(Option<String>, ClientEvent)> = Vec::new();
         let mut closed = false;
         let result = {
             let mut core = self.lock();
-            let result = f(&mut core.mux, now);
+            let result = f(&mut core, now);
             while let Some(output) = core.mux.poll_output() {
                 match output {
                     MuxOutput::Persist(document_id) => {
@@ -313,6 +321,11 @@ impl ConnShared {
                             core.refused = Some((None, reason));
                         }
                     }
+                }
+            }
+            while let Some((id, answer)) = core.mux.poll_answer() {
+                if let Some(waiting) = core.answers.remove(&id) {
+                    let _ = waiting.send(answer);
                 }
             }
             core.save_lazily(&mut events);
@@ -364,14 +377,25 @@ impl ConnShared {
         }
     }
 
+    /// An app's call on a document: runs `f` on its session, with a local edit saved before
+    /// anything of it is sent (see [`super::save_local_edit`]). The save happens inside
+    /// [`Multiplexer::with_session`], which moves the session's outputs (the `submit` among
+    /// them) into the connection's once the closure returns.
     pub(super) fn with_session<T>(
         &self,
         document_id: &str,
         f: impl FnOnce(&mut SyncSession, u64) -> T,
     ) -> Result<T, ClientError> {
-        self.run(|mux, now| mux.with_session(document_id, |s| f(s, now)))
-            .0
-            .ok_or(ClientError::Closed)
+        self.run_core(|core, now| {
+            let ConnCore { mux, docs, .. } = core;
+            let doc = docs.get_mut(document_id)?;
+            mux.with_session(document_id, |session| {
+                let store = doc.store.as_mut();
+                super::save_local_edit(session, store, &mut doc.saved_at, now, f)
+            })
+        })
+        .0
+        .unwrap_or(Err(ClientError::Closed))
     }
 
     pub(super) fn read<T>(&self, document_id: &str, f: impl FnOnce(&SyncSession) -> T) -> T {
@@ -429,6 +453,24 @@ impl ConnShared {
             Err(PresenceError::NotOpen(_)) => Err(ClientError::Closed),
             result => result.map_err(ClientError::from),
         }
+    }
+
+    /// Asks about a document's history (18.8); the receiver gets how the request ended.
+    pub(super) fn request_history(
+        &self,
+        document_id: &str,
+        query: crate::multiplex::HistoryQuery,
+    ) -> tokio::sync::oneshot::Receiver<crate::multiplex::HistoryResult> {
+        let (sender, receiver) = tokio::sync::oneshot::channel();
+        {
+            let now = self.now();
+            let mut core = self.lock();
+            let id = core.mux.request_history(now, document_id, query);
+            core.answers.insert(id, sender);
+        }
+        // Carries out what the request made: its frame, or its end at once.
+        self.run(|_, _| ());
+        receiver
     }
 
     /// The document was closed by the app (or the whole connection was).

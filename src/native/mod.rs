@@ -33,6 +33,7 @@
 //! ```
 
 mod connection;
+mod history;
 mod link;
 mod single;
 #[cfg(test)]
@@ -57,7 +58,9 @@ use crate::protocol::{ErrorCode, PresencePeer};
 use crate::queue::{FileStore, Store, StoreError};
 pub use crate::reconnect::Backoff;
 use crate::reconnect::IntoPatch;
-use crate::session::{ConnectionStatus, SessionConfig, SessionError, SessionEvent, SyncSession};
+use crate::session::{
+    ConnectionStatus, Output, SessionConfig, SessionError, SessionEvent, SyncSession,
+};
 
 /// What apps receive: the session's events, plus `Status(Reconnecting)` from the driver.
 pub type ClientEvent = SessionEvent;
@@ -69,7 +72,9 @@ pub enum ClientError {
     /// A local operation failed (the document is unchanged).
     #[error(transparent)]
     Session(#[from] SessionError),
-    /// The offline store failed.
+    /// The offline store failed. From a call that edits (`edit`, `update`, `create`, `delete`,
+    /// `undo`, ...): saving the edit failed, so it was withdrawn (the document is unchanged and
+    /// nothing of it was sent).
     #[error(transparent)]
     Store(#[from] StoreError),
     /// The server refused this client for good (bad token, unsupported version, ...).
@@ -262,17 +267,57 @@ impl Subscription {
 /// Changes that lose nothing when lost (applied events) are saved at most this often.
 const LAZY_SAVE: Duration = Duration::from_secs(1);
 
+/// Runs an app's call `f` on `session`. When it made a local edit (`edit`, `create`, `undo`,
+/// ...: a new last pending edit), saves it to `store` at once, before the session's outputs go
+/// anywhere: the `Output::Persist` the edit asked for comes out of `poll_output` before
+/// anything else, so the `submit` carrying the edit is still in the session. When that save
+/// fails the edit is withdrawn ([`SyncSession::withdraw_unsaved`]) and the call fails with the
+/// store's error (`f`'s result is dropped): nothing of the edit is kept or sent. The session's
+/// other outputs are left for the driver.
+fn save_local_edit<T>(
+    session: &mut SyncSession,
+    store: Option<&mut Box<dyn Store + Send>>,
+    saved_at: &mut Instant,
+    now: u64,
+    f: impl FnOnce(&mut SyncSession, u64) -> T,
+) -> Result<T, ClientError> {
+    let last = |session: &SyncSession| session.pending().last().map(|p| p.client_seq);
+    let before = last(session);
+    let result = f(session, now);
+    let Some(client_seq) = last(session).filter(|seq| Some(*seq) > before) else {
+        return Ok(result);
+    };
+    let persist = session.poll_output();
+    debug_assert!(
+        matches!(persist, Some(Output::Persist)),
+        "a local edit asks for a save before anything else"
+    );
+    let Some(store) = store else {
+        return Ok(result);
+    };
+    *saved_at = Instant::now();
+    match store.save(&session.client_state()) {
+        Ok(()) => Ok(result),
+        Err(err) => {
+            let withdrawn = session.withdraw_unsaved(now, client_seq);
+            debug_assert!(withdrawn, "nothing of the edit left the session");
+            Err(ClientError::Store(err))
+        }
+    }
+}
+
 impl Doc {
-    /// Runs `f` on the session, then carries out its outputs.
     /// Runs `f` on the session, then carries out its outputs. `Closed` for a document of a
-    /// connection that the app closed: its edits would go nowhere.
+    /// connection that the app closed: its edits would go nowhere. A local edit `f` made is
+    /// saved first; when that fails the edit is withdrawn and this fails with
+    /// [`ClientError::Store`] (see [`save_local_edit`]).
     fn with_session<T>(
         &self,
         f: impl FnOnce(&mut SyncSession, u64) -> T,
     ) -> Result<T, ClientError> {
         match self {
             Doc::Own(shared) if shared.lock().closed => Err(ClientError::Closed),
-            Doc::Own(shared) => Ok(shared.with_session(f).0),
+            Doc::Own(shared) => shared.local(f),
             Doc::Shared(connection, document_id) => connection.with_session(document_id, f),
         }
     }
@@ -431,8 +476,10 @@ impl SyncClient {
     }
 
     /// Applies an RFC 6902 patch locally at once, persists it, and queues it for the server.
-    /// Returns its `clientSeq`. On error nothing changes. The patch may be parsed operations or
-    /// plain JSON: `client.edit(json!([{"op": "add", "path": "/items/-", "value": 1}]))`.
+    /// Returns its `clientSeq`. On error nothing changes: an edit the store cannot save is
+    /// withdrawn and the call fails with [`ClientError::Store`] (so do the other calls that
+    /// edit). The patch may be parsed operations or plain JSON:
+    /// `client.edit(json!([{"op": "add", "path": "/items/-", "value": 1}]))`.
     pub fn edit<P: IntoPatch>(&self, patch: P) -> Result<u64, ClientError> {
         let patch = patch.into_patch().map_err(ClientError::InvalidArgument)?;
         Ok(self.doc.with_session(|s, now| s.edit(now, patch))??)
@@ -499,8 +546,8 @@ impl SyncClient {
     }
 
     /// Resolves once every local edit made so far is saved in the client's store. Native
-    /// stores save before `edit` returns, so this is ready at once (it exists for parity with
-    /// the browser client, whose IndexedDB saves finish later).
+    /// stores save before `edit` returns (an edit they cannot save fails), so this is ready at
+    /// once (it exists for parity with the browser client, whose IndexedDB saves finish later).
     pub async fn saved(&self) -> Result<(), ClientError> {
         Ok(())
     }

@@ -9,7 +9,7 @@ use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
 
 use super::link::Link;
-use super::{ClientEvent, Listener, LAZY_SAVE};
+use super::{ClientError, ClientEvent, Listener, LAZY_SAVE};
 use crate::protocol::{self, ErrorCode};
 use crate::queue::Store;
 use crate::session::{Output, SessionEvent, SyncSession};
@@ -68,13 +68,36 @@ impl Shared {
     /// Runs `f` on the session, then carries out its outputs: saves, sends, and tells the app
     /// (outside the lock, so listeners may call back into the client).
     pub(super) fn with_session<T>(&self, f: impl FnOnce(&mut SyncSession, u64) -> T) -> (T, bool) {
+        self.with_core(|core, now| f(&mut core.session, now))
+    }
+
+    /// An app's call: [`Shared::with_session`], with a local edit saved before anything of it
+    /// is sent (see [`super::save_local_edit`]).
+    pub(super) fn local<T>(
+        &self,
+        f: impl FnOnce(&mut SyncSession, u64) -> T,
+    ) -> Result<T, ClientError> {
+        self.with_core(|core, now| {
+            let Core {
+                session,
+                store,
+                saved_at,
+                ..
+            } = core;
+            super::save_local_edit(session, store.as_mut(), saved_at, now, f)
+        })
+        .0
+    }
+
+    /// [`Shared::with_session`] with the whole core.
+    fn with_core<T>(&self, f: impl FnOnce(&mut Core, u64) -> T) -> (T, bool) {
         let now = self.now();
         let mut events = Vec::new();
         let mut close = false;
         let mut last_code = None;
         let result = {
             let mut core = self.lock();
-            let result = f(&mut core.session, now);
+            let result = f(&mut core, now);
             while let Some(output) = core.session.poll_output() {
                 match output {
                     Output::Persist => {

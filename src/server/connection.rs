@@ -17,6 +17,7 @@
 //! [`ServerConnection::poll_timeout`].
 
 mod documents;
+mod history;
 mod presence;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -121,6 +122,16 @@ enum Task {
     },
     /// Version 2: reading the others' presence for a document just opened.
     Presence,
+    /// Version 2: a page of history for a `history` request (18.8).
+    History {
+        machine: Box<CatchUp>,
+        request_id: u64,
+    },
+    /// Version 2: the document as of a position, for a `version` request (18.8).
+    Version {
+        machine: Box<super::history::VersionAt>,
+        request_id: u64,
+    },
 }
 
 /// One open document of the connection.
@@ -532,6 +543,18 @@ impl<L: LiveBatch> ServerConnection<L> {
                 let message = "too many messages: presence update dropped, slow down";
                 return self.refuse_presence(&document_id, ErrorCode::RateLimited, message.into());
             }
+            if let (
+                Ok((
+                    Some(document_id),
+                    message @ (ClientMessage::History(_) | ClientMessage::Version(_)),
+                )),
+                true,
+            ) = (&decoded, multiplexed && matches!(self.phase, Phase::Open))
+            {
+                let document_id = document_id.clone();
+                let detail = "too many messages: slow down".to_owned();
+                return self.refuse_history(&document_id, message, ErrorCode::RateLimited, detail);
+            }
             // A rate limit that hits an edit is a reject of that edit (8.3): the client backs off
             // and resends instead of waiting for its request timeout.
             if let (Ok((scope, ClientMessage::Submit { edits })), Phase::Open) =
@@ -657,12 +680,16 @@ impl<L: LiveBatch> ServerConnection<L> {
                 self.error(ErrorCode::UnexpectedMessage, "hello was already received")
             }
             ClientMessage::Ping { nonce } => self.pong(nonce),
-            ClientMessage::Open | ClientMessage::Close | ClientMessage::Presence { .. }
+            ClientMessage::Open
+            | ClientMessage::Close
+            | ClientMessage::Presence { .. }
+            | ClientMessage::History(_)
+            | ClientMessage::Version(_)
                 if self.version != protocol::PROTOCOL_VERSION_2 =>
             {
                 self.error(
                     ErrorCode::MalformedFrame,
-                    "open, close and presence are messages of protocol version 2",
+                    "open, close, presence, history and version are messages of protocol version 2",
                 )
             }
             message => {
@@ -675,6 +702,18 @@ impl<L: LiveBatch> ServerConnection<L> {
                 match message {
                     ClientMessage::Open => self.open(document_id),
                     ClientMessage::Close => self.close_document(&document_id, None),
+                    ClientMessage::History(_) | ClientMessage::Version(_)
+                        if !self.docs.contains_key(&document_id) =>
+                    {
+                        let detail =
+                            format!("{document_id} is not open on this connection: open it first");
+                        self.refuse_history(
+                            &document_id,
+                            &message,
+                            ErrorCode::UnexpectedMessage,
+                            detail,
+                        )
+                    }
                     _ if !self.docs.contains_key(&document_id) => self.error_about(
                         &document_id,
                         ErrorCode::UnexpectedMessage,
@@ -692,6 +731,8 @@ impl<L: LiveBatch> ServerConnection<L> {
                     }
                     ClientMessage::Submit { edits } => self.submit(&document_id, edits),
                     ClientMessage::Presence { state } => self.presence(&document_id, state),
+                    ClientMessage::History(request) => self.history(&document_id, request),
+                    ClientMessage::Version(request) => self.version_at(&document_id, request),
                     ClientMessage::Hello { .. } | ClientMessage::Ping { .. } => {}
                 }
             }

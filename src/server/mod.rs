@@ -2,6 +2,7 @@
 //!
 //! - [`ServerConnection`]: one WebSocket connection or SSE stream, from `hello` to close.
 //! - [`CatchUp`]: one page of the events a position is missing (6.2, 6.3, 12.2).
+//! - [`VersionAt`]: the document as of a position of its history (12.4, 18.8).
 //! - [`requests`]: what a connection asks of its driver, and the answers.
 //! - [`PresenceTable`]: who is on each document and what they show (18.7).
 //! - [`limits`]: the limits, the rate limiter and the identifier rules.
@@ -13,6 +14,7 @@
 
 pub mod catch_up;
 pub mod connection;
+pub mod history;
 pub mod limits;
 pub mod memory;
 pub mod memory_server;
@@ -21,6 +23,7 @@ pub mod requests;
 
 pub use catch_up::{CatchUp, LogHead, Page, Read, ReadResult, SnapshotPolicy, Step};
 pub use connection::{close_code, negotiate_version, Mode, ServerConnection};
+pub use history::{run_version_sync, VersionAt, VersionStep};
 pub use memory::{ConnectionId, Delivery, MemoryLog};
 pub use memory_server::{Frame, MemoryServer};
 pub use presence::{Owner, PresenceTable};

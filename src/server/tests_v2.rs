@@ -555,3 +555,72 @@ mod presence {
         );
     }
 }
+
+#[test]
+fn history_and_version_requests_are_answered_with_their_request_id() {
+    use crate::protocol::{HistoryRequest, VersionRequest};
+    let server = Server::new();
+    let mut conn = welcomed(&server);
+    // Not open: answered with the request's id and a code, not an `error`.
+    conn.handle_text(
+        0,
+        about(
+            "doc",
+            ClientMessage::Version(VersionRequest {
+                request_id: 1,
+                at: 1,
+            }),
+        ),
+    );
+    let sent = server.run(&mut conn);
+    assert!(
+        matches!(&sent[..], [Output::SendTo(_, ServerMessage::Version(a))] if a.request_id == 1 && a.code == Some(ErrorCode::UnexpectedMessage)),
+        "{sent:?}"
+    );
+    conn.handle_text(0, about("doc", ClientMessage::Open));
+    server.run(&mut conn);
+    let history = HistoryRequest {
+        request_id: 2,
+        after: 1,
+        limit: Some(1),
+    };
+    conn.handle_text(0, about("doc", ClientMessage::History(history)));
+    conn.handle_text(
+        0,
+        about(
+            "doc",
+            ClientMessage::Version(VersionRequest {
+                request_id: 3,
+                at: 2,
+            }),
+        ),
+    );
+    conn.handle_text(
+        0,
+        about(
+            "doc",
+            ClientMessage::Version(VersionRequest {
+                request_id: 4,
+                at: 9,
+            }),
+        ),
+    );
+    let sent = server.run(&mut conn);
+    let [Output::SendTo(_, ServerMessage::History(page)), Output::SendTo(_, ServerMessage::Version(two)), Output::SendTo(_, ServerMessage::Version(nine))] =
+        &sent[..]
+    else {
+        panic!("{sent:?}");
+    };
+    assert_eq!(
+        (page.request_id, page.events.len(), page.has_more),
+        (2, 1, true)
+    );
+    assert_eq!(page.events[0].sequence_num, 2);
+    let version = two.version.as_ref().expect("a version");
+    assert_eq!(version.document, Some(json!({"n": 2})));
+    assert_eq!(version.client_id.as_deref(), Some("bob"));
+    assert_eq!(
+        (nine.request_id, nine.code),
+        (4, Some(ErrorCode::InvalidSequence))
+    );
+}

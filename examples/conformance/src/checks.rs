@@ -40,6 +40,7 @@ use edges::{
     big_counters, close_codes, document_numbers, history_from_the_start, invalid_utf8, live_stream,
     patch_bodies,
 };
+use history::{requests_over_v2, version_over_http};
 use presence::{
     join, leave, never_in_the_log, per_document, read_only, silence_times_out, state_too_large,
     updates_in_order,
@@ -55,6 +56,7 @@ macro_rules! ensure {
 }
 
 mod edges;
+mod history;
 mod presence;
 mod v2;
 
@@ -234,6 +236,18 @@ pub fn checks() -> Vec<Check> {
             "presence: a silent connection times out",
             "§18.7, §9",
             silence_times_out
+        ),
+        check!(
+            55,
+            "history: the document as of a position (HTTP)",
+            "§12.4, §3.9",
+            version_over_http
+        ),
+        check!(
+            56,
+            "history: history and version requests",
+            "§18.8, §3.9",
+            requests_over_v2
         ),
     ]
 }

@@ -65,6 +65,7 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         ErrorCode::Forbidden | ErrorCode::ClientMismatch => StatusCode::FORBIDDEN,
         ErrorCode::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         ErrorCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+        ErrorCode::HistoryCompacted => StatusCode::GONE,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
@@ -330,13 +331,15 @@ pub async fn events(
     Ok(Json(page))
 }
 
-/// `GET /api/documents/{documentId}`: the document at its head.
+/// `GET /api/documents/{documentId}`: the document at its head (a Snapshot), or with `?at=` as
+/// of that position of its history (a Version, 12.4).
 pub async fn read_document(
     State(state): State<AppState>,
     Path(document_id): Path<String>,
+    Query(params): Query<HashMap<String, String>>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
-) -> ApiResult<Json<Snapshot>> {
+) -> ApiResult<Response> {
     admit(
         &state,
         &document_id,
@@ -344,13 +347,21 @@ pub async fn read_document(
         query.as_deref(),
         Rights::Read,
     )?;
+    if let Some(at) = number(&params, "at")? {
+        let version = state
+            .service
+            .version_at(&document_id, at, state.limits.default_page)
+            .await?;
+        return Ok(Json(version).into_response());
+    }
     let head = state.service.head(&document_id).await?;
     Ok(Json(Snapshot {
         document_id,
         sequence_num: head.head_seq,
         document: head.document,
         vector_clock: head.vector,
-    }))
+    })
+    .into_response())
 }
 
 async fn write(

@@ -13,7 +13,9 @@ use std::sync::{Arc, Mutex};
 use eventsync::conflict::ShapedOp;
 use eventsync::protocol::{Edit, ErrorCode, Event, EventsPage, Operation, Snapshot, StateVector};
 use eventsync::sequencer::{self, LogView, SubmitOutcome};
-use eventsync::server::{CatchUp, LogHead, Read, ReadResult, SnapshotPolicy, Step, Submitted};
+use eventsync::server::{
+    CatchUp, LogHead, Read, ReadResult, SnapshotPolicy, Step, Submitted, VersionAt, VersionStep,
+};
 use eventsync::VectorClock;
 use serde_json::Value;
 use tokio::sync::Mutex as AsyncMutex;
@@ -527,6 +529,29 @@ impl SyncService {
                 Step::Read(next) => read = next,
                 Step::Page(page) => return Ok(page.page),
                 Step::Refused(code, message) => return Err(ServiceError::new(code, message)),
+            }
+        }
+    }
+
+    /// The document as of `at` (the core's [`VersionAt`]): `history_compacted` for a position
+    /// compaction removed, `invalid_sequence` for one ahead of the log.
+    pub async fn version_at(
+        &self,
+        document_id: &str,
+        at: u64,
+        limit: usize,
+    ) -> Result<eventsync::protocol::Version, ServiceError> {
+        let (mut machine, mut read) = VersionAt::new(at, limit);
+        loop {
+            match machine.handle(self.read(document_id, read).await?) {
+                VersionStep::Read(next) => read = next,
+                VersionStep::Done(mut version) => {
+                    version.document_id = document_id.to_owned();
+                    return Ok(version);
+                }
+                VersionStep::Refused(code, message) => {
+                    return Err(ServiceError::new(code, message))
+                }
             }
         }
     }

@@ -105,6 +105,9 @@ impl<L: LiveBatch> ServerConnection<L> {
                     self.stop_live(&document_id, Some((code, message)))
                 }
             },
+            Some((document_id, task @ (Task::History { .. } | Task::Version { .. }))) => {
+                self.history_read(document_id, task, result)
+            }
             _ => self.unexpected_reply(),
         }
     }

@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod bulk;
+pub mod history;
 pub mod presence;
 pub mod process;
 pub mod proxy;
