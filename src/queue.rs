@@ -87,13 +87,15 @@ pub trait Store {
     fn save(&mut self, state: &ClientState) -> Result<(), StoreError>;
 }
 
-pub(crate) fn encode(state: &ClientState) -> Vec<u8> {
-    serde_json::to_vec(state).expect("client state always serializes")
+pub(crate) fn encode(state: &ClientState) -> String {
+    serde_json::to_string(state).expect("client state always serializes")
 }
 
-pub(crate) fn decode(bytes: &[u8]) -> Result<ClientState, StoreError> {
+/// Reads a saved state. From text, as the browser's store holds it: one JSON reader for the
+/// state and the frames (`from_slice` would compile a second one into the wasm).
+pub(crate) fn decode(text: &str) -> Result<ClientState, StoreError> {
     let state: ClientState =
-        serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        serde_json::from_str(text).map_err(|e| StoreError::Corrupt(e.to_string()))?;
     if state.format != STATE_FORMAT {
         return Err(StoreError::Corrupt(format!(
             "unknown state format {}",
@@ -107,7 +109,7 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<ClientState, StoreError> {
 /// new one from a clone of the old one's store.
 #[derive(Debug, Clone, Default)]
 pub struct MemoryStore {
-    slot: Arc<Mutex<Option<Vec<u8>>>>,
+    slot: Arc<Mutex<Option<String>>>,
 }
 
 impl MemoryStore {
@@ -251,7 +253,7 @@ mod file {
             let tmp = PathBuf::from(tmp);
             {
                 let mut file = File::create(&tmp)?;
-                file.write_all(&bytes)?;
+                file.write_all(bytes.as_bytes())?;
                 file.sync_all()?;
             }
             fs::rename(&tmp, &self.path)?;
@@ -282,7 +284,9 @@ mod file {
             let mut state = match fs::read(&self.path) {
                 Ok(bytes) => {
                     self.state_bytes = bytes.len() as u64;
-                    decode(&bytes)?
+                    let text = std::str::from_utf8(&bytes)
+                        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                    decode(text)?
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                     self.on_disk = None;

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Number, Value};
 
 use super::patch::json_equal;
-use super::{check_depth, DiffError, MAX_DEPTH};
+use super::{check_depth, take_member, DiffError, MAX_DEPTH};
 
 /// How many `null`s one patch may pad arrays with, in all, when it writes past their end (as
 /// MongoDB does): a bound so that hostile indexes cannot allocate without limit.
@@ -19,7 +19,7 @@ pub const MAX_ARRAY_PADDING: usize = 10_000;
 /// A numeric path segment indexes an array when the container is an array and is an object key
 /// otherwise. Members this type does not know are kept in [`BsonPatch::other`] and refused when
 /// the patch is applied, so an unknown operator is never silently ignored.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Serialize, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct BsonPatch {
     /// `$set`: path -> new value; missing intermediate objects are created.
@@ -49,6 +49,24 @@ pub struct BsonPatch {
     /// Any other member: an operator this crate does not support (an error when applied).
     #[serde(flatten)]
     pub other: Map<String, Value>,
+}
+
+/// Read like [`super::Diff`], without serde's `flatten` (for [`BsonPatch::other`]).
+impl<'de> Deserialize<'de> for BsonPatch {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let mut other = Map::deserialize(deserializer)?;
+        Ok(BsonPatch {
+            set: take_member(&mut other, "set")?,
+            unset: take_member(&mut other, "unset")?,
+            inc: take_member(&mut other, "inc")?,
+            push: take_member(&mut other, "push")?,
+            pull: take_member(&mut other, "pull")?,
+            add_to_set: take_member(&mut other, "addToSet")?,
+            pull_all: take_member(&mut other, "pullAll")?,
+            array_filters: take_member(&mut other, "arrayFilters")?,
+            other,
+        })
+    }
 }
 
 impl BsonPatch {

@@ -76,7 +76,7 @@ pub fn weight(value: &Value, limit: usize) -> usize {
 /// Exactly one format is used, by precedence `patch` > `jsonPatch` > `mergePatch` > `bsonPatch`.
 /// Every member is optional; unknown members are kept in [`Diff::other`] so that a diff in a
 /// format this crate does not know is reported ([`DiffError::UnknownFormat`]), never ignored.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Serialize, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct Diff {
     /// eventsync's canonical format: RFC 6902 operations.
@@ -102,6 +102,35 @@ pub struct Diff {
     /// Any other member.
     #[serde(flatten)]
     pub other: Map<String, Value>,
+}
+
+/// Read as a JSON object whose known members are then taken out, rather than derived: serde's
+/// `flatten` (for [`Diff::other`]) buffers the members in serde's own `Content` and compiles every
+/// member's parser once more for it, a large share of the WebAssembly build.
+impl<'de> Deserialize<'de> for Diff {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let mut other = Map::deserialize(deserializer)?;
+        Ok(Diff {
+            patch: take_member(&mut other, "patch")?,
+            json_patch: take_member(&mut other, "jsonPatch")?,
+            merge_patch: take_member(&mut other, "mergePatch")?,
+            bson_patch: take_member(&mut other, "bsonPatch")?,
+            has_changes: take_member(&mut other, "hasChanges")?,
+            version: take_member(&mut other, "version")?,
+            other,
+        })
+    }
+}
+
+/// Takes the member `key` out of `members` and reads it (absent or `null`: `None`).
+pub(crate) fn take_member<T: serde::de::DeserializeOwned, E: serde::de::Error>(
+    members: &mut Map<String, Value>,
+    key: &str,
+) -> Result<Option<T>, E> {
+    match members.remove(key) {
+        None => Ok(None),
+        Some(value) => Option::<T>::deserialize(value).map_err(E::custom),
+    }
 }
 
 /// The format a diff is applied with.

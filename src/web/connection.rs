@@ -387,14 +387,22 @@ impl ConnShared {
     /// they depend on), resolves waiters and tells the app (after the borrow ends, so listeners
     /// may call back). True when the connection closed.
     fn run<T>(self: &Rc<Self>, f: impl FnOnce(&mut Multiplexer, u64) -> T) -> (T, bool) {
+        // The work is in `step`, compiled once rather than once per closure (wasm size).
+        let mut f = Some(f);
+        let mut result = None;
+        let closed = self.step(&mut |mux, now| result = f.take().map(|f| f(mux, now)));
+        (result.expect("`step` calls its closure"), closed)
+    }
+
+    fn step(self: &Rc<Self>, f: &mut dyn FnMut(&mut Multiplexer, u64)) -> bool {
         let now = self.now();
         let mut events: Events = Vec::new();
         let mut closed = false;
         let mut saves = Vec::new();
-        let result = {
+        {
             let mut core = self.core.borrow_mut();
             let core = &mut *core;
-            let result = f(&mut core.mux, now);
+            f(&mut core.mux, now);
             while let Some(output) = core.mux.poll_output() {
                 match output {
                     MuxOutput::Persist(document_id) => saves.extend(core.begin_save(&document_id)),
@@ -440,8 +448,7 @@ impl ConnShared {
                 saves.extend(core.begin_save(&document_id));
             }
             core.settle_waiters(&events);
-            result
-        };
+        }
         self.dispatch(events);
         for (document_id, (number, saved)) in saves {
             let shared = self.clone();
@@ -458,7 +465,7 @@ impl ConnShared {
             });
         }
         let _ = self.control.unbounded_send(Control::Wake);
-        (result, closed)
+        closed
     }
 
     /// Calls each document's listeners with its events, in order, outside the borrow.

@@ -146,7 +146,7 @@ impl IndexedDbStore {
     /// Replaces the record; the future resolves once IndexedDB committed it (strict
     /// durability: flushed to disk, not only to the OS).
     pub fn save(&self, state: &ClientState) -> impl Future<Output = Result<(), StoreError>> {
-        let value = JsValue::from_str(&String::from_utf8(encode(state)).expect("JSON is UTF-8"));
+        let value = JsValue::from_str(&encode(state));
         let db = self.db.clone();
         let key = self.key.clone();
         // The marker's put is queued in the same transaction, so it commits with the record.
@@ -486,7 +486,7 @@ fn decode_record(value: &JsValue) -> Result<ClientState, StoreError> {
     let text = value
         .as_string()
         .ok_or_else(|| StoreError::Corrupt("a record is not a string".into()))?;
-    decode(text.as_bytes())
+    decode(&text)
 }
 
 async fn read_record(db: &IdbDatabase, key: &JsValue) -> Result<Option<ClientState>, StoreError> {

@@ -88,14 +88,22 @@ impl Shared {
         self: &Rc<Self>,
         f: impl FnOnce(&mut SyncSession, u64) -> T,
     ) -> (T, bool) {
+        // The work is in `step`, compiled once rather than once per closure (wasm size).
+        let mut f = Some(f);
+        let mut result = None;
+        let close = self.step(&mut |session, now| result = f.take().map(|f| f(session, now)));
+        (result.expect("`step` calls its closure"), close)
+    }
+
+    fn step(self: &Rc<Self>, f: &mut dyn FnMut(&mut SyncSession, u64)) -> bool {
         let now = self.now();
         let mut events = Vec::new();
         let mut close = false;
         let mut last_code = None;
-        let (result, listeners, save_in_flight) = {
+        let (listeners, save_in_flight) = {
             let mut core = self.core.borrow_mut();
             let core = &mut *core;
-            let result = f(&mut core.session, now);
+            f(&mut core.session, now);
             // Set by `Output::Persist`: what follows waits for the save begun below.
             let mut urgent = false;
             while let Some(output) = core.session.poll_output() {
@@ -147,7 +155,7 @@ impl Shared {
             } else {
                 core.listeners.clone()
             };
-            (result, listeners, save_in_flight)
+            (listeners, save_in_flight)
         };
         if !events.is_empty() {
             for listener in &listeners {
@@ -170,7 +178,7 @@ impl Shared {
             });
         }
         let _ = self.control.unbounded_send(Control::Wake);
-        (result, close)
+        close
     }
 
     pub fn emit_all(&self, events: &[ClientEvent]) {
