@@ -92,6 +92,10 @@ async fn waiting(client: &SyncClient) {
     let _: Result<(), ClientError> = client.sync_state().await;
     let _: Result<(), ClientError> = client.flush().await;
     let _: Result<(), ClientError> = client.saved().await;
+    // History (a document of a `SyncConnection`; a client of its own refuses).
+    let _: Result<crate::multiplex::HistoryPage, ClientError> = client.history(0, Some(20)).await;
+    let _: Result<crate::protocol::Version, ClientError> = client.version_at(1).await;
+    let _: Result<u64, ClientError> = client.restore(1).await;
 }
 
 /// The error cases both sides report the same way.

@@ -1,7 +1,8 @@
 // A shared to-do list on one eventsync document: `{ "items": [{ "id", "text", "done" }] }`.
 // Every change is one RFC 6902 patch; the client applies it at once (online or not), keeps it
 // until the server has it, and rebases it over other people's edits. Undo and redo take back
-// this page's own changes.
+// this page's own changes. The History panel lists the latest changes (who, when, what), shows
+// any past version of the list, and restores one as a new change everyone sees.
 //
 // The list is a document of a `SyncConnection` (protocol version 2), which also carries presence:
 // each page shows `{ editing: itemId | null }` to the others, so everyone sees who is online and
@@ -299,4 +300,123 @@ function render() {
     // Moved only when out of place: moving the focused row would take its focus away.
     if (list.children[index] !== row) list.insertBefore(row, list.children[index] ?? null);
   });
+}
+
+// History: the latest changes, newest first, loaded when the panel opens (and on Refresh). Each
+// can be viewed (the list as it was then, read-only) or restored (written back as one new,
+// undoable change).
+const HISTORY_SHOWN = 20;
+const historyPanel = document.getElementById("history");
+const historyList = document.getElementById("history-list");
+const historyView = document.getElementById("history-view");
+const historyViewTitle = document.getElementById("history-view-title");
+const historyItems = document.getElementById("history-items");
+
+historyPanel.addEventListener("toggle", () => {
+  if (historyPanel.open) loadHistory();
+});
+document.getElementById("history-refresh").addEventListener("click", loadHistory);
+document.getElementById("history-view-close").addEventListener("click", () => {
+  historyView.hidden = true;
+});
+
+/** Loads the latest `HISTORY_SHOWN` changes into the panel. */
+async function loadHistory() {
+  try {
+    let page = await client.history({ after: Math.max(0, client.appliedSeq() - HISTORY_SHOWN), limit: 100 });
+    let entries = page.entries;
+    while (page.hasMore) {
+      page = await client.history({ after: entries[entries.length - 1].sequenceNum, limit: 100 });
+      entries = [...entries, ...page.entries].slice(-HISTORY_SHOWN);
+    }
+    historyList.replaceChildren(...entries.slice(-HISTORY_SHOWN).reverse().map(historyRow));
+    historyList.dataset.headSeq = String(page.headSeq);
+  } catch (error) {
+    console.warn("eventsync: history not loaded", error);
+    historyList.replaceChildren(note(`History unavailable (${error.code ?? error.message}).`));
+  }
+}
+
+function historyRow(entry) {
+  const row = document.createElement("li");
+  row.dataset.seq = String(entry.sequenceNum);
+  const when = entry.timestamp ? new Date(entry.timestamp).toLocaleTimeString() : "";
+  const what = document.createElement("span");
+  what.className = "what";
+  what.textContent = `#${entry.sequenceNum} ${describe(entry)}`;
+  const who = document.createElement("span");
+  who.className = "who";
+  who.textContent = `${entry.clientId}${when ? `, ${when}` : ""}`;
+  const view = document.createElement("button");
+  view.type = "button";
+  view.className = "view";
+  view.textContent = "View";
+  view.setAttribute("aria-label", `view the list as of change ${entry.sequenceNum}`);
+  view.addEventListener("click", () => viewVersion(entry.sequenceNum));
+  const restore = document.createElement("button");
+  restore.type = "button";
+  restore.className = "restore";
+  restore.textContent = "Restore";
+  restore.setAttribute("aria-label", `restore the list as of change ${entry.sequenceNum}`);
+  restore.addEventListener("click", () => restoreVersion(entry.sequenceNum));
+  row.append(what, who, view, restore);
+  return row;
+}
+
+/** What a change did, in words. */
+function describe(entry) {
+  if (entry.operation === "create") return "created the list";
+  if (entry.operation === "delete") return "deleted the list";
+  const ops = entry.diff?.patch ?? entry.diff?.jsonPatch;
+  if (!Array.isArray(ops)) return "changed the list";
+  return ops
+    .map((op) => {
+      if (op.op === "add" && op.value?.text !== undefined) return `added “${op.value.text}”`;
+      if (op.op === "remove" && /^\/items\/\d+$/.test(op.path)) return "removed an item";
+      if (op.path.endsWith("/done")) return op.value ? "checked an item" : "unchecked an item";
+      if (op.path.endsWith("/text")) return `renamed an item to “${op.value}”`;
+      return `${op.op} ${op.path}`;
+    })
+    .join(", ");
+}
+
+/** Shows the list as it was at `seq`, read-only. */
+async function viewVersion(seq) {
+  try {
+    const version = await client.versionAt(seq);
+    const by = version.clientId ? ` (${version.clientId})` : "";
+    historyViewTitle.textContent = `The list as of change #${seq}${by}`;
+    const past = version.document?.items ?? [];
+    historyItems.replaceChildren(
+      ...(past.length ? past : [null]).map((item) => {
+        if (!item) return note(version.document ? "(empty)" : "(the list did not exist yet)");
+        const row = document.createElement("li");
+        row.className = item.done ? "done" : "";
+        row.textContent = `${item.done ? "☑" : "☐"} ${item.text}`;
+        return row;
+      }),
+    );
+    historyView.dataset.seq = String(seq);
+    historyView.hidden = false;
+  } catch (error) {
+    console.warn("eventsync: version not loaded", error);
+  }
+}
+
+/** Writes the list as it was at `seq` back as one new change, then refreshes the panel. */
+async function restoreVersion(seq) {
+  try {
+    await client.restore(seq);
+  } catch (error) {
+    console.warn("eventsync: not restored", error);
+  }
+  render();
+  await client.flush().catch(() => {});
+  if (historyPanel.open) await loadHistory();
+}
+
+function note(text) {
+  const row = document.createElement("li");
+  row.textContent = text;
+  return row;
 }

@@ -6,6 +6,7 @@ import type {
   ConflictKind,
   ConflictResolver,
   ErrorCode,
+  HistoryPage,
   LogEvent,
   PatchOp,
   PresencePeer,
@@ -16,6 +17,7 @@ import type {
   SyncOptions,
   SyncStatus,
   Unsubscribe,
+  Version,
 } from "eventsync";
 
 /** The document's type, for `SyncClient<Todo>`. */
@@ -213,6 +215,19 @@ export async function connected(url: string): Promise<SyncStatus> {
   notes.close();
   // @ts-expect-error: documents are opened by id
   await connection.open(42);
+  // History: pages of log events, the document as of a position, a restore as one edit.
+  const page: HistoryPage = await list.history({ after: 0, limit: 20 });
+  for (const entry of page.entries) {
+    const who: string = entry.clientId;
+    const when: string | undefined = entry.timestamp;
+    console.log(who, when, entry.operation, page.headSeq, page.hasMore, page.oldestSeq);
+  }
+  const then: Version<Todo> = await list.versionAt(page.headSeq);
+  const was: string[] | undefined = then.document?.items;
+  const restored: number = await list.restore(then.sequenceNum);
+  // @ts-expect-error: positions are numbers
+  await list.versionAt("3");
+  console.log(was, restored);
   const status: SyncStatus = connection.status();
   connection.close();
   persisted.close();

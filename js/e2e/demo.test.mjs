@@ -231,3 +231,61 @@ test("undo and redo take back only this window's change, by button and by keyboa
     await bob.close();
   }
 });
+
+test("the history panel lists who changed what, views an older version and restores it", async () => {
+  const documentId = "e2e-history";
+  const alice = await browser.newContext();
+  const bob = await browser.newContext();
+  try {
+    const alicePage = await openDemo(alice, server.origin, documentId);
+    const bobPage = await openDemo(bob, server.origin, documentId);
+    for (const item of ["milk", "eggs", "bread"]) {
+      await addItem(alicePage, item);
+      await converged(documentId, [alicePage, bobPage], `both to show ${item}`);
+    }
+    await remove(bobPage, "eggs");
+    assert.deepEqual(await converged(documentId, [alicePage, bobPage], "bob's removal"), ["milk", "bread"]);
+    const bobId = await bobPage.textContent("#me");
+
+    // Alice opens the panel: newest first, bob's removal on top, her additions below.
+    await alicePage.click("#history summary");
+    const entries = alicePage.locator("#history-list li");
+    await until(() => entries.allTextContents(), (texts) => texts.length >= 5, "the history to load", 15_000);
+    const top = entries.first();
+    assert.match(await top.locator(".what").textContent(), /removed an item/);
+    assert.match(await top.locator(".who").textContent(), new RegExp(`^${bobId}, `));
+    const added = alicePage.locator("#history-list li", { hasText: "added “bread”" });
+    assert.equal(await added.count(), 1);
+
+    // View: the list as it was right after bread was added, read-only.
+    await added.getByRole("button", { name: /^view the list as of change \d+$/ }).click();
+    await alicePage.locator("#history-view").waitFor({ state: "visible" });
+    const past = await until(
+      () => alicePage.locator("#history-items li").allTextContents(),
+      (texts) => texts.length === 3,
+      "the past version to show",
+    );
+    assert.deepEqual(past, ["☐ milk", "☐ eggs", "☐ bread"]);
+    assert.deepEqual(await shownItems(alicePage), ["milk", "bread"], "viewing changes nothing");
+    assert.equal(await alicePage.locator("#history-items [contenteditable], #history-items input").count(), 0);
+
+    // Restore it: one new change, on both pages and on the server.
+    await added.getByRole("button", { name: /^restore the list as of change \d+$/ }).click();
+    assert.deepEqual(
+      await converged(documentId, [alicePage, bobPage], "the restore to reach everyone"),
+      ["milk", "eggs", "bread"],
+    );
+    // The panel shows the restore on top, by alice.
+    const aliceId = await alicePage.textContent("#me");
+    await until(
+      () => entries.first().locator(".who").textContent(),
+      (who) => who.startsWith(`${aliceId}, `),
+      "the restore to top the history",
+    );
+    assert.deepEqual(alicePage.errors, []);
+    assert.deepEqual(bobPage.errors, []);
+  } finally {
+    await alice.close();
+    await bob.close();
+  }
+});

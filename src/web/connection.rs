@@ -125,6 +125,7 @@ impl SyncConnectionBuilder {
                 writer: None,
                 refused: None,
                 closed: false,
+                answers: HashMap::new(),
             }),
             control,
             epoch: performance_now(),
@@ -235,6 +236,8 @@ struct ConnCore {
     /// The server refused the connection for good.
     refused: Option<(Option<ErrorCode>, String)>,
     closed: bool,
+    /// Who waits for each history request's end (`driver/history.rs`).
+    answers: HashMap<u64, oneshot::Sender<crate::multiplex::HistoryResult>>,
 }
 
 /// Events for the app: per document (`None`: about the connection, for every document).
@@ -448,6 +451,11 @@ impl ConnShared {
                 saves.extend(core.begin_save(&document_id));
             }
             core.settle_waiters(&events);
+            while let Some((id, answer)) = core.mux.poll_answer() {
+                if let Some(waiting) = core.answers.remove(&id) {
+                    let _ = waiting.send(answer);
+                }
+            }
         }
         self.dispatch(events);
         for (document_id, (number, saved)) in saves {
@@ -562,6 +570,28 @@ impl ConnShared {
             Err(PresenceError::NotOpen(_)) => Err(ClientError::Closed),
             result => result.map_err(ClientError::from),
         }
+    }
+
+    /// Asks about a document's history (18.8); the receiver gets how the request ended (or is
+    /// dropped when the connection closes first).
+    pub(super) fn request_history(
+        self: &Rc<Self>,
+        document_id: &str,
+        query: crate::multiplex::HistoryQuery,
+    ) -> oneshot::Receiver<crate::multiplex::HistoryResult> {
+        let (sender, receiver) = oneshot::channel();
+        if self.core.borrow().closed {
+            return receiver;
+        }
+        {
+            let now = self.now();
+            let mut core = self.core.borrow_mut();
+            let id = core.mux.request_history(now, document_id, query);
+            core.answers.insert(id, sender);
+        }
+        // Carries out what the request made: its frame, or its end at once.
+        self.run(|_, _| ());
+        receiver
     }
 
     /// The other peers' presence on a document.

@@ -34,6 +34,8 @@ use crate::session::{ConnectionStatus, SessionConfig, SessionError, SessionEvent
 use crate::vector_clock::VectorClock;
 use crate::web::idb::{IndexedDbStore, DEFAULT_DATABASE};
 
+mod history;
+
 /// What apps receive: the session's events, plus `Status(Reconnecting)` from the driver.
 pub type ClientEvent = SessionEvent;
 

@@ -17,6 +17,7 @@ mod connection;
 mod connection_bindings;
 pub mod driver;
 mod error;
+mod history_bindings;
 pub mod idb;
 mod saves;
 mod single;

@@ -80,7 +80,44 @@ export interface LogEvent {
   clientId: string;
   clientSeq?: number;
   operation: "create" | "update" | "delete";
+  /** When the server ordered it (RFC 3339). */
+  timestamp?: string;
   [field: string]: unknown;
+}
+
+/** A page of a document's history (`SyncClient.history`). */
+export interface HistoryPage {
+  /** The events, oldest first: who (`clientId`), when (`timestamp`), what (`operation`,
+   * `diff`). */
+  entries: LogEvent[];
+  /** The document's last `sequenceNum`. */
+  headSeq: number;
+  /** A further page exists: ask with `after` = the last entry's `sequenceNum`. */
+  hasMore: boolean;
+  /** Set when the events up to it were compacted: the page continues after it, and it is the
+   * oldest position `versionAt` can ask for. */
+  oldestSeq?: number;
+}
+
+/** The options of `SyncClient.history`. */
+export interface HistoryOptions {
+  /** The page starts after this position (default 0). */
+  after?: number;
+  /** At most this many entries (the server's default when absent). */
+  limit?: number;
+}
+
+/** The document as of a position (`SyncClient.versionAt`). */
+export interface Version<T = unknown> {
+  sequenceNum: number;
+  /** `null` when the document did not exist then. */
+  document: T | null;
+  /** Who wrote the event at `sequenceNum` (absent for 0 and for a compacted event). */
+  clientId?: string;
+  /** When the server ordered it (RFC 3339). */
+  timestamp?: string;
+  /** What that event did to the document's existence. */
+  operation?: "create" | "update" | "delete";
 }
 
 /** The protocol's error codes (docs/PROTOCOL.md); `"unknown"` stands for codes newer than this
@@ -89,7 +126,7 @@ export type ErrorCode =
   | "malformed_frame" | "unexpected_message" | "unsupported_version" | "invalid_patch"
   | "conflict" | "stale_base" | "invalid_sequence" | "document_state" | "unknown_document"
   | "unauthorized" | "forbidden" | "client_mismatch" | "too_large" | "rate_limited" | "internal"
-  | "unknown";
+  | "history_compacted" | "unknown";
 
 /** Why a local edit could not simply be carried over a remote change when rebasing. */
 export type ConflictKind =
@@ -204,6 +241,25 @@ export class SyncClient<T = unknown> {
    * moves or leaves, until the function it returns is called.
    */
   onPresence(callback: (others: PresencePeer[]) => void): Unsubscribe;
+  /**
+   * A page of the document's history, oldest first, after `after` (default 0), at most
+   * `limit` entries. Page on with `after` = the last entry's `sequenceNum` while `hasMore`.
+   * Waits until the document is open and caught up. Only a document of a `SyncConnection`
+   * has history: a client of its own rejects (`code` `"unexpected_message"`).
+   */
+  history(options?: HistoryOptions): Promise<HistoryPage>;
+  /**
+   * The document as of position `seq`, with who wrote the event there and when. Rejects with
+   * `"history_compacted"` for a position compaction removed, `"invalid_sequence"` for one
+   * ahead of the log.
+   */
+  versionAt(seq: number): Promise<Version<T>>;
+  /**
+   * Writes the document as of `seq` back as one new edit (the difference from the document
+   * as this client sees it now), queued, sent and undoable like any edit. Resolves with its
+   * `clientSeq`; nothing to change rejects with `"invalid_argument"`.
+   */
+  restore(seq: number): Promise<number>;
   /**
    * Resolves once the client is online and has caught up with the server's log. With
    * `{ timeoutMs }`, rejects with the code `timeout` when that passes first.

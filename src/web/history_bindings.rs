@@ -1,0 +1,106 @@
+//! Document history on the JavaScript `SyncClient` (conversion only; see
+//! `driver/history.rs`): `history`, `versionAt` and `restore`, each a promise that rejects with
+//! a coded `EventsyncError`.
+
+use serde::Deserialize;
+use serde::Serialize;
+use serde_json::{json, Value};
+use wasm_bindgen::prelude::*;
+
+use super::bindings::JsSyncClient;
+use super::error::{client_error, invalid_argument};
+
+/// The options of `history()`.
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct HistoryOptions {
+    after: Option<f64>,
+    limit: Option<f64>,
+}
+
+#[wasm_bindgen(js_class = SyncClient)]
+impl JsSyncClient {
+    /// A page of the document's history, `{ entries, headSeq, hasMore, oldestSeq? }`: the
+    /// events after `after` (default 0), at most `limit` (the server's default when absent),
+    /// each a `LogEvent` (who: `clientId`, when: `timestamp`, what: `operation` and `diff`).
+    /// Page on with `after` = the last entry's `sequenceNum` while `hasMore`. A document of a
+    /// `SyncConnection` only: a client of its own rejects with `unexpected_message`.
+    pub fn history(&self, options: JsValue) -> js_sys::Promise {
+        let inner = self.inner.clone();
+        wasm_bindgen_futures::future_to_promise(async move {
+            let options: HistoryOptions = if options.is_undefined() || options.is_null() {
+                HistoryOptions::default()
+            } else {
+                serde_wasm_bindgen::from_value(options)
+                    .map_err(|e| invalid_argument("history options", e))?
+            };
+            let after = options.after.map_or(Ok(0), |n| to_u64(n, "after"))?;
+            let limit = options.limit.map(|n| to_u64(n, "limit")).transpose()?;
+            let page = inner.history(after, limit).await.map_err(client_error)?;
+            let mut value = json!({
+                "entries": page.entries,
+                "headSeq": page.head_seq,
+                "hasMore": page.has_more,
+            });
+            if let Some(oldest) = page.oldest_seq {
+                value["oldestSeq"] = oldest.into();
+            }
+            to_js(&value)
+        })
+    }
+
+    /// The document as of `seq`, `{ sequenceNum, document, clientId?, timestamp?, operation? }`
+    /// (`document`: `null` when it did not exist then). Rejects with `history_compacted` for a
+    /// position compaction removed, `invalid_sequence` for one ahead of the log.
+    #[wasm_bindgen(js_name = versionAt)]
+    pub fn version_at(&self, seq: f64) -> js_sys::Promise {
+        let inner = self.inner.clone();
+        wasm_bindgen_futures::future_to_promise(async move {
+            let seq = to_u64(seq, "seq")?;
+            let version = inner.version_at(seq).await.map_err(client_error)?;
+            let mut value = json!({
+                "sequenceNum": version.sequence_num,
+                "document": version.document.unwrap_or(Value::Null),
+            });
+            if let Some(client_id) = version.client_id {
+                value["clientId"] = client_id.into();
+            }
+            if let Some(timestamp) = version.timestamp {
+                value["timestamp"] = timestamp.into();
+            }
+            if let Some(operation) = version.operation {
+                value["operation"] = serde_json::to_value(operation).unwrap_or(Value::Null);
+            }
+            to_js(&value)
+        })
+    }
+
+    /// Writes the document as of `seq` back as one new edit (undoable like any edit); resolves
+    /// with its `clientSeq`. Nothing to change rejects with `invalid_argument`.
+    pub fn restore(&self, seq: f64) -> js_sys::Promise {
+        let inner = self.inner.clone();
+        wasm_bindgen_futures::future_to_promise(async move {
+            let seq = to_u64(seq, "seq")?;
+            let client_seq = inner.restore(seq).await.map_err(client_error)?;
+            Ok(JsValue::from_f64(client_seq as f64))
+        })
+    }
+}
+
+fn to_u64(number: f64, what: &str) -> Result<u64, JsValue> {
+    if number >= 0.0 && number.fract() == 0.0 && number <= 9_007_199_254_740_991.0 {
+        Ok(number as u64)
+    } else {
+        Err(invalid_argument(
+            what,
+            format!("{number} is not a non-negative integer"),
+        ))
+    }
+}
+
+/// A JSON value as a plain JavaScript value (objects, not `Map`s).
+fn to_js(value: &impl Serialize) -> Result<JsValue, JsValue> {
+    value
+        .serialize(&serde_wasm_bindgen::Serializer::json_compatible())
+        .map_err(|e| super::error::js_error("EventsyncError", e))
+}
