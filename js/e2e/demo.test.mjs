@@ -289,3 +289,22 @@ test("the history panel lists who changed what, views an older version and resto
     await bob.close();
   }
 });
+
+test("the undo steps survive a reload (they are saved in IndexedDB with the offline queue)", async () => {
+  const documentId = "e2e-undo-reload";
+  const context = await browser.newContext();
+  try {
+    const page = await openDemo(context, server.origin, documentId);
+    await addItem(page, "milk");
+    await addItem(page, "tea");
+    await converged(documentId, [page], "both items on the server");
+    await page.reload();
+    await page.locator("#add-form button:enabled").waitFor({ timeout: 15_000 });
+    await page.locator("#undo:enabled").waitFor({ timeout: 15_000 });
+    await page.click("#undo");
+    assert.deepEqual(await converged(documentId, [page], "the undo after the reload"), []);
+    assert.deepEqual(page.errors, []);
+  } finally {
+    await context.close();
+  }
+});
