@@ -24,6 +24,7 @@ use crate::protocol::{
 };
 
 use crate::session::{ConnectionStatus, Output, SessionEvent, SyncSession};
+pub(crate) use history::client_history_api;
 pub use history::{HistoryError, HistoryPage, HistoryQuery, HistoryReply, HistoryResult};
 use presence::DocPresence;
 

@@ -233,6 +233,64 @@ impl Requests {
     }
 }
 
+/// The history methods of both drivers' `SyncClient` (native and browser), written once: each
+/// driver supplies `ask`, which sends a request over the document's connection (or refuses on
+/// a client of its own) and waits for its answer.
+macro_rules! client_history_api {
+    () => {
+        /// A page of the document's history: the events after `after` (at most `limit`; the
+        /// server's default when `None`), each with who (`client_id`), when (`timestamp`) and what
+        /// changed (`operation`, `diff`). Page on with `after` = the last entry's `sequence_num`
+        /// while `has_more`. When the server compacted the events up to a position, the page
+        /// continues after it and says so in `oldest_seq`. Waits until the document is open and
+        /// caught up; fails with `ClientError::Timeout` after the request timeout.
+        pub async fn history(
+            &self,
+            after: u64,
+            limit: Option<u64>,
+        ) -> Result<crate::multiplex::HistoryPage, ClientError> {
+            match self
+                .ask(crate::multiplex::HistoryQuery::Page { after, limit })
+                .await?
+            {
+                crate::multiplex::HistoryReply::Page(page) => Ok(page),
+                crate::multiplex::HistoryReply::Version(_) => Err(ClientError::Closed),
+            }
+        }
+
+        /// The document as of `seq` (`document`: `None` when it did not exist then), with who wrote
+        /// the event at `seq` and when. A position compaction removed is refused with
+        /// `history_compacted`, one ahead of the log with `invalid_sequence`
+        /// ([`crate::ClientError::Refused`]).
+        pub async fn version_at(&self, seq: u64) -> Result<crate::protocol::Version, ClientError> {
+            match self
+                .ask(crate::multiplex::HistoryQuery::Version { at: seq })
+                .await?
+            {
+                crate::multiplex::HistoryReply::Version(version) => Ok(version),
+                crate::multiplex::HistoryReply::Page(_) => Err(ClientError::Closed),
+            }
+        }
+
+        /// Writes the document as of `seq` back as one new edit: the difference from the document
+        /// as this client sees it now (confirmed plus pending) to the old one, queued, sent and
+        /// undoable like any edit (a create or a delete when the document's existence differs).
+        /// Returns its `clientSeq`. Nothing to change is [`crate::ClientError::InvalidArgument`].
+        pub async fn restore(&self, seq: u64) -> Result<u64, ClientError> {
+            let old = self.version_at(seq).await?.document;
+            let restored = self
+                .doc
+                .with_session(|s, now| s.restore_version(now, old))??;
+            restored.ok_or_else(|| {
+                ClientError::InvalidArgument(format!(
+                    "nothing to restore: the document already is as it was at {seq}"
+                ))
+            })
+        }
+    };
+}
+pub(crate) use client_history_api;
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -182,6 +182,31 @@ impl SyncSession {
     }
 }
 
+impl SyncSession {
+    /// Writes `old` (a past state of the document; `None`: it did not exist) back as one new
+    /// edit: the difference from the document the app sees now, or a create or delete when
+    /// the document's existence differs. Returns the edit's `clientSeq`, or `None` when the
+    /// document already is `old`.
+    pub fn restore_version(
+        &mut self,
+        now: u64,
+        old: Option<Value>,
+    ) -> Result<Option<u64>, SessionError> {
+        match (self.document(), old) {
+            (Some(current), Some(old)) => {
+                let difference = json_patch::diff(current, &old).0;
+                if difference.is_empty() {
+                    return Ok(None);
+                }
+                self.edit(now, difference).map(Some)
+            }
+            (Some(_), None) => self.delete(now).map(Some),
+            (None, Some(old)) => self.create(now, old).map(Some),
+            (None, None) => Ok(None),
+        }
+    }
+}
+
 /// The inverse of an edit of the app (shaped against `before`), when undo is on.
 pub(super) fn inverse_of(
     config: &UndoConfig,
