@@ -2,7 +2,8 @@
 //! anything of it leaves the session, so that the call that made it can fail instead of
 //! accepting work a crash would lose.
 
-use super::{apply_pending, Output, SyncSession};
+use super::apply::apply_pending;
+use super::{Output, SyncSession};
 use crate::protocol::ClientMessage;
 
 impl SyncSession {
