@@ -20,7 +20,7 @@ const SNAPSHOTS: u32 = 29;
 /// The presence timeout check, skipped unless the kit is told the server's timeout.
 const PRESENCE_TIMEOUT: u32 = 54;
 /// Every check of the kit.
-const CHECKS: usize = 54;
+const CHECKS: usize = 56;
 
 struct TempDir(PathBuf);
 

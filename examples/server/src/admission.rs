@@ -23,8 +23,8 @@ pub struct AdmissionLimits {
     pub max_connections_per_address: usize,
     /// SSE streams open at once from one client address (they count as connections too).
     pub max_streams_per_address: usize,
-    /// HTTP writes per second from one address (sustained) and in a burst: the buckets of
-    /// WebSocket frames.
+    /// HTTP writes per second from one address (sustained) and in a burst: a token bucket
+    /// like a WebSocket connection's frame bucket.
     pub writes_per_second: u32,
     /// See `writes_per_second`.
     pub write_burst: u32,

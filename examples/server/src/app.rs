@@ -81,6 +81,13 @@ pub struct Config {
         default_value_t = 256
     )]
     pub max_connections_per_address: usize,
+    /// HTTP writes (`PUT`, `PATCH`, `DELETE`) per second from one client address, sustained;
+    /// more are refused with HTTP 429 (`rate_limited`).
+    #[arg(long, env = "EVENTSYNC_HTTP_WRITE_RATE", default_value_t = 1_000)]
+    pub http_write_rate: u32,
+    /// HTTP writes one client address may make in a burst.
+    #[arg(long, env = "EVENTSYNC_HTTP_WRITE_BURST", default_value_t = 5_000)]
+    pub http_write_burst: u32,
     /// SSE streams open at once from one client address.
     #[arg(long, env = "EVENTSYNC_MAX_STREAMS_PER_ADDRESS", default_value_t = 32)]
     pub max_streams_per_address: usize,
@@ -106,6 +113,8 @@ impl Config {
             max_connections: 10_000,
             max_connections_per_address: 256,
             max_streams_per_address: 32,
+            http_write_rate: 1_000,
+            http_write_burst: 5_000,
         }
     }
 
@@ -114,8 +123,8 @@ impl Config {
             max_connections: self.max_connections,
             max_connections_per_address: self.max_connections_per_address,
             max_streams_per_address: self.max_streams_per_address,
-            writes_per_second: self.rate_limit,
-            write_burst: self.rate_burst,
+            writes_per_second: self.http_write_rate,
+            write_burst: self.http_write_burst,
         }
     }
 

@@ -371,7 +371,7 @@ async fn write(
     headers: HeaderMap,
     write: impl FnOnce(&AppState) -> ApiResult<Write>,
 ) -> ApiResult<Json<Value>> {
-    // The bucket of WebSocket frames, per client address.
+    // A token bucket per client address, like a connection's frame bucket.
     state.admission.allow_write(peer, now_ms())?;
     let access = admit(
         &state,

@@ -158,8 +158,8 @@ async fn connection_and_write_floods_are_refused_with_rate_limited_and_others_ar
     let server = support::TestServer::start_with(|config| {
         config.max_connections_per_address = 6;
         config.max_streams_per_address = 2;
-        config.rate_limit = 5;
-        config.rate_burst = 5;
+        config.http_write_rate = 5;
+        config.http_write_burst = 5;
     })
     .await;
     let put = support::http()
@@ -198,7 +198,7 @@ async fn connection_and_write_floods_are_refused_with_rate_limited_and_others_ar
     let body: serde_json::Value = third.json().await.unwrap();
     assert_eq!(body["code"], "rate_limited");
 
-    // HTTP writes: the WebSocket frame bucket (burst 5), per address.
+    // HTTP writes: a token bucket per address (burst 5 here).
     let mut statuses = Vec::new();
     for n in 1..=8 {
         let patch = json!([{"op": "replace", "path": "/n", "value": n}]);

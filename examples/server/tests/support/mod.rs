@@ -49,6 +49,13 @@ impl Drop for TempDir {
 }
 
 /// An in-process server on loopback.
+/// Tests write over HTTP faster than people do: the per-address HTTP write limit is lifted
+/// unless a test sets it (examples/server/tests/overload.rs tests it).
+fn unlimited_http_writes(config: &mut Config) {
+    config.http_write_rate = 1_000_000;
+    config.http_write_burst = 1_000_000;
+}
+
 pub struct TestServer {
     pub server: Option<RunningServer>,
     pub dir: TempDir,
@@ -67,6 +74,7 @@ impl TestServer {
     pub async fn start_on(database: &str, configure: impl FnOnce(&mut Config)) -> Self {
         let dir = TempDir::new("server");
         let mut config = Config::for_database(database);
+        unlimited_http_writes(&mut config);
         configure(&mut config);
         let server = app::start(&config).await.expect("server starts");
         let addr = server.addr;
@@ -82,6 +90,7 @@ impl TestServer {
     pub async fn start_with(configure: impl FnOnce(&mut Config)) -> Self {
         let dir = TempDir::new("server");
         let mut config = Config::for_database(dir.sqlite_url());
+        unlimited_http_writes(&mut config);
         configure(&mut config);
         let server = app::start(&config).await.expect("server starts");
         let addr = server.addr;

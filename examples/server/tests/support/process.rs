@@ -55,6 +55,12 @@ impl ServerProcess {
             .args(["--database", database])
             // Test loads are faster than a person types: no rate limiting.
             .args(["--rate-limit", "100000", "--rate-burst", "100000"])
+            .args([
+                "--http-write-rate",
+                "1000000",
+                "--http-write-burst",
+                "1000000",
+            ])
             .args(extra)
             .env("RUST_LOG", "info")
             .env_remove("EVENTSYNC_AUTH_SECRET")
