@@ -271,6 +271,9 @@ test("the history panel lists who changed what, views an older version and resto
 
     // Restore it: one new change, on both pages and on the server.
     await added.getByRole("button", { name: /^restore the list as of change \d+$/ }).click();
+    // The restore first fetches the old version, so the pages stay converged on the current list
+    // for a moment: wait for the server to have the restored list before checking convergence.
+    await until(() => serverItems(documentId), (items) => items.length === 3, "the restore to reach the server");
     assert.deepEqual(
       await converged(documentId, [alicePage, bobPage], "the restore to reach everyone"),
       ["milk", "eggs", "bread"],
