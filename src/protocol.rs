@@ -311,6 +311,9 @@ pub enum ErrorCode {
     /// A position of the document's history that compaction removed: the server can no longer
     /// rebuild the document as of it (12.4, 18.8).
     HistoryCompacted,
+    /// The edit would leave the document breaking the server's rules (its JSON Schema, or a
+    /// check of the application's): nothing of it was applied.
+    InvalidDocument,
     /// A code this version does not know (kept so that newer servers do not break older clients).
     #[serde(other)]
     Unknown,

@@ -12,6 +12,10 @@ use crate::diff::{self, Diff};
 use crate::protocol::{Ack, Edit, ErrorCode, Event, Operation};
 use crate::vector_clock::VectorClock;
 
+mod rules;
+pub use rules::Proposed;
+use rules::{admit_edit, WeightGuard};
+
 /// What ordering needs to know about a document's log.
 pub trait LogView {
     /// The document id.
@@ -32,6 +36,30 @@ pub trait LogView {
     /// (lets a stale submit be transformed instead of refused). `None` by default.
     fn shapes_after(&self, _sequence_num: u64) -> Option<Vec<Vec<ShapedOp>>> {
         None
+    }
+    /// The heaviest the document may become, in [`diff::weight`] units (`too_large` above it).
+    /// `None` (the default): no limit.
+    fn max_weight(&self) -> Option<usize> {
+        None
+    }
+    /// An upper bound of the head document's weight, when known (a [`SubmitOutcome::weight_bound`]
+    /// kept from the last submit); `None` makes the first edit measure the document.
+    fn weight_bound(&self) -> Option<usize> {
+        None
+    }
+    /// Whether [`LogView::check`] has anything to check (false by default: no copy is made).
+    fn checks_edits(&self) -> bool {
+        false
+    }
+    /// Whether [`LogView::check`] needs [`Proposed::before`] (a copy of the document per edit).
+    fn check_wants_before(&self) -> bool {
+        false
+    }
+    /// The server's own rules on an edit that applied, before it is ordered: an error refuses
+    /// it (and every later edit of its submit) with that code. Only called when
+    /// [`LogView::checks_edits`].
+    fn check(&self, _edit: &Proposed<'_>) -> Result<(), (ErrorCode, String)> {
+        Ok(())
     }
 }
 
@@ -62,6 +90,9 @@ pub struct SubmitOutcome {
     pub shapes: Vec<Option<Vec<ShapedOp>>>,
     /// Set when an edit was refused; no later edit of the submit was looked at.
     pub rejection: Option<Rejection>,
+    /// An upper bound of the weight of [`SubmitOutcome::document`] when the log has a size
+    /// limit, for the next submit's [`LogView::weight_bound`].
+    pub weight_bound: Option<usize>,
 }
 
 /// Makes an event's `id` and `timestamp` from its `sequenceNum` (the core has no clock).
@@ -126,6 +157,8 @@ pub fn order_submit(
     } else {
         None
     };
+    let mut guard = WeightGuard::new(log);
+    out.weight_bound = guard.bound();
     let mut fresh_index = 0;
     let mut previous = 0;
     for edit in edits {
@@ -210,10 +243,20 @@ pub fn order_submit(
         let null = Value::Null;
         let shape =
             crate::conflict::shape_valid(out.document.as_ref().unwrap_or(&null), &edit.patch).ok();
-        if let Err((code, message)) = apply_edit(&mut out.document, edit.operation, &edit.patch) {
+        let proposed = Proposed {
+            document_id: log.document_id(),
+            client_id,
+            client_seq: Some(edit.client_seq),
+            operation: edit.operation,
+            patch: &edit.patch,
+            before: None,
+            after: None,
+        };
+        if let Err((code, message)) = admit_edit(log, &mut guard, &mut out.document, proposed) {
             out.rejection = reject(edit.client_seq, code, message, head);
             return out;
         }
+        out.weight_bound = guard.bound();
         head += 1;
         highest = edit.client_seq;
         let (id, timestamp) = stamp(head);
@@ -320,7 +363,17 @@ pub fn order_change(
     let shape =
         crate::conflict::shape_valid(log.document().unwrap_or(&Value::Null), &edit.patch).ok();
     let mut document = log.document().cloned();
-    apply_edit(&mut document, edit.operation, &edit.patch)?;
+    let mut guard = WeightGuard::new(log);
+    let proposed = Proposed {
+        document_id: log.document_id(),
+        client_id: origin,
+        client_seq: None,
+        operation,
+        patch: &edit.patch,
+        before: None,
+        after: None,
+    };
+    admit_edit(log, &mut guard, &mut document, proposed)?;
     let head = log.head_seq() + 1;
     let (id, timestamp) = stamp(head);
     let event = Event {
@@ -340,6 +393,7 @@ pub fn order_change(
         event,
         document,
         shape,
+        weight_bound: guard.bound(),
     })
 }
 
@@ -352,6 +406,8 @@ pub struct OrderedChange {
     pub document: Option<Value>,
     /// Its operations shaped against the document before it.
     pub shape: Option<Vec<ShapedOp>>,
+    /// An upper bound of the document's weight when the log has a size limit.
+    pub weight_bound: Option<usize>,
 }
 
 /// The patch that turns `before` into `after` as one event: the operation and RFC 6902 ops

@@ -7,11 +7,11 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 
 /** Starts a server; resolves to `{ url, stop }` once it listens (`url` is `ws://127.0.0.1:port`). */
-export async function startServer() {
-  const serverBin = process.env.EVENTSYNC_SERVER_BIN;
+export async function startServer({ args = [], bin = process.env.EVENTSYNC_SERVER_BIN } = {}) {
+  const serverBin = bin;
   assert.ok(serverBin, "EVENTSYNC_SERVER_BIN must name the eventsync-server binary");
   const dir = mkdtempSync(join(tmpdir(), "eventsync-js-"));
-  const server = spawn(serverBin, ["--listen", "127.0.0.1:0", "--database", `sqlite:${join(dir, "x.db")}`], {
+  const server = spawn(serverBin, ["--listen", "127.0.0.1:0", "--database", `sqlite:${join(dir, "x.db")}`, ...args], {
     stdio: ["ignore", "pipe", "inherit"],
     env: { ...process.env, RUST_LOG: "warn" },
   });

@@ -126,7 +126,7 @@ export type ErrorCode =
   | "malformed_frame" | "unexpected_message" | "unsupported_version" | "invalid_patch"
   | "conflict" | "stale_base" | "invalid_sequence" | "document_state" | "unknown_document"
   | "unauthorized" | "forbidden" | "client_mismatch" | "too_large" | "rate_limited" | "internal"
-  | "history_compacted" | "unknown";
+  | "history_compacted" | "invalid_document" | "unknown";
 
 /** Why a local edit could not simply be carried over a remote change when rebasing. */
 export type ConflictKind =

@@ -7,18 +7,17 @@ use std::time::Duration;
 
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
-use axum::serve::ListenerExt;
 use axum::Router;
-use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::admission::{Admission, AdmissionLimits};
 use crate::auth::Authority;
 use crate::broker::EventBroker;
+use crate::hooks::Rules;
 use crate::limits::Limits;
 use crate::presence::PresenceHub;
-use crate::service::{History, StateVectorManager, SyncService};
-use crate::store::{self, EventStore, StoreChange, StoreError};
+use crate::service::{StateVectorManager, SyncService};
+use crate::store::{EventStore, StoreChange, StoreError};
 
 /// Command-line flags, each with an environment variable.
 #[derive(Debug, Clone, clap::Parser)]
@@ -91,7 +90,21 @@ pub struct Config {
     /// SSE streams open at once from one client address.
     #[arg(long, env = "EVENTSYNC_MAX_STREAMS_PER_ADDRESS", default_value_t = 32)]
     pub max_streams_per_address: usize,
+    /// The largest a document may grow, counted as one per value plus the bytes of every
+    /// string and key (about its JSON without punctuation); an edit or write past it is refused
+    /// with `too_large`. 0: no limit.
+    #[arg(long, env = "EVENTSYNC_MAX_DOCUMENT_BYTES", default_value_t = DEFAULT_MAX_DOCUMENT_BYTES)]
+    pub max_document_bytes: usize,
+    /// `PATTERN=FILE`: documents whose id matches PATTERN (an id, `prefix*` or `*`) must match
+    /// the JSON Schema in FILE after every edit (`invalid_document` otherwise). Repeatable; in
+    /// the environment variable, separate them with commas.
+    #[arg(long = "schema", env = "EVENTSYNC_SCHEMA", value_delimiter = ',')]
+    pub schemas: Vec<String>,
 }
+
+/// The default `--max-document-bytes`: 8 MiB, so that a document's snapshot stays within the
+/// 16 MiB frames clients must accept (PROTOCOL.md section 11).
+pub const DEFAULT_MAX_DOCUMENT_BYTES: usize = 8 << 20;
 
 impl Config {
     /// Defaults for tests and embedding: an ephemeral port on loopback and the given database.
@@ -115,10 +128,12 @@ impl Config {
             max_streams_per_address: 32,
             http_write_rate: 1_000,
             http_write_burst: 5_000,
+            max_document_bytes: DEFAULT_MAX_DOCUMENT_BYTES,
+            schemas: Vec::new(),
         }
     }
 
-    fn admission_limits(&self) -> AdmissionLimits {
+    pub(crate) fn admission_limits(&self) -> AdmissionLimits {
         AdmissionLimits {
             max_connections: self.max_connections,
             max_connections_per_address: self.max_connections_per_address,
@@ -128,7 +143,7 @@ impl Config {
         }
     }
 
-    fn limits(&self) -> Limits {
+    pub(crate) fn limits(&self) -> Limits {
         Limits {
             max_frame_bytes: self.max_frame_bytes,
             messages_per_second: self.rate_limit,
@@ -159,6 +174,8 @@ pub struct AppState {
     pub shutdown: watch::Receiver<bool>,
     /// Connections, streams and HTTP writes admitted (counts and limits).
     pub admission: Arc<Admission>,
+    /// The size limit, schemas and hooks (authentication is asked here too).
+    pub rules: Arc<Rules>,
 }
 
 impl AppState {
@@ -201,8 +218,8 @@ pub struct RunningServer {
     pub addr: SocketAddr,
     /// Shared state (for tests: open connections, the service).
     pub state: AppState,
-    stop: watch::Sender<bool>,
-    task: tokio::task::JoinHandle<()>,
+    pub(crate) stop: watch::Sender<bool>,
+    pub(crate) task: tokio::task::JoinHandle<()>,
 }
 
 impl RunningServer {
@@ -227,13 +244,15 @@ pub enum StartError {
         /// The cause.
         source: std::io::Error,
     },
+    /// A `--schema` could not be used.
+    #[error(transparent)]
+    Schema(#[from] crate::schema::SchemaError),
 }
 
-/// Opens the store, binds the address and serves until `shutdown` resolves or
-/// [`RunningServer::shutdown`] is called.
+/// Opens the store, binds the address and serves until [`RunningServer::shutdown`] is called
+/// (the binary's way: [`crate::ServerBuilder`] is the one to embed with hooks).
 pub async fn start(config: &Config) -> Result<RunningServer, StartError> {
-    let store = store::open(&config.database).await?;
-    start_with_store(config, store).await
+    crate::ServerBuilder::new(config.clone()).start().await
 }
 
 /// As [`start`], on a store that is already open.
@@ -241,76 +260,14 @@ pub async fn start_with_store(
     config: &Config,
     store: Arc<dyn EventStore>,
 ) -> Result<RunningServer, StartError> {
-    let listener = TcpListener::bind(config.listen)
+    crate::ServerBuilder::new(config.clone())
+        .store(store)
+        .start()
         .await
-        .map_err(|source| StartError::Listen {
-            addr: config.listen,
-            source,
-        })?;
-    let addr = listener.local_addr().map_err(|source| StartError::Listen {
-        addr: config.listen,
-        source,
-    })?;
-    let broker = Arc::new(EventBroker::new(config.max_queued_bytes));
-    let history = History {
-        snapshot_every: config.snapshot_every,
-        retain_events: config.retain_events,
-    };
-    let service = Arc::new(SyncService::new(store.clone(), broker.clone(), history));
-    let (stop, shutdown) = watch::channel(false);
-    let presence = start_presence(config, &store, shutdown.clone());
-    let state = AppState {
-        service: service.clone(),
-        broker,
-        presence: presence.clone(),
-        vectors: Arc::new(StateVectorManager::new(store.clone())),
-        authority: config.auth_secret.as_deref().map(Authority::new),
-        limits: config.limits(),
-        shutdown: shutdown.clone(),
-        admission: Arc::new(Admission::new(config.admission_limits())),
-    };
-    if let Some(changes) = store.changes().await? {
-        tokio::spawn(follow_changes(
-            service,
-            presence.clone(),
-            changes,
-            shutdown.clone(),
-        ));
-        presence.hello();
-    }
-    let app = router(state.clone(), config.static_dir.clone());
-    let drain = state.clone();
-    let mut stopped = shutdown.clone();
-    let task = tokio::spawn(async move {
-        // TCP_NODELAY: an ack or an event goes out at once instead of waiting for the client's
-        // delayed ACK (about 40 ms a frame on Linux).
-        let listener = listener.tap_io(|tcp| {
-            if let Err(err) = tcp.set_nodelay(true) {
-                tracing::warn!(error = %err, "TCP_NODELAY could not be set");
-            }
-        });
-        // With each connection's address, for the per-address limits.
-        let app = app.into_make_service_with_connect_info::<SocketAddr>();
-        let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
-            let _ = stopped.wait_for(|s| *s).await;
-        });
-        if let Err(err) = serve.await {
-            tracing::error!(error = %err, "server failed");
-        }
-        // Upgraded connections outlive axum's own drain: wait for them to close.
-        drain.admission.all_closed().await;
-    });
-    tracing::info!(%addr, database = %redact(&config.database), auth = state.authority.is_some(), "eventsync-server listening");
-    Ok(RunningServer {
-        addr,
-        state,
-        stop,
-        task,
-    })
 }
 
 /// Applies what other processes did to the database.
-async fn follow_changes(
+pub(crate) async fn follow_changes(
     service: Arc<SyncService>,
     presence: Arc<PresenceHub>,
     mut changes: tokio::sync::mpsc::Receiver<StoreChange>,
@@ -339,7 +296,7 @@ async fn follow_changes(
 }
 
 /// The presence hub, its timer and, when other processes share the store, its relay.
-fn start_presence(
+pub(crate) fn start_presence(
     config: &Config,
     store: &Arc<dyn EventStore>,
     mut shutdown: watch::Receiver<bool>,

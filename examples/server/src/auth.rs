@@ -318,6 +318,39 @@ pub fn authorize(
     })
 }
 
+/// What claims an application's [`crate::Hooks::authenticate`] gave allow on `document_id`: the
+/// same rules as a token's (expiry, the documents it covers).
+pub fn access_for(claims: &Claims, document_id: &str, now_unix: u64) -> Result<Access, AuthError> {
+    credentials_for(claims, now_unix)?;
+    if !claims.covers(document_id) {
+        return Err(AuthError::WrongDocument {
+            token_document: claims.document_id.clone(),
+        });
+    }
+    Ok(Access {
+        client_id: Some(claims.client_id.clone()),
+        rights: claims.rights,
+        expires_at: Some(claims.exp),
+    })
+}
+
+/// A connection's credentials from claims an application's hook gave (as [`credentials`] makes
+/// them from a token): refused when they are expired or name an id section 1 does not allow.
+pub fn credentials_for(claims: &Claims, now_unix: u64) -> Result<Credentials, AuthError> {
+    if validate_client_id(&claims.client_id).is_err()
+        || validate_document_pattern(&claims.document_id).is_err()
+    {
+        return Err(AuthError::Malformed);
+    }
+    if now_unix >= claims.exp {
+        return Err(AuthError::Expired { exp: claims.exp });
+    }
+    Ok(Credentials {
+        client_id: Some(claims.client_id.clone()),
+        expires_at: Some(claims.exp.saturating_mul(1000)),
+    })
+}
+
 /// Who a `hello`'s token names (5.3), for the core's connection engine, which checks it against
 /// the `hello` in the order of 5.2 (`client_mismatch`, then `forbidden`). Without
 /// authentication: anyone, tokens ignored (`None` claims). With it: a missing or bad token is

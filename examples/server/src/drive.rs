@@ -16,6 +16,7 @@ use tokio_stream::StreamMap;
 use crate::app::AppState;
 use crate::auth::{self, Claims};
 use crate::broker::{Delivery, Published};
+use crate::hooks::Authentication;
 use crate::presence::PresenceChange;
 
 /// A connection of this server: the core's engine over the fan-out's batches.
@@ -70,12 +71,22 @@ pub fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
+/// The HTTP request a WebSocket was upgraded from, for the application's hooks.
+#[derive(Debug, Default)]
+pub struct Upgrade {
+    /// Its headers.
+    pub headers: axum::http::HeaderMap,
+    /// The client's address, when the server was served with connect info.
+    pub peer: Option<std::net::IpAddr>,
+}
+
 /// A connection with what it needs to run: the state, the token it was authorized with, and its
 /// subscriptions (one per open document).
 pub struct Driver {
     state: AppState,
     connection: Connection,
     claims: Option<Claims>,
+    upgrade: Upgrade,
     live: StreamMap<String, futures::stream::BoxStream<'static, Delivery>>,
     /// Version 2: the presence changes of each open document.
     presence: StreamMap<String, BroadcastStream<PresenceChange>>,
@@ -99,11 +110,18 @@ impl Driver {
             state,
             connection,
             claims: None,
+            upgrade: Upgrade::default(),
             live: StreamMap::new(),
             presence: StreamMap::new(),
             presence_id,
             peeked: None,
         }
+    }
+
+    /// Keeps the upgrade request, for the hooks' authentication.
+    pub fn upgraded_by(mut self, upgrade: Upgrade) -> Self {
+        self.upgrade = upgrade;
+        self
     }
 
     /// Runs requests until the connection has something else to say, and shows it (SSE: an
@@ -210,8 +228,25 @@ impl Driver {
         let failed = |err: crate::service::ServiceError| (err.code, err.message);
         match request {
             Request::Authorize { token } => {
+                let request = Authentication {
+                    token: token.as_deref(),
+                    headers: &self.upgrade.headers,
+                    address: self.upgrade.peer,
+                };
+                let now = now_ms() / 1000;
+                match self.state.rules.authenticate(&request).await {
+                    Err(refusal) => return Reply::Authorized(Err((refusal.code, refusal.message))),
+                    Ok(Some(claims)) => {
+                        let credentials = auth::credentials_for(&claims, now);
+                        self.claims = Some(claims);
+                        return Reply::Authorized(
+                            credentials.map_err(|err| (err.code(), err.to_string())),
+                        );
+                    }
+                    Ok(None) => {}
+                }
                 let authority = self.state.authority.as_ref();
-                match auth::credentials(authority, token.as_deref(), now_ms() / 1000) {
+                match auth::credentials(authority, token.as_deref(), now) {
                     Ok((credentials, claims)) => {
                         self.claims = claims;
                         Reply::Authorized(Ok(credentials))

@@ -24,6 +24,7 @@ use crate::admission::{Kind, Peer};
 use crate::app::AppState;
 use crate::auth::{self, Access, Rights};
 use crate::drive::{now_ms, Connection, Driver, Incoming, Outgoing, Transport};
+use crate::hooks::Authentication;
 use crate::limits::validate_document_id;
 use crate::service::{ServiceError, Write};
 
@@ -56,7 +57,7 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
         | ErrorCode::UnexpectedMessage
         | ErrorCode::UnsupportedVersion
         | ErrorCode::InvalidSequence => StatusCode::BAD_REQUEST,
-        ErrorCode::InvalidPatch => StatusCode::UNPROCESSABLE_ENTITY,
+        ErrorCode::InvalidPatch | ErrorCode::InvalidDocument => StatusCode::UNPROCESSABLE_ENTITY,
         ErrorCode::Conflict | ErrorCode::StaleBase | ErrorCode::DocumentState => {
             StatusCode::CONFLICT
         }
@@ -87,8 +88,9 @@ impl IntoResponse for ApiError {
 
 type ApiResult<T> = Result<T, ApiError>;
 
-/// Checks the document id and the caller's rights; returns what the token grants.
-fn admit(
+/// Checks the document id and the caller's rights; returns what the request may do. The
+/// application's hooks authenticate first; when they do not decide, the built-in tokens do.
+async fn admit(
     state: &AppState,
     document_id: &str,
     headers: &HeaderMap,
@@ -100,12 +102,17 @@ fn admit(
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
     let token = auth::token_from(authorization, query);
-    let access = auth::authorize(
-        state.authority.as_ref(),
-        token.as_deref(),
-        document_id,
-        now_ms() / 1000,
-    )?;
+    let request = Authentication {
+        token: token.as_deref(),
+        headers,
+        address: None,
+    };
+    let now = now_ms() / 1000;
+    let access = match state.rules.authenticate(&request).await {
+        Err(refusal) => return Err(ApiError::new(refusal.code, refusal.message)),
+        Ok(Some(claims)) => auth::access_for(&claims, document_id, now)?,
+        Ok(None) => auth::authorize(state.authority.as_ref(), token.as_deref(), document_id, now)?,
+    };
     if need == Rights::Write && access.rights != Rights::Write {
         return Err(ApiError::new(
             ErrorCode::Forbidden,
@@ -216,6 +223,8 @@ fn upgrade_to(
     Peer(peer): Peer,
     upgrade: WebSocketUpgrade,
 ) -> Response {
+    // The hooks see the upgrade request's headers when the `hello` arrives.
+    let headers = headers.clone();
     // Over a connection limit: refused before the upgrade, with an error body (HTTP 429).
     let admitted = match state.admission.admit(peer, Kind::WebSocket) {
         Ok(admitted) => admitted,
@@ -234,7 +243,10 @@ fn upgrade_to(
         // tungstenite zero-fills its whole read buffer (128 KiB by default) on the first read:
         // that was most of an idle connection's memory. Larger frames grow it as needed.
         .read_buffer_size(READ_BUFFER_BYTES)
-        .on_upgrade(move |socket| crate::ws::serve(socket, state, document_id, token, admitted))
+        .on_upgrade(move |socket| {
+            let request = crate::drive::Upgrade { headers, peer };
+            crate::ws::serve(socket, state, document_id, token, admitted, request)
+        })
 }
 
 /// `POST /api/sync/{documentId}`: a state vector in, the missing events out.
@@ -251,7 +263,8 @@ pub async fn sync(
         &headers,
         query.as_deref(),
         Rights::Read,
-    )?;
+    )
+    .await?;
     // A StateVector is an object: serde would also read an array, by position.
     let raw: Value = parse_body(&state, &body)?;
     if !raw.is_object() {
@@ -312,7 +325,8 @@ pub async fn events(
         &headers,
         query.as_deref(),
         Rights::Read,
-    )?;
+    )
+    .await?;
     let after = number(&params, "after")?.unwrap_or(0);
     let limit = number(&params, "limit")?.map_or(state.limits.default_page, |l| {
         (l as usize).min(state.limits.max_page)
@@ -346,7 +360,8 @@ pub async fn read_document(
         &headers,
         query.as_deref(),
         Rights::Read,
-    )?;
+    )
+    .await?;
     if let Some(at) = number(&params, "at")? {
         let version = state
             .service
@@ -379,7 +394,8 @@ async fn write(
         &headers,
         query.as_deref(),
         Rights::Write,
-    )?;
+    )
+    .await?;
     let write = write(&state)?;
     let origin = access
         .client_id
@@ -464,7 +480,8 @@ pub async fn stream(
         &headers,
         query.as_deref(),
         Rights::Read,
-    )?;
+    )
+    .await?;
     let last_event_id = headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 
 use eventsync::conflict::ShapedOp;
 use eventsync::protocol::{Edit, ErrorCode, Event, EventsPage, Operation, Snapshot, StateVector};
-use eventsync::sequencer::{self, LogView, SubmitOutcome};
+use eventsync::sequencer::{self, LogView, Proposed, SubmitOutcome};
 use eventsync::server::{
     CatchUp, LogHead, Read, ReadResult, SnapshotPolicy, Step, Submitted, VersionAt, VersionStep,
 };
@@ -21,6 +21,7 @@ use serde_json::Value;
 use tokio::sync::Mutex as AsyncMutex;
 
 use crate::broker::EventBroker;
+use crate::hooks::Rules;
 use crate::store::{DocumentHead, EventStore, StoreError};
 
 /// How many recent events each document keeps in memory (for stale checks and fan-out repair).
@@ -77,6 +78,9 @@ struct DocumentCache {
     document_id: String,
     head: DocumentHead,
     recent: VecDeque<(Event, Option<Vec<ShapedOp>>)>,
+    /// An upper bound of the head document's weight, from the last edit this process ordered
+    /// (`None`: unknown, the next edit measures the document).
+    weight_bound: Option<usize>,
 }
 
 impl DocumentCache {
@@ -93,6 +97,7 @@ impl DocumentCache {
             .map(|event| (event, None))
             .collect();
         Ok(DocumentCache {
+            weight_bound: None,
             document_id: document_id.to_owned(),
             head,
             recent,
@@ -119,6 +124,7 @@ impl DocumentCache {
         }
         if !events.is_empty() {
             self.head.document = document;
+            self.weight_bound = None;
         }
     }
 }
@@ -126,6 +132,7 @@ impl DocumentCache {
 /// The cache seen through the core's [`LogView`], with what the store said about one client.
 struct SubmitView<'a> {
     cache: &'a DocumentCache,
+    rules: &'a Rules,
     highest_client_seq: u64,
     duplicates: HashMap<u64, u64>,
 }
@@ -158,6 +165,21 @@ impl LogView for SubmitView<'_> {
             .after(sequence_num)
             .map(|(e, _)| (e.client_id.clone(), e.client_seq))
             .collect()
+    }
+    fn max_weight(&self) -> Option<usize> {
+        self.rules.max_document_bytes
+    }
+    fn weight_bound(&self) -> Option<usize> {
+        self.cache.weight_bound
+    }
+    fn checks_edits(&self) -> bool {
+        self.rules.checks_edits()
+    }
+    fn check_wants_before(&self) -> bool {
+        self.rules.wants_before()
+    }
+    fn check(&self, edit: &Proposed<'_>) -> Result<(), (ErrorCode, String)> {
+        self.rules.check(edit)
     }
     fn shapes_after(&self, sequence_num: u64) -> Option<Vec<Vec<ShapedOp>>> {
         if !self.cache.covers(sequence_num) {
@@ -226,17 +248,24 @@ pub struct SyncService {
     store: Arc<dyn EventStore>,
     broker: Arc<EventBroker>,
     history: History,
+    rules: Arc<Rules>,
     documents: Mutex<HashMap<String, Arc<AsyncMutex<Option<DocumentCache>>>>>,
     ids: EventIds,
 }
 
 impl SyncService {
     /// A service over a store, publishing through a broker.
-    pub fn new(store: Arc<dyn EventStore>, broker: Arc<EventBroker>, history: History) -> Self {
+    pub fn new(
+        store: Arc<dyn EventStore>,
+        broker: Arc<EventBroker>,
+        history: History,
+        rules: Arc<Rules>,
+    ) -> Self {
         SyncService {
             store,
             broker,
             history,
+            rules,
             documents: Mutex::new(HashMap::new()),
             ids: EventIds::new(),
         }
@@ -328,6 +357,7 @@ impl SyncService {
                 }
             }
             let view = SubmitView {
+                rules: self.rules.as_ref(),
                 cache,
                 highest_client_seq: highest,
                 duplicates,
@@ -343,7 +373,10 @@ impl SyncService {
                 .commit_or_catch_up(cache, &outcome.events, &outcome.shapes, document)
                 .await
             {
-                Ok(true) => return Ok(outcome),
+                Ok(true) => {
+                    cache.weight_bound = outcome.weight_bound;
+                    return Ok(outcome);
+                }
                 Ok(false) => {}
                 Err(CommitError::Append(err @ StoreError::CommitUnknown(_))) => {
                     return Err(Failure::Append(err))
@@ -385,6 +418,7 @@ impl SyncService {
                 }
             };
             let view = SubmitView {
+                rules: self.rules.as_ref(),
                 cache,
                 highest_client_seq: 0,
                 duplicates: HashMap::new(),
@@ -393,6 +427,7 @@ impl SyncService {
                 event,
                 document,
                 shape,
+                weight_bound,
             } = sequencer::order_change(&view, origin, operation, patch, &mut |seq| {
                 self.ids.stamp(seq)
             })
@@ -402,7 +437,10 @@ impl SyncService {
                 .commit_or_catch_up(cache, events, &[shape], document)
                 .await
             {
-                Ok(true) => return Ok(event),
+                Ok(true) => {
+                    cache.weight_bound = weight_bound;
+                    return Ok(event);
+                }
                 Ok(false) => {}
                 Err(CommitError::Append(err) | CommitError::Store(err)) => return Err(err.into()),
             }
@@ -444,6 +482,7 @@ impl SyncService {
             .append(&cache.document_id, expected, events, document.as_ref())
             .await?;
         cache.append(events, shapes, document);
+        self.rules.committed(events);
         self.broker.publish(&cache.document_id, events);
         self.maintain_history(cache, expected).await;
         Ok(())
@@ -612,6 +651,7 @@ impl SyncService {
         let (operation, patch) =
             sequencer::change_between(log_document.as_ref(), stored.document.as_ref());
         let view = SubmitView {
+            rules: self.rules.as_ref(),
             cache,
             highest_client_seq: 0,
             duplicates: HashMap::new(),
@@ -620,6 +660,7 @@ impl SyncService {
             event,
             document,
             shape,
+            ..
         } = sequencer::order_change(
             &view,
             eventsync::protocol::SERVER_CLIENT_ID,

@@ -9,7 +9,7 @@ use futures::{SinkExt, StreamExt};
 
 use crate::admission::ConnectionGuard;
 use crate::app::AppState;
-use crate::drive::{now_ms, Connection, Driver, Incoming, Outgoing, Transport};
+use crate::drive::{now_ms, Connection, Driver, Incoming, Outgoing, Transport, Upgrade};
 
 /// A WebSocket as the driver's transport.
 struct Socket {
@@ -70,6 +70,7 @@ pub async fn serve(
     document_id: Option<String>,
     url_token: Option<String>,
     admitted: ConnectionGuard,
+    request: Upgrade,
 ) {
     let _admitted = admitted;
     let (sink, stream) = socket.split();
@@ -82,6 +83,7 @@ pub async fn serve(
     let document = document_id.as_deref().unwrap_or("(many)");
     tracing::info!(document, "connected");
     Driver::new(state, connection)
+        .upgraded_by(request)
         .run(Socket { sink, stream })
         .await;
     tracing::info!(document, "disconnected");

@@ -12,7 +12,9 @@ use std::time::{Duration, Instant};
 use eventsync::protocol::{Operation, ServerMessage};
 use eventsync::StateManager;
 use serde_json::{json, Value};
-use support::{document, edit, http, put, read_log, unique, TempDir, TestServer, Ws, WAIT};
+use support::{
+    document, edit, http, put, read_log, run_sql, unique, TempDir, TestServer, Ws, WAIT,
+};
 
 async fn server_on(database: &str) -> TestServer {
     TestServer::start_on(database, |config| {
@@ -20,19 +22,6 @@ async fn server_on(database: &str) -> TestServer {
         config.rate_burst = 100_000;
     })
     .await
-}
-
-/// Runs plain SQL as another program would, on a connection of its own.
-async fn run_sql(database: &str, sql: &str) {
-    sqlx::any::install_default_drivers();
-    let pool = sqlx::AnyPool::connect(database)
-        .await
-        .expect("another program connects");
-    sqlx::raw_sql(sql)
-        .execute(&pool)
-        .await
-        .expect("the SQL runs");
-    pool.close().await;
 }
 
 /// The next live event on `ws`.

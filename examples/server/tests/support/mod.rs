@@ -102,6 +102,27 @@ impl TestServer {
         }
     }
 
+    /// A server on a fresh SQLite file, built by `build` from the builder of the settings
+    /// `configure` made (hooks, schemas: what an embedding application gives).
+    pub async fn start_built(
+        configure: impl FnOnce(&mut Config),
+        build: impl FnOnce(eventsync_server::ServerBuilder) -> eventsync_server::ServerBuilder,
+    ) -> Self {
+        let dir = TempDir::new("server");
+        let mut config = Config::for_database(dir.sqlite_url());
+        unlimited_http_writes(&mut config);
+        configure(&mut config);
+        let builder = eventsync_server::ServerBuilder::new(config);
+        let server = build(builder).start().await.expect("server starts");
+        let addr = server.addr;
+        TestServer {
+            server: Some(server),
+            dir,
+            http: format!("http://{addr}"),
+            ws: format!("ws://{addr}"),
+        }
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.http)
     }
@@ -508,4 +529,17 @@ pub fn unique(name: &str) -> String {
         std::process::id(),
         COUNTER.fetch_add(1, Ordering::Relaxed)
     )
+}
+
+/// Runs plain SQL as another program would, on a connection of its own.
+pub async fn run_sql(database: &str, sql: &str) {
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(database)
+        .await
+        .expect("another program connects");
+    sqlx::raw_sql(sql)
+        .execute(&pool)
+        .await
+        .expect("the SQL runs");
+    pool.close().await;
 }
