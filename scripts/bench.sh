@@ -16,11 +16,13 @@ if $smoke; then
   events=300 flush_edits=50 subscribers=5 rate=20 seconds=1 rounds=1
   writers=20 writer_events=20 documents=20 doc_connections=2
   peers=5 presence_rate=10 presence_seconds=2
+  fast=3 stalled=5 overload_seconds=1
   profile=debug cargo_profile=() report=
 else
   events=100000 flush_edits=10000 subscribers=1000 rate=20 seconds=10 rounds=5
   writers=10000 writer_events=10000 documents=1000 doc_connections=10
   peers=100 presence_rate=10 presence_seconds=10
+  fast=20 stalled=500 overload_seconds=20
   profile=release cargo_profile=(--release) report=docs/BENCHMARKS.md
 fi
 
@@ -152,6 +154,16 @@ launch node js/bench/servers.mjs yjs --document presence --events 0
 record presence-yjs bench_js presence --system yjs --url "$url" "${presence_args[@]}" \
   --server-pid "$pid"
 stop
+
+step "8. overload ($stalled stalled subscribers, $fast reading, one writer at full speed for ${overload_seconds}s)"
+# The writer and every subscriber are on loopback: the per-address and per-connection limits
+# are raised so that only the per-subscriber queue (--max-queued-bytes, 1 MiB) is measured.
+for count in 0 "$stalled"; do
+  launch_eventsync --rate-limit 1000000 --rate-burst 1000000 --max-connections-per-address 100000
+  record "overload-$count" "$bin/eventsync-bench" overload --url "$url" --document overload \
+    --fast "$fast" --stalled "$count" --seconds "$overload_seconds" --server-pid "$pid"
+  stop
+done
 
 step "3. fan-out ($subscribers subscribers, $rate updates/s for ${seconds}s)"
 fanout() {

@@ -14,6 +14,9 @@ const records = Object.fromEntries(
     .map(({ case: name, result }) => [name, result]),
 );
 const get = (name) => records[name] ?? null;
+/** The overload run with stalled subscribers (`overload-N`, N > 0). */
+const overloaded = () =>
+  Object.entries(records).find(([name]) => name.startsWith("overload-") && name !== "overload-0")?.[1] ?? null;
 
 const ms = (v) => (v == null ? "n/a" : v >= 100 ? `${v.toFixed(0)} ms` : `${v.toFixed(1)} ms`);
 const kb = (v) => (v == null ? "n/a" : v >= 10_000_000 ? `${(v / 1048576).toFixed(1)} MiB` : `${(v / 1024).toFixed(1)} KiB`);
@@ -327,6 +330,33 @@ line();
   }
 }
 
+// 8. Overload
+line("## 8. Overload: stalled subscribers");
+line();
+{
+  const base = get("overload-0");
+  const loaded = overloaded();
+  if (base || loaded) {
+    const any = loaded ?? base;
+    line(`One writer submits 1 KB edits as fast as the server acknowledges them (one submit in flight) for`);
+    line(`${any.seconds} s while ${num(any.fast)} subscribers read everything; in the second run ${num(loaded?.stalled ?? 0)} more`);
+    line("subscribers connect, catch up and stop reading (their sockets stay open). Latency: from an edit's");
+    line("send to its receipt at a reading subscriber. Memory: the server's resident set, peak during the");
+    line("run, minus before the stalled subscribers connected (and per stalled subscriber). Afterwards the");
+    line("stalled subscribers read again; each must receive every event it had not read, without a gap.");
+    line("eventsync only: the peers have no bound to compare (see issue 18 for y-websocket's behaviour).");
+    line();
+    const row = (r) =>
+      r
+        ? [num(r.stalled), num(r.edits), `${num(Math.round(r.editsPerSecond))}/s`, ms(r.p50Ms), ms(r.p99Ms), kb(r.serverRssGrowthKb * 1024), r.stalled ? `${r.serverRssKbPerStalled.toFixed(0)} KiB` : "—", `${num(r.fastComplete)} of ${num(r.fast)}`, r.stalled ? `${num(r.stalledComplete)} of ${num(r.stalled)}` : "—"]
+        : null;
+    table(
+      ["stalled", "edits", "rate", "p50", "p99", "server memory growth", "per stalled", "fast complete", "stalled complete"],
+      [row(base), row(loaded)].filter(Boolean),
+    );
+  }
+}
+
 // The issue's aims, checked against this run.
 line("## Aims");
 line();
@@ -392,6 +422,17 @@ line();
             ? `**not met** (${((presence.deliveredInWindow / presenceExpected) * 100).toFixed(0)}% of the deliveries arrived)`
             : verdict(presenceAim),
       ],
+      (() => {
+        const base = get("overload-0");
+        const loaded = overloaded();
+        const atSize = loaded && loaded.stalled >= 500;
+        const ok = base && loaded ? loaded.p99Ms <= 2 * base.p99Ms && loaded.serverRssGrowthKb < 600 * 1024 && loaded.stalledComplete === loaded.stalled : null;
+        return [
+          "500 stalled subscribers and a full-speed writer: readers' p99 at most 2x without them, server memory growth under 600 MB, nothing lost",
+          loaded ? `p99 ${ms(loaded.p99Ms)} (${ms(base?.p99Ms)} without), +${kb(loaded.serverRssGrowthKb * 1024)}, ${num(loaded.stalledComplete)} of ${num(loaded.stalled)} complete` : "n/a",
+          loaded && !atSize ? "not measured at that size" : verdict(ok),
+        ];
+      })(),
       ["ahead of ShareDB and y-websocket on every row", behind.length ? `behind on: ${behind.join("; ")}` : "ahead on every row", verdict(behind.length === 0)],
     ],
   );

@@ -20,6 +20,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 mod multiplex;
 mod presence;
+mod stalled;
 
 #[derive(Parser)]
 #[command(about = "eventsync benchmarks (native); each prints one JSON object")]
@@ -97,6 +98,24 @@ enum Scenario {
         #[arg(long)]
         server_pid: u32,
     },
+    /// Overload: `stalled` subscribers that stop reading, `fast` ones that read, one writer at
+    /// full speed; fast subscribers' latency, server memory (from /proc for `server_pid`), and
+    /// whether the stalled ones get every event once they read again.
+    Overload {
+        /// `ws://host:port`
+        #[arg(long)]
+        url: String,
+        #[arg(long)]
+        document: String,
+        #[arg(long, default_value_t = 20)]
+        fast: u64,
+        #[arg(long, default_value_t = 500)]
+        stalled: u64,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        #[arg(long)]
+        server_pid: u32,
+    },
     /// Presence: `peers` connections on one document, each updating its presence `rate` times a
     /// second; delivery latency, server CPU and memory per peer (from /proc for `server_pid`).
     Presence {
@@ -149,6 +168,16 @@ fn main() {
             documents,
             connections,
             server_pid,
+        )),
+        Scenario::Overload {
+            url,
+            document,
+            fast,
+            stalled,
+            seconds,
+            server_pid,
+        } => runtime().block_on(stalled::run(
+            &url, &document, fast, stalled, seconds, server_pid,
         )),
         Scenario::Presence {
             url,
