@@ -19,6 +19,7 @@ use crate::limits::Limits;
 use crate::presence::PresenceHub;
 use crate::service::{History, StateVectorManager, SyncService};
 use crate::store::{self, EventStore, StoreChange, StoreError};
+use crate::webhook::Webhook;
 
 /// Command-line flags, each with an environment variable.
 #[derive(Debug, Clone, clap::Parser)]
@@ -91,6 +92,13 @@ pub struct Config {
     /// SSE streams open at once from one client address.
     #[arg(long, env = "EVENTSYNC_MAX_STREAMS_PER_ADDRESS", default_value_t = 32)]
     pub max_streams_per_address: usize,
+    /// POST every appended event to this URL (`http://` or `https://`), signed, at least once
+    /// and in order per document (see `webhook.rs`). Needs `--webhook-secret`.
+    #[arg(long, env = "EVENTSYNC_WEBHOOK", requires = "webhook_secret")]
+    pub webhook: Option<String>,
+    /// Secret that signs webhook requests (`Eventsync-Signature`, HMAC-SHA256).
+    #[arg(long, env = "EVENTSYNC_WEBHOOK_SECRET", hide_env_values = true)]
+    pub webhook_secret: Option<String>,
 }
 
 impl Config {
@@ -115,7 +123,18 @@ impl Config {
             max_streams_per_address: 32,
             http_write_rate: 1_000,
             http_write_burst: 5_000,
+            webhook: None,
+            webhook_secret: None,
         }
+    }
+
+    /// The webhook settings (`None` without `--webhook`), checked.
+    fn webhook(&self) -> Result<Option<Webhook>, StartError> {
+        self.webhook
+            .as_deref()
+            .map(|url| Webhook::new(url, self.webhook_secret.as_deref()))
+            .transpose()
+            .map_err(StartError::Config)
     }
 
     fn admission_limits(&self) -> AdmissionLimits {
@@ -219,6 +238,9 @@ pub enum StartError {
     /// The database could not be opened.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The settings cannot work (for example `--webhook` without `--webhook-secret`).
+    #[error("{0}")]
+    Config(String),
     /// The address could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Listen {
@@ -232,6 +254,7 @@ pub enum StartError {
 /// Opens the store, binds the address and serves until `shutdown` resolves or
 /// [`RunningServer::shutdown`] is called.
 pub async fn start(config: &Config) -> Result<RunningServer, StartError> {
+    config.webhook()?; // refused before the database is made
     let store = store::open(&config.database).await?;
     start_with_store(config, store).await
 }
@@ -241,6 +264,19 @@ pub async fn start_with_store(
     config: &Config,
     store: Arc<dyn EventStore>,
 ) -> Result<RunningServer, StartError> {
+    let webhook = config.webhook()?;
+    // Before serving: every event appended from now on has its outbox row.
+    let outbox = match webhook {
+        Some(_) => match store.enable_outbox().await? {
+            Some(outbox) => Some(outbox),
+            None => {
+                return Err(StartError::Config(
+                    "--webhook: this store keeps no outbox".into(),
+                ))
+            }
+        },
+        None => None,
+    };
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|source| StartError::Listen {
@@ -259,6 +295,14 @@ pub async fn start_with_store(
     let service = Arc::new(SyncService::new(store.clone(), broker.clone(), history));
     let (stop, shutdown) = watch::channel(false);
     let presence = start_presence(config, &store, shutdown.clone());
+    if let (Some(webhook), Some(outbox)) = (webhook, outbox) {
+        tokio::spawn(crate::webhook::run(
+            store.clone(),
+            outbox,
+            webhook,
+            shutdown.clone(),
+        ));
+    }
     let state = AppState {
         service: service.clone(),
         broker,

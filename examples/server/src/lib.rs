@@ -4,7 +4,8 @@
 //! PostgreSQL), [`service::StateVectorManager`] (clients' last known state vectors),
 //! [`service::SyncService`] (catch-up, ordering edits exactly once) and [`broker::EventBroker`]
 //! (per-document fan-out to WebSocket and SSE subscribers), beside [`presence::PresenceHub`]
-//! (who is on each document, never stored). [`ws`] and [`http`] are the
+//! (who is on each document, never stored) and [`webhook`] (every event POSTed, signed, from
+//! a durable outbox). [`ws`] and [`http`] are the
 //! endpoints of `docs/PROTOCOL.md`; [`app`] wires them.
 
 pub mod admission;
@@ -17,4 +18,5 @@ pub mod limits;
 pub mod presence;
 pub mod service;
 pub mod store;
+pub mod webhook;
 pub mod ws;
