@@ -18,6 +18,7 @@ use crate::limits::Limits;
 use crate::presence::PresenceHub;
 use crate::service::{StateVectorManager, SyncService};
 use crate::store::{EventStore, StoreChange, StoreError};
+use crate::webhook::Webhook;
 
 /// Command-line flags, each with an environment variable.
 #[derive(Debug, Clone, clap::Parser)]
@@ -100,6 +101,13 @@ pub struct Config {
     /// the environment variable, separate them with commas.
     #[arg(long = "schema", env = "EVENTSYNC_SCHEMA", value_delimiter = ',')]
     pub schemas: Vec<String>,
+    /// POST every appended event to this URL (`http://` or `https://`), signed, at least once
+    /// and in order per document (see `webhook.rs`). Needs `--webhook-secret`.
+    #[arg(long, env = "EVENTSYNC_WEBHOOK", requires = "webhook_secret")]
+    pub webhook: Option<String>,
+    /// Secret that signs webhook requests (`Eventsync-Signature`, HMAC-SHA256).
+    #[arg(long, env = "EVENTSYNC_WEBHOOK_SECRET", hide_env_values = true)]
+    pub webhook_secret: Option<String>,
 }
 
 /// The default `--max-document-bytes`: 8 MiB, so that a document's snapshot stays within the
@@ -130,7 +138,18 @@ impl Config {
             http_write_burst: 5_000,
             max_document_bytes: DEFAULT_MAX_DOCUMENT_BYTES,
             schemas: Vec::new(),
+            webhook: None,
+            webhook_secret: None,
         }
+    }
+
+    /// The webhook settings (`None` without `--webhook`), checked.
+    pub(crate) fn webhook(&self) -> Result<Option<Webhook>, StartError> {
+        self.webhook
+            .as_deref()
+            .map(|url| Webhook::new(url, self.webhook_secret.as_deref()))
+            .transpose()
+            .map_err(StartError::Config)
     }
 
     pub(crate) fn admission_limits(&self) -> AdmissionLimits {
@@ -236,6 +255,9 @@ pub enum StartError {
     /// The database could not be opened.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The settings cannot work (for example `--webhook` without `--webhook-secret`).
+    #[error("{0}")]
+    Config(String),
     /// The address could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Listen {

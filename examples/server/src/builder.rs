@@ -63,6 +63,8 @@ impl ServerBuilder {
     /// feed), without listening: serve it with [`Server::listen`] or mount [`Server::router`].
     pub async fn build(self) -> Result<Server, StartError> {
         let config = self.config;
+        // Refused before the database is made.
+        let webhook = config.webhook()?;
         let mut schemas = config
             .schemas
             .iter()
@@ -79,6 +81,13 @@ impl ServerBuilder {
             Some(store) => store,
             None => store::open(&config.database).await?,
         };
+        // Before serving: every event appended from now on has its outbox row.
+        let outbox = match webhook {
+            Some(_) => Some(store.enable_outbox().await?.ok_or_else(|| {
+                StartError::Config("--webhook: this store keeps no outbox".into())
+            })?),
+            None => None,
+        };
         let broker = Arc::new(EventBroker::new(config.max_queued_bytes));
         let history = History {
             snapshot_every: config.snapshot_every,
@@ -92,6 +101,14 @@ impl ServerBuilder {
         ));
         let (stop, shutdown) = watch::channel(false);
         let presence = start_presence(&config, &store, shutdown.clone());
+        if let (Some(webhook), Some(outbox)) = (webhook, outbox) {
+            tokio::spawn(crate::webhook::run(
+                store.clone(),
+                outbox,
+                webhook,
+                shutdown.clone(),
+            ));
+        }
         let state = AppState {
             service: service.clone(),
             broker,

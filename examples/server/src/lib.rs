@@ -32,8 +32,9 @@
 //! PostgreSQL), [`service::StateVectorManager`] (clients' last known state vectors),
 //! [`service::SyncService`] (catch-up, ordering edits exactly once) and [`broker::EventBroker`]
 //! (per-document fan-out to WebSocket and SSE subscribers), beside [`presence::PresenceHub`]
-//! (who is on each document, never stored). [`ws`] and [`http`] are the
-//! endpoints of `docs/PROTOCOL.md`; [`app`] wires them, [`hooks`] and [`schema`] check edits.
+//! (who is on each document, never stored) and [`webhook`] (every event POSTed, signed, from
+//! a durable outbox). [`ws`] and [`http`] are the endpoints of `docs/PROTOCOL.md`; [`app`] wires
+//! them, [`hooks`] and [`schema`] check edits.
 
 pub mod admission;
 pub mod app;
@@ -48,6 +49,7 @@ pub mod presence;
 pub mod schema;
 pub mod service;
 pub mod store;
+pub mod webhook;
 pub mod ws;
 
 pub use app::{Config, RunningServer, StartError};

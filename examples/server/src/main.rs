@@ -19,7 +19,7 @@ async fn main() -> ExitCode {
     }
     let server = match app::start(&config).await {
         Ok(server) => server,
-        Err(err @ StartError::Store(_)) => {
+        Err(err @ (StartError::Store(_) | StartError::Config(_))) => {
             eprintln!("eventsync-server: {err}");
             return ExitCode::from(2);
         }

@@ -5,11 +5,13 @@
 //! (the seed's original store) could drop in: every method is one document-scoped operation, and
 //! `changes` is where a change stream would plug in.
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use eventsync::protocol::{Event, Snapshot, StateVector};
 use eventsync::VectorClock;
 use serde_json::Value;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Notify};
 
 pub mod postgres;
 mod rows;
@@ -48,6 +50,22 @@ pub enum StoreChange {
     },
     /// Another server process relayed a presence change (the payload of [`EventStore::relay`]).
     Presence(String),
+}
+
+/// A row of the webhook outbox: one appended event waiting for its delivery (`crate::webhook`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutboxEntry {
+    /// The row's id (increasing in the order the rows were written).
+    pub id: i64,
+    /// The document.
+    pub document_id: String,
+    /// The event's `sequenceNum`.
+    pub seq: u64,
+    /// The event as the protocol writes it (JSON text, with `documentId`): the outbox's own
+    /// copy, so that compaction of the log does not touch it.
+    pub body: String,
+    /// Failed deliveries so far.
+    pub attempts: u32,
 }
 
 /// Why the store failed.
@@ -149,6 +167,52 @@ pub trait EventStore: Send + Sync + 'static {
         false
     }
 
+    /// Turns the webhook outbox on: from now on every `append` also writes one outbox row per
+    /// event, in the same transaction. Returns what the store signals after each committed
+    /// append, or `None` when this store keeps no outbox. On a store of one process (SQLite) it
+    /// also releases every lease left by a process that died while delivering.
+    async fn enable_outbox(&self) -> Result<Option<Arc<Notify>>, StoreError> {
+        Ok(None)
+    }
+
+    /// Leases, until `lease_until_ms`, at most `limit` outbox rows that are due at `now_ms`, each
+    /// the first row (lowest `seq`) of its document and not leased by anyone: so each document
+    /// is delivered by one holder at a time, in order. Times are Unix milliseconds.
+    async fn claim_outbox(
+        &self,
+        owner: &str,
+        now_ms: i64,
+        lease_until_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<OutboxEntry>, StoreError> {
+        let _ = (owner, now_ms, lease_until_ms, limit);
+        Ok(Vec::new())
+    }
+
+    /// Deletes a delivered row, if `owner` still holds its lease. Returns whether it did.
+    async fn finish_outbox(&self, id: i64, owner: &str) -> Result<bool, StoreError> {
+        let _ = (id, owner);
+        Ok(false)
+    }
+
+    /// Records a failed delivery of a row `owner` holds: one more attempt, due again at
+    /// `next_attempt_ms`, and the lease released.
+    async fn retry_outbox(
+        &self,
+        id: i64,
+        owner: &str,
+        next_attempt_ms: i64,
+    ) -> Result<(), StoreError> {
+        let _ = (id, owner, next_attempt_ms);
+        Ok(())
+    }
+
+    /// Releases every lease `owner` holds (a worker that stops).
+    async fn release_outbox(&self, owner: &str) -> Result<(), StoreError> {
+        let _ = owner;
+        Ok(())
+    }
+
     /// Tells the other server processes sharing the store `payload` (presence, never stored):
     /// they see it as a [`StoreChange::Presence`]. Nothing to do for a store of one process.
     async fn relay(&self, payload: &str) -> Result<(), StoreError> {
@@ -159,11 +223,11 @@ pub trait EventStore: Send + Sync + 'static {
 
 /// Opens the store a `--database` URL names: `sqlite:PATH` (created if missing) or
 /// `postgres://...`.
-pub async fn open(url: &str) -> Result<std::sync::Arc<dyn EventStore>, StoreError> {
+pub async fn open(url: &str) -> Result<Arc<dyn EventStore>, StoreError> {
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        Ok(std::sync::Arc::new(postgres::open(url).await?))
+        Ok(Arc::new(postgres::open(url).await?))
     } else if url.starts_with("sqlite:") {
-        Ok(std::sync::Arc::new(sqlite::open(url).await?))
+        Ok(Arc::new(sqlite::open(url).await?))
     } else {
         Err(StoreError::Open {
             url: url.to_owned(),

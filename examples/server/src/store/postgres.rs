@@ -70,6 +70,21 @@ CREATE TABLE IF NOT EXISTS state_vectors (
 );
 "#;
 
+/// The webhook outbox (`super::sql`), made at every open when missing.
+const OUTBOX: &str = r#"
+CREATE TABLE IF NOT EXISTS webhook_outbox (
+    id BIGSERIAL PRIMARY KEY,
+    document_id TEXT NOT NULL,
+    seq BIGINT NOT NULL,
+    body TEXT NOT NULL,
+    attempts BIGINT NOT NULL DEFAULT 0,
+    next_attempt_at BIGINT NOT NULL DEFAULT 0,
+    leased_by TEXT,
+    leased_until BIGINT NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS webhook_outbox_document ON webhook_outbox (document_id, seq);
+"#;
+
 /// The triggers of section 17, made anew at every open (older databases get them too).
 const OUTSIDE_WRITES: &str = r#"
 CREATE OR REPLACE FUNCTION eventsync_documents_written() RETURNS trigger
@@ -136,7 +151,7 @@ pub async fn open(url: &str) -> Result<SqlStore, StoreError> {
         .acquire_timeout(ACQUIRE_TIMEOUT)
         .connect_lazy(url)
         .map_err(|err| open_error(url, err))?;
-    migrate(Dialect::Postgres, &pool, SCHEMA_V1, OUTSIDE_WRITES)
+    migrate(Dialect::Postgres, &pool, SCHEMA_V1, OUTSIDE_WRITES, OUTBOX)
         .await
         .map_err(|err| open_error(url, err))?;
     Ok(SqlStore::new(

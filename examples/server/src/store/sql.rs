@@ -14,12 +14,22 @@
 //! edits         (document_id, client_id, client_seq, seq)   -- PK (document_id, client_id, client_seq)
 //! snapshots     (document_id PK, seq, body NULL, vector)
 //! state_vectors (document_id, client_id, vector, last_updated NULL)  -- PK (document_id, client_id)
+//! webhook_outbox (id, document_id, seq, body, attempts, next_attempt_at, leased_by NULL,
+//!                 leased_until)                              -- PK id, index (document_id, seq)
 //! ```
 //!
 //! `events.body` is the whole event as JSON; the other `events` columns index it. `edits` is the
 //! exactly-once index and is never compacted. `documents` holds each document's head: the
 //! server writes it with every append, and other programs may write its `body` (`docs/PROTOCOL.md`
 //! section 17; the triggers that turn such writes into events are the dialects').
+//!
+//! `webhook_outbox` holds the events still to be delivered to the webhook (`crate::webhook`),
+//! written by `append` in the events' own transaction once [`EventStore::enable_outbox`] was
+//! called (never otherwise). `body` is the event's JSON as text (the exact bytes to sign, a copy:
+//! compaction does not touch the outbox), times are Unix milliseconds of the server processes'
+//! clocks, and `leased_by`/`leased_until` say which process delivers the row (section "leases"
+//! in `crate::webhook`). The table is made at every open when missing, so databases of schema
+//! version 1 written before it existed open unchanged (no version bump: older servers ignore it).
 
 use async_trait::async_trait;
 use eventsync::protocol::{Event, Snapshot, StateVector};
@@ -28,13 +38,15 @@ use serde_json::Value;
 use sqlx::any::AnyRow;
 use sqlx::AnyPool;
 use sqlx::{Any, Row, Transaction};
-use tokio::sync::mpsc;
+use std::sync::{Arc, OnceLock};
+
+use tokio::sync::{mpsc, Notify};
 
 use super::rows::{
     check_append, check_compact, decode_body, decode_event, decode_vector, encode_body,
     encode_event, encode_vector, from_db, newer_schema, to_db, vector_after, SCHEMA_VERSION,
 };
-use super::{DocumentHead, EventStore, StoreChange, StoreError};
+use super::{DocumentHead, EventStore, OutboxEntry, StoreChange, StoreError};
 
 /// What differs between the SQL databases.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -113,6 +125,12 @@ struct Queries {
     set_first_retained: String,
     save_state_vector: String,
     state_vectors: String,
+    insert_outbox: String,
+    due_outbox: String,
+    lease_outbox: String,
+    finish_outbox: String,
+    retry_outbox: String,
+    release_outbox: String,
 }
 
 impl Queries {
@@ -177,6 +195,33 @@ impl Queries {
                 "SELECT client_id, {vector}, last_updated FROM state_vectors \
                  WHERE document_id = ? ORDER BY client_id",
             ),
+            insert_outbox: d.sql(
+                "INSERT INTO webhook_outbox \
+                 (document_id, seq, body, attempts, next_attempt_at, leased_until) \
+                 VALUES (?, ?, ?, 0, 0, 0)",
+            ),
+            // The first row of each document (whatever its state), when it is due and free.
+            due_outbox: d.sql(
+                "SELECT id, document_id, seq, body, attempts FROM webhook_outbox \
+                 WHERE next_attempt_at <= ? AND leased_until <= ? AND seq = \
+                 (SELECT MIN(h.seq) FROM webhook_outbox h \
+                  WHERE h.document_id = webhook_outbox.document_id) \
+                 ORDER BY id LIMIT ?",
+            ),
+            // A compare-and-set: of processes racing for a row, one changes it.
+            lease_outbox: d.sql(
+                "UPDATE webhook_outbox SET leased_by = ?, leased_until = ? \
+                 WHERE id = ? AND leased_until <= ?",
+            ),
+            finish_outbox: d.sql("DELETE FROM webhook_outbox WHERE id = ? AND leased_by = ?"),
+            retry_outbox: d.sql(
+                "UPDATE webhook_outbox SET attempts = attempts + 1, next_attempt_at = ?, \
+                 leased_by = NULL, leased_until = 0 WHERE id = ? AND leased_by = ?",
+            ),
+            release_outbox: d.sql(
+                "UPDATE webhook_outbox SET leased_by = NULL, leased_until = 0 \
+                 WHERE leased_by = ?",
+            ),
         }
     }
 }
@@ -198,6 +243,8 @@ pub struct SqlStore {
     reader: AnyPool,
     queries: Queries,
     feed: Feed,
+    /// Set once the outbox is on: then `append` writes outbox rows and signals this.
+    outbox: OnceLock<Arc<Notify>>,
 }
 
 /// The channel `append` notifies on PostgreSQL: `DOCUMENT_ID:HEAD_SEQ`.
@@ -219,6 +266,7 @@ impl SqlStore {
             reader,
             queries: Queries::new(dialect),
             feed,
+            outbox: OnceLock::new(),
         }
     }
 
@@ -244,6 +292,12 @@ impl SqlStore {
         })
         .transpose()
     }
+}
+
+/// An event as the outbox keeps it: the protocol's encoding, with `documentId`.
+fn encode_outbox_body(event: &Event) -> Result<String, StoreError> {
+    serde_json::to_string(event)
+        .map_err(|err| super::rows::invalid(format!("event cannot be serialized: {err}")))
 }
 
 fn snapshot_from(document_id: &str, row: &AnyRow) -> Result<Snapshot, StoreError> {
@@ -349,6 +403,14 @@ impl EventStore for SqlStore {
                     .execute(&mut *tx)
                     .await?;
             }
+            if self.outbox.get().is_some() {
+                sqlx::query(&q.insert_outbox)
+                    .bind(document_id)
+                    .bind(seq)
+                    .bind(encode_outbox_body(event)?)
+                    .execute(&mut *tx)
+                    .await?;
+            }
         }
         if let Some(notify) = &q.notify {
             // Delivered to every listening server when the transaction commits.
@@ -360,6 +422,9 @@ impl EventStore for SqlStore {
         }
         // A failure here may come after the database committed (a lost answer).
         tx.commit().await.map_err(StoreError::CommitUnknown)?;
+        if let Some(outbox) = self.outbox.get() {
+            outbox.notify_one();
+        }
         Ok(())
     }
 
@@ -498,6 +563,89 @@ impl EventStore for SqlStore {
             .collect()
     }
 
+    async fn enable_outbox(&self) -> Result<Option<Arc<Notify>>, StoreError> {
+        if self.dialect == Dialect::Sqlite {
+            // One process per SQLite database: a lease left is a dead process's.
+            sqlx::query("UPDATE webhook_outbox SET leased_by = NULL, leased_until = 0")
+                .execute(&self.writer)
+                .await?;
+        }
+        Ok(Some(self.outbox.get_or_init(Default::default).clone()))
+    }
+
+    async fn claim_outbox(
+        &self,
+        owner: &str,
+        now_ms: i64,
+        lease_until_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<OutboxEntry>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let q = &self.queries;
+        let rows = sqlx::query(&q.due_outbox)
+            .bind(now_ms)
+            .bind(now_ms)
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .fetch_all(&self.reader)
+            .await?;
+        let mut claimed = Vec::with_capacity(rows.len());
+        for row in rows {
+            let id: i64 = row.try_get("id")?;
+            let leased = sqlx::query(&q.lease_outbox)
+                .bind(owner)
+                .bind(lease_until_ms)
+                .bind(id)
+                .bind(now_ms)
+                .execute(&self.writer)
+                .await?;
+            if leased.rows_affected() != 1 {
+                continue; // another process was quicker
+            }
+            claimed.push(OutboxEntry {
+                id,
+                document_id: row.try_get("document_id")?,
+                seq: from_db(row.try_get("seq")?, "seq")?,
+                body: row.try_get("body")?,
+                attempts: u32::try_from(row.try_get::<i64, _>("attempts")?).unwrap_or(u32::MAX),
+            });
+        }
+        Ok(claimed)
+    }
+
+    async fn finish_outbox(&self, id: i64, owner: &str) -> Result<bool, StoreError> {
+        let deleted = sqlx::query(&self.queries.finish_outbox)
+            .bind(id)
+            .bind(owner)
+            .execute(&self.writer)
+            .await?;
+        Ok(deleted.rows_affected() == 1)
+    }
+
+    async fn retry_outbox(
+        &self,
+        id: i64,
+        owner: &str,
+        next_attempt_ms: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(&self.queries.retry_outbox)
+            .bind(next_attempt_ms)
+            .bind(id)
+            .bind(owner)
+            .execute(&self.writer)
+            .await?;
+        Ok(())
+    }
+
+    async fn release_outbox(&self, owner: &str) -> Result<(), StoreError> {
+        sqlx::query(&self.queries.release_outbox)
+            .bind(owner)
+            .execute(&self.writer)
+            .await?;
+        Ok(())
+    }
+
     fn relays(&self) -> bool {
         self.queries.notify.is_some()
     }
@@ -522,13 +670,15 @@ impl EventStore for SqlStore {
 }
 
 /// Creates the tables of a new database (`schema`) or checks the version of an existing one,
-/// then (re)makes the triggers of section 17 (`triggers`), in one transaction. On PostgreSQL an
+/// then (re)makes the triggers of section 17 (`triggers`) and the webhook outbox when missing
+/// (`outbox`), in one transaction. On PostgreSQL an
 /// advisory lock serialises processes opening the same database.
 pub(crate) async fn migrate(
     dialect: Dialect,
     pool: &AnyPool,
     schema: &str,
     triggers: &str,
+    outbox: &str,
 ) -> Result<(), String> {
     /// The advisory lock's key ("eventsyn").
     const SCHEMA_LOCK: i64 = 0x6576_656e_7473_796e;
@@ -560,6 +710,7 @@ pub(crate) async fn migrate(
             Some(other) => return Ok(Some(other)),
         }
         sqlx::raw_sql(triggers).execute(&mut *tx).await?;
+        sqlx::raw_sql(outbox).execute(&mut *tx).await?;
         tx.commit().await?;
         Ok::<_, sqlx::Error>(None)
     };

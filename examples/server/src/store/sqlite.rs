@@ -68,6 +68,21 @@ CREATE TABLE IF NOT EXISTS state_vectors (
 );
 ";
 
+/// The webhook outbox (`super::sql`), made at every open when missing.
+const OUTBOX: &str = "
+CREATE TABLE IF NOT EXISTS webhook_outbox (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    document_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    body TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at INTEGER NOT NULL DEFAULT 0,
+    leased_by TEXT,
+    leased_until INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS webhook_outbox_document ON webhook_outbox (document_id, seq);
+";
+
 /// The triggers of section 17 (created at every open, so that older databases get them too).
 const OUTSIDE_WRITES: &str = "
 CREATE TABLE IF NOT EXISTS outside_changes (
@@ -117,7 +132,7 @@ pub async fn open(url: &str) -> Result<SqlStore, StoreError> {
             .connect(&connect)
     };
     let writer = pool(1).await.map_err(|err| open_error(url, err))?;
-    migrate(Dialect::Sqlite, &writer, SCHEMA_V1, OUTSIDE_WRITES)
+    migrate(Dialect::Sqlite, &writer, SCHEMA_V1, OUTSIDE_WRITES, OUTBOX)
         .await
         .map_err(|err| open_error(url, err))?;
     let reader = if in_memory {
