@@ -16,13 +16,13 @@ if $smoke; then
   events=300 flush_edits=50 subscribers=5 rate=20 seconds=1 rounds=1
   writers=20 writer_events=20 documents=20 doc_connections=2
   peers=5 presence_rate=10 presence_seconds=2
-  fast=3 stalled=5 overload_seconds=1
+  fast=3 stalled=5 overload_seconds=1 rules_edits=50
   profile=debug cargo_profile=() report=
 else
   events=100000 flush_edits=10000 subscribers=1000 rate=20 seconds=10 rounds=5
   writers=10000 writer_events=10000 documents=1000 doc_connections=10
   peers=100 presence_rate=10 presence_seconds=10
-  fast=20 stalled=500 overload_seconds=20
+  fast=20 stalled=500 overload_seconds=20 rules_edits=2000
   profile=release cargo_profile=(--release) report=docs/BENCHMARKS.md
 fi
 
@@ -164,6 +164,24 @@ for count in 0 "$stalled"; do
     --fast "$fast" --stalled "$count" --seconds "$overload_seconds" --server-pid "$pid"
   stop
 done
+
+step "9. rules: JSON Schema on a 10 KB document, webhooks ($rules_edits edits, one submit in flight)"
+cat >"$work/items.schema.json" <<'SCHEMA'
+{"type": "object", "required": ["items"], "properties": {"title": {"type": "string"}, "items": {"type": "array",
+ "items": {"type": "object", "required": ["text", "done"], "properties": {"text": {"type": "string", "maxLength": 200}, "done": {"type": "boolean"}}}}}}
+SCHEMA
+receiver=127.0.0.1:$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+unlimited=(--rate-limit 1000000 --rate-burst 1000000)
+launch_eventsync "${unlimited[@]}"
+record rules-plain "$bin/eventsync-bench" rules --url "$url" --document rules --edits "$rules_edits"
+stop
+launch_eventsync "${unlimited[@]}" --schema "rules=$work/items.schema.json"
+record rules-schema "$bin/eventsync-bench" rules --url "$url" --document rules --edits "$rules_edits"
+stop
+launch_eventsync "${unlimited[@]}" --webhook "http://$receiver/hook" --webhook-secret bench
+record rules-webhook "$bin/eventsync-bench" rules --url "$url" --document rules --edits "$rules_edits" \
+  --receiver "$receiver"
+stop
 
 step "3. fan-out ($subscribers subscribers, $rate updates/s for ${seconds}s)"
 fanout() {

@@ -357,6 +357,29 @@ line();
   }
 }
 
+// 9. Rules
+line("## 9. Rules: JSON Schema and webhooks");
+line();
+{
+  const plain = get("rules-plain");
+  const schema = get("rules-schema");
+  const hook = get("rules-webhook");
+  if (plain || schema || hook) {
+    const any = plain ?? schema ?? hook;
+    line(`One writer replaces one item of a ${kb(any.documentBytes)} document (100 items) per edit, one submit in`);
+    line(`flight, ${num(any.edits)} edits, against a server without rules, with \`--schema\` (the items' JSON Schema),`);
+    line("and with `--webhook` to a receiver in the bench process (latency: from the edit's submit to its");
+    line("delivery, signed, from the durable outbox; deliveries of one document go one at a time, in order).");
+    line("eventsync only: ShareDB and y-websocket have no schema validation or webhooks of their own.");
+    line();
+    const row = (name, r) => (r ? [name, ms(r.ackP50Ms), ms(r.ackP99Ms), r.webhookP50Ms != null ? ms(r.webhookP50Ms) : "—", r.webhookP95Ms != null ? ms(r.webhookP95Ms) : "—"] : null);
+    table(
+      ["server", "submit-to-ack p50", "p99", "webhook p50", "webhook p95"],
+      [row("no rules", plain), row("--schema", schema), row("--webhook", hook)].filter(Boolean),
+    );
+  }
+}
+
 // The issue's aims, checked against this run.
 line("## Aims");
 line();
@@ -433,6 +456,21 @@ line();
           loaded && !atSize ? "not measured at that size" : verdict(ok),
         ];
       })(),
+      (() => {
+        const plain = get("rules-plain");
+        const schema = get("rules-schema");
+        const added = plain && schema ? schema.ackP50Ms / plain.ackP50Ms - 1 : null;
+        return [
+          "JSON Schema validation of a 10 KB document adds under 20% to the median submit-to-ack time",
+          added == null ? "n/a" : `${ms(schema.ackP50Ms)} with, ${ms(plain.ackP50Ms)} without (${(added * 100).toFixed(0)}%)`,
+          verdict(added == null ? null : added < 0.2),
+        ];
+      })(),
+      [
+        "webhook p95 under 1 s from commit on loopback",
+        get("rules-webhook") ? `${ms(get("rules-webhook").webhookP95Ms)} (${num(get("rules-webhook").delivered)} of ${num(get("rules-webhook").edits)} delivered)` : "n/a",
+        verdict(get("rules-webhook") ? get("rules-webhook").webhookP95Ms < 1000 && get("rules-webhook").delivered >= get("rules-webhook").edits : null),
+      ],
       ["ahead of ShareDB and y-websocket on every row", behind.length ? `behind on: ${behind.join("; ")}` : "ahead on every row", verdict(behind.length === 0)],
     ],
   );

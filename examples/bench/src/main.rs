@@ -20,6 +20,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 mod multiplex;
 mod presence;
+mod rules;
 mod stalled;
 
 #[derive(Parser)]
@@ -116,6 +117,21 @@ enum Scenario {
         #[arg(long)]
         server_pid: u32,
     },
+    /// Rules: submit-to-ack time of edits to a 10 KB document (the server runs with or without
+    /// `--schema`), and with `receiver` the webhook delivery time (the server's `--webhook` is
+    /// `http://RECEIVER/hook`).
+    Rules {
+        /// `ws://host:port`
+        #[arg(long)]
+        url: String,
+        #[arg(long)]
+        document: String,
+        #[arg(long, default_value_t = 1000)]
+        edits: u64,
+        /// Where to listen for the server's webhook deliveries.
+        #[arg(long)]
+        receiver: Option<SocketAddr>,
+    },
     /// Presence: `peers` connections on one document, each updating its presence `rate` times a
     /// second; delivery latency, server CPU and memory per peer (from /proc for `server_pid`).
     Presence {
@@ -179,6 +195,12 @@ fn main() {
         } => runtime().block_on(stalled::run(
             &url, &document, fast, stalled, seconds, server_pid,
         )),
+        Scenario::Rules {
+            url,
+            document,
+            edits,
+            receiver,
+        } => runtime().block_on(rules::run(&url, &document, edits, receiver)),
         Scenario::Presence {
             url,
             document,

@@ -49,7 +49,7 @@ async fn subscriber(url: &str, document: &str, client: String) -> Socket {
 }
 
 /// The value of the first `"t"` member anywhere in `value`.
-fn sent_at(value: &Value) -> Option<u64> {
+pub(crate) fn sent_at(value: &Value) -> Option<u64> {
     match value {
         Value::Object(members) => members
             .get("t")
