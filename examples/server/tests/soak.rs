@@ -10,9 +10,16 @@
 //! are inserted, replaced and removed, and ten counters), so a server that is flat in memory has
 //! no reason to grow after the warm-up however long it runs; the log grows, on disk.
 //!
-//! At the end every client must hold the server's document, the open descriptors must come back
-//! to the baseline once the clients are gone, and `VmRSS` must not have grown by more than
-//! [`RSS_GROWTH_LIMIT_KIB`] over the soak (see there for why that bound).
+//! After the warm-up, misbehaving clients join the churn (issue 18): [`STALLED`] subscribers
+//! that stop reading, one connection flooding frames far past its rate limit, and one that opens
+//! and abandons a connection 20 times a second.
+//!
+//! At the end every client must hold the server's document, each stalled subscriber must get
+//! every event once it reads again, the flooder must have been told `rate_limited` and still be
+//! connected, the open descriptors must come back to the baseline once the clients are gone, and
+//! `VmRSS` must not have grown by more than [`RSS_GROWTH_LIMIT_KIB`] over the soak (see there for
+//! why that bound) plus [`STALLED_KIB`] per stalled subscriber (what their queues may hold, and
+//! what the allocator may keep of it once they read again).
 
 mod support;
 
@@ -26,6 +33,7 @@ use eventsync::SyncClient;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde_json::{json, Value};
+use support::hostile::{self, Floods, Stalled};
 use support::process::ServerProcess;
 use support::{get_json, TempDir};
 use tokio::time::Instant;
@@ -46,6 +54,13 @@ const MAX_ITEMS: usize = 20;
 /// reconnects a client every few seconds) breaks this bound; the test prints the smallest
 /// per-edit and per-connection leak its run would catch, and a longer run catches smaller ones.
 const RSS_GROWTH_LIMIT_KIB: u64 = 10 * 1024;
+
+/// Subscribers that stop reading during the soak.
+const STALLED: usize = 5;
+
+/// What one stalled subscriber may cost the server: its queue's bound (`--max-queued-bytes`,
+/// 1 MiB) and a connection's own buffers.
+const STALLED_KIB: u64 = 1024 + 256;
 
 /// SQLite files the server may hold open: the database and its WAL on each of the pool's five
 /// connections (one writer, four readers opened as load needs them), and the shared-memory index.
@@ -137,8 +152,29 @@ async fn edit_for(
     duration: Duration,
     samples: &mut Vec<(Duration, u64)>,
     started: Instant,
+    hostile: Option<Arc<Floods>>,
 ) -> (usize, usize) {
     let stop = Arc::new(AtomicBool::new(false));
+    let mut stalled = Vec::new();
+    let mut flooders = Vec::new();
+    if let Some(floods) = &hostile {
+        for i in 0..STALLED {
+            stalled.push(Stalled::start(&server.ws, DOCUMENT, &format!("soak-stalled-{i}")).await);
+        }
+        let (ws, doc) = (server.ws.clone(), DOCUMENT.to_owned());
+        flooders.push(tokio::spawn(hostile::flood_frames(
+            ws.clone(),
+            doc.clone(),
+            stop.clone(),
+            floods.clone(),
+        )));
+        flooders.push(tokio::spawn(hostile::abandon_connections(
+            ws,
+            doc,
+            stop.clone(),
+            floods.clone(),
+        )));
+    }
     let edits = Arc::new(AtomicUsize::new(0));
     let reopened = Arc::new(AtomicUsize::new(0));
     let tasks: Vec<_> = (0..CLIENTS)
@@ -159,6 +195,12 @@ async fn edit_for(
         samples.push((started.elapsed(), server.status_kib("VmRSS")));
     }
     stop.store(true, Ordering::SeqCst);
+    for flooder in flooders {
+        tokio::time::timeout(Duration::from_secs(30), flooder)
+            .await
+            .expect("the flooders stop in time")
+            .expect("a flooder");
+    }
     let mut clients = Vec::new();
     for task in tasks {
         let client = tokio::time::timeout(Duration::from_secs(30), task)
@@ -198,6 +240,10 @@ async fn edit_for(
     }
     for client in &clients {
         client.close().await;
+    }
+    // The stalled subscribers read again: each gets every event, from the store if need be.
+    for subscriber in stalled {
+        subscriber.read_to(head, Duration::from_secs(60)).await;
     }
     (
         edits.load(Ordering::SeqCst),
@@ -255,33 +301,43 @@ async fn thirty_clients_editing_with_churn_leave_server_memory_and_descriptors_f
     // The warm-up fills the server's event cache and SQLite's page caches (see above).
     let warm_up = (total / 3).max(Duration::from_secs(30));
     let dir = TempDir::new("soak");
-    let server = ServerProcess::start(&dir.sqlite_url(), &dir.0, "server").await;
+    // The default rate limits (100 frames a second per connection), which the flooder breaks.
+    let limits = ["--rate-limit", "100", "--rate-burst", "200"];
+    let server = ServerProcess::start_with_args(&dir.sqlite_url(), &dir.0, "server", &limits).await;
     server
         .create(DOCUMENT, &json!({"items": [], "counters": {}}))
         .await;
     let sockets_idle = idle_sockets(&server).await;
 
     let mut samples = Vec::new();
-    let (warm_edits, _) = edit_for(&server, &dir, warm_up, &mut samples, started).await;
+    let (warm_edits, _) = edit_for(&server, &dir, warm_up, &mut samples, started, None).await;
     let base_files = wait_for_idle_sockets(&server, sockets_idle).await;
     let base_rss = server.status_kib("VmRSS");
     let base_anon = server.status_kib("RssAnon");
 
+    let floods = Arc::new(Floods::default());
+    let soak_from = samples.len();
     let (soak_edits, connections) = edit_for(
         &server,
         &dir,
         total.saturating_sub(warm_up).max(Duration::from_secs(5)),
         &mut samples,
         started,
+        Some(floods.clone()),
     )
     .await;
+    let peak_rss = samples[soak_from..]
+        .iter()
+        .map(|(_, kib)| *kib)
+        .max()
+        .unwrap_or(0);
     let end_files = wait_for_idle_sockets(&server, sockets_idle).await;
     let end_rss = server.status_kib("VmRSS");
     let end_anon = server.status_kib("RssAnon");
 
     let limit = RSS_GROWTH_LIMIT_KIB * 1024;
     eprintln!(
-        "soak of {total:?}: {warm_edits} edits in the warm-up, then {soak_edits} edits over {connections} connections\n  VmRSS {base_rss} KiB after the warm-up (RssAnon {base_anon}), {end_rss} KiB at the end (RssAnon {end_anon}); this run catches leaks of {} bytes an edit or {} bytes a connection\n  open files {} after the warm-up, {} at the end\n  VmRSS samples (s, KiB): {:?}",
+        "soak of {total:?}: {warm_edits} edits in the warm-up, then {soak_edits} edits over {connections} connections, beside {STALLED} stalled subscribers and flooders ({floods:?}); peak VmRSS {peak_rss} KiB\n  VmRSS {base_rss} KiB after the warm-up (RssAnon {base_anon}), {end_rss} KiB at the end (RssAnon {end_anon}); this run catches leaks of {} bytes an edit or {} bytes a connection\n  open files {} after the warm-up, {} at the end\n  VmRSS samples (s, KiB): {:?}",
         limit / soak_edits.max(1) as u64,
         limit / connections as u64,
         base_files.len(),
@@ -309,7 +365,18 @@ async fn thirty_clients_editing_with_churn_leave_server_memory_and_descriptors_f
         "more database files open than the pool's connections explain: {end_database:?}"
     );
     assert!(
-        end_rss <= base_rss + RSS_GROWTH_LIMIT_KIB,
-        "VmRSS grew from {base_rss} KiB to {end_rss} KiB over {soak_edits} edits (limit: +{RSS_GROWTH_LIMIT_KIB} KiB)"
+        floods.rate_limited.load(Ordering::SeqCst) > 0,
+        "the flooder was never told rate_limited: {floods:?}"
+    );
+    assert!(floods.abandoned.load(Ordering::SeqCst) > 0);
+    let stalled_bound = RSS_GROWTH_LIMIT_KIB + STALLED as u64 * STALLED_KIB;
+    assert!(
+        peak_rss <= base_rss + stalled_bound,
+        "VmRSS reached {peak_rss} KiB from {base_rss} KiB with {STALLED} stalled subscribers (limit: +{stalled_bound} KiB)"
+    );
+    // The allocator may keep what the stalled subscribers' queues freed: the same bound.
+    assert!(
+        end_rss <= base_rss + stalled_bound,
+        "VmRSS grew from {base_rss} KiB to {end_rss} KiB over {soak_edits} edits (limit: +{stalled_bound} KiB)"
     );
 }

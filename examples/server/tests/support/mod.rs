@@ -5,6 +5,7 @@
 pub mod api;
 pub mod bulk;
 pub mod history;
+pub mod hostile;
 pub mod presence;
 pub mod process;
 pub mod proxy;

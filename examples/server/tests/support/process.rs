@@ -50,11 +50,16 @@ impl ServerProcess {
     ) -> (Child, PathBuf, PathBuf) {
         let stdout = logs.join(format!("{tag}.stdout"));
         let stderr = logs.join(format!("{tag}.stderr"));
+        // Test loads are faster than a person types: no rate limiting, unless `extra` sets it.
+        let lifted: &[&str] = if extra.contains(&"--rate-limit") {
+            &[]
+        } else {
+            &["--rate-limit", "100000", "--rate-burst", "100000"]
+        };
         let child = Command::new(BINARY)
             .args(["--listen", &format!("127.0.0.1:{port}")])
             .args(["--database", database])
-            // Test loads are faster than a person types: no rate limiting.
-            .args(["--rate-limit", "100000", "--rate-burst", "100000"])
+            .args(lifted)
             .args([
                 "--http-write-rate",
                 "1000000",
