@@ -69,9 +69,20 @@ client.onEvents((events) => {
     if (event.type === "editRejected" || event.type === "conflict" || event.type === "error") {
       console.warn("eventsync:", event);
     }
+    // A change the server refused (its schema, its rules, a size limit) is gone: say so.
+    if (event.type === "editRejected") showNotice(`Your change was not saved: ${event.message}`);
   }
   render();
 });
+const notice = document.getElementById("notice");
+let noticeTimer;
+function showNotice(text) {
+  notice.textContent = text;
+  notice.hidden = false;
+  clearTimeout(noticeTimer);
+  noticeTimer = setTimeout(() => (notice.hidden = true), 10_000);
+}
+
 // The badge counts down to the next attempt, and follows the browser going off and online.
 setInterval(renderStatus, 1000);
 window.addEventListener("online", renderStatus);

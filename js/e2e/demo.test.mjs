@@ -311,3 +311,32 @@ test("the undo steps survive a reload (they are saved in IndexedDB with the offl
     await context.close();
   }
 });
+
+test("an embedding application's hook refuses a change: the page says so and keeps the list", async () => {
+  // examples/server/examples/embedded.rs: the demo served by an app whose hook allows 100
+  // items per list.
+  const app = await startServer(demoDir, process.env.EVENTSYNC_EMBEDDED_BIN);
+  const context = await browser.newContext();
+  try {
+    const documentId = "e2e-hooked";
+    const full = Array.from({ length: 100 }, (_, i) => ({ id: `i${i}`, text: `item ${i}`, done: false }));
+    const put = await fetch(`${app.origin}/api/documents/${documentId}`, {
+      method: "PUT",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ items: full }),
+    });
+    assert.equal(put.status, 200);
+    const page = await openDemo(context, app.origin, documentId);
+    await until(() => shownItems(page), (items) => items.length === 100, "the 100 items to show");
+    await addItem(page, "one too many");
+    const notice = page.locator("#notice");
+    await notice.waitFor({ state: "visible", timeout: 15_000 });
+    assert.match(await notice.textContent(), /not saved: .*100 items at most/);
+    await until(() => shownItems(page), (items) => items.length === 100, "the refused item to go");
+    assert.equal((await app.read(documentId)).document.items.length, 100);
+    assert.deepEqual(page.errors, []);
+  } finally {
+    await context.close();
+    app.stop();
+  }
+});

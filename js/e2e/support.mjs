@@ -21,8 +21,7 @@ export function tempDir(prefix) {
  * Starts the `eventsync-server` binary (EVENTSYNC_SERVER_BIN) on an ephemeral loopback port,
  * with a new SQLite file, serving `staticDir` at `/`.
  */
-export async function startServer(staticDir) {
-  const bin = process.env.EVENTSYNC_SERVER_BIN;
+export async function startServer(staticDir, bin = process.env.EVENTSYNC_SERVER_BIN) {
   assert.ok(bin, "EVENTSYNC_SERVER_BIN must name the eventsync-server binary (scripts/test-e2e.sh sets it)");
   const dir = tempDir("eventsync-e2e-");
   const child = spawn(
