@@ -7,7 +7,8 @@
 # Two passes per database: the server with its defaults (the kit without options), then the
 # server compacting (--snapshot-every 10 --retain-events 5) with authentication on and a presence
 # timeout of 2 s (the kit with --expect-snapshots, a write token for every document, a read-only
-# token for another client, and --presence-timeout-ms 2000). Expects the debug binaries of
+# token for another client, and --presence-timeout-ms 2000). Both refuse documents with a
+# `refusedByRules` member (a --schema; the kit's --refused-member). Expects the debug binaries of
 # eventsync-server, eventsync-token and eventsync-conformance to be built. Exits non-zero when a
 # pass fails; stops every server it started, whatever happens.
 set -euo pipefail
@@ -51,20 +52,25 @@ start_server() {
   return 1
 }
 
+# Both passes refuse documents with a `refusedByRules` member through a JSON Schema (11.1).
+echo '{"not": {"required": ["refusedByRules"]}}' >"$tmp/refuse.schema.json"
+rules=(--schema "*=$tmp/refuse.schema.json")
+
 status=0
 echo "-- $1: defaults"
-start_server
-"$bin/eventsync-conformance" --url "$url" --retains-history || status=1
+start_server "${rules[@]}"
+"$bin/eventsync-conformance" --url "$url" --retains-history --refused-member refusedByRules || status=1
 stop_server
 
 echo "-- $1: compaction and authentication"
 secret="conformance-$$-$RANDOM"
-start_server --snapshot-every 10 --retain-events 5 --auth-secret "$secret" --presence-timeout 2
+start_server --snapshot-every 10 --retain-events 5 --auth-secret "$secret" --presence-timeout 2 \
+  "${rules[@]}"
 token=$("$bin/eventsync-token" --secret "$secret" --document '*' --client conformance --rights write)
 read_token=$("$bin/eventsync-token" --secret "$secret" --document '*' --client conformance-reader \
   --rights read)
 "$bin/eventsync-conformance" --url "$url" --token "$token" --client-id conformance \
   --read-token "$read_token" --read-client-id conformance-reader --presence-timeout-ms 2000 \
-  --expect-snapshots || status=1
+  --expect-snapshots --refused-member refusedByRules || status=1
 stop_server
 exit "$status"

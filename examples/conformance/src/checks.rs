@@ -45,6 +45,7 @@ use presence::{
     join, leave, never_in_the_log, per_document, read_only, silence_times_out, state_too_large,
     updates_in_order,
 };
+use rules::refused_by_rules;
 use v2::{documents_side_by_side, handshake_v2, live_per_document, refusals_per_document};
 
 macro_rules! ensure {
@@ -58,6 +59,7 @@ macro_rules! ensure {
 mod edges;
 mod history;
 mod presence;
+mod rules;
 mod v2;
 
 /// Every check, in order.
@@ -248,6 +250,12 @@ pub fn checks() -> Vec<Check> {
             "history: history and version requests",
             "§18.8, §3.9",
             requests_over_v2
+        ),
+        check!(
+            57,
+            "rules: an edit the server's rules refuse changes nothing",
+            "§11.1, §8.3, §10.2",
+            refused_by_rules
         ),
     ]
 }

@@ -36,6 +36,9 @@ pub struct Options {
     pub presence_timeout: Option<Duration>,
     /// The largest presence state the server takes, in bytes of compact JSON (18.7).
     pub max_presence_bytes: usize,
+    /// A top-level member the server's rules refuse in every document (11.1); when given, the
+    /// rules check runs.
+    pub refused_member: Option<String>,
     /// Bound on every network wait.
     pub timeout: Duration,
     /// Run only these check numbers (all when empty).
@@ -56,6 +59,7 @@ impl Options {
             read_client_id: "conformance-reader".into(),
             presence_timeout: None,
             max_presence_bytes: eventsync::protocol::MAX_PRESENCE_BYTES,
+            refused_member: None,
             timeout: Duration::from_secs(10),
             only: Vec::new(),
         }

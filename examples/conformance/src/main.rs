@@ -1,5 +1,5 @@
 //! `eventsync-conformance --url http://host:port [--token T --client-id C] [--read-token R]
-//! [--presence-timeout-ms N] [--json]`
+//! [--presence-timeout-ms N] [--refused-member NAME] [--json]`
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -42,6 +42,11 @@ struct Args {
     /// The largest presence state the server takes, in bytes of compact JSON.
     #[arg(long, default_value_t = eventsync::protocol::MAX_PRESENCE_BYTES)]
     max_presence_bytes: usize,
+    /// A top-level member the server's rules refuse in every document (PROTOCOL.md 11.1; the
+    /// reference server with `--schema '*=F'`, F `{"not": {"required": ["NAME"]}}`). Turns the
+    /// rules check on.
+    #[arg(long)]
+    refused_member: Option<String>,
     /// Bound on every network wait, in seconds.
     #[arg(long, default_value_t = 10)]
     timeout: u64,
@@ -66,6 +71,7 @@ async fn main() -> ExitCode {
         read_client_id: args.read_client_id,
         presence_timeout: args.presence_timeout_ms.map(Duration::from_millis),
         max_presence_bytes: args.max_presence_bytes,
+        refused_member: args.refused_member,
         timeout: Duration::from_secs(args.timeout.max(1)),
         only: args.only,
     };

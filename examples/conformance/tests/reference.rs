@@ -19,8 +19,12 @@ const AUTH: &[u32] = &[30, 31, 32, 33, 53];
 const SNAPSHOTS: u32 = 29;
 /// The presence timeout check, skipped unless the kit is told the server's timeout.
 const PRESENCE_TIMEOUT: u32 = 54;
+/// The rules check, skipped unless the kit is told a member the server's rules refuse.
+const RULES: u32 = 57;
 /// Every check of the kit.
-const CHECKS: usize = 56;
+const CHECKS: usize = 57;
+/// The member the servers of these tests refuse, through a JSON Schema (11.1).
+const REFUSED: &str = "refusedByRules";
 
 struct TempDir(PathBuf);
 
@@ -40,6 +44,14 @@ impl TempDir {
 
     fn sqlite(&self) -> String {
         format!("sqlite:{}", self.0.join("events.db").display())
+    }
+
+    /// A `--schema` for every document that refuses [`REFUSED`], written in this folder.
+    fn refusing_schema(&self) -> String {
+        let file = self.0.join("refuse.schema.json");
+        let schema = serde_json::json!({"not": {"required": [REFUSED]}});
+        std::fs::write(&file, schema.to_string()).unwrap();
+        format!("*={}", file.display())
     }
 }
 
@@ -87,21 +99,27 @@ fn without_auth_and_snapshots() -> Vec<u32> {
     skipped
 }
 
-/// What a run without a token or a presence timeout skips.
+/// What a run without a token or a presence timeout skips (and without rules).
 fn without_auth_and_timeout() -> Vec<u32> {
     let mut skipped = AUTH.to_vec();
     skipped.push(PRESENCE_TIMEOUT);
+    skipped.push(RULES);
     skipped
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reference_server_on_sqlite_passes() {
     let dir = TempDir::new("sqlite");
-    let (server, url) = start(Config::for_database(dir.sqlite())).await;
+    let mut config = Config::for_database(dir.sqlite());
+    config.schemas = vec![dir.refusing_schema()];
+    let (server, url) = start(config).await;
     let mut options = Options::new(url);
     // The defaults keep every event: no page may start with a snapshot (check 39).
     options.retains_history = true;
-    run_clean(&options, &without_auth_and_snapshots()).await;
+    options.refused_member = Some(REFUSED.into());
+    let mut skipped = without_auth_and_snapshots();
+    skipped.retain(|n| *n != RULES);
+    run_clean(&options, &skipped).await;
     server.shutdown(Duration::from_secs(5)).await;
 }
 
@@ -125,6 +143,7 @@ async fn reference_server_with_auth_passes_the_auth_checks() {
     config.auth_secret = Some("conformance-secret".into());
     // Short, so that the presence timeout check (54) runs.
     config.presence_timeout = 2;
+    config.schemas = vec![dir.refusing_schema()];
     let (server, url) = start(config).await;
     let authority = Authority::new("conformance-secret");
     let token = |client_id: &str, rights| {
@@ -140,6 +159,7 @@ async fn reference_server_with_auth_passes_the_auth_checks() {
     // A second clientId for the presence checks, which may only read.
     options.read_token = Some(token("conformance-reader", Rights::Read));
     options.presence_timeout = Some(Duration::from_secs(2));
+    options.refused_member = Some(REFUSED.into());
     run_clean(&options, &[SNAPSHOTS]).await;
     // Without a token, against a server that wants one, the kit fails (and says why).
     let mut options = Options::new(url);
