@@ -91,6 +91,14 @@ pub struct Config {
     /// SSE streams open at once from one client address.
     #[arg(long, env = "EVENTSYNC_MAX_STREAMS_PER_ADDRESS", default_value_t = 32)]
     pub max_streams_per_address: usize,
+    /// Documents one connection of protocol version 2 may have open at once; an `open` past it
+    /// is refused (`closed` with `too_large`) and the connection's other documents go on.
+    #[arg(
+        long,
+        env = "EVENTSYNC_MAX_DOCUMENTS_PER_CONNECTION",
+        default_value_t = Limits::default().max_documents
+    )]
+    pub max_documents_per_connection: usize,
     /// The largest a document may grow, counted as one per value plus the bytes of every
     /// string and key (about its JSON without punctuation); an edit or write past it is refused
     /// with `too_large`. 0: no limit.
@@ -136,6 +144,7 @@ impl Config {
             max_streams_per_address: 32,
             http_write_rate: 1_000,
             http_write_burst: 5_000,
+            max_documents_per_connection: Limits::default().max_documents,
             max_document_bytes: DEFAULT_MAX_DOCUMENT_BYTES,
             schemas: Vec::new(),
             webhook: None,
@@ -169,6 +178,7 @@ impl Config {
             burst: self.rate_burst,
             max_presence_bytes: self.max_presence_bytes,
             presence_timeout_ms: self.presence_timeout.saturating_mul(1000).max(1),
+            max_documents: self.max_documents_per_connection.max(1),
             ..Limits::default()
         }
     }

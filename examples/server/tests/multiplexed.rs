@@ -278,3 +278,32 @@ async fn a_token_opens_the_documents_it_names_and_a_refusal_closes_only_that_one
         }
     }
 }
+
+#[tokio::test]
+async fn the_documents_per_connection_flag_bounds_what_one_connection_opens() {
+    let server = TestServer::start_with(|config| config.max_documents_per_connection = 2).await;
+    let mut alice = Mux::connect(&server, "alice", None).await;
+    assert_eq!(alice.open("first").await, 0);
+    assert_eq!(alice.open("second").await, 0);
+    alice.send("third", ClientMessage::Open).await;
+    match alice.recv().await {
+        (
+            Some(doc),
+            ServerMessage::Closed {
+                code: Some(ErrorCode::TooLarge),
+                ..
+            },
+        ) => assert_eq!(doc, "third"),
+        other => panic!("expected the third open refused too_large, got {other:?}"),
+    }
+    // Closing one makes room; another connection has its own allowance.
+    alice.send("first", ClientMessage::Close).await;
+    match alice.recv().await {
+        (Some(doc), ServerMessage::Closed { code: None, .. }) => assert_eq!(doc, "first"),
+        other => panic!("expected first closed, got {other:?}"),
+    }
+    assert_eq!(alice.open("third").await, 0);
+    let mut bob = Mux::connect(&server, "bob", None).await;
+    assert_eq!(bob.open("first").await, 0);
+    assert_eq!(bob.open("second").await, 0);
+}
