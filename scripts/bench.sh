@@ -179,8 +179,9 @@ launch_eventsync "${unlimited[@]}" --schema "rules=$work/items.schema.json"
 record rules-schema "$bin/eventsync-bench" rules --url "$url" --document rules --edits "$rules_edits"
 stop
 launch_eventsync "${unlimited[@]}" --webhook "http://$receiver/hook" --webhook-secret bench
+# Paced at 100 edits a second: the delivery latency of a steady stream, not of a backlog.
 record rules-webhook "$bin/eventsync-bench" rules --url "$url" --document rules --edits "$rules_edits" \
-  --receiver "$receiver"
+  --rate 100 --receiver "$receiver"
 stop
 
 step "3. fan-out ($subscribers subscribers, $rate updates/s for ${seconds}s)"

@@ -128,6 +128,9 @@ enum Scenario {
         document: String,
         #[arg(long, default_value_t = 1000)]
         edits: u64,
+        /// Edits a second at most (0: one as soon as the last is acknowledged).
+        #[arg(long, default_value_t = 0)]
+        rate: u64,
         /// Where to listen for the server's webhook deliveries.
         #[arg(long)]
         receiver: Option<SocketAddr>,
@@ -199,8 +202,9 @@ fn main() {
             url,
             document,
             edits,
+            rate,
             receiver,
-        } => runtime().block_on(rules::run(&url, &document, edits, receiver)),
+        } => runtime().block_on(rules::run(&url, &document, edits, rate, receiver)),
         Scenario::Presence {
             url,
             document,

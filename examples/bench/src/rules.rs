@@ -58,8 +58,15 @@ fn quantile(samples: &mut [f64], q: f64) -> f64 {
     samples[((samples.len() as f64 - 1.0) * q) as usize]
 }
 
-/// Runs the scenario: `edits` sequential submits on `document`.
-pub async fn run(url: &str, document: &str, edits: u64, receiver_at: Option<SocketAddr>) -> Value {
+/// Runs the scenario: `edits` sequential submits on `document`, at most `rate` a second (0: as
+/// fast as the acks come).
+pub async fn run(
+    url: &str,
+    document: &str,
+    edits: u64,
+    rate: u64,
+    receiver_at: Option<SocketAddr>,
+) -> Value {
     let origin = Instant::now();
     let deliveries = match receiver_at {
         Some(address) => Some(receiver(address, origin).await),
@@ -77,7 +84,15 @@ pub async fn run(url: &str, document: &str, edits: u64, receiver_at: Option<Sock
     let items: Vec<Value> = (0..ITEMS).map(|i| item(i, 0)).collect();
     let mut head = 0;
     let mut acks = Vec::new();
+    let mut pace = (rate > 0).then(|| {
+        let mut every = tokio::time::interval(Duration::from_micros(1_000_000 / rate));
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        every
+    });
     for client_seq in 1..=edits + 1 {
+        if let Some(pace) = pace.as_mut() {
+            pace.tick().await;
+        }
         let (operation, patch) = if client_seq == 1 {
             let root = json!({"title": "bench", "items": items});
             (
@@ -118,7 +133,7 @@ pub async fn run(url: &str, document: &str, edits: u64, receiver_at: Option<Sock
         }
     }
     let mut result = json!({
-        "scenario": "rules", "edits": edits, "documentBytes": serde_json::to_string(&items).map_or(0, |s| s.len()),
+        "scenario": "rules", "edits": edits, "rate": rate, "documentBytes": serde_json::to_string(&items).map_or(0, |s| s.len()),
         "ackP50Ms": quantile(&mut acks, 0.5), "ackP99Ms": quantile(&mut acks, 0.99),
     });
     if let Some(deliveries) = deliveries {
