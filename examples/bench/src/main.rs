@@ -283,6 +283,22 @@ async fn receive(socket: &mut Socket) -> ServerMessage {
     }
 }
 
+/// Submits one edit and waits for its ack; returns the new head. Panics on a reject.
+async fn submit_one(socket: &mut Socket, edit: Edit, head: u64) -> u64 {
+    send(socket, &ClientMessage::Submit { edits: vec![edit] }).await;
+    loop {
+        match receive(socket).await {
+            ServerMessage::Ack { edits } => {
+                return edits.iter().map(|a| a.sequence_num).max().unwrap_or(head)
+            }
+            ServerMessage::Reject { code, message, .. } => {
+                panic!("the server refused an edit: {code:?} {message}")
+            }
+            _ => {}
+        }
+    }
+}
+
 /// Seeds through the protocol itself (a real client's submits), so the server's log, snapshots
 /// and caches are exactly what clients produce.
 async fn seed(url: &str, document: &str, count: u64, batch: u64) -> Value {

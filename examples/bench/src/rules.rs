@@ -9,10 +9,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::routing::post;
-use eventsync::protocol::{ClientMessage, Edit, Operation, ServerMessage, PROTOCOL_VERSION};
+use eventsync::protocol::{ClientMessage, Edit, Operation, PROTOCOL_VERSION};
 use serde_json::{json, Value};
 
-use crate::{receive, send};
+use crate::{send, submit_one};
 
 /// Items in the document: 100 of about 100 bytes, 10 KB in all.
 const ITEMS: usize = 100;
@@ -115,19 +115,7 @@ pub async fn run(
             shape: None,
         };
         let sent = Instant::now();
-        send(&mut socket, &ClientMessage::Submit { edits: vec![edit] }).await;
-        loop {
-            match receive(&mut socket).await {
-                ServerMessage::Ack { edits } => {
-                    head = edits.iter().map(|a| a.sequence_num).max().unwrap_or(head);
-                    break;
-                }
-                ServerMessage::Reject { code, message, .. } => {
-                    panic!("refused: {code:?} {message}")
-                }
-                _ => {}
-            }
-        }
+        head = submit_one(&mut socket, edit, head).await;
         if client_seq > 1 {
             acks.push(sent.elapsed().as_secs_f64() * 1000.0);
         }

@@ -14,7 +14,7 @@ use tokio::task::JoinSet;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::multiplex::rss_kb;
-use crate::{receive, send, Socket};
+use crate::{receive, send, submit_one, Socket};
 
 /// Microseconds since `origin`, as the edits carry them.
 fn micros(origin: Instant) -> u64 {
@@ -158,19 +158,7 @@ pub async fn run(
             patch: serde_json::from_value(patch).expect("a patch"),
             shape: None,
         };
-        send(&mut writer, &ClientMessage::Submit { edits: vec![edit] }).await;
-        loop {
-            match receive(&mut writer).await {
-                ServerMessage::Ack { edits } => {
-                    head = edits.iter().map(|a| a.sequence_num).max().unwrap_or(head);
-                    break;
-                }
-                ServerMessage::Reject { code, message, .. } => {
-                    panic!("the writer was refused: {code:?} {message}")
-                }
-                _ => {}
-            }
-        }
+        head = submit_one(&mut writer, edit, head).await;
         client_seq += 1;
         sent += 1;
         if sent % 256 == 0 {

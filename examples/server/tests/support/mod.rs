@@ -78,29 +78,12 @@ impl TestServer {
         unlimited_http_writes(&mut config);
         configure(&mut config);
         let server = app::start(&config).await.expect("server starts");
-        let addr = server.addr;
-        TestServer {
-            server: Some(server),
-            dir,
-            http: format!("http://{addr}"),
-            ws: format!("ws://{addr}"),
-        }
+        Self::serving(server, dir)
     }
 
     /// A server on a fresh SQLite file, with settings changed by `configure`.
     pub async fn start_with(configure: impl FnOnce(&mut Config)) -> Self {
-        let dir = TempDir::new("server");
-        let mut config = Config::for_database(dir.sqlite_url());
-        unlimited_http_writes(&mut config);
-        configure(&mut config);
-        let server = app::start(&config).await.expect("server starts");
-        let addr = server.addr;
-        TestServer {
-            server: Some(server),
-            dir,
-            http: format!("http://{addr}"),
-            ws: format!("ws://{addr}"),
-        }
+        Self::start_built(configure, |builder| builder).await
     }
 
     /// A server on a fresh SQLite file, built by `build` from the builder of the settings
@@ -115,6 +98,10 @@ impl TestServer {
         configure(&mut config);
         let builder = eventsync_server::ServerBuilder::new(config);
         let server = build(builder).start().await.expect("server starts");
+        Self::serving(server, dir)
+    }
+
+    fn serving(server: RunningServer, dir: TempDir) -> Self {
         let addr = server.addr;
         TestServer {
             server: Some(server),
