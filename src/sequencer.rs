@@ -14,7 +14,7 @@ use crate::vector_clock::VectorClock;
 
 mod rules;
 pub use rules::Proposed;
-use rules::{admit_edit, WeightGuard};
+use rules::{admit_edit, Admission, WeightGuard};
 
 /// What ordering needs to know about a document's log.
 pub trait LogView {
@@ -159,6 +159,9 @@ pub fn order_submit(
     };
     let mut guard = WeightGuard::new(log);
     out.weight_bound = guard.bound();
+    // What this submit ordered, to rebuild the document from when a rule refuses a later edit.
+    let rules_may_refuse = log.max_weight().is_some() || log.checks_edits();
+    let mut ordered: Vec<(Operation, Vec<json_patch::PatchOperation>)> = Vec::new();
     let mut fresh_index = 0;
     let mut previous = 0;
     for edit in edits {
@@ -252,9 +255,21 @@ pub fn order_submit(
             before: None,
             after: None,
         };
-        if let Err((code, message)) = admit_edit(log, &mut guard, &mut out.document, proposed) {
+        if let Err(admission) = admit_edit(log, &mut guard, &mut out.document, proposed) {
+            if let Admission::Rewind(_) = admission {
+                // The document as it was after the edits of this submit ordered so far.
+                out.document = log.document().cloned();
+                for (operation, patch) in &ordered {
+                    apply_edit(&mut out.document, *operation, patch)
+                        .expect("the ordered edits applied in this order just now");
+                }
+            }
+            let (code, message) = admission.refusal();
             out.rejection = reject(edit.client_seq, code, message, head);
             return out;
+        }
+        if rules_may_refuse {
+            ordered.push((edit.operation, edit.patch.clone()));
         }
         out.weight_bound = guard.bound();
         head += 1;
@@ -373,7 +388,7 @@ pub fn order_change(
         before: None,
         after: None,
     };
-    admit_edit(log, &mut guard, &mut document, proposed)?;
+    admit_edit(log, &mut guard, &mut document, proposed).map_err(Admission::refusal)?;
     let head = log.head_seq() + 1;
     let (id, timestamp) = stamp(head);
     let event = Event {

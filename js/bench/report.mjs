@@ -343,12 +343,13 @@ line();
     line("subscribers connect, catch up and stop reading (their sockets stay open). Latency: from an edit's");
     line("send to its receipt at a reading subscriber. Memory: the server's resident set, peak during the");
     line("run, minus before the stalled subscribers connected (and per stalled subscriber). Afterwards the");
-    line("stalled subscribers read again; each must receive every event it had not read, without a gap.");
+    line("first 20 stalled subscribers read again (the others leave); each must receive every event it had");
+    line("not read, without a gap.");
     line("eventsync only: the peers have no bound to compare (see issue 18 for y-websocket's behaviour).");
     line();
     const row = (r) =>
       r
-        ? [num(r.stalled), num(r.edits), `${num(Math.round(r.editsPerSecond))}/s`, ms(r.p50Ms), ms(r.p99Ms), kb(r.serverRssGrowthKb * 1024), r.stalled ? `${r.serverRssKbPerStalled.toFixed(0)} KiB` : "—", `${num(r.fastComplete)} of ${num(r.fast)}`, r.stalled ? `${num(r.stalledComplete)} of ${num(r.stalled)}` : "—"]
+        ? [num(r.stalled), num(r.edits), `${num(Math.round(r.editsPerSecond))}/s`, ms(r.p50Ms), ms(r.p99Ms), kb(r.serverRssGrowthKb * 1024), r.stalled ? `${r.serverRssKbPerStalled.toFixed(0)} KiB` : "—", `${num(r.fastComplete)} of ${num(r.fast)}`, r.stalled ? `${num(r.stalledComplete)} of ${num(r.stalledChecked ?? r.stalled)} checked` : "—"]
         : null;
     table(
       ["stalled", "edits", "rate", "p50", "p99", "server memory growth", "per stalled", "fast complete", "stalled complete"],
@@ -450,10 +451,10 @@ line();
         const base = get("overload-0");
         const loaded = overloaded();
         const atSize = loaded && loaded.stalled >= 500;
-        const ok = base && loaded ? loaded.p99Ms <= 2 * base.p99Ms && loaded.serverRssGrowthKb < 600 * 1024 && loaded.stalledComplete === loaded.stalled : null;
+        const ok = base && loaded ? loaded.p99Ms <= 2 * base.p99Ms && loaded.serverRssGrowthKb < 600 * 1024 && loaded.stalledComplete === (loaded.stalledChecked ?? loaded.stalled) : null;
         return [
           "500 stalled subscribers and a full-speed writer: readers' p99 at most 2x without them, server memory growth under 600 MB, nothing lost",
-          loaded ? `p99 ${ms(loaded.p99Ms)} (${ms(base?.p99Ms)} without), +${kb(loaded.serverRssGrowthKb * 1024)}, ${num(loaded.stalledComplete)} of ${num(loaded.stalled)} complete` : "n/a",
+          loaded ? `p99 ${ms(loaded.p99Ms)} (${ms(base?.p99Ms)} without), +${kb(loaded.serverRssGrowthKb * 1024)}, ${num(loaded.stalledComplete)} of ${num(loaded.stalledChecked ?? loaded.stalled)} checked complete` : "n/a",
           loaded && !atSize ? "not measured at that size" : verdict(ok),
         ];
       })(),

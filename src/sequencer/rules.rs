@@ -97,38 +97,50 @@ fn added_weight(patch: &[PatchOperation]) -> Option<usize> {
 }
 
 /// Applies an edit to `document` under the log's rules: the edit must apply ([`apply_edit`]),
-/// keep the document within the size limit, and pass the log's own checks. On error `document`
-/// is unchanged.
+/// keep the document within the size limit, and pass the log's own checks. When the edit does
+/// not apply, `document` is unchanged; when a rule refuses it, it is [`Admission::Rewind`]: the
+/// caller puts back the document as it was (rebuilt, so that no copy is made per edit unless a
+/// check asks for the document before).
 pub(crate) fn admit_edit(
     log: &impl LogView,
     guard: &mut WeightGuard,
     document: &mut Option<Value>,
     edit: Proposed<'_>,
-) -> Result<(), (ErrorCode, String)> {
-    let checks = log.checks_edits();
-    // A copy to go back to, when something after the application may refuse the edit.
-    let before = (checks || guard.limit.is_some() && guard.quick(edit.patch).is_none())
-        .then(|| document.clone());
-    apply_edit(document, edit.operation, edit.patch)?;
-    let refused = |document: &mut Option<Value>, before: Option<Option<Value>>, refusal| {
-        *document = before.expect("kept whenever a refusal is possible");
-        Err(refusal)
-    };
+) -> Result<(), Admission> {
+    let wants_before = log.checks_edits() && log.check_wants_before();
+    let before = wants_before.then(|| document.clone());
+    apply_edit(document, edit.operation, edit.patch).map_err(Admission::Unchanged)?;
     if let Err(message) = guard.admit(edit.patch, document.as_ref()) {
-        return refused(document, before, (ErrorCode::TooLarge, message));
+        return Err(Admission::Rewind((ErrorCode::TooLarge, message)));
     }
-    if checks {
-        let wants_before = log.check_wants_before();
+    if log.checks_edits() {
         let proposed = Proposed {
-            before: wants_before.then_some(before.as_ref()).flatten(),
+            before: before.as_ref(),
             after: document.as_ref(),
             ..edit
         };
         if let Err(refusal) = log.check(&proposed) {
-            return refused(document, before, refusal);
+            return Err(Admission::Rewind(refusal));
         }
     }
     Ok(())
+}
+
+/// Why [`admit_edit`] refused an edit, and what became of the document.
+pub(crate) enum Admission {
+    /// The edit did not apply: the document is as it was.
+    Unchanged((ErrorCode, String)),
+    /// A rule refused the edit after it applied: the document must be put back.
+    Rewind((ErrorCode, String)),
+}
+
+impl Admission {
+    /// The code and message, once the document is as it was.
+    pub(crate) fn refusal(self) -> (ErrorCode, String) {
+        match self {
+            Admission::Unchanged(refusal) | Admission::Rewind(refusal) => refusal,
+        }
+    }
 }
 
 #[cfg(test)]

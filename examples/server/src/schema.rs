@@ -109,10 +109,11 @@ impl SchemaRule {
 
     /// Checks a document: `Err` names the first few places it breaks the schema.
     pub fn validate(&self, document: &Value) -> Result<(), String> {
-        let mut errors = self.validator.iter_errors(document).peekable();
-        if errors.peek().is_none() {
+        // The common case without collecting anything; the errors only for a refusal.
+        if self.validator.is_valid(document) {
             return Ok(());
         }
+        let errors = self.validator.iter_errors(document);
         let first: Vec<String> = errors
             .take(3)
             .map(|e| {
