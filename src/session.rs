@@ -254,6 +254,11 @@ impl SyncSession {
         self.dirty = false;
     }
 
+    /// A save the driver began (and marked) failed: the state needs saving again.
+    pub fn save_failed(&mut self) {
+        self.dirty = true;
+    }
+
     // ----- outputs -----
 
     /// The next thing to do; `None` when there is nothing until more input or the timeout.

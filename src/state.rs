@@ -50,11 +50,74 @@ pub enum StateError {
 #[derive(Debug, Default)]
 pub struct Received {
     /// Events now ready to apply, in order (the received one and any buffered ones it unblocked).
-    pub ready: Vec<Event>,
+    pub ready: Ready,
     /// The event was at or below the applied position and was ignored.
     pub duplicate: bool,
     /// Events are missing between the applied position and what arrived: ask for a resync.
     pub gap: bool,
+}
+
+/// The events a [`StateManager::receive`] made ready, in order: a slice to look at, and an
+/// iterator of owned events. Usually just the one received, which is kept without allocating.
+#[derive(Debug, Default)]
+pub struct Ready(Events);
+
+// The one-event case is the common one: kept inline, it costs no allocation per event.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Default)]
+enum Events {
+    #[default]
+    None,
+    One(Event),
+    Many(Vec<Event>),
+}
+
+impl Ready {
+    fn push(&mut self, event: Event) {
+        self.0 = match std::mem::take(&mut self.0) {
+            Events::None => Events::One(event),
+            Events::One(first) => Events::Many(vec![first, event]),
+            Events::Many(mut events) => {
+                events.push(event);
+                Events::Many(events)
+            }
+        };
+    }
+}
+
+impl std::ops::Deref for Ready {
+    type Target = [Event];
+
+    fn deref(&self) -> &[Event] {
+        match &self.0 {
+            Events::None => &[],
+            Events::One(event) => std::slice::from_ref(event),
+            Events::Many(events) => events,
+        }
+    }
+}
+
+impl IntoIterator for Ready {
+    type Item = Event;
+    type IntoIter = std::iter::Chain<std::option::IntoIter<Event>, std::vec::IntoIter<Event>>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        let (first, rest) = match self.0 {
+            Events::None => (None, Vec::new()),
+            Events::One(event) => (Some(event), Vec::new()),
+            Events::Many(events) => (None, events),
+        };
+        first.into_iter().chain(rest)
+    }
+}
+
+impl<'a> IntoIterator for &'a Ready {
+    type Item = &'a Event;
+    type IntoIter = std::slice::Iter<'a, Event>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.iter()
+    }
 }
 
 /// The confirmed document of one replica.

@@ -517,7 +517,10 @@ impl ConnCore {
         let doc = self.docs.get_mut(document_id)?;
         doc.saved_at = Instant::now();
         let saved = doc.store.as_mut().map_or(Ok(()), |s| s.save(&state));
-        self.mux.with_session(document_id, SyncSession::mark_saved);
+        // A failed save leaves the session wanting one, so the next chance tries again.
+        if saved.is_ok() {
+            self.mux.with_session(document_id, SyncSession::mark_saved);
+        }
         saved.err().map(|err| SessionEvent::Error {
             code: None,
             message: format!("could not save the offline queue of {document_id}: {err}"),

@@ -464,6 +464,10 @@ impl ConnShared {
                 let result = saved.await;
                 let events: Events = {
                     let mut core = shared.core.borrow_mut();
+                    if result.is_err() {
+                        let failed = SyncSession::save_failed;
+                        core.mux.with_session(&document_id, failed);
+                    }
                     let event = core.saves.ended(number, result);
                     let events = event.map(|e| (Some(document_id), e)).into_iter().collect();
                     core.settle_waiters(&events);

@@ -13,6 +13,7 @@ use super::driver::{
 use super::saves::{has_synced, Persistence, SaveInFlight, Saves, Settle, Waiters};
 use super::socket::{Control, Link};
 use crate::protocol::{self, ErrorCode};
+use crate::queue::StoreError;
 use crate::session::{Output, SessionEvent, SyncSession};
 
 pub(super) struct Shared {
@@ -47,6 +48,19 @@ impl Core {
         self.session.mark_saved();
         self.saved_at = performance_now();
         Some(self.saves.begin(store, &state))
+    }
+
+    /// Save `number` ended. A failed one leaves the session wanting a save, so that the next
+    /// chance tries again.
+    pub fn save_ended(
+        &mut self,
+        number: u64,
+        result: Result<(), StoreError>,
+    ) -> Option<ClientEvent> {
+        if result.is_err() {
+            self.session.save_failed();
+        }
+        self.saves.ended(number, result)
     }
 
     /// Why waiting for the server cannot succeed any more.
@@ -144,7 +158,7 @@ impl Shared {
                 if let Some((number, mut saved)) = core.begin_save() {
                     // A synchronous store is done already; IndexedDB finishes later.
                     match (&mut saved).now_or_never() {
-                        Some(result) => events.extend(core.saves.ended(number, result)),
+                        Some(result) => events.extend(core.save_ended(number, result)),
                         None => save_in_flight = Some((number, saved)),
                     }
                 }
@@ -168,7 +182,7 @@ impl Shared {
                 let result = saved.await;
                 let events: Vec<ClientEvent> = {
                     let mut core = shared.core.borrow_mut();
-                    let events = core.saves.ended(number, result).into_iter().collect();
+                    let events = core.save_ended(number, result).into_iter().collect();
                     core.settle_waiters(&[]);
                     events
                 };
