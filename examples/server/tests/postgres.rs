@@ -27,22 +27,6 @@ use eventsync::StateManager;
 use serde_json::{json, Value};
 use support::{edit, http, read_log, unique, Received, TestServer, Ws, WAIT};
 
-/// The PostgreSQL URL, or `None` when the PostgreSQL tests are skipped on purpose.
-fn postgres_url() -> Option<String> {
-    match std::env::var("EVENTSYNC_TEST_POSTGRES_URL") {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ if std::env::var("EVENTSYNC_SKIP_POSTGRES").as_deref() == Ok("1") => {
-            eprintln!("PostgreSQL test skipped (EVENTSYNC_SKIP_POSTGRES=1)");
-            None
-        }
-        _ => panic!(
-            "EVENTSYNC_TEST_POSTGRES_URL is not set: run the PostgreSQL tests under \
-             scripts/with-postgres.sh (for example `bash scripts/with-postgres.sh cargo test -p \
-             eventsync-server --test postgres`), or set EVENTSYNC_SKIP_POSTGRES=1 to skip them"
-        ),
-    }
-}
-
 /// A server on the PostgreSQL database, without rate limits (the tests type fast).
 async fn server_on(url: &str) -> TestServer {
     TestServer::start_on(url, |config| {
@@ -234,7 +218,9 @@ fn assert_gapless(log: &[Event], from: u64, to: u64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn catch_up_and_live_events_work_as_on_sqlite() {
-    let Some(url) = postgres_url() else { return };
+    let Some(url) = support::postgres_url() else {
+        return;
+    };
     let document = unique("pg-catch-up");
     let mut server = server_on(&url).await;
 
@@ -325,7 +311,9 @@ async fn catch_up_and_live_events_work_as_on_sqlite() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_plain_sql_write_becomes_one_server_event_on_every_server() {
-    let Some(url) = postgres_url() else { return };
+    let Some(url) = support::postgres_url() else {
+        return;
+    };
     let document = unique("pg-external");
     let mut a = server_on(&url).await;
     let mut b = server_on(&url).await;
@@ -399,7 +387,9 @@ async fn a_plain_sql_write_becomes_one_server_event_on_every_server() {
 async fn a_burst_through_two_servers_reaches_both_in_one_gapless_order() {
     const EDITS: u64 = 100;
     const WRITERS: u64 = 4;
-    let Some(url) = postgres_url() else { return };
+    let Some(url) = support::postgres_url() else {
+        return;
+    };
     let document = unique("pg-burst");
     let mut a = server_on(&url).await;
     let mut b = server_on(&url).await;
@@ -475,7 +465,9 @@ async fn a_burst_through_two_servers_reaches_both_in_one_gapless_order() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn simultaneous_edits_through_two_servers_never_share_a_sequence_num() {
     const ROUNDS: u64 = 20;
-    let Some(url) = postgres_url() else { return };
+    let Some(url) = support::postgres_url() else {
+        return;
+    };
     let document = unique("pg-race");
     let mut a = server_on(&url).await;
     let mut b = server_on(&url).await;
@@ -537,7 +529,9 @@ async fn simultaneous_edits_through_two_servers_never_share_a_sequence_num() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_ahead_of_this_servers_cache_is_served_and_can_edit() {
     const ROUNDS: u64 = 30;
-    let Some(url) = postgres_url() else { return };
+    let Some(url) = support::postgres_url() else {
+        return;
+    };
     let document = unique("pg-ahead");
     let mut a = server_on(&url).await;
     let mut b = server_on(&url).await;
@@ -602,7 +596,9 @@ async fn a_client_ahead_of_this_servers_cache_is_served_and_can_edit() {
 /// handle converges on what both servers hold.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn protocol_2_connections_on_two_servers_see_each_others_edits_and_sql_writes() {
-    let Some(url) = postgres_url() else { return };
+    let Some(url) = support::postgres_url() else {
+        return;
+    };
     let documents = [unique("pg-v2-x"), unique("pg-v2-y")];
     let mut a = server_on(&url).await;
     let mut b = server_on(&url).await;

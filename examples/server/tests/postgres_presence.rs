@@ -15,17 +15,6 @@ use support::presence::{state_of, until_others};
 use support::process::ServerProcess;
 use support::{unique, TempDir, TestServer, WAIT};
 
-fn postgres_url() -> Option<String> {
-    match std::env::var("EVENTSYNC_TEST_POSTGRES_URL") {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ if std::env::var("EVENTSYNC_SKIP_POSTGRES").as_deref() == Ok("1") => None,
-        _ => panic!(
-            "EVENTSYNC_TEST_POSTGRES_URL is not set: run under scripts/with-postgres.sh, or set \
-             EVENTSYNC_SKIP_POSTGRES=1 to skip the PostgreSQL tests"
-        ),
-    }
-}
-
 async fn opened(ws: &str, client: &str, document: &str) -> (SyncConnection, SyncClient) {
     let connection = SyncConnection::builder(ws)
         .client_id(client)
@@ -41,7 +30,9 @@ async fn opened(ws: &str, client: &str, document: &str) -> (SyncConnection, Sync
 
 #[tokio::test]
 async fn peers_on_two_servers_see_each_other_and_a_killed_servers_peers_leave() {
-    let Some(url) = postgres_url() else { return };
+    let Some(url) = support::postgres_url() else {
+        return;
+    };
     let document = unique("pg-presence");
     let a = TestServer::start_on(&url, |_| {}).await;
     let b = TestServer::start_on(&url, |_| {}).await;

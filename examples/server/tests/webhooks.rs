@@ -634,26 +634,11 @@ fn help_does_not_show_the_webhook_secret() {
     assert!(!help.contains("hunter2"), "{help}");
 }
 
-/// The PostgreSQL URL, or `None` when the PostgreSQL tests are skipped on purpose (as in
-/// tests/postgres.rs).
-fn postgres_url() -> Option<String> {
-    match std::env::var("EVENTSYNC_TEST_POSTGRES_URL") {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ if std::env::var("EVENTSYNC_SKIP_POSTGRES").as_deref() == Ok("1") => {
-            eprintln!("PostgreSQL test skipped (EVENTSYNC_SKIP_POSTGRES=1)");
-            None
-        }
-        _ => panic!(
-            "EVENTSYNC_TEST_POSTGRES_URL is not set: run under scripts/with-postgres.sh (for \
-             example `bash scripts/with-postgres.sh cargo test -p eventsync-server --test \
-             webhooks`), or set EVENTSYNC_SKIP_POSTGRES=1 to skip it"
-        ),
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_edits_and_writes_are_delivered_signed_in_order() {
-    let Some(url) = postgres_url() else { return };
+    let Some(url) = support::postgres_url() else {
+        return;
+    };
     edits_and_writes_are_delivered(&url, true).await;
 }
 
@@ -661,7 +646,9 @@ async fn postgres_edits_and_writes_are_delivered_signed_in_order() {
 /// each event delivered, each document in order (the leases keep them apart).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_two_servers_share_the_outbox_in_order() {
-    let Some(url) = postgres_url() else { return };
+    let Some(url) = support::postgres_url() else {
+        return;
+    };
     let shared = Receiver::new_shared(0, Duration::from_millis(2));
     let receiver = Receiver::start(0, shared.clone()).await;
     let one = TestServer::start_on(&url, with_webhook(receiver.url())).await;

@@ -531,3 +531,21 @@ pub async fn run_sql(database: &str, sql: &str) {
         .expect("the SQL runs");
     pool.close().await;
 }
+
+/// The PostgreSQL URL of `scripts/with-postgres.sh`, or `None` when the PostgreSQL tests are
+/// skipped on purpose (`EVENTSYNC_SKIP_POSTGRES=1`). Anything else is a loud failure: a test
+/// that silently skips would pass without testing.
+pub fn postgres_url() -> Option<String> {
+    match std::env::var("EVENTSYNC_TEST_POSTGRES_URL") {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ if std::env::var("EVENTSYNC_SKIP_POSTGRES").as_deref() == Ok("1") => {
+            eprintln!("PostgreSQL test skipped (EVENTSYNC_SKIP_POSTGRES=1)");
+            None
+        }
+        _ => panic!(
+            "EVENTSYNC_TEST_POSTGRES_URL is not set: run the PostgreSQL tests under \
+             scripts/with-postgres.sh (for example `bash scripts/with-postgres.sh cargo test -p \
+             eventsync-server --test postgres`), or set EVENTSYNC_SKIP_POSTGRES=1 to skip them"
+        ),
+    }
+}
