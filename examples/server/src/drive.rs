@@ -48,12 +48,16 @@ pub enum Incoming {
 
 /// A WebSocket or an SSE stream, as the loop sees it.
 pub trait Transport: Send {
-    /// Sends one output for a connection of `version`; an error means the peer is gone.
-    fn send(
+    /// Queues one output for a connection of `version`, without waiting for it to be written
+    /// (a WebSocket writes its queue once it holds a few KiB, or on [`Transport::flush`]); an
+    /// error means the peer is gone.
+    fn feed(
         &mut self,
         version: u32,
         out: Outgoing,
     ) -> impl std::future::Future<Output = Result<(), ()>> + Send;
+    /// Writes whatever [`Transport::feed`] queued; an error means the peer is gone.
+    fn flush(&mut self) -> impl std::future::Future<Output = Result<(), ()>> + Send;
     /// Closes with a WebSocket close code (an SSE stream just ends).
     fn close(
         &mut self,
@@ -71,7 +75,8 @@ pub fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-/// The HTTP request a WebSocket was upgraded from, for the application's hooks.
+/// The HTTP request a WebSocket was upgraded from, for the application's hooks (kept only when
+/// there are hooks, and only until the `hello` is authorized).
 #[derive(Debug, Default)]
 pub struct Upgrade {
     /// Its headers.
@@ -86,12 +91,15 @@ pub struct Driver {
     state: AppState,
     connection: Connection,
     claims: Option<Claims>,
-    upgrade: Upgrade,
+    /// The upgrade request, until the `hello` is authorized.
+    upgrade: Option<Box<Upgrade>>,
     live: StreamMap<String, futures::stream::BoxStream<'static, Delivery>>,
     /// Version 2: the presence changes of each open document.
     presence: StreamMap<String, BroadcastStream<PresenceChange>>,
     /// This connection in the presence hub.
     presence_id: u64,
+    /// An output taken from the connection and not handled yet: [`Driver::peek`]'s, or a
+    /// request that [`Driver::ready_output`] left for [`Driver::next_output`] to wait on.
     peeked: Option<Output<Arc<Published>>>,
 }
 
@@ -110,7 +118,7 @@ impl Driver {
             state,
             connection,
             claims: None,
-            upgrade: Upgrade::default(),
+            upgrade: None,
             live: StreamMap::new(),
             presence: StreamMap::new(),
             presence_id,
@@ -120,22 +128,63 @@ impl Driver {
 
     /// Keeps the upgrade request, for the hooks' authentication.
     pub fn upgraded_by(mut self, upgrade: Upgrade) -> Self {
-        self.upgrade = upgrade;
+        self.upgrade = Some(Box::new(upgrade));
         self
     }
 
     /// Runs requests until the connection has something else to say, and shows it (SSE: an
     /// `error` here becomes the HTTP answer, before any stream starts).
     pub async fn peek(&mut self) -> Option<&Output<Arc<Published>>> {
-        if self.peeked.is_none() {
+        if matches!(
+            self.peeked,
+            None | Some(Output::Request(_) | Output::Record { .. })
+        ) {
             self.peeked = self.next_output().await;
         }
         self.peeked.as_ref()
     }
 
+    /// The connection's next output that needs no waiting (`None` when it has nothing more, or
+    /// when its next one is a request or a record: that one waits in `peeked`).
+    fn ready_output(&mut self) -> Option<Output<Arc<Published>>> {
+        loop {
+            let out = match self.peeked.take() {
+                Some(out) => out,
+                None => self.connection.poll_output()?,
+            };
+            match out {
+                Output::Request(_) | Output::Record { .. } => {
+                    self.peeked = Some(out);
+                    return None;
+                }
+                Output::Unsubscribe(document_id) => self.unsubscribe(&document_id),
+                Output::Presence { document_id, state } => {
+                    self.publish_presence(document_id, state)
+                }
+                other => return Some(other),
+            }
+        }
+    }
+
+    fn unsubscribe(&mut self, document_id: &str) {
+        self.live.remove(document_id);
+        self.presence.remove(document_id);
+    }
+
+    fn publish_presence(&mut self, document_id: String, state: serde_json::Value) {
+        let client = self.connection.client_id().unwrap_or_default();
+        let hub = &self.state.presence;
+        hub.publish(self.presence_id, &document_id, client, state);
+    }
+
+    /// Runs requests (and records) until the connection has something else to say.
     async fn next_output(&mut self) -> Option<Output<Arc<Published>>> {
         loop {
-            match self.connection.poll_output()? {
+            let out = match self.peeked.take() {
+                Some(out) => out,
+                None => self.connection.poll_output()?,
+            };
+            match out {
                 Output::Request(request) => {
                     let reply = self.execute(request).await;
                     self.connection.handle_reply(now_ms(), reply);
@@ -150,14 +199,9 @@ impl Driver {
                         tracing::warn!(error = %err, "state vector not recorded");
                     }
                 }
-                Output::Unsubscribe(document_id) => {
-                    self.live.remove(&document_id);
-                    self.presence.remove(&document_id);
-                }
+                Output::Unsubscribe(document_id) => self.unsubscribe(&document_id),
                 Output::Presence { document_id, state } => {
-                    let client = self.connection.client_id().unwrap_or_default();
-                    let hub = &self.state.presence;
-                    hub.publish(self.presence_id, &document_id, client, state);
+                    self.publish_presence(document_id, state)
                 }
                 other => return Some(other),
             }
@@ -165,14 +209,40 @@ impl Driver {
     }
 
     /// Runs the connection to its end.
+    ///
+    /// Every output the connection has ready is queued on the transport, and the queue is
+    /// written once, before the loop waits (for the peer, a live batch, a timeout or shutdown)
+    /// or runs a request (which may wait on the store). The waits on shutdown and on the
+    /// connection's timeout live as long as the connection: a frame does not register them
+    /// again (the shutdown signal is shared by every connection).
     pub async fn run(mut self, mut transport: impl Transport) {
         let mut shutdown = self.state.shutdown.clone();
+        let shutdown = async move {
+            let _ = shutdown.changed().await;
+        };
+        tokio::pin!(shutdown);
+        let mut shutting_down = false;
+        let timer = tokio::time::sleep(Duration::ZERO);
+        tokio::pin!(timer);
+        // The deadline the timer is set to (milliseconds since the epoch), if any.
+        let mut armed: Option<u64> = None;
         loop {
-            let mut output = match self.peeked.take() {
-                Some(output) => Some(output),
-                None => self.next_output().await,
-            };
-            while let Some(out) = output {
+            let mut queued = false;
+            loop {
+                let out = match self.ready_output() {
+                    Some(out) => out,
+                    None => {
+                        if queued {
+                            if transport.flush().await.is_err() {
+                                return;
+                            }
+                        }
+                        match self.next_output().await {
+                            Some(out) => out,
+                            None => break,
+                        }
+                    }
+                };
                 let version = self.connection.version();
                 let outgoing = match out {
                     Output::Send(message) => Outgoing::Message(message),
@@ -180,6 +250,7 @@ impl Driver {
                     Output::SendLive(batch) => Outgoing::Live(batch),
                     Output::Connected { head_seq } => Outgoing::Connected(head_seq),
                     Output::Close { code, reason } => {
+                        // Writes what was queued before it.
                         transport.close(code, reason).await;
                         return;
                     }
@@ -188,15 +259,19 @@ impl Driver {
                     | Output::Unsubscribe(_)
                     | Output::Presence { .. } => unreachable!("next_output handles these"),
                 };
-                if transport.send(version, outgoing).await.is_err() {
+                if transport.feed(version, outgoing).await.is_err() {
                     return;
                 }
-                output = self.next_output().await;
+                queued = true;
             }
-            let wait = self
-                .connection
-                .poll_timeout()
-                .map(|at| Duration::from_millis(at.saturating_sub(now_ms())));
+            let deadline = self.connection.poll_timeout();
+            if deadline != armed {
+                if let Some(at) = deadline {
+                    let wait = Duration::from_millis(at.saturating_sub(now_ms()));
+                    timer.as_mut().reset(tokio::time::Instant::now() + wait);
+                }
+                armed = deadline;
+            }
             tokio::select! {
                 incoming = transport.next() => {
                     let now = now_ms();
@@ -212,12 +287,20 @@ impl Driver {
                         Ok(batch) => self.connection.handle_live(now_ms(), batch),
                         Err(_lagged) => self.connection.handle_lagged(now_ms(), &document_id),
                     }
+                    // Whatever else was published meanwhile goes out in the same write.
+                    self.drain();
                 }
                 Some((document_id, change)) = self.presence.next(), if !self.presence.is_empty() => {
                     self.presence_changed(&document_id, change);
                 }
-                _ = sleep(wait) => self.connection.handle_timeout(now_ms()),
-                _ = shutdown.changed() => self.connection.handle_shutdown(now_ms()),
+                _ = &mut timer, if armed.is_some() => {
+                    armed = None;
+                    self.connection.handle_timeout(now_ms());
+                }
+                _ = &mut shutdown, if !shutting_down => {
+                    shutting_down = true;
+                    self.connection.handle_shutdown(now_ms());
+                }
             }
         }
     }
@@ -228,10 +311,12 @@ impl Driver {
         let failed = |err: crate::service::ServiceError| (err.code, err.message);
         match request {
             Request::Authorize { token } => {
+                // Asked once: the upgrade request goes with it.
+                let upgrade = self.upgrade.take().unwrap_or_default();
                 let request = Authentication {
                     token: token.as_deref(),
-                    headers: &self.upgrade.headers,
-                    address: self.upgrade.peer,
+                    headers: &upgrade.headers,
+                    address: upgrade.peer,
                 };
                 let now = now_ms() / 1000;
                 match self.state.rules.authenticate(&request).await {
@@ -341,12 +426,5 @@ impl Driver {
                 Err(_lagged) => self.connection.handle_lagged(now_ms(), &document_id),
             }
         }
-    }
-}
-
-async fn sleep(wait: Option<Duration>) {
-    match wait {
-        Some(wait) => tokio::time::sleep(wait).await,
-        None => std::future::pending().await,
     }
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, Query, RawQuery, State, WebSocketUpgrade};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -191,6 +191,12 @@ pub async fn health() -> Json<Value> {
 /// A WebSocket connection's initial read buffer (tungstenite's advice for many connections).
 const READ_BUFFER_BYTES: usize = 4 * 1024;
 
+/// What a WebSocket connection queues before it writes without waiting for a flush (the driver
+/// flushes once it has queued every frame it has ready). tungstenite's default is 128 KiB, and
+/// its write buffer keeps the capacity it once reached: a burst of frames would leave that
+/// much on every connection that saw one.
+const WRITE_BUFFER_BYTES: usize = 8 * 1024;
+
 /// `ws://{server}/sync/{documentId}`: a connection of protocol version 1 to one document. An
 /// invalid id is refused in a frame, after `hello` (4.1, 5.2), where browsers can read it.
 pub async fn websocket(
@@ -223,8 +229,13 @@ fn upgrade_to(
     Peer(peer): Peer,
     upgrade: WebSocketUpgrade,
 ) -> Response {
-    // The hooks see the upgrade request's headers when the `hello` arrives.
-    let headers = headers.clone();
+    // The hooks see the upgrade request's headers when the `hello` arrives. Copied only for
+    // them, and into allocations of their own: hyper's header values are slices of the
+    // connection's read buffer (8 KiB or more), which a plain clone would keep alive.
+    let kept = match state.rules.hooks.is_empty() {
+        true => HeaderMap::new(),
+        false => own_copy(headers),
+    };
     // Over a connection limit: refused before the upgrade, with an error body (HTTP 429).
     let admitted = match state.admission.admit(peer, Kind::WebSocket) {
         Ok(admitted) => admitted,
@@ -243,10 +254,26 @@ fn upgrade_to(
         // tungstenite zero-fills its whole read buffer (128 KiB by default) on the first read:
         // that was most of an idle connection's memory. Larger frames grow it as needed.
         .read_buffer_size(READ_BUFFER_BYTES)
+        .write_buffer_size(WRITE_BUFFER_BYTES)
         .on_upgrade(move |socket| {
-            let request = crate::drive::Upgrade { headers, peer };
+            let request = crate::drive::Upgrade {
+                headers: kept,
+                peer,
+            };
             crate::ws::serve(socket, state, document_id, token, admitted, request)
         })
+}
+
+/// A copy of `headers` that shares no memory with them.
+fn own_copy(headers: &HeaderMap) -> HeaderMap {
+    let mut copy = HeaderMap::with_capacity(headers.len());
+    for (name, value) in headers {
+        if let Ok(mut owned) = HeaderValue::from_bytes(value.as_bytes()) {
+            owned.set_sensitive(value.is_sensitive());
+            copy.append(name.clone(), owned);
+        }
+    }
+    copy
 }
 
 /// `POST /api/sync/{documentId}`: a state vector in, the missing events out.
@@ -535,7 +562,8 @@ impl EventStream {
 }
 
 impl Transport for EventStream {
-    async fn send(&mut self, _version: u32, out: Outgoing) -> Result<(), ()> {
+    // Each event goes into the stream's channel as it comes (the channel is the queue).
+    async fn feed(&mut self, _version: u32, out: Outgoing) -> Result<(), ()> {
         match out {
             Outgoing::Connected(head_seq) => {
                 let data = json!({"documentId": self.document_id, "headSeq": head_seq});
@@ -570,6 +598,10 @@ impl Transport for EventStream {
             }
             Outgoing::Message(_) | Outgoing::About(..) => Ok(()),
         }
+    }
+
+    async fn flush(&mut self) -> Result<(), ()> {
+        Ok(())
     }
 
     async fn close(&mut self, _code: u16, _reason: &'static str) {

@@ -4,21 +4,18 @@
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use eventsync::protocol;
-use futures::stream::{SplitSink, SplitStream};
 use futures::{SinkExt, StreamExt};
 
 use crate::admission::ConnectionGuard;
 use crate::app::AppState;
 use crate::drive::{now_ms, Connection, Driver, Incoming, Outgoing, Transport, Upgrade};
 
-/// A WebSocket as the driver's transport.
-struct Socket {
-    sink: SplitSink<WebSocket, Message>,
-    stream: SplitStream<WebSocket>,
-}
+/// A WebSocket as the driver's transport. The driver never reads and writes at once, so the
+/// socket is not split (a split's halves share it through a lock).
+struct Socket(WebSocket);
 
 impl Transport for Socket {
-    async fn send(&mut self, version: u32, out: Outgoing) -> Result<(), ()> {
+    async fn feed(&mut self, version: u32, out: Outgoing) -> Result<(), ()> {
         let text: Utf8Bytes = match out {
             Outgoing::Message(message) => protocol::encode(&message).into(),
             Outgoing::About(document_id, message) => {
@@ -27,7 +24,13 @@ impl Transport for Socket {
             Outgoing::Live(batch) => batch.frame_for(version),
             Outgoing::Connected(_) => return Ok(()),
         };
-        self.sink.send(Message::Text(text)).await.map_err(drop)
+        // Into the socket's write buffer: written when it passes WRITE_BUFFER_BYTES
+        // (crate::http) or on flush.
+        self.0.feed(Message::Text(text)).await.map_err(drop)
+    }
+
+    async fn flush(&mut self) -> Result<(), ()> {
+        self.0.flush().await.map_err(drop)
     }
 
     async fn close(&mut self, code: u16, reason: &'static str) {
@@ -35,12 +38,13 @@ impl Transport for Socket {
             code,
             reason: Utf8Bytes::from_static(reason),
         };
-        let _ = self.sink.send(Message::Close(Some(frame))).await;
+        // Sent after whatever was queued, and everything flushed.
+        let _ = self.0.send(Message::Close(Some(frame))).await;
     }
 
     async fn next(&mut self) -> Incoming {
         loop {
-            return match self.stream.next().await {
+            return match self.0.next().await {
                 Some(Ok(Message::Text(text))) => Incoming::Text(text.as_str().to_owned()),
                 Some(Ok(Message::Binary(_))) => Incoming::Binary,
                 Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
@@ -73,7 +77,6 @@ pub async fn serve(
     request: Upgrade,
 ) {
     let _admitted = admitted;
-    let (sink, stream) = socket.split();
     let connection = Connection::websocket(
         document_id.clone(),
         state.limits.clone(),
@@ -84,7 +87,7 @@ pub async fn serve(
     tracing::info!(document, "connected");
     Driver::new(state, connection)
         .upgraded_by(request)
-        .run(Socket { sink, stream })
+        .run(Socket(socket))
         .await;
     tracing::info!(document, "disconnected");
 }
