@@ -232,10 +232,8 @@ impl Driver {
                 let out = match self.ready_output() {
                     Some(out) => out,
                     None => {
-                        if queued {
-                            if transport.flush().await.is_err() {
-                                return;
-                            }
+                        if queued && transport.flush().await.is_err() {
+                            return;
                         }
                         match self.next_output().await {
                             Some(out) => out,
