@@ -140,6 +140,7 @@ mod shared_api;
 pub mod state;
 pub mod undo;
 pub mod vector_clock;
+mod vec_map;
 #[cfg(target_arch = "wasm32")]
 pub mod web;
 

@@ -402,8 +402,29 @@ pub enum ClientMessage {
     },
 }
 
+/// Defines [`ServerMessage`] (written internally tagged: `{"type": "welcome", ...}`) and a
+/// private copy of its variants that serde reads externally tagged (`{"welcome": {...}}`), the
+/// form [`ServerMessage::from_value`] rewrites a frame to. Serde's derive for an internally
+/// tagged enum buffers the frame in its own `Content` tree and compiles every variant's parser
+/// once more for it: a large share of the WebAssembly build.
+macro_rules! server_message {
+    ($(#[$attr:meta])* pub enum ServerMessage { $($body:tt)* }) => {
+        $(#[$attr])*
+        pub enum ServerMessage { $($body)* }
+
+        #[derive(Deserialize)]
+        #[serde(remote = "ServerMessage", rename_all = "camelCase")]
+        #[allow(dead_code)]
+        enum ExternallyTagged { $($body)* }
+    };
+}
+
+server_message! {
 /// Messages a server sends on `ws://{server}/sync/{documentId}`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+///
+/// Read by [`ServerMessage::from_value`] (the `Deserialize` impl too): its `type` picks the
+/// variant, which is read from the rest of the object.
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "type", rename_all = "camelCase")]
 pub enum ServerMessage {
     /// Answer to `hello`.
@@ -508,8 +529,63 @@ pub enum ServerMessage {
     /// Version 2: the answer to a `version` request (18.8).
     Version(VersionAnswer),
     /// A message type from a newer protocol version; clients ignore it.
-    #[serde(other)]
     Unknown,
+}
+}
+
+/// The `type` of every [`ServerMessage`] but `Unknown`.
+const SERVER_MESSAGE_TYPES: [&str; 13] = [
+    "welcome", "opened", "closed", "events", "event", "snapshot", "ack", "reject", "error",
+    "pong", "presence", "history", "version",
+];
+
+impl ServerMessage {
+    /// Reads a message from a JSON object: `type` picks the variant (a type this version does not
+    /// know is [`ServerMessage::Unknown`]), the other members are its fields.
+    pub fn from_value(value: Value) -> Result<ServerMessage, serde_json::Error> {
+        use serde::de::Error;
+        let Value::Object(mut members) = value else {
+            return Err(serde_json::Error::invalid_type(
+                unexpected(&value),
+                &"internally tagged enum ServerMessage",
+            ));
+        };
+        let kind = match members.remove("type") {
+            Some(Value::String(kind)) => kind,
+            Some(other) => {
+                return Err(serde_json::Error::invalid_type(
+                    unexpected(&other),
+                    &"a message type",
+                ))
+            }
+            None => return Err(serde_json::Error::missing_field("type")),
+        };
+        if !SERVER_MESSAGE_TYPES.contains(&kind.as_str()) {
+            return Ok(ServerMessage::Unknown);
+        }
+        let mut tagged = Map::new();
+        tagged.insert(kind, Value::Object(members));
+        ExternallyTagged::deserialize(Value::Object(tagged))
+    }
+}
+
+impl<'de> Deserialize<'de> for ServerMessage {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        ServerMessage::from_value(Value::deserialize(deserializer)?).map_err(serde::de::Error::custom)
+    }
+}
+
+/// A JSON value as serde's errors describe it.
+pub(crate) fn unexpected(value: &Value) -> serde::de::Unexpected<'_> {
+    use serde::de::Unexpected;
+    match value {
+        Value::Null => Unexpected::Unit,
+        Value::Bool(b) => Unexpected::Bool(*b),
+        Value::Number(_) => Unexpected::Other("number"),
+        Value::String(s) => Unexpected::Str(s),
+        Value::Array(_) => Unexpected::Seq,
+        Value::Object(_) => Unexpected::Map,
+    }
 }
 
 fn unknown_code() -> ErrorCode {
@@ -610,13 +686,13 @@ pub fn decode_client_scoped(
             limit: max_bytes,
         });
     }
-    scoped(text)
+    scoped(text, ClientMessage::deserialize)
 }
 
 /// Reads a server frame of version 2. The events of `events` and `event` frames come without
 /// their `documentId` (the frame's): it is filled in.
 pub fn decode_server_scoped(text: &str) -> Result<Scoped<ServerMessage>, FrameError> {
-    let mut scoped: Scoped<ServerMessage> = scoped(text)?;
+    let mut scoped = scoped(text, ServerMessage::from_value)?;
     if let (
         Some(document_id),
         ServerMessage::Events { events, .. }
@@ -633,7 +709,10 @@ pub fn decode_server_scoped(text: &str) -> Result<Scoped<ServerMessage>, FrameEr
 
 /// A frame with a `documentId` member beside the message's own. Read through a `Value` rather
 /// than serde's `flatten`, which would accept a number as `type` (a variant's index).
-fn scoped<M: serde::de::DeserializeOwned>(text: &str) -> Result<Scoped<M>, FrameError> {
+fn scoped<M>(
+    text: &str,
+    read: fn(Value) -> Result<M, serde_json::Error>,
+) -> Result<Scoped<M>, FrameError> {
     let mut value: Value = serde_json::from_str(text)?;
     let document_id = match value.as_object_mut().and_then(|o| o.remove("documentId")) {
         None => None,
@@ -646,7 +725,7 @@ fn scoped<M: serde::de::DeserializeOwned>(text: &str) -> Result<Scoped<M>, Frame
             return Err(FrameError::Malformed(invalid));
         }
     };
-    let message = M::deserialize(value)?;
+    let message = read(value)?;
     Ok(Scoped {
         document_id,
         message,
@@ -704,7 +783,7 @@ pub fn encode_scoped(document_id: Option<&str>, message: &ServerMessage) -> Stri
 
 /// Reads a server frame.
 pub fn decode_server(text: &str) -> Result<ServerMessage, FrameError> {
-    Ok(serde_json::from_str(text)?)
+    Ok(ServerMessage::from_value(serde_json::from_str(text)?)?)
 }
 
 /// Reads a client frame, refusing frames over `max_bytes` before parsing them.

@@ -206,8 +206,7 @@ impl JsSyncClient {
         // values (about 19 KB of wasm).
         let patch: Value =
             serde_wasm_bindgen::from_value(patch).map_err(|e| invalid_argument("patch", e))?;
-        let patch: Vec<json_patch::PatchOperation> =
-            serde_json::from_value(patch).map_err(|e| invalid_argument("patch", e))?;
+        let patch = crate::diff::read_patch(patch).map_err(|e| invalid_argument("patch", e))?;
         let client_seq = self.inner.edit(patch).map_err(client_error)?;
         Ok(client_seq as f64)
     }

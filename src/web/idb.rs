@@ -210,7 +210,8 @@ struct Marker {
     key: JsValue,
     client_id: String,
     used_at: f64,
-    pending: RefCell<std::collections::BTreeSet<String>>,
+    /// Sorted, without duplicates.
+    pending: RefCell<Vec<String>>,
 }
 
 #[derive(serde::Serialize, serde::Deserialize, Default)]
@@ -218,7 +219,8 @@ struct Marker {
 struct MarkerRecord {
     client_id: String,
     used_at: f64,
-    pending: std::collections::BTreeSet<String>,
+    /// The document ids, sorted (a set; a `Vec` costs less code than a `BTreeSet`).
+    pending: Vec<String>,
 }
 
 impl Marker {
@@ -236,10 +238,16 @@ impl Marker {
     fn note(&self, document_id: &str, has_pending: bool) -> Option<(JsValue, JsValue)> {
         let changed = {
             let mut pending = self.pending.borrow_mut();
-            if has_pending {
-                pending.insert(document_id.to_owned())
-            } else {
-                pending.remove(document_id)
+            match (pending.binary_search_by(|p| p.as_str().cmp(document_id)), has_pending) {
+                (Err(at), true) => {
+                    pending.insert(at, document_id.to_owned());
+                    true
+                }
+                (Ok(at), false) => {
+                    pending.remove(at);
+                    true
+                }
+                _ => false,
             }
         };
         changed.then(|| (self.key.clone(), self.value()))
@@ -263,7 +271,12 @@ impl IndexedDbDirectory {
                 key: record_key("", client_id),
                 client_id: client_id.to_owned(),
                 used_at: js_sys::Date::now(),
-                pending: RefCell::new(record.unwrap_or_default().pending),
+                pending: RefCell::new({
+                    let mut pending = record.unwrap_or_default().pending;
+                    pending.sort_unstable();
+                    pending.dedup();
+                    pending
+                }),
             }),
             _lock: lock,
         };
