@@ -575,6 +575,14 @@ impl<'de> Deserialize<'de> for ServerMessage {
     }
 }
 
+/// Reads `T` from JSON text through a [`Value`]: every reader of text then shares serde_json's
+/// one parser for `Value`, and each type's `Deserialize` is compiled once, for `Value` (reading
+/// straight from text would compile it once more for the text reader, in the WebAssembly build
+/// too). The errors say what is wrong without the line and column.
+pub fn parse<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, serde_json::Error> {
+    T::deserialize(serde_json::from_str::<Value>(text)?)
+}
+
 /// A JSON value as serde's errors describe it.
 pub(crate) fn unexpected(value: &Value) -> serde::de::Unexpected<'_> {
     use serde::de::Unexpected;

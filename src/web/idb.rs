@@ -491,7 +491,7 @@ async fn read_markers(db: &IdbDatabase) -> Result<Vec<MarkerRecord>, StoreError>
     .await?;
     Ok(Array::from(&values)
         .iter()
-        .filter_map(|value| serde_json::from_str(&value.as_string()?).ok())
+        .filter_map(|value| crate::protocol::parse(&value.as_string()?).ok())
         .collect())
 }
 
