@@ -107,12 +107,13 @@ impl IndexedDbStore {
         }
         // Records with pending edits first (so they get sent), then the most caught-up one.
         let mut saved = read_document_records(&db, document_id).await?;
-        saved.sort_by_key(|state| {
+        let rank = |state: &ClientState| {
             (
                 state.pending.is_empty(),
                 std::cmp::Reverse(state.applied_seq),
             )
-        });
+        };
+        crate::vec_map::sort_small(&mut saved, |a, b| rank(a) < rank(b));
         for state in saved {
             if let Some(lock) = try_lock(&locks, &lock_name(&state.client_id)).await? {
                 let key = record_key(document_id, &state.client_id);
@@ -272,9 +273,12 @@ impl IndexedDbDirectory {
                 client_id: client_id.to_owned(),
                 used_at: js_sys::Date::now(),
                 pending: RefCell::new({
-                    let mut pending = record.unwrap_or_default().pending;
-                    pending.sort_unstable();
-                    pending.dedup();
+                    let mut pending: Vec<String> = Vec::new();
+                    for id in record.unwrap_or_default().pending {
+                        if let Err(at) = pending.binary_search(&id) {
+                            pending.insert(at, id);
+                        }
+                    }
                     pending
                 }),
             }),
@@ -298,12 +302,8 @@ impl IndexedDbDirectory {
         }
         // Connections with edits still to send first, then the one used last.
         let mut markers = read_markers(&db).await?;
-        markers.sort_by(|a, b| {
-            let rank = |r: &MarkerRecord| (!r.pending.is_empty(), r.used_at);
-            rank(b)
-                .partial_cmp(&rank(a))
-                .unwrap_or(std::cmp::Ordering::Equal)
-        });
+        let rank = |r: &MarkerRecord| (!r.pending.is_empty(), r.used_at);
+        crate::vec_map::sort_small(&mut markers, |a, b| rank(a) > rank(b));
         for record in markers {
             if let Some(lock) = try_lock(&locks, &lock_name(&record.client_id)).await? {
                 let client_id = record.client_id.clone();
