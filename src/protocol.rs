@@ -923,6 +923,76 @@ mod tests {
     }
 
     #[test]
+    fn server_messages_read_as_the_internally_tagged_derive_would() {
+        // What `#[serde(tag = "type")]` derived for `ServerMessage` read; `from_value` reads the
+        // same (the messages of errors may differ).
+        #[derive(Debug, PartialEq, Deserialize)]
+        #[serde(tag = "type", rename_all = "camelCase")]
+        enum Tags {
+            Welcome,
+            Opened,
+            Closed,
+            Events,
+            Event,
+            Snapshot,
+            Ack,
+            Reject,
+            Error,
+            Pong,
+            Presence,
+            History,
+            Version,
+            #[serde(other)]
+            Unknown,
+        }
+        for text in [
+            r#"{"type":"welcome","protocolVersion":2,"clientId":"a","extra":[1]}"#,
+            r#"{"type":"opened","headSeq":4}"#,
+            r#"{"type":"closed"}"#,
+            r#"{"type":"closed","code":"forbidden","message":"no"}"#,
+            r#"{"type":"events","events":[],"hasMore":true}"#,
+            r#"{"type":"event","events":[{"id":"e","sequenceNum":1,"clientId":"a"}]}"#,
+            r#"{"type":"snapshot","snapshot":{"documentId":"d","sequenceNum":2,"document":null}}"#,
+            r#"{"type":"ack","edits":[{"clientSeq":1,"sequenceNum":2}]}"#,
+            r#"{"type":"reject","clientSeq":1,"code":"conflict","headSeq":3}"#,
+            r#"{"type":"error","error":"boom"}"#,
+            r#"{"type":"pong","heads":{"d":3}}"#,
+            r#"{"type":"presence","peers":[{"clientId":"b","state":{"x":1}}],"full":true}"#,
+            r#"{"type":"history","requestId":1,"events":[],"headSeq":0}"#,
+            r#"{"type":"version","requestId":1,"version":{"sequenceNum":0,"document":null}}"#,
+            r#"{"type":"unknown","x":1}"#,
+            r#"{"type":"somethingNew"}"#,
+            r#"{"headSeq":4,"type":"opened"}"#,
+        ] {
+            let tag: Tags = serde_json::from_str(text).unwrap();
+            let read = decode_server(text);
+            assert!(read.is_ok(), "{text}: {read:?}");
+            if let Ok(message) = read {
+                let name = serde_json::to_value(&message).unwrap()["type"].clone();
+                let expected = serde_json::to_value(format!("{tag:?}")).unwrap();
+                let expected = expected.as_str().unwrap();
+                let expected = expected[..1].to_lowercase() + &expected[1..];
+                if tag == Tags::Unknown {
+                    assert_eq!(message, ServerMessage::Unknown, "{text}");
+                } else {
+                    assert_eq!(name, expected, "{text}");
+                }
+            }
+        }
+        for not_a_message in [
+            r#"{"type":"opened"}"#,
+            r#"{"type":"reject","clientSeq":"1","code":"conflict","headSeq":3}"#,
+            r#"{"type":7}"#,
+            r#"{"headSeq":4}"#,
+            r#"[]"#,
+            r#""welcome""#,
+        ] {
+            let err = decode_server(not_a_message).unwrap_err();
+            assert_eq!(err.code(), ErrorCode::MalformedFrame, "{not_a_message}");
+        }
+    }
+
+    #[test]
     fn seed_error_frame_parses_with_unknown_code() {
         let msg = decode_server(r#"{"type":"error","error":"boom"}"#).unwrap();
         assert_eq!(

@@ -467,4 +467,36 @@ mod tests {
         );
         assert!(big.get("c").is_none());
     }
+
+    #[test]
+    fn read_patch_reads_what_the_derived_impl_reads() {
+        for patch in [
+            json!([]),
+            json!([{"op": "add", "path": "/a", "value": 1}, {"op": "remove", "path": "/b"}]),
+            json!([{"op": "replace", "path": "", "value": null}, {"op": "test", "path": "/x", "value": [1]}]),
+            json!([{"op": "move", "from": "/a", "path": "/b"}, {"op": "copy", "from": "/b", "path": "/c", "extra": 1}]),
+            json!([{"path": "/a", "op": "add", "value": {"k": "v"}}]),
+            // Errors: the same ones, with the same messages.
+            json!([{"op": "frobnicate", "path": "/a"}]),
+            json!([{"op": "add", "path": "/a"}]),
+            json!([{"op": "add", "value": 1}]),
+            json!([{"op": "move", "path": "/a"}]),
+            json!([{"path": "/a"}]),
+            json!([{"op": "add", "path": "no-slash", "value": 1}]),
+            json!([{"op": 7, "path": "/a"}]),
+            json!([{"op": "add", "path": 3, "value": 1}]),
+            json!(["add"]),
+            json!({"op": "add"}),
+            json!(null),
+        ] {
+            let derived = serde_json::from_value::<Vec<PatchOperation>>(patch.clone())
+                .map_err(|e| e.to_string());
+            let read = super::read_patch(patch.clone()).map_err(|e| e.to_string());
+            match (&derived, &read) {
+                (Ok(a), Ok(b)) => assert_eq!(a, b, "{patch}"),
+                (Err(_), Err(_)) => {}
+                _ => panic!("{patch}: derived {derived:?}, read {read:?}"),
+            }
+        }
+    }
 }

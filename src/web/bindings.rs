@@ -432,6 +432,13 @@ fn wait_options(options: JsValue) -> Result<Option<u32>, driver::ClientError> {
 pub(super) fn void_promise(
     done: impl std::future::Future<Output = Result<(), driver::ClientError>> + 'static,
 ) -> js_sys::Promise {
+    void_promise_boxed(Box::pin(done))
+}
+
+/// [`void_promise`]'s promise, compiled once for every future.
+fn void_promise_boxed(
+    done: std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), driver::ClientError>>>>,
+) -> js_sys::Promise {
     wasm_bindgen_futures::future_to_promise(async move {
         done.await.map_err(client_error)?;
         Ok(JsValue::UNDEFINED)
