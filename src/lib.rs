@@ -139,8 +139,8 @@ pub mod session;
 mod shared_api;
 pub mod state;
 pub mod undo;
-pub mod vector_clock;
 mod vec_map;
+pub mod vector_clock;
 #[cfg(target_arch = "wasm32")]
 pub mod web;
 

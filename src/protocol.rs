@@ -535,8 +535,8 @@ pub enum ServerMessage {
 
 /// The `type` of every [`ServerMessage`] but `Unknown`.
 const SERVER_MESSAGE_TYPES: [&str; 13] = [
-    "welcome", "opened", "closed", "events", "event", "snapshot", "ack", "reject", "error",
-    "pong", "presence", "history", "version",
+    "welcome", "opened", "closed", "events", "event", "snapshot", "ack", "reject", "error", "pong",
+    "presence", "history", "version",
 ];
 
 impl ServerMessage {
@@ -571,7 +571,8 @@ impl ServerMessage {
 
 impl<'de> Deserialize<'de> for ServerMessage {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        ServerMessage::from_value(Value::deserialize(deserializer)?).map_err(serde::de::Error::custom)
+        ServerMessage::from_value(Value::deserialize(deserializer)?)
+            .map_err(serde::de::Error::custom)
     }
 }
 

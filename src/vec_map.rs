@@ -164,7 +164,9 @@ mod tests {
         // A fixed pseudo-random sequence of inserts and removals.
         let mut x: u64 = 7;
         for step in 0..2000 {
-            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             let key = (x >> 33) % 64;
             if step % 3 == 0 {
                 assert_eq!(map.remove(&key), model.remove(&key));
@@ -190,7 +192,9 @@ mod tests {
         let mut x: u64 = 3;
         let mut items: Vec<(u64, usize)> = (0..300)
             .map(|i| {
-                x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                x = x
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
                 ((x >> 33) % 20, i)
             })
             .collect();

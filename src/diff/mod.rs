@@ -24,8 +24,8 @@ use crate::protocol::{ErrorCode, Event, Operation};
 
 pub use bson::{BsonPatch, MAX_ARRAY_PADDING};
 pub use merge::MergePatch;
-pub use patch::{apply_patch, read_patch};
 pub(crate) use patch::CopyBudget;
+pub use patch::{apply_patch, read_patch};
 
 /// The deepest nesting of arrays and objects a document may have.
 ///

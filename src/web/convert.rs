@@ -4,7 +4,8 @@
 //! The rules are serde-wasm-bindgen's (its JSON-compatible serializer one way, its deserializer
 //! into a `Value` the other), written out for `Value` alone: serde-wasm-bindgen compiles its
 //! serializer and deserializer for every type that crosses, a large share of the WebAssembly
-//! build. `tests/web.rs` checks the two agree.
+//! build. `tests/web.rs` (which converts its own values with serde-wasm-bindgen) and the
+//! package's tests in Node drive the bindings through it.
 
 use js_sys::{Array, ArrayBuffer, Number, Object, Reflect, Uint8Array};
 use serde_json::{Map, Value};

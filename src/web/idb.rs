@@ -239,7 +239,10 @@ impl Marker {
     fn note(&self, document_id: &str, has_pending: bool) -> Option<(JsValue, JsValue)> {
         let changed = {
             let mut pending = self.pending.borrow_mut();
-            match (pending.binary_search_by(|p| p.as_str().cmp(document_id)), has_pending) {
+            match (
+                pending.binary_search_by(|p| p.as_str().cmp(document_id)),
+                has_pending,
+            ) {
                 (Err(at), true) => {
                     pending.insert(at, document_id.to_owned());
                     true
