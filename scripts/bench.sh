@@ -2,7 +2,8 @@
 # Builds in release mode, runs every benchmark (eventsync native and WebAssembly, ShareDB and
 # y-websocket side by side on the same workload) and writes docs/BENCHMARKS.md.
 #
-#   bash scripts/bench.sh           # the full run (tens of minutes on a busy 2-core machine)
+#   bash scripts/bench.sh           # the full run (tens of minutes on a busy 2-core machine;
+#                                   # step 10, against the floor, is about 5 of them)
 #   bash scripts/bench.sh --smoke   # tiny sizes, debug native builds, no report: the harness runs
 #
 # Installs what it needs: the wasm toolchain (scripts/build-wasm.sh) and js/bench's npm packages.
@@ -17,12 +18,14 @@ if $smoke; then
   writers=20 writer_events=20 documents=20 doc_connections=2
   peers=5 presence_rate=10 presence_seconds=2
   fast=3 stalled=5 overload_seconds=1 rules_edits=50
+  fast_rate=200 drain=10 cpu_events=2000
   profile=debug cargo_profile=() report=
 else
   events=100000 flush_edits=10000 subscribers=1000 rate=20 seconds=10 rounds=5
   writers=10000 writer_events=10000 documents=1000 doc_connections=10
   peers=100 presence_rate=10 presence_seconds=10
   fast=20 stalled=500 overload_seconds=20 rules_edits=2000
+  fast_rate=200 drain=30 cpu_events=100000
   profile=release cargo_profile=(--release) report=docs/BENCHMARKS.md
 fi
 
@@ -109,11 +112,21 @@ for snapshots in with without; do
   record "catchup-native-$snapshots" "$bin/eventsync-bench" catchup --url "$url" --document catchup
   record "catchup-wasm-$snapshots" bench_js catchup --system eventsync --url "$url" \
     --document catchup --expect "$head"
+  if [ "$snapshots" = without ]; then
+    # The floor: the same events pages parsed (serde_json) and applied (json-patch), nothing else.
+    record catchup-floor "$bin/eventsync-bench" catchup-floor --url "$url" --document catchup \
+      --rounds "$rounds"
+  fi
   stop
 done
 for system in sharedb yjs; do
   launch node js/bench/servers.mjs "$system" --document catchup --events "$events"
   record "catchup-$system" bench_js catchup --system "$system" --url "$url" --document catchup
+  if [ "$system" = sharedb ]; then
+    # ShareDB's counterpart of a catch-up without a snapshot: every op since the creation.
+    record catchup-sharedb-replay bench_js catchup --system sharedb --replay 1 --url "$url" \
+      --document catchup --expect "$((events + 1))"
+  fi
   stop
 done
 
@@ -189,7 +202,8 @@ fanout() {
   record "fanout-$1" bench_js fanout --system "$1" --url "$url" --document fanout \
     --subscribers "$subscribers" --rate "$rate" --seconds "$seconds" --server-pid "$pid"
 }
-launch_eventsync
+# The subscribers all connect from one loopback address: its connection limit (256) is raised.
+launch_eventsync --max-connections-per-address 100000
 "$bin/eventsync-bench" seed --url "$url" --document fanout --events 0 >/dev/null
 fanout eventsync
 stop
@@ -198,6 +212,39 @@ for system in sharedb yjs; do
   fanout "$system"
   stop
 done
+
+step "10. against the floor: $subscribers subscribers, one writer at $fast_rate and $rate updates/s for ${seconds}s"
+# The same raw protocol subscribers (Rust, one process) and writer against the floor server (a
+# bare tokio-tungstenite broadcast, nothing stored) and eventsync-server; then full clients.
+# eventsync-server's per-connection rate limit (100 frames/s, bursts of 200) is raised for the
+# writer, which submits up to 200 edits a second on one connection, and its per-address
+# connection limit for the subscribers, which all come from one loopback address.
+unlimited_fanout=(--rate-limit 1000000 --rate-burst 1000000 --max-connections-per-address 100000)
+load=(--subscribers "$subscribers" --seconds "$seconds" --drain "$drain")
+for r in "$fast_rate" "$rate"; do
+  launch "$bin/eventsync-bench" floor-server --listen 127.0.0.1:0
+  record "fanout$r-floor" "$bin/eventsync-bench" fanout-raw --floor --url "$url" \
+    --document fanout --rate "$r" "${load[@]}" --server-pid "$pid"
+  stop
+  launch_eventsync "${unlimited_fanout[@]}"
+  "$bin/eventsync-bench" seed --url "$url" --document fanout --events 0 >/dev/null
+  record "fanout$r-eventsync" "$bin/eventsync-bench" fanout-raw --url "$url" \
+    --document fanout --rate "$r" "${load[@]}" --server-pid "$pid"
+  stop
+done
+launch_eventsync "${unlimited_fanout[@]}"
+"$bin/eventsync-bench" seed --url "$url" --document fanout --events 0 >/dev/null
+record "fanout$fast_rate-clients" "$bin/eventsync-bench" fanout-clients --url "$url" \
+  --document fanout --rate "$fast_rate" "${load[@]}" --server-pid "$pid"
+stop
+for system in sharedb yjs; do
+  launch node js/bench/servers.mjs "$system" --document fanout --events 0
+  record "fanout$fast_rate-$system" bench_js fanout --system "$system" --url "$url" \
+    --document fanout --subscribers "$subscribers" --rate "$fast_rate" --seconds "$seconds" \
+    --server-pid "$pid"
+  stop
+done
+record client-cpu "$bin/eventsync-bench" client-cpu --events "$cpu_events" --rounds "$rounds"
 
 printf '{"case":"machine-after","result":{"loadavg":"%s"}}\n' "$(cut -d' ' -f1-3 /proc/loadavg)" >>"$results"
 

@@ -1,6 +1,7 @@
 // The JavaScript side of scripts/bench.sh. Each command prints one JSON object:
 //   node bench.mjs apply --wasm PATH --events N [--rounds R]
 //   node bench.mjs catchup --system eventsync|sharedb|yjs --url ws://... --document D [--expect SEQ]
+//                          [--replay 1]   (sharedb: from the created document, every op replayed)
 //   node bench.mjs fanout --system S --url ws://... --document D --subscribers N --rate R
 //                         --seconds S --server-pid PID
 //   node bench.mjs presence --system yjs --url ws://... --document D --peers N --rate R
@@ -14,7 +15,7 @@ import { performance } from "node:perf_hooks";
 import WebSocket from "ws";
 import * as Y from "yjs";
 import { WebsocketProvider } from "y-websocket";
-import { fieldOf, option } from "./workload.mjs";
+import { fieldOf, initialFields, option } from "./workload.mjs";
 import { presence } from "./presence.mjs";
 
 const require = createRequire(import.meta.url);
@@ -100,6 +101,24 @@ const systems = {
     };
   },
 
+  // ShareDB's replay: a client that holds the document as created (version 1) subscribes from
+  // that version, so the server sends every op since and the client applies them one by one
+  // (json0), the counterpart of eventsync's catch-up without a snapshot.
+  sharedbReplay(url, documentId) {
+    const connection = new Connection(new WebSocket(url));
+    const doc = connection.get("bench", documentId);
+    const created = { v: 1, type: "json0", data: { title: "benchmark", fields: initialFields() } };
+    return {
+      synced: new Promise((resolve, reject) =>
+        doc.ingestSnapshot(created, (e) =>
+          e ? reject(e) : doc.subscribe((e) => (e ? reject(e) : resolve())),
+        ),
+      ),
+      state: () => ({ version: doc.version, fields: Object.keys(doc.data?.fields ?? {}).length }),
+      close: () => connection.close(),
+    };
+  },
+
   yjs(url, documentId) {
     const ydoc = new Y.Doc();
     const provider = new WebsocketProvider(url, documentId, ydoc, {
@@ -168,10 +187,12 @@ async function apply() {
 
 async function catchUp() {
   const system = option("system");
+  const replay = option("replay", "") !== "";
+  if (replay && system !== "sharedb") throw new Error("--replay is ShareDB's");
   const documentId = option("document");
   const proxy = await countingProxy(option("url"));
   const started = performance.now();
-  const client = systems[system](proxy.url, documentId);
+  const client = systems[replay ? "sharedbReplay" : system](proxy.url, documentId);
   await within(120_000, client.synced, `${system} catch-up`);
   const ms = performance.now() - started;
   const state = client.state();
@@ -182,9 +203,17 @@ async function catchUp() {
     throw new Error(`${system} caught up to version ${state.version}, expected ${expect}`);
   }
   return {
-    scenario: "catchup", target: system === "eventsync" ? "wasm" : "node", system, ms, ...state,
+    scenario: "catchup", target: system === "eventsync" ? "wasm" : "node", system, replay, ms, ...state,
     bytesToClient: proxy.traffic.toClient, bytesToServer: proxy.traffic.toServer,
   };
+}
+
+/** CPU time (user + system) a process has used, in microseconds (USER_HZ is 100 on Linux). */
+function cpuMicros(pid) {
+  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  // The fields after the command name (which may hold spaces) start after the last ')'.
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return (Number(fields[11]) + Number(fields[12])) * 10_000;
 }
 
 /** Resident memory of a process, in bytes. */
@@ -237,6 +266,8 @@ async function fanOut() {
   await within(30_000, writer.synced, `${system} writer`);
   const updates = Math.round(rate * seconds);
   const expected = updates * subscriberCount;
+  const serverCpuBefore = cpuMicros(serverPid);
+  const clientCpuBefore = process.cpuUsage();
   const started = performance.now();
   // A fixed offered rate: update n is due at started + n / rate, whatever came before.
   for (let n = 1; n <= updates; n++) {
@@ -247,13 +278,20 @@ async function fanOut() {
   }
   const deadline = performance.now() + 60_000;
   while (latencies.length < expected && performance.now() < deadline) await sleep(50);
+  const serverCpu = cpuMicros(serverPid) - serverCpuBefore;
+  const clientCpuUsed = process.cpuUsage(clientCpuBefore);
+  const clientCpu = clientCpuUsed.user + clientCpuUsed.system;
+  const perDelivery = (micros) => (latencies.length ? micros / latencies.length : null);
   const sorted = Float64Array.from(latencies).sort();
   for (const client of [writer, ...subscribers]) client.close();
   return {
     scenario: "fanout", system, subscribers: subscriberCount, rate, seconds, updates,
-    expected, delivered: latencies.length,
+    expected, delivered: latencies.length, deliveredFraction: latencies.length / expected,
     deliveredPerSecond: latencies.length / ((lastDelivery - started) / 1000),
-    p50Ms: percentile(sorted, 50), p99Ms: percentile(sorted, 99), maxMs: sorted.at(-1) ?? null,
+    p50Ms: percentile(sorted, 50), p95Ms: percentile(sorted, 95), p99Ms: percentile(sorted, 99),
+    maxMs: sorted.at(-1) ?? null,
+    serverCpuMs: serverCpu / 1000, serverCpuUsPerDelivery: perDelivery(serverCpu),
+    clientCpuUsPerDelivery: perDelivery(clientCpu),
     serverBytesPerIdleConnection: Math.round((idleAfter - idleBefore) / subscriberCount),
   };
 }

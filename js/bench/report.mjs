@@ -18,6 +18,20 @@ const get = (name) => records[name] ?? null;
 const overloaded = () =>
   Object.entries(records).find(([name]) => name.startsWith("overload-") && name !== "overload-0")?.[1] ?? null;
 
+/**
+ * A fan-out run of section 10 (`fanout<RATE>-<who>`): `speed` "fast" is the highest rate run,
+ * "slow" the lowest.
+ */
+function floorRun(who, speed) {
+  const runs = Object.entries(records)
+    .map(([name, r]) => [name.match(/^fanout(\d+)-(.+)$/), r])
+    .filter(([m]) => m)
+    .map(([m, r]) => ({ rate: Number(m[1]), who: m[2], r }));
+  if (!runs.length) return null;
+  const rates = runs.map((x) => x.rate);
+  const rate = speed === "fast" ? Math.max(...rates) : Math.min(...rates);
+  return runs.find((x) => x.rate === rate && x.who === who)?.r ?? null;
+}
 const ms = (v) => (v == null ? "n/a" : v >= 100 ? `${v.toFixed(0)} ms` : `${v.toFixed(1)} ms`);
 const kb = (v) => (v == null ? "n/a" : v >= 10_000_000 ? `${(v / 1048576).toFixed(1)} MiB` : `${(v / 1024).toFixed(1)} KiB`);
 const num = (v) => (v == null ? "n/a" : Math.round(v).toLocaleString("en-US"));
@@ -382,6 +396,186 @@ line();
   }
 }
 
+// 10. Against the floor
+line("## 10. Against the floor");
+line();
+{
+  const fast = floorRun("floor", "fast");
+  const slow = floorRun("floor", "slow");
+  const esFast = floorRun("eventsync", "fast");
+  const esSlow = floorRun("eventsync", "slow");
+  const clients = floorRun("clients", "fast");
+  const shareFast = floorRun("sharedb", "fast");
+  const yjsFast = floorRun("yjs", "fast");
+  const shareSlow = get("fanout-sharedb");
+  const yjsSlow = get("fanout-yjs");
+  const catchFloor = get("catchup-floor");
+  const catchWithout = get("catchup-native-without");
+  const replay = get("catchup-sharedb-replay");
+  const cpu = get("client-cpu");
+  const any = fast ?? esFast ?? slow ?? esSlow;
+  if (any || catchFloor || cpu) {
+    const us = (v) => (v == null ? "n/a" : `${v.toFixed(1)} µs`);
+    const pct = (r) => (r?.expected ? `${((r.delivered / r.expected) * 100).toFixed(r.delivered === r.expected ? 0 : 1)}%` : "n/a");
+    const p99 = (r) => (r ? `${ms(r.p99Ms)} (${pct(r)} delivered)` : "n/a");
+    const perEvent = (r) => (r?.eventsPerFrame ? r.frameBytes / r.eventsPerFrame : null);
+    const perFrame = (r) => (r?.eventsPerFrame != null ? r.eventsPerFrame.toFixed(2) : "n/a");
+    if (any) {
+      line(`One writer offers ${num(esFast?.rate ?? fast?.rate)} updates a second (or ${num(esSlow?.rate ?? slow?.rate)}) for ${any.seconds} s to ${num(any.subscribers)} subscribers of one`);
+      line("document, each update's value the time it was made (one clock: the writer and the subscribers");
+      line("are one process).");
+      line("The **floor** is the least a server can do: `eventsync-bench floor-server`, a tokio-tungstenite");
+      line("server with TCP_NODELAY and a 4 KiB initial read buffer like eventsync-server's, that stores");
+      line("nothing and sends every frame the writer sends, as it is (one buffer shared by every");
+      line("connection), to every other connection. It answers `hello` and `sync` so that the same raw");
+      line("subscribers run against both: one Rust process of tokio-tungstenite connections that send");
+      line("`hello` and `sync`, then parse each live frame with serde_json just enough to read the stamp.");
+      line("The writer (a thread of its own in that process) writes as the reference client does: one");
+      line("write in flight, the updates made meanwhile in the next one. To eventsync-server a write is a");
+      line("`submit`; to the floor, the `event` frame eventsync-server would broadcast for it (the same");
+      line(`members and lengths, a submit's events in one frame: ${num(perEvent(slow))} bytes an event there,`);
+      line(`${num(perEvent(esSlow))} from eventsync-server), which the floor broadcasts and acks at once. So a slower`);
+      line(`server gets fewer, larger frames: ${perFrame(fast)} events a frame from the floor at ${num(fast?.rate)} ev/s, ${perFrame(esFast)} from eventsync.`);
+      line("Latency: from an update being made to a subscriber reading it. Submit-to-ack: from a write's");
+      line("send to its `ack`.");
+      line("**The benchmark raises eventsync-server's rate limit for the writer** (`--rate-limit 1000000");
+      line("--rate-burst 1000000`; the default, 100 frames a second with bursts of 200, would refuse a");
+      line("writer at 200 edits a second) and the per-address connection limit for the subscribers");
+      line("(`--max-connections-per-address 100000`: they all come from 127.0.0.1); the store is SQLite");
+      line("with `synchronous=FULL`, so every event is on disk before it is broadcast.");
+      line("Full clients: 1,000 native `SyncClient`s (a connection each) in one process, the same writer;");
+      line("ShareDB and Yjs: their own clients, all in one Node thread with their writer (section 3's");
+      line("harness). Server CPU: utime + stime of the server process from the first update to the last");
+      line("delivery, divided by the deliveries; memory: the server's resident set after every");
+      line("subscriber connected and caught up, minus before, per connection.");
+      line();
+    }
+    const ratioCell = (ours, floor) => ratio(ours, floor);
+    const cell = (v, format) => (v == null ? "n/a" : format(v));
+    table(
+      ["figure", "floor", "eventsync", "ShareDB", "Yjs", "eventsync / floor"],
+      [
+        [`${num(esFast?.rate ?? 200)} ev/s fan-out (${num(any?.subscribers ?? 1000)} subscribers, one writer): p99, raw subscribers`, p99(fast), p99(esFast), "—", "—", ratioCell(esFast?.p99Ms, fast?.p99Ms)],
+        [`${num(clients?.rate ?? 200)} ev/s: p99, full clients`, "—", clients ? `${p99(clients)}, ${num(clients.subscribers)} native SyncClients` : "n/a", shareFast ? `${p99(shareFast)}, ShareDB ${packageVersion("sharedb")}` : "n/a", yjsFast ? `${p99(yjsFast)}, y-websocket server` : "n/a", "—"],
+        [`server CPU per delivery, one event per frame (${num(esSlow?.rate ?? 20)} ev/s)`, cell(slow?.serverCpuUsPerDelivery, us), cell(esSlow?.serverCpuUsPerDelivery, us), cell(shareSlow?.serverCpuUsPerDelivery, us), cell(yjsSlow?.serverCpuUsPerDelivery, us), ratioCell(esSlow?.serverCpuUsPerDelivery, slow?.serverCpuUsPerDelivery)],
+        [`server memory per idle connection (${num(esSlow?.subscribers ?? 1000)} connections, after catch-up)`, cell(slow?.serverBytesPerIdleConnection, kb), cell(esSlow?.serverBytesPerIdleConnection, kb), cell(shareSlow?.serverBytesPerIdleConnection, kb), cell(yjsSlow?.serverBytesPerIdleConnection, kb), ratioCell(esSlow?.serverBytesPerIdleConnection, slow?.serverBytesPerIdleConnection)],
+        [`catch-up, ${num(catchFloor?.events ? catchFloor.events - 1 : 100000)} events, no snapshot`, catchFloor ? `${ms(catchFloor.parseApplyMs)} (parse + apply)` : "n/a", catchWithout ? `${ms(catchWithout.ms)} (native)` : "n/a", replay ? `${ms(replay.ms)} (replay)` : "n/a", "—", ratioCell(catchWithout?.ms, catchFloor?.parseApplyMs)],
+        ["client CPU per delivered event", cpu ? `${us(cpu.parseUsPerEvent)} (parse)` : "n/a", cpu ? `${us(cpu.sessionUsPerEvent)} (SyncClient's session)` : "n/a", "—", "—", ratioCell(cpu?.sessionUsPerEvent, cpu?.parseUsPerEvent)],
+      ],
+    );
+    line("The floor's and eventsync's server CPU and memory are from the raw subscribers' runs, ShareDB's");
+    line("and Yjs's from section 3's (their own clients); the ratio is eventsync / floor, below 1.00x");
+    line("means eventsync is ahead.");
+    line();
+    const runs = [
+      ["floor, raw subscribers", fast], ["eventsync, raw subscribers", esFast], ["eventsync, native SyncClients", clients],
+      ["ShareDB, its clients (Node)", shareFast], ["Yjs, its clients (Node)", yjsFast],
+      ["floor, raw subscribers", slow], ["eventsync, raw subscribers", esSlow],
+      ["eventsync, npm package (Node, section 3)", get("fanout-eventsync")], ["ShareDB, its clients (Node, section 3)", shareSlow], ["Yjs, its clients (Node, section 3)", yjsSlow],
+    ].filter(([, r]) => r);
+    if (runs.length) {
+      line("Every run. Client CPU: the subscribers' process, writer included, per delivery. Edit-to-ack:");
+      line("from an update being made to its `ack`, the wait for the submit in flight included.");
+      line();
+      table(
+        ["run", "rate", "delivered", "events / frame", "p50", "p95", "p99", "max", "server CPU / delivery", "client CPU / delivery", "server memory / idle connection", "submit-to-ack p50 / p99", "edit-to-ack p50 / p99"],
+        runs.map(([label, r]) => [
+          label, `${num(r.rate)}/s`, `${num(r.delivered)} of ${num(r.expected)}`, r.eventsPerFrame != null ? r.eventsPerFrame.toFixed(2) : "—", ms(r.p50Ms), ms(r.p95Ms), ms(r.p99Ms), ms(r.maxMs),
+          cell(r.serverCpuUsPerDelivery, us), cell(r.clientCpuUsPerDelivery, us), cell(r.serverBytesPerIdleConnection, kb),
+          r.ackP50Ms != null ? `${ms(r.ackP50Ms)} / ${ms(r.ackP99Ms)}` : "—",
+          r.editAckP50Ms != null ? `${ms(r.editAckP50Ms)} / ${ms(r.editAckP99Ms)}` : "—",
+        ]),
+      );
+    }
+    if (catchFloor) {
+      line(`Catch-up floor: the ${num(catchFloor.frames)} events pages of the whole log (${kb(catchFloor.bytes)}, read once over a raw`);
+      line(`connection in ${ms(catchFloor.receiveMs)}), parsed with serde_json down to each event's patch (${ms(catchFloor.parseMs)}) and applied`);
+      line(`with json-patch (${ms(catchFloor.applyMs)}), in memory, median of ${catchFloor.rounds}. eventsync is section 2's native client`);
+      line("(from creating the client to `sync_state()` resolved, through the byte-counting proxy). ShareDB's");
+      line("replay: a client holding the document as created subscribes from that version, so the server");
+      line("sends every op since and the client applies them one by one.");
+      line();
+    }
+    if (cpu) {
+      line(`Client CPU, in process: ${num(cpu.events)} live \`event\` frames (${num(cpu.frameBytes)} bytes each) fed to the sans-IO`);
+      line("`SyncSession` that `SyncClient` runs for every frame (decode, order, apply, report the `Applied`");
+      line(`event), against parsing the same frames into a \`serde_json::Value\` (the parse floor) and parsing`);
+      line(`them down to the patch and applying it (${us(cpu.parseApplyUsPerEvent)}); median of ${cpu.rounds}. The`);
+      line("whole processes of the fan-out (socket reads and the callbacks included) are in the table above:");
+      line(`${cell(esFast?.clientCpuUsPerDelivery, us)} per delivery for the raw subscribers, ${cell(clients?.clientCpuUsPerDelivery, us)} for the SyncClients.`);
+      line();
+    }
+  } else {
+    line("Not run.");
+    line();
+  }
+}
+
+/** The aims of issue 17 against the floor, as rows of the Aims table. */
+function floorAims(verdict) {
+  const floorFast = floorRun("floor", "fast");
+  const floorSlow = floorRun("floor", "slow");
+  const raw = floorRun("eventsync", "fast");
+  const rawSlow = floorRun("eventsync", "slow");
+  const clients = floorRun("clients", "fast");
+  const all = (r) => r && r.delivered === r.expected;
+  const atSize = (r) => r && r.subscribers >= 1000 && r.rate >= 200;
+  const x = (ours, theirs) => (ours == null || theirs == null || theirs === 0 ? "n/a" : `${(ours / theirs).toFixed(2)}x`);
+  const us = (v) => (v == null ? "n/a" : `${v.toFixed(1)} µs`);
+  const delivered = (r) => `${num(r.delivered)} of ${num(r.expected)} delivered`;
+  const sized = (r, ok) => (r && !atSize(r) ? "not measured at that size" : verdict(ok));
+  const rows = [];
+  rows.push([
+    "Fan-out 1,000 subscribers x 200 ev/s (raw subscribers): p99 at most 2x the floor's, 100% delivered",
+    raw && floorFast ? `${ms(raw.p99Ms)} against ${ms(floorFast.p99Ms)} (${x(raw.p99Ms, floorFast.p99Ms)}), ${delivered(raw)}; events a frame: ${raw.eventsPerFrame?.toFixed(2) ?? "n/a"}, the floor's ${floorFast.eventsPerFrame?.toFixed(2) ?? "n/a"}` : "n/a",
+    sized(raw, raw && floorFast ? raw.p99Ms <= 2 * floorFast.p99Ms && all(raw) : null),
+  ]);
+  rows.push([
+    "Fan-out 1,000 x 200 ev/s: full native clients' p99 at most 2x the raw subscribers'",
+    clients && raw ? `${ms(clients.p99Ms)} against ${ms(raw.p99Ms)} (${x(clients.p99Ms, raw.p99Ms)}), ${delivered(clients)}` : "n/a",
+    sized(clients, clients && raw ? clients.p99Ms <= 2 * raw.p99Ms && all(clients) : null),
+  ]);
+  rows.push([
+    "Server CPU per delivery at one event per frame at most 1.5x the floor's",
+    rawSlow && floorSlow ? `${us(rawSlow.serverCpuUsPerDelivery)} against ${us(floorSlow.serverCpuUsPerDelivery)} (${x(rawSlow.serverCpuUsPerDelivery, floorSlow.serverCpuUsPerDelivery)}) at ${rawSlow.rate} ev/s` : "n/a",
+    verdict(rawSlow && floorSlow && rawSlow.serverCpuUsPerDelivery != null && floorSlow.serverCpuUsPerDelivery != null ? rawSlow.serverCpuUsPerDelivery <= 1.5 * floorSlow.serverCpuUsPerDelivery : null),
+  ]);
+  const js = get("fanout-eventsync");
+  rows.push([
+    "At most 10 KB of server memory per idle connection",
+    rawSlow ? `${kb(rawSlow.serverBytesPerIdleConnection)} (raw subscribers, ${num(rawSlow.subscribers)} connections)${js ? `; ${kb(js.serverBytesPerIdleConnection)} with the npm package's clients (section 3)` : ""}` : "n/a",
+    rawSlow && rawSlow.subscribers < 1000 ? "not measured at that size" : verdict(rawSlow ? rawSlow.serverBytesPerIdleConnection <= 10 * 1024 : null),
+  ]);
+  rows.push([
+    "Submit-to-ack p50 under 2 ms at 20 ev/s and under 5 ms at 200 ev/s (loopback, SQLite synchronous=FULL)",
+    rawSlow || raw ? `${ms(rawSlow?.ackP50Ms)} at ${rawSlow?.rate ?? "n/a"} ev/s, ${ms(raw?.ackP50Ms)} at ${raw?.rate ?? "n/a"} ev/s (the writer of the fan-out above, ${num((raw ?? rawSlow).subscribers)} subscribers)` : "n/a",
+    verdict(rawSlow?.ackP50Ms != null && raw?.ackP50Ms != null ? rawSlow.ackP50Ms < 2 && raw.ackP50Ms < 5 : null),
+  ]);
+  const floor = get("catchup-floor");
+  const without = get("catchup-native-without");
+  const withSnapshot = get("catchup-native-with");
+  const wasmWith = get("catchup-wasm-with");
+  const sharedb = get("catchup-sharedb");
+  const full = floor && floor.events >= 100_000;
+  rows.push([
+    "Catch-up of 100,000 events without a snapshot at most 3x the floor's parse+apply",
+    floor && without ? `${ms(without.ms)} against ${ms(floor.parseApplyMs)} (${x(without.ms, floor.parseApplyMs)}), native` : "n/a",
+    floor && !full ? "not measured at that size" : verdict(floor && without ? without.ms <= 3 * floor.parseApplyMs : null),
+  ]);
+  rows.push([
+    "Catch-up with a snapshot at most ShareDB's snapshot fetch",
+    withSnapshot && sharedb ? `native ${ms(withSnapshot.ms)}, WebAssembly ${ms(wasmWith?.ms)}; ShareDB ${ms(sharedb.ms)}` : "n/a",
+    withSnapshot && sharedb ? `native ${verdict(withSnapshot.ms <= sharedb.ms)}, wasm ${verdict(wasmWith ? wasmWith.ms <= sharedb.ms : null)}` : verdict(null),
+  ]);
+  const size = get("size");
+  rows.push([
+    "wasm at most 150 KB gzipped",
+    size ? `${kb(size.wasmGzipBytes)} (\`eventsync_bg.wasm\`, gzip -9)` : "n/a",
+    verdict(size ? size.wasmGzipBytes <= 150 * 1024 : null),
+  ]);
+  return rows;
+}
+
 // The issue's aims, checked against this run.
 line("## Aims");
 line();
@@ -411,6 +605,19 @@ line();
     // Deliveries/s is the offered rate times the subscribers while everyone keeps up: only
     // deliveries that never arrived count.
     if (fan && f && fan.delivered < f.delivered) behind.push(`fan-out deliveries vs ${name}`);
+  }
+  // Section 10: the full clients at the high rate, the server's CPU per delivery at one event a
+  // frame, and the catch-up without a snapshot (ShareDB's replay).
+  {
+    const clients = floorRun("clients", "fast");
+    const raw = floorRun("eventsync", "slow");
+    for (const [name, key] of [["ShareDB", "sharedb"], ["Yjs", "yjs"]]) {
+      const theirs = floorRun(key, "fast");
+      compare(`fan-out p99 at ${clients?.rate ?? "n/a"} ev/s (full clients)`, clients?.p99Ms, theirs?.p99Ms, name);
+      if (clients && theirs && clients.delivered < theirs.delivered) behind.push(`fan-out deliveries at ${clients.rate} ev/s vs ${name}`);
+      compare("server CPU per delivery", raw?.serverCpuUsPerDelivery, get(`fanout-${key}`)?.serverCpuUsPerDelivery, name);
+    }
+    compare("catch-up without snapshot (native)", catchWithout?.ms, get("catchup-sharedb-replay")?.ms, "ShareDB's replay");
   }
   // Presence has no ShareDB row (ShareDB has no presence over its stock server here).
   compare("presence p50", presence?.p50Ms, presenceYjs?.p50Ms, "Yjs");
@@ -473,6 +680,7 @@ line();
         get("rules-webhook") ? `${ms(get("rules-webhook").webhookP95Ms)} (${num(get("rules-webhook").delivered)} of ${num(get("rules-webhook").edits)} delivered)` : "n/a",
         verdict(get("rules-webhook") ? get("rules-webhook").webhookP95Ms < 1000 && get("rules-webhook").delivered >= get("rules-webhook").edits : null),
       ],
+      ...floorAims(verdict),
       ["ahead of ShareDB and y-websocket on every row", behind.length ? `behind on: ${behind.join("; ")}` : "ahead on every row", verdict(behind.length === 0)],
     ],
   );

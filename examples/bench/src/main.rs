@@ -18,6 +18,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_tungstenite::tungstenite::Message;
 
+mod costs;
+mod fanout;
+mod floor;
 mod multiplex;
 mod presence;
 mod rules;
@@ -152,6 +155,85 @@ enum Scenario {
         #[arg(long)]
         server_pid: u32,
     },
+    /// The floor server: broadcasts every frame a connection sends (other than the handshake)
+    /// to every other connection, nothing stored; prints `floor-server listening on ws://ADDR`.
+    FloorServer {
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: SocketAddr,
+    },
+    /// Fan-out with raw protocol subscribers: one writer at `rate` updates a second for
+    /// `seconds`, `subscribers` connections reading; latency, delivered fraction, server CPU per
+    /// delivery and memory per idle connection (from /proc for `server_pid`).
+    FanoutRaw {
+        /// `ws://host:port` of eventsync-server, or of `floor-server` with `--floor`
+        #[arg(long)]
+        url: String,
+        #[arg(long)]
+        document: String,
+        /// The server is the floor server.
+        #[arg(long)]
+        floor: bool,
+        #[command(flatten)]
+        load: LoadArgs,
+    },
+    /// Fan-out to full native `SyncClient`s (one connection each), the same writer as
+    /// `fanout-raw`.
+    FanoutClients {
+        /// `ws://host:port`
+        #[arg(long)]
+        url: String,
+        #[arg(long)]
+        document: String,
+        #[command(flatten)]
+        load: LoadArgs,
+    },
+    /// The catch-up floor: the whole log of `document` (on a server without snapshots), parsed
+    /// with serde_json and applied with json-patch, nothing else.
+    CatchupFloor {
+        /// `ws://host:port`
+        #[arg(long)]
+        url: String,
+        #[arg(long)]
+        document: String,
+        #[arg(long, default_value_t = 5)]
+        rounds: usize,
+    },
+    /// Client CPU per delivered live event: `SyncSession` against serde_json, in process.
+    ClientCpu {
+        #[arg(long, default_value_t = 100_000)]
+        events: u64,
+        #[arg(long, default_value_t = 5)]
+        rounds: usize,
+    },
+}
+
+/// The size of a fan-out.
+#[derive(clap::Args)]
+struct LoadArgs {
+    #[arg(long, default_value_t = 1000)]
+    subscribers: u64,
+    /// Updates a second offered by the writer.
+    #[arg(long, default_value_t = 200)]
+    rate: u64,
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    #[arg(long)]
+    server_pid: u32,
+    /// Seconds to wait for the last deliveries once the writer is done.
+    #[arg(long, default_value_t = 30)]
+    drain: u64,
+}
+
+impl LoadArgs {
+    fn load(self) -> fanout::Load {
+        fanout::Load {
+            subscribers: self.subscribers,
+            rate: self.rate,
+            seconds: self.seconds,
+            server_pid: self.server_pid,
+            drain: Duration::from_secs(self.drain),
+        }
+    }
 }
 
 fn main() {
@@ -215,6 +297,34 @@ fn main() {
         } => runtime().block_on(presence::presence(
             &url, &document, peers, rate, seconds, server_pid,
         )),
+        Scenario::FloorServer { listen } => {
+            runtime().block_on(floor::serve(listen));
+            return;
+        }
+        Scenario::FanoutRaw {
+            url,
+            document,
+            floor,
+            load,
+        } => {
+            let target = if floor {
+                fanout::Target::Floor
+            } else {
+                fanout::Target::Eventsync
+            };
+            runtime().block_on(fanout::raw(&url, &document, target, load.load()))
+        }
+        Scenario::FanoutClients {
+            url,
+            document,
+            load,
+        } => runtime().block_on(fanout::clients(&url, &document, load.load())),
+        Scenario::CatchupFloor {
+            url,
+            document,
+            rounds,
+        } => runtime().block_on(costs::catchup_floor(&url, &document, rounds)),
+        Scenario::ClientCpu { events, rounds } => costs::client_cpu(events, rounds),
     };
     println!("{result}");
 }

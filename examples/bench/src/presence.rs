@@ -48,7 +48,7 @@ async fn join(url: &str, client: &str, document: &str) -> Socket {
 }
 
 /// CPU time a process has used (user + system), from /proc.
-fn cpu_time(pid: u32) -> Duration {
+pub(crate) fn cpu_time(pid: u32) -> Duration {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("the server runs");
     // The fields after the command name (which may hold spaces) start after the last ')'.
     let fields: Vec<&str> = stat[stat.rfind(')').expect("stat") + 2..]
