@@ -15,9 +15,7 @@
 mod history;
 mod presence;
 
-use std::collections::VecDeque;
-
-use crate::vec_map::VecMap;
+use std::collections::{BTreeMap, VecDeque};
 
 use serde_json::Value;
 
@@ -141,11 +139,11 @@ pub fn best_status(statuses: impl Iterator<Item = ConnectionStatus>) -> Connecti
 pub struct Multiplexer {
     config: MultiplexConfig,
     phase: Phase,
-    sessions: VecMap<String, SyncSession>,
+    sessions: BTreeMap<String, SyncSession>,
     /// Documents the server closed on its own.
-    closed: VecMap<String, Reopen>,
+    closed: BTreeMap<String, Reopen>,
     /// Each document's presence.
-    presence: VecMap<String, DocPresence>,
+    presence: BTreeMap<String, DocPresence>,
     /// History requests (18.8).
     requests: history::Requests,
     last_received: u64,
@@ -197,9 +195,9 @@ impl Multiplexer {
         Multiplexer {
             config,
             phase: Phase::Offline,
-            sessions: VecMap::new(),
-            closed: VecMap::new(),
-            presence: VecMap::new(),
+            sessions: BTreeMap::new(),
+            closed: BTreeMap::new(),
+            presence: BTreeMap::new(),
             requests: history::Requests::default(),
             last_received: 0,
             last_sent: 0,

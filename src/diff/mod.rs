@@ -24,8 +24,8 @@ use crate::protocol::{ErrorCode, Event, Operation};
 
 pub use bson::{BsonPatch, MAX_ARRAY_PADDING};
 pub use merge::MergePatch;
+pub use patch::apply_patch;
 pub(crate) use patch::CopyBudget;
-pub use patch::{apply_patch, read_patch};
 
 /// The deepest nesting of arrays and objects a document may have.
 ///
@@ -111,8 +111,8 @@ impl<'de> Deserialize<'de> for Diff {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let mut other = Map::deserialize(deserializer)?;
         Ok(Diff {
-            patch: take_patch(&mut other, "patch")?,
-            json_patch: take_patch(&mut other, "jsonPatch")?,
+            patch: take_member(&mut other, "patch")?,
+            json_patch: take_member(&mut other, "jsonPatch")?,
             merge_patch: take_member(&mut other, "mergePatch")?,
             bson_patch: take_member(&mut other, "bsonPatch")?,
             has_changes: take_member(&mut other, "hasChanges")?,
@@ -130,18 +130,6 @@ pub(crate) fn take_member<T: serde::de::DeserializeOwned, E: serde::de::Error>(
     match members.remove(key) {
         None => Ok(None),
         Some(value) => Option::<T>::deserialize(value).map_err(E::custom),
-    }
-}
-
-/// Takes the member `key` out of `members` and reads it as RFC 6902 operations (absent or
-/// `null`: `None`), with [`read_patch`].
-fn take_patch<E: serde::de::Error>(
-    members: &mut Map<String, Value>,
-    key: &str,
-) -> Result<Option<Vec<PatchOperation>>, E> {
-    match members.remove(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(value) => read_patch(value).map(Some).map_err(E::custom),
     }
 }
 

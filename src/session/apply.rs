@@ -154,7 +154,7 @@ impl SyncSession {
             .iter()
             .map(|index| self.pending[*index].client_seq)
             .collect();
-        crate::vec_map::sort_small(&mut invalidated, |a, b| a < b);
+        invalidated.sort_unstable();
         for client_seq in invalidated {
             self.drop_pending(
                 client_seq,

@@ -15,7 +15,6 @@
 mod bindings;
 mod connection;
 mod connection_bindings;
-mod convert;
 pub mod driver;
 mod error;
 mod history_bindings;
