@@ -10,8 +10,10 @@ use serde_json::{Map, Value};
 use crate::diff::Diff;
 use crate::vector_clock::VectorClock;
 
+mod encoded;
 mod history;
 mod presence;
+pub use encoded::{EncodedEvents, EncodedFrame, FrameKind};
 pub use history::{HistoryAnswer, HistoryRequest, Version, VersionAnswer, VersionRequest};
 pub use presence::{
     presence_size, PresencePeer, PresenceUpdate, MAX_PRESENCE_BYTES, PRESENCE_TIMEOUT_MS,

@@ -25,6 +25,7 @@ impl Transport for Socket {
                 protocol::encode_scoped(Some(&document_id), &message).into()
             }
             Outgoing::Live(batch) => batch.frame_for(version),
+            Outgoing::Encoded(frame) => frame.encode(version).into(),
             Outgoing::Connected(_) => return Ok(()),
         };
         self.sink.send(Message::Text(text)).await.map_err(drop)
