@@ -104,21 +104,46 @@ pub struct Diff {
     pub other: Map<String, Value>,
 }
 
-/// Read as a JSON object whose known members are then taken out, rather than derived: serde's
-/// `flatten` (for [`Diff::other`]) buffers the members in serde's own `Content` and compiles every
-/// member's parser once more for it, a large share of the WebAssembly build.
+/// Read member by member rather than derived: serde's `flatten` (for [`Diff::other`]) buffers
+/// the members in serde's own `Content` and compiles every member's parser once more for it, a
+/// large share of the WebAssembly build. `patch` and `jsonPatch` (what nearly every event
+/// carries) are read straight into their operations; every other member is read as JSON, and the
+/// known ones are then taken out of it.
 impl<'de> Deserialize<'de> for Diff {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let mut other = Map::deserialize(deserializer)?;
-        Ok(Diff {
-            patch: take_member(&mut other, "patch")?,
-            json_patch: take_member(&mut other, "jsonPatch")?,
-            merge_patch: take_member(&mut other, "mergePatch")?,
-            bson_patch: take_member(&mut other, "bsonPatch")?,
-            has_changes: take_member(&mut other, "hasChanges")?,
-            version: take_member(&mut other, "version")?,
-            other,
-        })
+        struct Members;
+        impl<'de> serde::de::Visitor<'de> for Members {
+            type Value = Diff;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a diff object")
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Diff, A::Error> {
+                let (mut patch, mut json_patch) = (None, None);
+                let mut other = Map::new();
+                while let Some(key) = map.next_key::<String>()? {
+                    match key.as_str() {
+                        "patch" => patch = map.next_value()?,
+                        "jsonPatch" => json_patch = map.next_value()?,
+                        _ => {
+                            let value = map.next_value()?;
+                            other.insert(key, value);
+                        }
+                    }
+                }
+                Ok(Diff {
+                    patch,
+                    json_patch,
+                    merge_patch: take_member(&mut other, "mergePatch")?,
+                    bson_patch: take_member(&mut other, "bsonPatch")?,
+                    has_changes: take_member(&mut other, "hasChanges")?,
+                    version: take_member(&mut other, "version")?,
+                    other,
+                })
+            }
+        }
+        deserializer.deserialize_map(Members)
     }
 }
 

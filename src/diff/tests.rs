@@ -490,3 +490,30 @@ fn a_null_diff_member_counts_as_absent() {
         Some(json!({"a": 3}))
     );
 }
+
+#[test]
+fn diffs_read_the_same_from_text_and_from_values() {
+    for text in [
+        r#"{"patch":[{"op":"add","path":"/a","value":{"b":[1,null]}},{"op":"move","from":"/a","path":"/c"}],"zz":[1]}"#,
+        r#"{"patch":null,"jsonPatch":[{"op":"remove","path":"/x"}],"hasChanges":true}"#,
+        r#"{"patch":[],"patch":[{"op":"test","path":"","value":1}]}"#,
+        r#"{"mergePatch":{"a":null},"version":2,"bsonPatch":null}"#,
+        r#"{}"#,
+    ] {
+        let from_text: Diff = serde_json::from_str(text).unwrap();
+        let value: Value = serde_json::from_str(text).unwrap();
+        let from_value: Diff = serde_json::from_value(value).unwrap();
+        assert_eq!(from_text, from_value, "{text}");
+    }
+    for bad in [
+        r#"{"patch":[{"op":"nope","path":"/a"}]}"#,
+        r#"{"patch":{}}"#,
+        r#"{"jsonPatch":[{"op":"add","path":"a","value":1}]}"#,
+        r#"{"hasChanges":1}"#,
+        r#"[]"#,
+    ] {
+        assert!(serde_json::from_str::<Diff>(bad).is_err(), "{bad}");
+        let value: Value = serde_json::from_str(bad).unwrap();
+        assert!(serde_json::from_value::<Diff>(value).is_err(), "{bad}");
+    }
+}

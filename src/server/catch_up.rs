@@ -9,7 +9,7 @@
 //! read again). The WebSocket and SSE connections ([`super::ServerConnection`]), the HTTP
 //! endpoints and the in-memory log all page through it.
 
-use crate::protocol::{ErrorCode, Event, EventsPage, Snapshot};
+use crate::protocol::{EncodedEvents, ErrorCode, Event, EventsPage, Snapshot};
 use crate::sequencer::check_position;
 use crate::vector_clock::VectorClock;
 
@@ -64,16 +64,125 @@ pub enum ReadResult {
     Snapshot(Option<Snapshot>),
     /// Answers [`Read::Events`].
     Events(Vec<Event>),
+    /// Answers [`Read::Events`] too, with the events as a store keeps them (their compact text):
+    /// a catch-up then sends them without reading them ([`crate::protocol::EncodedFrame`]).
+    Encoded(EncodedEvents),
+}
+
+/// The events of a page: read, or kept as text.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LogEvents {
+    /// Read ([`ReadResult::Events`]).
+    Parsed(Vec<Event>),
+    /// As text ([`ReadResult::Encoded`]).
+    Encoded(EncodedEvents),
+}
+
+impl Default for LogEvents {
+    fn default() -> Self {
+        LogEvents::Parsed(Vec::new())
+    }
+}
+
+impl LogEvents {
+    /// How many events.
+    pub fn len(&self) -> usize {
+        match self {
+            LogEvents::Parsed(events) => events.len(),
+            LogEvents::Encoded(events) => events.len(),
+        }
+    }
+
+    /// True when there are none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The first event's `sequenceNum`.
+    pub fn first_seq(&self) -> Option<u64> {
+        match self {
+            LogEvents::Parsed(events) => events.first().map(|e| e.sequence_num),
+            LogEvents::Encoded(events) => events.first_seq(),
+        }
+    }
+
+    /// The last event's `sequenceNum`.
+    pub fn last_seq(&self) -> Option<u64> {
+        match self {
+            LogEvents::Parsed(events) => events.last().map(|e| e.sequence_num),
+            LogEvents::Encoded(events) => events.last_seq(),
+        }
+    }
+
+    /// Keeps the events `keep` says yes to, given each one's `sequenceNum` and `clientId`.
+    fn retain(&mut self, mut keep: impl FnMut(u64, &str) -> bool) {
+        match self {
+            LogEvents::Parsed(events) => events.retain(|e| keep(e.sequence_num, &e.client_id)),
+            LogEvents::Encoded(events) => events.retain(keep),
+        }
+    }
+
+    /// Adds `more` after these.
+    fn extend(&mut self, more: LogEvents) {
+        if self.is_empty() {
+            *self = more;
+            return;
+        }
+        match (&mut *self, more) {
+            (LogEvents::Parsed(events), LogEvents::Parsed(more)) => events.extend(more),
+            (LogEvents::Encoded(events), LogEvents::Encoded(more)) => events.append(&more),
+            (LogEvents::Encoded(events), LogEvents::Parsed(more)) => {
+                more.iter().for_each(|e| events.push(e))
+            }
+            (LogEvents::Parsed(events), LogEvents::Encoded(more)) => {
+                let mut all = EncodedEvents::new();
+                events.iter().for_each(|e| all.push(e));
+                all.append(&more);
+                *self = LogEvents::Encoded(all);
+            }
+        }
+    }
+
+    /// The events read, with `document_id` as the document of those kept as text.
+    pub fn into_events(self, document_id: &str) -> Result<Vec<Event>, (ErrorCode, String)> {
+        match self {
+            LogEvents::Parsed(events) => Ok(events),
+            LogEvents::Encoded(events) => events.to_events(document_id).map_err(|err| {
+                (
+                    ErrorCode::Internal,
+                    format!("an event of the log cannot be read: {err}"),
+                )
+            }),
+        }
+    }
 }
 
 /// One page of a catch-up.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Page {
-    /// The page.
-    pub page: EventsPage,
+    /// A snapshot to install first (6.3).
+    pub snapshot: Option<Snapshot>,
+    /// The events, in `sequenceNum` order.
+    pub events: LogEvents,
+    /// The document's `headSeq` when the page was made.
+    pub head_seq: u64,
+    /// More pages follow.
+    pub has_more: bool,
     /// The `sequenceNum` up to which the log was scanned for it: everything up to it that the
     /// position misses is in the page (or in its snapshot). The next page starts after it.
     pub scanned: u64,
+}
+
+impl Page {
+    /// The page as the HTTP API carries it (3.7), its events read when they came as text.
+    pub fn into_events_page(self, document_id: &str) -> Result<EventsPage, (ErrorCode, String)> {
+        Ok(EventsPage {
+            snapshot: self.snapshot,
+            events: self.events.into_events(document_id)?,
+            head_seq: self.head_seq,
+            has_more: self.has_more,
+        })
+    }
 }
 
 /// What to do next.
@@ -114,7 +223,7 @@ enum State {
         head: LogHead,
         from: u64,
         filter: bool,
-        page: EventsPage,
+        page: Page,
     },
     Done,
 }
@@ -170,7 +279,16 @@ impl CatchUp {
                     page,
                 },
                 ReadResult::Events(events),
-            ) => self.take_events(head, from, filter, page, events),
+            ) => self.take_events(head, from, filter, page, LogEvents::Parsed(events)),
+            (
+                State::Events {
+                    head,
+                    from,
+                    filter,
+                    page,
+                },
+                ReadResult::Encoded(events),
+            ) => self.take_events(head, from, filter, page, LogEvents::Encoded(events)),
             (_, other) => Step::Refused(
                 ErrorCode::Internal,
                 format!("catch-up: unexpected read result {other:?}"),
@@ -212,21 +330,19 @@ impl CatchUp {
 
     fn events_from(&mut self, head: LogHead, from: u64, snapshot: Option<Snapshot>) -> Step {
         let filter = self.after.is_none() && snapshot.is_none();
-        let page = EventsPage {
+        let page = Page {
             snapshot,
-            events: Vec::new(),
+            events: LogEvents::default(),
             // What was read may be newer than `head`; the page's headSeq covers all of it.
             head_seq: head.head_seq.max(from),
             has_more: false,
+            scanned: from,
         };
         if self.limit == 0 || from >= head.head_seq {
             // Nothing to read (or nothing asked for): the answer needs no trip to the store. An
             // event newer than `head` reaches the client live.
             let has_more = from < head.head_seq;
-            return Step::Page(Page {
-                page: EventsPage { has_more, ..page },
-                scanned: from,
-            });
+            return Step::Page(Page { has_more, ..page });
         }
         self.state = State::Events {
             head,
@@ -245,11 +361,11 @@ impl CatchUp {
         head: LogHead,
         from: u64,
         filter: bool,
-        mut page: EventsPage,
-        events: Vec<Event>,
+        mut page: Page,
+        mut events: LogEvents,
     ) -> Step {
-        let gapless = match events.first() {
-            Some(first) => first.sequence_num == from + 1,
+        let gapless = match events.first_seq() {
+            Some(first) => first == from + 1,
             None => from >= head.head_seq,
         };
         if !gapless {
@@ -265,23 +381,20 @@ impl CatchUp {
             return Step::Read(Read::Head { fresh: true });
         }
         let full = events.len() == self.limit;
-        let scanned = events.last().map_or(from, |e| e.sequence_num);
+        let scanned = events.last_seq().unwrap_or(from);
         page.head_seq = page.head_seq.max(scanned);
         page.has_more = full && scanned < head.head_seq;
-        if filter {
+        page.scanned = scanned;
+        // A vector at or below `from` misses every event after it: nothing to filter.
+        if filter && self.vector.max_seq() > from {
             let vector = &self.vector;
-            page.events.extend(
-                events
-                    .into_iter()
-                    .filter(|e| vector.is_missing(&e.client_id, e.sequence_num)),
-            );
-        } else {
-            page.events = events;
+            events.retain(|seq, client_id| vector.is_missing(client_id, seq));
         }
+        page.events.extend(events);
         // The vector form scans on until it finds a missing event or reaches the head, so that a
         // page is empty only when it is the last.
         if !page.has_more || !page.events.is_empty() || scanned <= from {
-            return Step::Page(Page { page, scanned });
+            return Step::Page(page);
         }
         self.state = State::Events {
             head,
@@ -392,7 +505,10 @@ mod tests {
     }
 
     fn seqs(page: &Page) -> Vec<u64> {
-        page.page.events.iter().map(|e| e.sequence_num).collect()
+        match &page.events {
+            LogEvents::Parsed(events) => events.iter().map(|e| e.sequence_num).collect(),
+            LogEvents::Encoded(events) => events.origins().map(|(seq, _)| seq).collect(),
+        }
     }
 
     #[test]
@@ -402,9 +518,9 @@ mod tests {
         let page = log
             .page(VectorClock::new(), Some(0), 5, SnapshotPolicy::WhenBehind)
             .unwrap();
-        assert_eq!(page.page.snapshot, None);
+        assert_eq!(page.snapshot, None);
         assert_eq!(seqs(&page), vec![1, 2, 3, 4, 5]);
-        assert!(page.page.has_more);
+        assert!(page.has_more);
         // A sync answer may start a new client from the snapshot instead (6.3).
         let page = log
             .page(
@@ -414,28 +530,28 @@ mod tests {
                 SnapshotPolicy::WhenBehindOrNew,
             )
             .unwrap();
-        assert_eq!(page.page.snapshot.as_ref().unwrap().sequence_num, 10);
+        assert_eq!(page.snapshot.as_ref().unwrap().sequence_num, 10);
         assert_eq!(seqs(&page), vec![11, 12]);
         // Compacted through 8: a position behind it starts from the snapshot, whatever the policy.
         let log = Log::new(12, 8, Some(10));
         let page = log
             .page(VectorClock::new(), Some(3), 5, SnapshotPolicy::WhenBehind)
             .unwrap();
-        assert_eq!(page.page.snapshot.as_ref().unwrap().sequence_num, 10);
+        assert_eq!(page.snapshot.as_ref().unwrap().sequence_num, 10);
         assert_eq!(
-            (seqs(&page), page.scanned, page.page.has_more),
+            (seqs(&page), page.scanned, page.has_more),
             (vec![11, 12], 12, false)
         );
         // limit=0 says whether the whole log is retained (12.2).
         let page = log
             .page(VectorClock::new(), Some(0), 0, SnapshotPolicy::WhenBehind)
             .unwrap();
-        assert_eq!(page.page.snapshot.as_ref().unwrap().sequence_num, 10);
+        assert_eq!(page.snapshot.as_ref().unwrap().sequence_num, 10);
         let whole = Log::new(12, 0, Some(10));
         let page = whole
             .page(VectorClock::new(), Some(0), 0, SnapshotPolicy::WhenBehind)
             .unwrap();
-        assert_eq!((page.page.snapshot, page.page.has_more), (None, true));
+        assert_eq!((page.snapshot, page.has_more), (None, true));
     }
 
     #[test]
@@ -476,7 +592,7 @@ mod tests {
             .page(vector.clone(), None, 2, SnapshotPolicy::WhenBehind)
             .unwrap();
         assert_eq!(seqs(&page), vec![5]);
-        assert!(page.page.has_more);
+        assert!(page.has_more);
         let (machine, first) = CatchUp::new(
             vector,
             None,
@@ -486,6 +602,40 @@ mod tests {
         );
         let next = run_sync(machine, first, |r| log.read(r)).unwrap();
         assert_eq!(seqs(&next), vec![7]);
+    }
+
+    #[test]
+    fn events_kept_as_text_page_and_filter_as_read_ones_do() {
+        let log = Log::new(10, 0, None);
+        let encoded = |read: Read| match log.read(read)? {
+            ReadResult::Events(events) => {
+                let mut encoded = EncodedEvents::new();
+                events.iter().for_each(|e| encoded.push(e));
+                Ok(ReadResult::Encoded(encoded))
+            }
+            other => Ok(other),
+        };
+        let vector = VectorClock::from_iter([("a".to_string(), 3), ("b".to_string(), 10)]);
+        for (vector, after) in [
+            (VectorClock::new(), Some(2)),
+            (vector, None),
+            (VectorClock::new(), None),
+        ] {
+            let policy = SnapshotPolicy::WhenBehind;
+            let (machine, first) = CatchUp::new(vector.clone(), after, None, 2, policy);
+            let read = run_sync(machine, first, |r| log.read(r)).unwrap();
+            let (machine, first) = CatchUp::new(vector, after, None, 2, policy);
+            let page = run_sync(machine, first, encoded).unwrap();
+            assert!(matches!(page.events, LogEvents::Encoded(_)));
+            assert_eq!(
+                (seqs(&page), page.scanned, page.has_more, page.head_seq),
+                (seqs(&read), read.scanned, read.has_more, read.head_seq)
+            );
+            assert_eq!(
+                page.into_events_page("d").unwrap(),
+                read.into_events_page("d").unwrap()
+            );
+        }
     }
 
     #[test]

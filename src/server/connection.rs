@@ -23,11 +23,12 @@ mod presence;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use crate::protocol::{
-    self, ClientMessage, ErrorCode, PresencePeer, PresenceUpdate, ServerMessage,
+    self, ClientMessage, EncodedFrame, ErrorCode, FrameKind, PresencePeer, PresenceUpdate,
+    ServerMessage,
 };
 use crate::vector_clock::VectorClock;
 
-use super::catch_up::CatchUp;
+use super::catch_up::{CatchUp, LogEvents};
 use super::limits::{validate_document_id, validate_id, ConnectionLimiter, Limits};
 use super::requests::{Credentials, LiveBatch, Output, Reply, Request, Rights};
 
@@ -446,6 +447,30 @@ impl<L: LiveBatch> ServerConnection<L> {
 
     fn send(&mut self, message: ServerMessage) {
         self.outputs.push_back(Output::Send(message));
+    }
+
+    /// Events of a document, as a message or (read from the log as text) as a frame of `kind`.
+    fn send_events(&mut self, document_id: &str, events: LogEvents, kind: FrameKind) {
+        match (events, kind) {
+            (LogEvents::Encoded(events), kind) => {
+                self.outputs.push_back(Output::SendEncoded(EncodedFrame {
+                    document_id: document_id.to_owned(),
+                    events,
+                    kind,
+                }));
+            }
+            (LogEvents::Parsed(events), FrameKind::Events { head_seq, has_more }) => {
+                let message = ServerMessage::Events {
+                    events,
+                    head_seq: Some(head_seq),
+                    has_more,
+                };
+                self.send_to(document_id, message);
+            }
+            (LogEvents::Parsed(events), FrameKind::Event) => {
+                self.send_to(document_id, ServerMessage::Event { events });
+            }
+        }
     }
 
     /// A message about a document: framed with its `documentId` in version 2.

@@ -94,6 +94,21 @@ impl VersionAt {
                 },
                 ReadResult::Events(events),
             ) => self.take_events(base, read, document, origin, events),
+            (
+                State::Events {
+                    base,
+                    read,
+                    document,
+                    origin,
+                },
+                ReadResult::Encoded(events),
+            ) => match events.to_events("") {
+                Ok(events) => self.take_events(base, read, document, origin, events),
+                Err(err) => VersionStep::Refused(
+                    ErrorCode::Internal,
+                    format!("an event of the log cannot be read: {err}"),
+                ),
+            },
             (_, other) => VersionStep::Refused(
                 ErrorCode::Internal,
                 format!("history: unexpected read result {other:?}"),

@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use crate::conflict::ShapedOp;
 use crate::diff;
-use crate::protocol::{self, ClientMessage, Edit, Event, ServerMessage, Snapshot};
+use crate::protocol::{self, ClientMessage, Edit, EncodedEvents, Event, ServerMessage, Snapshot};
 use crate::sequencer::{order_submit, LogView, Stamp, SubmitOutcome};
 use crate::vector_clock::VectorClock;
 
@@ -250,6 +250,10 @@ impl MemoryLog {
                 )),
                 Output::Close { code, .. } => out.push(Delivery::Closed(id, code)),
                 Output::SendTo(_, message) => out.push(Delivery::Message(id, message)),
+                Output::SendEncoded(frame) => match frame.to_message() {
+                    Ok(message) => out.push(Delivery::Message(id, message)),
+                    Err(_) => out.push(Delivery::Closed(id, super::connection::close::INTERNAL)),
+                },
                 Output::Connected { .. }
                 | Output::Record { .. }
                 | Output::Unsubscribe(_)
@@ -318,7 +322,11 @@ impl MemoryLog {
             Read::Events { after, limit } => {
                 let from = (after.min(self.head_seq())) as usize;
                 let to = from.saturating_add(limit).min(self.events.len());
-                ReadResult::Events(self.events[from..to].to_vec())
+                // As text, as the reference server's store answers: connections then send
+                // pages without reading them, the way they do there.
+                let mut encoded = EncodedEvents::new();
+                self.events[from..to].iter().for_each(|e| encoded.push(e));
+                ReadResult::Encoded(encoded)
             }
         }
     }

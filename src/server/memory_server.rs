@@ -176,6 +176,7 @@ impl MemoryServer {
                 Output::SendTo(document_id, message) => {
                     protocol::encode_scoped(Some(&document_id), &message)
                 }
+                Output::SendEncoded(frame) => frame.encode(protocol::PROTOCOL_VERSION_2),
                 Output::SendLive(batch) => {
                     let document_id = batch[0].document_id.clone();
                     let message = protocol::ServerMessage::Event {

@@ -21,7 +21,7 @@ pub mod memory_server;
 pub mod presence;
 pub mod requests;
 
-pub use catch_up::{CatchUp, LogHead, Page, Read, ReadResult, SnapshotPolicy, Step};
+pub use catch_up::{CatchUp, LogEvents, LogHead, Page, Read, ReadResult, SnapshotPolicy, Step};
 pub use connection::{close_code, negotiate_version, Mode, ServerConnection};
 pub use history::{run_version_sync, VersionAt, VersionStep};
 pub use memory::{ConnectionId, Delivery, MemoryLog};

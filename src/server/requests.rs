@@ -2,7 +2,7 @@
 //! (frames to send, requests for the driver), the driver's replies, and what they carry
 //! (credentials, rights, live batches, a submit's outcome).
 
-use crate::protocol::{Ack, Edit, ErrorCode, Event, PresencePeer, ServerMessage};
+use crate::protocol::{Ack, Edit, EncodedFrame, ErrorCode, Event, PresencePeer, ServerMessage};
 use crate::sequencer::{Rejection, SubmitOutcome};
 use crate::vector_clock::VectorClock;
 
@@ -180,6 +180,12 @@ pub enum Output<L> {
     Send(ServerMessage),
     /// Version 2: send this message about a document (framed with its `documentId`).
     SendTo(String, ServerMessage),
+    /// Send this `events` or `event` frame, whose events came from the log as text
+    /// ([`ReadResult::Encoded`]): written for the connection with [`EncodedFrame::encode`] (SSE:
+    /// its events in the full form, [`crate::protocol::EncodedEvents::full_texts`]). It stands
+    /// for [`Output::Send`] (version 1, SSE) or [`Output::SendTo`] (version 2) of
+    /// [`EncodedFrame::to_message`].
+    SendEncoded(EncodedFrame),
     /// Send this published batch whole (the driver's encoding of it for the connection's
     /// version, made once for every subscriber).
     SendLive(L),

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use clap::{Parser, Subcommand};
 use eventsync::protocol::{self, ClientMessage, Edit, Operation, ServerMessage, PROTOCOL_VERSION};
 use eventsync::queue::{FileStore, MemoryStore, Store};
-use eventsync::SyncClient;
+use eventsync::{SyncClient, SyncConnection};
 use eventsync_bench::*;
 use futures::{SinkExt, StreamExt};
 use serde_json::{json, Value};
@@ -62,6 +62,9 @@ enum Scenario {
         url: String,
         #[arg(long)]
         document: String,
+        /// The protocol version: 1 (`SyncClient` of its own) or 2 (a `SyncConnection`'s).
+        #[arg(long, default_value_t = 1)]
+        protocol: u32,
     },
     /// Offline flush: `edits` queued offline in a file store, then a client reconnecting.
     Flush {
@@ -246,7 +249,11 @@ fn main() {
             events,
             batch,
         } => runtime().block_on(seed(&url, &document, events, batch)),
-        Scenario::Catchup { url, document } => runtime().block_on(catch_up(&url, &document)),
+        Scenario::Catchup {
+            url,
+            document,
+            protocol,
+        } => runtime().block_on(catch_up(&url, &document, protocol)),
         Scenario::Flush {
             url,
             document,
@@ -553,12 +560,21 @@ fn socket_addr(url: &str) -> SocketAddr {
     authority.parse().expect("the url is ws://IP:PORT")
 }
 
-async fn catch_up(url: &str, document: &str) -> Value {
+async fn catch_up(url: &str, document: &str, protocol: u32) -> Value {
     let (proxy, traffic) = counting_proxy(socket_addr(url)).await;
     let started = Instant::now();
-    let client = SyncClient::builder(format!("ws://{proxy}"), document)
-        .connect()
-        .expect("a client");
+    let (client, connection) = if protocol == 2 {
+        let connection = SyncConnection::builder(format!("ws://{proxy}"))
+            .connect()
+            .expect("a connection");
+        let client = connection.open(document).expect("a client");
+        (client, Some(connection))
+    } else {
+        let client = SyncClient::builder(format!("ws://{proxy}"), document)
+            .connect()
+            .expect("a client");
+        (client, None)
+    };
     client.sync_state().await.expect("caught up");
     let elapsed = started.elapsed();
     let applied_seq = client.applied_seq();
@@ -567,8 +583,12 @@ async fn catch_up(url: &str, document: &str) -> Value {
         .and_then(|d| d["fields"].as_object().map(|f| f.len()))
         .unwrap_or(0);
     client.close().await;
+    if let Some(connection) = connection {
+        connection.close().await;
+    }
     json!({
-        "scenario": "catchup", "target": "native", "appliedSeq": applied_seq, "fields": fields,
+        "scenario": "catchup", "target": "native", "protocol": protocol,
+        "appliedSeq": applied_seq, "fields": fields,
         "ms": millis(elapsed),
         "bytesToClient": traffic.to_client.load(Ordering::Relaxed),
         "bytesToServer": traffic.to_server.load(Ordering::Relaxed),

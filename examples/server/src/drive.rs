@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use eventsync::protocol::ServerMessage;
+use eventsync::protocol::{EncodedFrame, ServerMessage};
 use eventsync::server::{Output, Reply, Request, ServerConnection};
 use futures::StreamExt;
 use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
@@ -30,6 +30,8 @@ pub enum Outgoing {
     About(String, ServerMessage),
     /// A published batch, as encoded once for every subscriber of the connection's version.
     Live(Arc<Published>),
+    /// An `events` or `event` frame whose events came from the store as text.
+    Encoded(EncodedFrame),
     /// SSE: the `connected` event with the head's `sequenceNum`.
     Connected(u64),
 }
@@ -246,6 +248,7 @@ impl Driver {
                     Output::Send(message) => Outgoing::Message(message),
                     Output::SendTo(document_id, message) => Outgoing::About(document_id, message),
                     Output::SendLive(batch) => Outgoing::Live(batch),
+                    Output::SendEncoded(frame) => Outgoing::Encoded(frame),
                     Output::Connected { head_seq } => Outgoing::Connected(head_seq),
                     Output::Close { code, reason } => {
                         // Writes what was queued before it.

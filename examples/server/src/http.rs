@@ -12,7 +12,7 @@ use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use eventsync::protocol::{
-    self, ErrorBody, ErrorCode, EventsPage, ServerMessage, Snapshot, StateVector,
+    self, ErrorBody, ErrorCode, EventsPage, FrameKind, ServerMessage, Snapshot, StateVector,
 };
 use eventsync::server::{Output, SnapshotPolicy};
 use eventsync::VectorClock;
@@ -585,6 +585,20 @@ impl Transport for EventStream {
                 let id = events.last().map(|e| e.sequence_num);
                 self.emit("events", id, protocol::encode(&events)).await
             }
+            Outgoing::Encoded(frame) => match frame.kind {
+                FrameKind::Events { .. } => {
+                    let mut data = String::new();
+                    let events = &frame.events;
+                    events.write_array(&mut data, Some(&self.document_id));
+                    self.emit("events", events.last_seq(), data).await
+                }
+                FrameKind::Event => {
+                    for (seq, data) in frame.events.full_texts(&self.document_id) {
+                        self.emit("event", Some(seq), data).await?;
+                    }
+                    Ok(())
+                }
+            },
             Outgoing::Message(ServerMessage::Event { events }) => {
                 for event in &events {
                     self.emit("event", Some(event.sequence_num), protocol::encode(event))

@@ -546,9 +546,11 @@ impl SyncService {
         Ok(match read {
             Read::Head { fresh } => ReadResult::Head(self.log_head(document_id, fresh).await?),
             Read::Snapshot => ReadResult::Snapshot(self.store.latest_snapshot(document_id).await?),
-            Read::Events { after, limit } => {
-                ReadResult::Events(self.store.events_after(document_id, after, limit).await?)
-            }
+            Read::Events { after, limit } => ReadResult::Encoded(
+                self.store
+                    .encoded_events_after(document_id, after, limit)
+                    .await?,
+            ),
         })
     }
 
@@ -566,7 +568,11 @@ impl SyncService {
         loop {
             match machine.handle(self.read(document_id, read).await?) {
                 Step::Read(next) => read = next,
-                Step::Page(page) => return Ok(page.page),
+                Step::Page(page) => {
+                    return page
+                        .into_events_page(document_id)
+                        .map_err(|(code, message)| ServiceError::new(code, message))
+                }
                 Step::Refused(code, message) => return Err(ServiceError::new(code, message)),
             }
         }

@@ -22,6 +22,7 @@ impl Transport for Socket {
                 protocol::encode_scoped(Some(&document_id), &message).into()
             }
             Outgoing::Live(batch) => batch.frame_for(version),
+            Outgoing::Encoded(frame) => frame.encode(version).into(),
             Outgoing::Connected(_) => return Ok(()),
         };
         // Into the socket's write buffer: written when it passes WRITE_BUFFER_BYTES

@@ -1,12 +1,12 @@
 //! The rules of one document on a connection: catch-up answers (6), live delivery without gaps
 //! (7.1), and the answers to submits (8).
 
-use crate::protocol::{self, Ack, Edit, ErrorCode, Event, ServerMessage};
+use crate::protocol::{self, Ack, Edit, ErrorCode, FrameKind, ServerMessage};
 use crate::sequencer::Rejection;
 use crate::vector_clock::VectorClock;
 
 use super::{close, close_code, Mode, ServerConnection, Task};
-use crate::server::catch_up::{CatchUp, Page, Read, ReadResult, SnapshotPolicy, Step};
+use crate::server::catch_up::{CatchUp, LogEvents, Page, Read, ReadResult, SnapshotPolicy, Step};
 use crate::server::requests::{LiveBatch, Output, Request, Submitted};
 
 impl<L: LiveBatch> ServerConnection<L> {
@@ -98,7 +98,12 @@ impl<L: LiveBatch> ServerConnection<L> {
                 }
             }
             Some((document_id, Task::Repair { answer })) => match result {
-                Ok(ReadResult::Events(events)) => self.repaired(&document_id, events, answer),
+                Ok(ReadResult::Events(events)) => {
+                    self.repaired(&document_id, LogEvents::Parsed(events), answer)
+                }
+                Ok(ReadResult::Encoded(events)) => {
+                    self.repaired(&document_id, LogEvents::Encoded(events), answer)
+                }
                 Ok(_) => self.unexpected_reply(),
                 Err((code, message)) => {
                     // The gap cannot be filled now; the live stream cannot go on without it.
@@ -121,7 +126,13 @@ impl<L: LiveBatch> ServerConnection<L> {
         after: Option<u64>,
         resume: Option<u64>,
     ) {
-        let Page { page, scanned } = page;
+        let Page {
+            snapshot,
+            events,
+            head_seq,
+            has_more,
+            scanned,
+        } = page;
         let position = resume.or(after).unwrap_or(0);
         let stream = self.mode == Mode::EventStream;
         let Some(doc) = self.docs.get_mut(document_id) else {
@@ -133,8 +144,8 @@ impl<L: LiveBatch> ServerConnection<L> {
             self.outputs.push_back(Output::Connected { head_seq });
         }
         let doc = self.docs.get_mut(document_id).expect("open");
-        let snapshot_sent = page.snapshot.is_some();
-        if let Some(snapshot) = page.snapshot {
+        let snapshot_sent = snapshot.is_some();
+        if let Some(snapshot) = snapshot {
             if stream && doc.streamed {
                 // A stream is one sequence: a snapshot may only come first (13).
                 return self.close(close::NORMAL, "fell behind the retained history");
@@ -144,20 +155,19 @@ impl<L: LiveBatch> ServerConnection<L> {
             self.send_to(document_id, ServerMessage::Snapshot { snapshot });
         }
         let doc = self.docs.get_mut(document_id).expect("open");
-        doc.known_head = doc.known_head.max(page.head_seq);
-        let last = page.events.last().map(|e| e.sequence_num);
+        doc.known_head = doc.known_head.max(head_seq);
+        let last = events.last_seq();
         // The answer covers every missing event up to what was scanned (6.2).
         doc.sent = doc.sent.max(scanned).max(last.unwrap_or(0));
         if !stream || last.is_some() {
             doc.streamed = true;
-            let events = ServerMessage::Events {
-                events: page.events,
-                head_seq: Some(page.head_seq),
-                has_more: page.has_more,
-            };
-            self.send_to(document_id, events);
+            self.send_events(
+                document_id,
+                events,
+                FrameKind::Events { head_seq, has_more },
+            );
         }
-        if !page.has_more || (scanned <= position && !snapshot_sent) {
+        if !has_more || (scanned <= position && !snapshot_sent) {
             return;
         }
         if after.is_some() || snapshot_sent || stream {
@@ -217,11 +227,11 @@ impl<L: LiveBatch> ServerConnection<L> {
         });
     }
 
-    fn repaired(&mut self, document_id: &str, events: Vec<Event>, answer: Vec<ServerMessage>) {
+    fn repaired(&mut self, document_id: &str, events: LogEvents, answer: Vec<ServerMessage>) {
         let Some(doc) = self.docs.get_mut(document_id) else {
             return;
         };
-        let Some(first) = events.first().map(|e| e.sequence_num) else {
+        let Some(first) = events.first_seq() else {
             return self.finish(document_id, answer);
         };
         if first != doc.sent + 1 {
@@ -231,11 +241,11 @@ impl<L: LiveBatch> ServerConnection<L> {
             return self.stop_live(document_id, None);
         }
         let full = events.len() >= self.limits.default_page.max(1);
-        let last = events.last().map_or(first, |e| e.sequence_num);
+        let last = events.last_seq().unwrap_or(first);
         doc.known_head = doc.known_head.max(last);
         doc.sent = last;
         doc.streamed = true;
-        self.send_to(document_id, ServerMessage::Event { events });
+        self.send_events(document_id, events, FrameKind::Event);
         if full {
             self.start_repair(document_id, answer);
         } else {

@@ -94,13 +94,21 @@ impl<L: LiveBatch> ServerConnection<L> {
                         ));
                         return self.request(Request::Read { document_id, read });
                     }
-                    Step::Page(page) => HistoryAnswer {
-                        request_id,
-                        oldest_seq: page.page.snapshot.as_ref().map(|s| s.sequence_num),
-                        events: page.page.events,
-                        head_seq: Some(page.page.head_seq),
-                        has_more: page.page.has_more,
-                        ..HistoryAnswer::default()
+                    Step::Page(page) => match page.events.into_events(&document_id) {
+                        Ok(events) => HistoryAnswer {
+                            request_id,
+                            oldest_seq: page.snapshot.as_ref().map(|s| s.sequence_num),
+                            events,
+                            head_seq: Some(page.head_seq),
+                            has_more: page.has_more,
+                            ..HistoryAnswer::default()
+                        },
+                        Err((code, message)) => HistoryAnswer {
+                            request_id,
+                            code: Some(code),
+                            message: Some(message),
+                            ..HistoryAnswer::default()
+                        },
                     },
                     Step::Refused(code, message) => HistoryAnswer {
                         request_id,

@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use eventsync::protocol::{Event, Snapshot, StateVector};
+use eventsync::protocol::{EncodedEvents, Event, Snapshot, StateVector};
 use eventsync::VectorClock;
 use serde_json::Value;
 use tokio::sync::{mpsc, Notify};
@@ -125,6 +125,22 @@ pub trait EventStore: Send + Sync + 'static {
         after: u64,
         limit: usize,
     ) -> Result<Vec<Event>, StoreError>;
+
+    /// The events of [`EventStore::events_after`], as their compact text: what a catch-up sends
+    /// without reading each event and writing it again. The default writes what `events_after`
+    /// reads; a store that keeps events as text hands them over as they are.
+    async fn encoded_events_after(
+        &self,
+        document_id: &str,
+        after: u64,
+        limit: usize,
+    ) -> Result<EncodedEvents, StoreError> {
+        let mut encoded = EncodedEvents::new();
+        for event in self.events_after(document_id, after, limit).await? {
+            encoded.push(&event);
+        }
+        Ok(encoded)
+    }
 
     /// The `sequenceNum` of the edit `(client_id, client_seq)` if it was ordered (kept forever,
     /// also after compaction, so that resends are recognised).

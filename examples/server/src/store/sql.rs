@@ -18,7 +18,10 @@
 //!                 leased_until)                              -- PK id, index (document_id, seq)
 //! ```
 //!
-//! `events.body` is the whole event as JSON; the other `events` columns index it. `edits` is the
+//! `events.body` is the whole event as JSON, compact (`CompactEvent`: no `documentId`, no
+//! `vectorClock`; rows written before keep both); the other `events` columns index it. A catch-up
+//! reads a page of bodies as one row of text and sends it without reading the events
+//! (`encoded_events_after`, `eventsync::protocol::EncodedEvents`). `edits` is the
 //! exactly-once index and is never compacted. `documents` holds each document's head: the
 //! server writes it with every append, and other programs may write its `body` (`docs/PROTOCOL.md`
 //! section 17; the triggers that turn such writes into events are the dialects').
@@ -32,7 +35,7 @@
 //! version 1 written before it existed open unchanged (no version bump: older servers ignore it).
 
 use async_trait::async_trait;
-use eventsync::protocol::{Event, Snapshot, StateVector};
+use eventsync::protocol::{EncodedEvents, Event, Snapshot, StateVector};
 use eventsync::VectorClock;
 use serde_json::Value;
 use sqlx::any::AnyRow;
@@ -116,6 +119,7 @@ struct Queries {
     insert_edit: String,
     notify: Option<String>,
     events_after: String,
+    events_page: String,
     ordered_edit: String,
     highest_client_seq: String,
     save_snapshot: String,
@@ -163,6 +167,22 @@ impl Queries {
             events_after: d.sql(
                 "SELECT {body} FROM events WHERE document_id = ? AND seq > ? ORDER BY seq LIMIT ?",
             ),
+            // A page in one row: the events' texts and client ids one a line (no row per event
+            // to hand over, nor JSON to read). The aggregates take the rows in the order the
+            // subquery reads them (an aggregate's own ORDER BY would sort them again):
+            // `EncodedEvents::from_lines` checks each text's `sequenceNum` against it.
+            events_page: d.sql(&{
+                let (agg, newline, body) = match d {
+                    Dialect::Sqlite => ("group_concat", "char(10)", "body"),
+                    Dialect::Postgres => ("string_agg", "chr(10)", "body::text"),
+                };
+                format!(
+                    "SELECT COUNT(*) AS n, MIN(seq) AS first_seq, MAX(seq) AS last_seq, \
+                     {agg}(client_id, {newline}) AS ids, {agg}({body}, {newline}) AS bodies \
+                     FROM (SELECT seq, client_id, body FROM events \
+                     WHERE document_id = ? AND seq > ? ORDER BY seq LIMIT ?) AS page"
+                )
+            }),
             ordered_edit: d.sql(
                 "SELECT seq FROM edits WHERE document_id = ? AND client_id = ? AND client_seq = ?",
             ),
@@ -449,6 +469,54 @@ impl EventStore for SqlStore {
         rows.iter()
             .map(|row| decode_event(&row.try_get::<String, _>("body")?, document_id))
             .collect()
+    }
+
+    async fn encoded_events_after(
+        &self,
+        document_id: &str,
+        after: u64,
+        limit: usize,
+    ) -> Result<EncodedEvents, StoreError> {
+        if limit == 0 {
+            return Ok(EncodedEvents::new());
+        }
+        let Ok(after_db) = i64::try_from(after) else {
+            return Ok(EncodedEvents::new());
+        };
+        let row = sqlx::query(&self.queries.events_page)
+            .bind(document_id)
+            .bind(after_db)
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .fetch_one(&self.reader)
+            .await?;
+        let count: i64 = row.try_get("n")?;
+        if count == 0 {
+            return Ok(EncodedEvents::new());
+        }
+        let first: Option<i64> = row.try_get("first_seq")?;
+        let last: Option<i64> = row.try_get("last_seq")?;
+        let text = |column: &str| -> Result<String, StoreError> {
+            Ok(row
+                .try_get::<Option<String>, _>(column)?
+                .unwrap_or_default())
+        };
+        // The retained events are consecutive (compaction removes a prefix).
+        if let (Some(first), Some(last)) = (first, last) {
+            if first > 0 && last - first + 1 == count {
+                let (lines, ids) = (text("bodies")?, text("ids")?);
+                let page = EncodedEvents::from_lines(lines, ids, first as u64, count as usize);
+                if let Ok(page) = page {
+                    return Ok(page);
+                }
+            }
+        }
+        // Rows aggregated out of order, a text or client id with a line break of its own, or a
+        // row that cannot be read (which this then reports): one row at a time.
+        let mut page = EncodedEvents::new();
+        for event in self.events_after(document_id, after, limit).await? {
+            page.push(&event);
+        }
+        Ok(page)
     }
 
     async fn ordered_edit(
