@@ -111,7 +111,7 @@ impl SyncSession {
         // The confirmed document is a cache of the server's log: it need not be saved at once.
         self.dirty = true;
         self.emit(SessionEvent::Applied {
-            event: Box::new(event),
+            event: std::sync::Arc::new(event),
             own,
         });
         Ok(())

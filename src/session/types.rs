@@ -78,8 +78,9 @@ pub enum SessionEvent {
     },
     /// An event of the log was applied to the confirmed document.
     Applied {
-        /// The event, as the server wrote it.
-        event: Box<Event>,
+        /// The event, as the server wrote it (shared: every listener and stream of the client
+        /// gets the same one).
+        event: std::sync::Arc<Event>,
         /// True when it is one of this client's own edits coming back.
         own: bool,
     },

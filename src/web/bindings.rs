@@ -533,7 +533,7 @@ fn event_value(event: &ClientEvent) -> Value {
             "type": "status", "status": "reconnecting", "reason": reason, "retryInMs": retry_in_ms
         }),
         SessionEvent::Applied { event, own } => {
-            json!({"type": "applied", "event": event, "own": own})
+            json!({"type": "applied", "event": &**event, "own": own})
         }
         SessionEvent::Synced { sequence_num } => {
             json!({"type": "synced", "sequenceNum": sequence_num})
