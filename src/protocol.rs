@@ -884,6 +884,15 @@ mod tests {
         });
     }
 
+    /// Events are moved through the client's queues and buffers by value: the rarely used
+    /// parts (the seed's MongoDB operators) are boxed so that every move stays small.
+    #[test]
+    fn an_event_stays_small() {
+        let size = std::mem::size_of::<Event>();
+        eprintln!("Event: {size} bytes");
+        assert!(size <= 320, "Event is {size} bytes");
+    }
+
     #[test]
     fn events_frames_read_the_same_the_quick_way() {
         let events = vec![sample_event()];

@@ -91,7 +91,7 @@ pub struct Diff {
     /// The seed's MongoDB update operators. When a diff carries both this and `mergePatch`, they
     /// describe the same change and `mergePatch` (which uses the JSON field names) is used.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub bson_patch: Option<BsonPatch>,
+    pub bson_patch: Option<Box<BsonPatch>>,
     /// `false`: the write changed nothing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub has_changes: Option<bool>,
@@ -180,7 +180,7 @@ impl Diff {
         } else if let Some(merge) = &self.merge_patch {
             Some(Format::Merge(merge))
         } else {
-            self.bson_patch.as_ref().map(Format::Bson)
+            self.bson_patch.as_deref().map(Format::Bson)
         }
     }
 

@@ -430,10 +430,10 @@ fn documents_nested_too_deep_are_refused() {
         ..Diff::default()
     };
     let bson = Diff {
-        bson_patch: Some(BsonPatch {
+        bson_patch: Some(Box::new(BsonPatch {
             set: Some(Map::from_iter([("a".to_string(), deep.clone())])),
             ..BsonPatch::default()
-        }),
+        })),
         ..Diff::default()
     };
     let patch = Diff::from_patch(vec![PatchOperation::Add(json_patch::AddOperation {
