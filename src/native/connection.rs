@@ -204,7 +204,7 @@ impl Drop for SyncConnection {
 struct DocState {
     store: Option<Box<dyn Store + Send>>,
     listeners: Vec<Listener>,
-    events: broadcast::Sender<ClientEvent>,
+    events: broadcast::Sender<super::Batch>,
     refused: Option<(Option<ErrorCode>, String)>,
     saved_at: Instant,
     /// The session after the app closed the document: still readable, no longer editable.
@@ -356,24 +356,21 @@ impl ConnShared {
             }
         }
         let mut calls = Vec::new();
-        let mut sends = Vec::new();
         for (document_id, list) in by_document {
             if let Some(doc) = core.docs.get(document_id) {
-                calls.push((doc.listeners.clone(), list.clone()));
-                sends.push((doc.events.clone(), list));
+                let batch: super::Batch = list.into();
+                calls.push((doc.listeners.clone(), doc.events.clone(), batch));
             }
         }
         drop(core);
         // Outside the lock, so that listeners may call the client (or cancel themselves).
-        for (listeners, list) in calls {
-            for listener in &listeners {
-                listener.call(&list);
+        for (listeners, _, batch) in &calls {
+            for listener in listeners {
+                listener.call(batch);
             }
         }
-        for (sender, list) in sends {
-            for event in list {
-                let _ = sender.send(event);
-            }
+        for (_, sender, batch) in calls {
+            let _ = sender.send(batch);
         }
     }
 
@@ -420,7 +417,7 @@ impl ConnShared {
             .or_else(|| core.docs.get(document_id).and_then(|d| d.refused.clone()))
     }
 
-    pub(super) fn subscribe(&self, document_id: &str) -> broadcast::Receiver<ClientEvent> {
+    pub(super) fn subscribe(&self, document_id: &str) -> broadcast::Receiver<super::Batch> {
         let core = self.lock();
         core.docs
             .get(document_id)

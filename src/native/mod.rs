@@ -65,6 +65,11 @@ use crate::session::{
 /// What apps receive: the session's events, plus `Status(Reconnecting)` from the driver.
 pub type ClientEvent = SessionEvent;
 
+/// The events of one dispatch, as streams and waiters receive them: one broadcast (and one
+/// wake-up of each waiting reader) per frame handled, not per event (a catch-up page holds a
+/// thousand).
+type Batch = Arc<[ClientEvent]>;
+
 /// Errors of the native client.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -346,7 +351,7 @@ impl Doc {
         }
     }
 
-    fn subscribe(&self) -> broadcast::Receiver<ClientEvent> {
+    fn subscribe(&self) -> broadcast::Receiver<Batch> {
         match self {
             Doc::Own(shared) => shared.events.subscribe(),
             Doc::Shared(connection, document_id) => connection.subscribe(document_id),
@@ -419,20 +424,26 @@ impl SyncClient {
         self.doc.listen(Arc::new(callback))
     }
 
-    /// Every event from now on, as a stream. A reader more than 1024 events behind skips the
-    /// oldest; use [`SyncClient::on_event`] where every event matters.
+    /// Every event from now on, as a stream. A reader more than 1024 batches (the events of
+    /// one frame each) behind skips the oldest; use [`SyncClient::on_event`] where every event
+    /// matters.
     pub fn events(&self) -> futures::stream::BoxStream<'static, ClientEvent> {
         let receiver = self.doc.subscribe();
-        futures::stream::unfold(receiver, |mut receiver| async move {
+        let batches = futures::stream::unfold(receiver, |mut receiver| async move {
             loop {
                 match receiver.recv().await {
-                    Ok(event) => return Some((event, receiver)),
+                    Ok(batch) => return Some((batch, receiver)),
                     Err(broadcast::error::RecvError::Lagged(_)) => continue,
                     Err(broadcast::error::RecvError::Closed) => return None,
                 }
             }
-        })
-        .boxed()
+        });
+        batches
+            .flat_map(|batch| {
+                let events: Vec<ClientEvent> = batch.to_vec();
+                futures::stream::iter(events)
+            })
+            .boxed()
     }
 
     /// The document as the app sees it (confirmed plus pending edits); `None` if it does not
@@ -519,7 +530,13 @@ impl SyncClient {
                 return Err(ClientError::Refused { code, message });
             }
             match events.recv().await {
-                Ok(SessionEvent::Synced { .. }) => return Ok(()),
+                Ok(batch)
+                    if batch
+                        .iter()
+                        .any(|e| matches!(e, SessionEvent::Synced { .. })) =>
+                {
+                    return Ok(())
+                }
                 Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
                 Err(broadcast::error::RecvError::Closed) => return Err(ClientError::Closed),
             }

@@ -16,7 +16,7 @@ use crate::session::{Output, SessionEvent, SyncSession};
 
 pub(super) struct Shared {
     pub(super) core: Mutex<Core>,
-    pub(super) events: broadcast::Sender<ClientEvent>,
+    pub(super) events: broadcast::Sender<super::Batch>,
     /// Something changed the session's deadlines: the driver re-reads them.
     pub(super) wake: Notify,
     /// `close()` was called.
@@ -154,9 +154,7 @@ impl Shared {
         for listener in &listeners {
             listener.call(&events);
         }
-        for event in events {
-            let _ = self.events.send(event);
-        }
+        let _ = self.events.send(events.into());
     }
 
     fn emit(&self, event: ClientEvent) {
