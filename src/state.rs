@@ -4,7 +4,7 @@
 //! events apply strictly in `sequenceNum` order, early ones wait in a bounded buffer, duplicates are
 //! dropped, and an event that fails to apply leaves everything exactly as it was.
 
-use std::collections::BTreeMap;
+use crate::vec_map::VecMap;
 
 use serde_json::Value;
 
@@ -127,7 +127,7 @@ pub struct StateManager {
     document: Option<Value>,
     applied_seq: u64,
     vector: VectorClock,
-    early: BTreeMap<u64, Event>,
+    early: VecMap<u64, Event>,
     max_buffered: usize,
 }
 
@@ -149,7 +149,7 @@ impl StateManager {
             document,
             applied_seq,
             vector,
-            early: BTreeMap::new(),
+            early: VecMap::new(),
             max_buffered: DEFAULT_MAX_BUFFERED,
         }
     }
@@ -214,7 +214,7 @@ impl StateManager {
             {
                 return Err(StateError::BufferFull(self.early.len()));
             }
-            self.early.entry(event.sequence_num).or_insert(event);
+            self.early.get_or_insert_with(event.sequence_num, || event);
             received.gap = true;
             return Ok(received);
         }
@@ -289,7 +289,7 @@ impl StateManager {
         let before = std::mem::replace(&mut self.document, snapshot.document.clone());
         self.applied_seq = snapshot.sequence_num;
         self.vector.merge(&snapshot.vector_clock);
-        self.early = self.early.split_off(&(snapshot.sequence_num + 1));
+        self.early.retain_from(&(snapshot.sequence_num + 1));
         Ok(Some(before))
     }
 }
