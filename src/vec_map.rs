@@ -98,6 +98,21 @@ impl<K: Ord, V> VecMap<K, V> {
         self.entries.drain(..start);
     }
 
+    /// Takes out the leading entries, in key order, for as long as `take` accepts their keys, in
+    /// one move of the entries after them. (Removing the first entry again and again moves all
+    /// the others each time: quadratic in the length.)
+    pub fn drain_front_while(
+        &mut self,
+        mut take: impl FnMut(&K) -> bool,
+    ) -> impl Iterator<Item = (K, V)> + '_ {
+        let end = self
+            .entries
+            .iter()
+            .position(|(k, _)| !take(k))
+            .unwrap_or(self.entries.len());
+        self.entries.drain(..end)
+    }
+
     /// The number of entries.
     pub fn len(&self) -> usize {
         self.entries.len()
@@ -181,6 +196,11 @@ mod tests {
         let kept = model.split_off(&40);
         map.retain_from(&40);
         assert!(map.iter().eq(kept.iter()));
+        let first = *kept.keys().next().unwrap();
+        let run: Vec<_> = map.drain_front_while(|k| *k < first + 5).collect();
+        let model_run: Vec<_> = kept.range(..first + 5).map(|(k, v)| (*k, *v)).collect();
+        assert_eq!(run, model_run);
+        assert!(map.iter().eq(kept.range(first + 5..)));
         *map.get_or_insert_with(1, || 0) += 5;
         assert_eq!(map.get(&1), Some(&5));
         map.clear();
