@@ -408,11 +408,13 @@ pub enum ClientMessage {
 /// private copy of its variants that serde reads externally tagged (`{"welcome": {...}}`), the
 /// form [`ServerMessage::from_value`] rewrites a frame to. Serde's derive for an internally
 /// tagged enum buffers the frame in its own `Content` tree and compiles every variant's parser
-/// once more for it: a large share of the WebAssembly build.
+/// once more for it: a large share of the WebAssembly build. (The enum's name is a macro
+/// variable: tests/protocol_doc.rs reads the variants after the one place that spells out
+/// the enum's declaration.)
 macro_rules! server_message {
-    ($(#[$attr:meta])* pub enum ServerMessage { $($body:tt)* }) => {
+    ($(#[$attr:meta])* pub enum $name:ident { $($body:tt)* }) => {
         $(#[$attr])*
-        pub enum ServerMessage { $($body)* }
+        pub enum $name { $($body)* }
 
         #[derive(Deserialize)]
         #[serde(remote = "ServerMessage", rename_all = "camelCase")]
