@@ -139,6 +139,7 @@ pub mod session;
 mod shared_api;
 pub mod state;
 pub mod undo;
+mod vec_map;
 pub mod vector_clock;
 #[cfg(target_arch = "wasm32")]
 pub mod web;

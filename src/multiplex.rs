@@ -15,7 +15,9 @@
 mod history;
 mod presence;
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
+
+use crate::vec_map::VecMap;
 
 use serde_json::Value;
 
@@ -139,11 +141,11 @@ pub fn best_status(statuses: impl Iterator<Item = ConnectionStatus>) -> Connecti
 pub struct Multiplexer {
     config: MultiplexConfig,
     phase: Phase,
-    sessions: BTreeMap<String, SyncSession>,
+    sessions: VecMap<String, SyncSession>,
     /// Documents the server closed on its own.
-    closed: BTreeMap<String, Reopen>,
+    closed: VecMap<String, Reopen>,
     /// Each document's presence.
-    presence: BTreeMap<String, DocPresence>,
+    presence: VecMap<String, DocPresence>,
     /// History requests (18.8).
     requests: history::Requests,
     last_received: u64,
@@ -195,9 +197,9 @@ impl Multiplexer {
         Multiplexer {
             config,
             phase: Phase::Offline,
-            sessions: BTreeMap::new(),
-            closed: BTreeMap::new(),
-            presence: BTreeMap::new(),
+            sessions: VecMap::new(),
+            closed: VecMap::new(),
+            presence: VecMap::new(),
             requests: history::Requests::default(),
             last_received: 0,
             last_sent: 0,

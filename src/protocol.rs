@@ -404,8 +404,31 @@ pub enum ClientMessage {
     },
 }
 
+/// Defines [`ServerMessage`] (written internally tagged: `{"type": "welcome", ...}`) and a
+/// private copy of its variants that serde reads externally tagged (`{"welcome": {...}}`), the
+/// form [`ServerMessage::from_value`] rewrites a frame to. Serde's derive for an internally
+/// tagged enum buffers the frame in its own `Content` tree and compiles every variant's parser
+/// once more for it: a large share of the WebAssembly build. (The enum's name is a macro
+/// variable: tests/protocol_doc.rs reads the variants after the one place that spells out
+/// the enum's declaration.)
+macro_rules! server_message {
+    ($(#[$attr:meta])* pub enum $name:ident { $($body:tt)* }) => {
+        $(#[$attr])*
+        pub enum $name { $($body)* }
+
+        #[derive(Deserialize)]
+        #[serde(remote = "ServerMessage", rename_all = "camelCase")]
+        #[allow(dead_code)]
+        enum ExternallyTagged { $($body)* }
+    };
+}
+
+server_message! {
 /// Messages a server sends on `ws://{server}/sync/{documentId}`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+///
+/// Read by [`ServerMessage::from_value`] (the `Deserialize` impl too): its `type` picks the
+/// variant, which is read from the rest of the object.
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "type", rename_all = "camelCase")]
 pub enum ServerMessage {
     /// Answer to `hello`.
@@ -510,8 +533,72 @@ pub enum ServerMessage {
     /// Version 2: the answer to a `version` request (18.8).
     Version(VersionAnswer),
     /// A message type from a newer protocol version; clients ignore it.
-    #[serde(other)]
     Unknown,
+}
+}
+
+/// The `type` of every [`ServerMessage`] but `Unknown`.
+const SERVER_MESSAGE_TYPES: [&str; 13] = [
+    "welcome", "opened", "closed", "events", "event", "snapshot", "ack", "reject", "error", "pong",
+    "presence", "history", "version",
+];
+
+impl ServerMessage {
+    /// Reads a message from a JSON object: `type` picks the variant (a type this version does not
+    /// know is [`ServerMessage::Unknown`]), the other members are its fields.
+    pub fn from_value(value: Value) -> Result<ServerMessage, serde_json::Error> {
+        use serde::de::Error;
+        let Value::Object(mut members) = value else {
+            return Err(serde_json::Error::invalid_type(
+                unexpected(&value),
+                &"internally tagged enum ServerMessage",
+            ));
+        };
+        let kind = match members.remove("type") {
+            Some(Value::String(kind)) => kind,
+            Some(other) => {
+                return Err(serde_json::Error::invalid_type(
+                    unexpected(&other),
+                    &"a message type",
+                ))
+            }
+            None => return Err(serde_json::Error::missing_field("type")),
+        };
+        if !SERVER_MESSAGE_TYPES.contains(&kind.as_str()) {
+            return Ok(ServerMessage::Unknown);
+        }
+        let mut tagged = Map::new();
+        tagged.insert(kind, Value::Object(members));
+        ExternallyTagged::deserialize(Value::Object(tagged))
+    }
+}
+
+impl<'de> Deserialize<'de> for ServerMessage {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        ServerMessage::from_value(Value::deserialize(deserializer)?)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// Reads `T` from JSON text through a [`Value`]: every reader of text then shares serde_json's
+/// one parser for `Value`, and each type's `Deserialize` is compiled once, for `Value` (reading
+/// straight from text would compile it once more for the text reader, in the WebAssembly build
+/// too). The errors say what is wrong without the line and column.
+pub fn parse<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, serde_json::Error> {
+    T::deserialize(serde_json::from_str::<Value>(text)?)
+}
+
+/// A JSON value as serde's errors describe it.
+pub(crate) fn unexpected(value: &Value) -> serde::de::Unexpected<'_> {
+    use serde::de::Unexpected;
+    match value {
+        Value::Null => Unexpected::Unit,
+        Value::Bool(b) => Unexpected::Bool(*b),
+        Value::Number(_) => Unexpected::Other("number"),
+        Value::String(s) => Unexpected::Str(s),
+        Value::Array(_) => Unexpected::Seq,
+        Value::Object(_) => Unexpected::Map,
+    }
 }
 
 fn unknown_code() -> ErrorCode {
@@ -612,7 +699,7 @@ pub fn decode_client_scoped(
             limit: max_bytes,
         });
     }
-    scoped(text)
+    scoped(text, ClientMessage::deserialize)
 }
 
 /// Reads a server frame of version 2. The events of `events` and `event` frames come without
@@ -623,7 +710,7 @@ pub fn decode_server_scoped(text: &str) -> Result<Scoped<ServerMessage>, FrameEr
             document_id,
             message,
         },
-        None => scoped(text)?,
+        None => scoped(text, ServerMessage::from_value)?,
     };
     if let (
         Some(document_id),
@@ -641,7 +728,10 @@ pub fn decode_server_scoped(text: &str) -> Result<Scoped<ServerMessage>, FrameEr
 
 /// A frame with a `documentId` member beside the message's own. Read through a `Value` rather
 /// than serde's `flatten`, which would accept a number as `type` (a variant's index).
-fn scoped<M: serde::de::DeserializeOwned>(text: &str) -> Result<Scoped<M>, FrameError> {
+fn scoped<M>(
+    text: &str,
+    read: fn(Value) -> Result<M, serde_json::Error>,
+) -> Result<Scoped<M>, FrameError> {
     let mut value: Value = serde_json::from_str(text)?;
     let document_id = match value.as_object_mut().and_then(|o| o.remove("documentId")) {
         None => None,
@@ -654,7 +744,7 @@ fn scoped<M: serde::de::DeserializeOwned>(text: &str) -> Result<Scoped<M>, Frame
             return Err(FrameError::Malformed(invalid));
         }
     };
-    let message = M::deserialize(value)?;
+    let message = read(value)?;
     Ok(Scoped {
         document_id,
         message,
@@ -715,7 +805,7 @@ pub fn decode_server(text: &str) -> Result<ServerMessage, FrameError> {
     if let Some((_, message)) = events_frame(text, false) {
         return Ok(message);
     }
-    Ok(serde_json::from_str(text)?)
+    Ok(ServerMessage::from_value(serde_json::from_str(text)?)?)
 }
 
 /// `events` and `event` frames, the bulk of what a client reads, read straight into their
@@ -911,7 +1001,8 @@ mod tests {
         for message in [page, live] {
             let text = encode_scoped(Some("doc"), &message);
             assert!(events_frame(&text, true).is_some(), "{text}");
-            let mut general: Scoped<ServerMessage> = scoped(&text).unwrap();
+            let mut general: Scoped<ServerMessage> =
+                scoped(&text, ServerMessage::from_value).unwrap();
             if let ServerMessage::Events { events, .. } | ServerMessage::Event { events } =
                 &mut general.message
             {
@@ -951,6 +1042,76 @@ mod tests {
             decode_client(&deep, 1 << 20).unwrap_err().code(),
             ErrorCode::TooLarge
         );
+    }
+
+    #[test]
+    fn server_messages_read_as_the_internally_tagged_derive_would() {
+        // What `#[serde(tag = "type")]` derived for `ServerMessage` read; `from_value` reads the
+        // same (the messages of errors may differ).
+        #[derive(Debug, PartialEq, Deserialize)]
+        #[serde(tag = "type", rename_all = "camelCase")]
+        enum Tags {
+            Welcome,
+            Opened,
+            Closed,
+            Events,
+            Event,
+            Snapshot,
+            Ack,
+            Reject,
+            Error,
+            Pong,
+            Presence,
+            History,
+            Version,
+            #[serde(other)]
+            Unknown,
+        }
+        for text in [
+            r#"{"type":"welcome","protocolVersion":2,"clientId":"a","extra":[1]}"#,
+            r#"{"type":"opened","headSeq":4}"#,
+            r#"{"type":"closed"}"#,
+            r#"{"type":"closed","code":"forbidden","message":"no"}"#,
+            r#"{"type":"events","events":[],"hasMore":true}"#,
+            r#"{"type":"event","events":[{"id":"e","sequenceNum":1,"clientId":"a"}]}"#,
+            r#"{"type":"snapshot","snapshot":{"documentId":"d","sequenceNum":2,"document":null}}"#,
+            r#"{"type":"ack","edits":[{"clientSeq":1,"sequenceNum":2}]}"#,
+            r#"{"type":"reject","clientSeq":1,"code":"conflict","headSeq":3}"#,
+            r#"{"type":"error","error":"boom"}"#,
+            r#"{"type":"pong","heads":{"d":3}}"#,
+            r#"{"type":"presence","peers":[{"clientId":"b","state":{"x":1}}],"full":true}"#,
+            r#"{"type":"history","requestId":1,"events":[],"headSeq":0}"#,
+            r#"{"type":"version","requestId":1,"version":{"sequenceNum":0,"document":null}}"#,
+            r#"{"type":"unknown","x":1}"#,
+            r#"{"type":"somethingNew"}"#,
+            r#"{"headSeq":4,"type":"opened"}"#,
+        ] {
+            let tag: Tags = serde_json::from_str(text).unwrap();
+            let read = decode_server(text);
+            assert!(read.is_ok(), "{text}: {read:?}");
+            if let Ok(message) = read {
+                let name = serde_json::to_value(&message).unwrap()["type"].clone();
+                let expected = serde_json::to_value(format!("{tag:?}")).unwrap();
+                let expected = expected.as_str().unwrap();
+                let expected = expected[..1].to_lowercase() + &expected[1..];
+                if tag == Tags::Unknown {
+                    assert_eq!(message, ServerMessage::Unknown, "{text}");
+                } else {
+                    assert_eq!(name, expected, "{text}");
+                }
+            }
+        }
+        for not_a_message in [
+            r#"{"type":"opened"}"#,
+            r#"{"type":"reject","clientSeq":"1","code":"conflict","headSeq":3}"#,
+            r#"{"type":7}"#,
+            r#"{"headSeq":4}"#,
+            r#"[]"#,
+            r#""welcome""#,
+        ] {
+            let err = decode_server(not_a_message).unwrap_err();
+            assert_eq!(err.code(), ErrorCode::MalformedFrame, "{not_a_message}");
+        }
     }
 
     #[test]

@@ -91,11 +91,11 @@ pub(crate) fn encode(state: &ClientState) -> String {
     serde_json::to_string(state).expect("client state always serializes")
 }
 
-/// Reads a saved state. From text, as the browser's store holds it: one JSON reader for the
-/// state and the frames (`from_slice` would compile a second one into the wasm).
+/// Reads a saved state. From text, as the browser's store holds it, through a `Value`
+/// ([`crate::protocol::parse`]): one JSON reader for the state and the frames.
 pub(crate) fn decode(text: &str) -> Result<ClientState, StoreError> {
     let state: ClientState =
-        serde_json::from_str(text).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        crate::protocol::parse(text).map_err(|e| StoreError::Corrupt(e.to_string()))?;
     if state.format != STATE_FORMAT {
         return Err(StoreError::Corrupt(format!(
             "unknown state format {}",

@@ -166,7 +166,7 @@ impl IntoPatch for json_patch::Patch {
 
 impl IntoPatch for serde_json::Value {
     fn into_patch(self) -> Result<Vec<json_patch::PatchOperation>, String> {
-        serde_json::from_value(self).map_err(|err| format!("not an RFC 6902 patch: {err}"))
+        crate::diff::read_patch(self).map_err(|err| format!("not an RFC 6902 patch: {err}"))
     }
 }
 

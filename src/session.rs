@@ -618,10 +618,10 @@ impl SyncSession {
             return Err(SessionError::DocumentExists);
         }
         diff::check_depth(&document, diff::MAX_DOCUMENT_DEPTH)?;
-        let patch: Vec<json_patch::PatchOperation> = serde_json::from_value(
-            serde_json::json!([{"op": "add", "path": "", "value": document}]),
-        )
-        .expect("a root add is a valid patch");
+        let patch = vec![json_patch::PatchOperation::Add(json_patch::AddOperation {
+            path: json_patch::jsonptr::PointerBuf::new(),
+            value: document.clone(),
+        })];
         diff::check_placed_numbers(&patch)?;
         let ops = conflict::shape(&Value::Null, &patch)?;
         self.forget_undo();

@@ -47,7 +47,10 @@ impl MergePatch {
                     .decode(text)
                     .or_else(|e| URL_SAFE.decode(text).map_err(|_| e))
                     .map_err(|e| DiffError::InvalidBase64(e.to_string()))?;
-                serde_json::from_slice(&bytes)
+                // From text: the one JSON reader of the build (`from_slice` is a second).
+                let text = String::from_utf8(bytes)
+                    .map_err(|e| DiffError::InvalidMergePatch(e.to_string()))?;
+                serde_json::from_str(&text)
                     .map_err(|e| DiffError::InvalidMergePatch(e.to_string()))?
             }
         };

@@ -24,8 +24,8 @@ use crate::protocol::{ErrorCode, Event, Operation};
 
 pub use bson::{BsonPatch, MAX_ARRAY_PADDING};
 pub use merge::MergePatch;
-pub use patch::apply_patch;
 pub(crate) use patch::CopyBudget;
+pub use patch::{apply_patch, read_patch};
 
 /// The deepest nesting of arrays and objects a document may have.
 ///
@@ -107,8 +107,8 @@ pub struct Diff {
 /// Read member by member rather than derived: serde's `flatten` (for [`Diff::other`]) buffers
 /// the members in serde's own `Content` and compiles every member's parser once more for it, a
 /// large share of the WebAssembly build. `patch` and `jsonPatch` (what nearly every event
-/// carries) are read straight into their operations; every other member is read as JSON, and the
-/// known ones are then taken out of it.
+/// carries) are read as JSON and then into their operations with [`read_patch`]; every other
+/// member is read as JSON, and the known ones are then taken out of it.
 impl<'de> Deserialize<'de> for Diff {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         struct Members;
@@ -124,8 +124,8 @@ impl<'de> Deserialize<'de> for Diff {
                 let mut other = Map::new();
                 while let Some(key) = map.next_key::<String>()? {
                     match key.as_str() {
-                        "patch" => patch = map.next_value()?,
-                        "jsonPatch" => json_patch = map.next_value()?,
+                        "patch" => patch = patch_value(map.next_value()?)?,
+                        "jsonPatch" => json_patch = patch_value(map.next_value()?)?,
                         _ => {
                             let value = map.next_value()?;
                             other.insert(key, value);
@@ -155,6 +155,15 @@ pub(crate) fn take_member<T: serde::de::DeserializeOwned, E: serde::de::Error>(
     match members.remove(key) {
         None => Ok(None),
         Some(value) => Option::<T>::deserialize(value).map_err(E::custom),
+    }
+}
+
+/// Reads a member's JSON as RFC 6902 operations (`null`: `None`), with [`read_patch`] (serde's
+/// derive for the `op`-tagged operations would buffer each in its own `Content`).
+fn patch_value<E: serde::de::Error>(value: Value) -> Result<Option<Vec<PatchOperation>>, E> {
+    match value {
+        Value::Null => Ok(None),
+        value => read_patch(value).map(Some).map_err(E::custom),
     }
 }
 

@@ -3,7 +3,9 @@
 //! after a reconnect, if it was unanswered), and ends exactly once: with the server's answer,
 //! its refusal, or a timeout. Drivers take the ends with [`super::Multiplexer::poll_answer`].
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
+
+use crate::vec_map::VecMap;
 
 use crate::protocol::{
     ClientMessage, ErrorCode, HistoryAnswer, HistoryRequest, Version, VersionAnswer, VersionRequest,
@@ -95,7 +97,7 @@ struct Pending {
 #[derive(Debug, Default)]
 pub(super) struct Requests {
     last_id: u64,
-    pending: BTreeMap<u64, Pending>,
+    pending: VecMap<u64, Pending>,
     ended: VecDeque<(u64, HistoryResult)>,
 }
 

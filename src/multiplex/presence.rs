@@ -3,7 +3,7 @@
 //! published again whenever the document is opened again; and the others' states, as the
 //! server's `presence` frames say.
 
-use std::collections::BTreeMap;
+use crate::vec_map::VecMap;
 
 use serde_json::Value;
 
@@ -23,7 +23,7 @@ pub(super) struct DocPresence {
     /// The server has the document open for us (`opened` seen, no `closed` since).
     open: bool,
     /// The others, by client id.
-    others: BTreeMap<String, PresencePeer>,
+    others: VecMap<String, PresencePeer>,
 }
 
 /// What a `presence` frame changed: the others (tell the app), or a refusal to report.

@@ -154,7 +154,7 @@ impl SyncSession {
             .iter()
             .map(|index| self.pending[*index].client_seq)
             .collect();
-        invalidated.sort_unstable();
+        crate::vec_map::sort_small(&mut invalidated, |a, b| a < b);
         for client_seq in invalidated {
             self.drop_pending(
                 client_seq,

@@ -5,11 +5,12 @@
 //! generic over the document's type, which wasm-bindgen cannot declare for a class. The JS tests
 //! check that the declaration names every method the class has (js/test/typed.test.mjs).
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::{json, Value};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 
+use super::convert::{self, fields_from_js, from_js};
 use super::driver::{self, ClientEvent};
 use super::error::{client_error, invalid_argument};
 use crate::conflict::{Conflict, ConflictKind, ConflictPolicy, Resolution};
@@ -25,11 +26,8 @@ pub(super) struct Options {
     pub database: Option<String>,
     pub token: Option<String>,
     /// `"serverWins"`, `"clientWins"` or a `ConflictResolver` function (checked by
-    /// [`Options::from_js`]), kept as it came.
-    #[serde(
-        default,
-        deserialize_with = "serde_wasm_bindgen::preserve::deserialize"
-    )]
+    /// [`Options::from_js`]), kept as it came (read apart from the other fields).
+    #[serde(skip)]
     conflict_policy: JsValue,
     request_timeout_ms: Option<u64>,
     idle_timeout_ms: Option<u64>,
@@ -117,8 +115,7 @@ impl JsSyncClient {
     /// `"unexpected_message"`), and so does a state over 4096 bytes of JSON (`"too_large"`).
     #[wasm_bindgen(js_name = setPresence)]
     pub fn set_presence(&self, state: JsValue) -> Result<(), JsValue> {
-        let state: Value =
-            serde_wasm_bindgen::from_value(state).map_err(|e| invalid_argument("state", e))?;
+        let state = from_js(&state).map_err(|e| invalid_argument("state", e))?;
         self.inner.set_presence(state).map_err(client_error)
     }
 
@@ -131,7 +128,7 @@ impl JsSyncClient {
     /// The other peers with presence on the document, in client id order (empty while the
     /// document is not open on the server). A fresh copy each call.
     pub fn others(&self) -> Result<JsValue, JsValue> {
-        to_js(&self.inner.others())
+        to_js(&serde_json::to_value(self.inner.others()).unwrap_or_default())
     }
 
     /// Calls `callback` with all the other peers (see `others()`) each time someone joins,
@@ -139,6 +136,7 @@ impl JsSyncClient {
     #[wasm_bindgen(js_name = onPresence)]
     pub fn on_presence(&self, callback: js_sys::Function) -> js_sys::Function {
         unsubscribe(self.inner.on_presence(move |others| {
+            let others = serde_json::to_value(others).unwrap_or_default();
             let others = to_js(&others).unwrap_or_else(|_| js_sys::Array::new().into());
             if let Err(thrown) = callback.call1(&JsValue::NULL, &others) {
                 web_sys::console::error_2(
@@ -204,18 +202,15 @@ impl JsSyncClient {
         // Read as JSON first, like every other JSON argument: the operations are then parsed by
         // the code that parses them everywhere else rather than by a copy of it for JavaScript
         // values (about 19 KB of wasm).
-        let patch: Value =
-            serde_wasm_bindgen::from_value(patch).map_err(|e| invalid_argument("patch", e))?;
-        let patch: Vec<json_patch::PatchOperation> =
-            serde_json::from_value(patch).map_err(|e| invalid_argument("patch", e))?;
+        let patch = from_js(&patch).map_err(|e| invalid_argument("patch", e))?;
+        let patch = crate::diff::read_patch(patch).map_err(|e| invalid_argument("patch", e))?;
         let client_seq = self.inner.edit(patch).map_err(client_error)?;
         Ok(client_seq as f64)
     }
 
     /// Creates the document (it must not exist). Returns the edit's `clientSeq`.
     pub fn create(&self, document: JsValue) -> Result<f64, JsValue> {
-        let document: Value = serde_wasm_bindgen::from_value(document)
-            .map_err(|e| invalid_argument("document", e))?;
+        let document = from_js(&document).map_err(|e| invalid_argument("document", e))?;
         let client_seq = self.inner.create(document).map_err(client_error)?;
         Ok(client_seq as f64)
     }
@@ -246,7 +241,7 @@ impl JsSyncClient {
     /// The state vector: per client id, the highest `sequenceNum` of its events applied here.
     #[wasm_bindgen(js_name = stateVector)]
     pub fn state_vector(&self) -> Result<JsValue, JsValue> {
-        to_js(&self.inner.state_vector())
+        to_js(&serde_json::to_value(self.inner.state_vector()).unwrap_or_default())
     }
 
     /// This client's id.
@@ -303,12 +298,33 @@ pub(super) use apply_options;
 
 impl Options {
     /// `SyncOptions` from JavaScript (`undefined` and `null`: the defaults).
+    /// The fields read from JavaScript (all but `conflictPolicy`, which is kept as it came).
+    const FIELDS: &'static [&'static str] = &[
+        "clientId",
+        "persist",
+        "database",
+        "token",
+        "requestTimeoutMs",
+        "idleTimeoutMs",
+        "pingIntervalMs",
+        "maxBatch",
+        "undoCaptureMs",
+        "undoLimit",
+        "reconnectInitialMs",
+        "reconnectMaxMs",
+    ];
+
     pub(super) fn from_js(options: JsValue) -> Result<Options, JsValue> {
         if options.is_undefined() || options.is_null() {
             return Ok(Options::default());
         }
-        let options: Options =
-            serde_wasm_bindgen::from_value(options).map_err(|e| invalid_argument("options", e))?;
+        let raw = options.clone();
+        let fields = fields_from_js(&options, Options::FIELDS)
+            .map_err(|e| invalid_argument("options", e))?;
+        let mut options =
+            Options::deserialize(fields).map_err(|e| invalid_argument("options", e))?;
+        options.conflict_policy =
+            js_sys::Reflect::get(&raw, &"conflictPolicy".into()).unwrap_or_default();
         let policy = &options.conflict_policy;
         let named = matches!(
             policy.as_string().as_deref(),
@@ -407,13 +423,21 @@ fn wait_options(options: JsValue) -> Result<Option<u32>, driver::ClientError> {
     if options.is_undefined() || options.is_null() {
         return Ok(None);
     }
-    serde_wasm_bindgen::from_value::<WaitOptions>(options)
+    fields_from_js(&options, &["timeoutMs"])
+        .and_then(|fields| WaitOptions::deserialize(fields).map_err(|e| e.to_string()))
         .map(|o| o.timeout_ms)
         .map_err(|err| driver::ClientError::InvalidArgument(format!("invalid wait options: {err}")))
 }
 
 pub(super) fn void_promise(
     done: impl std::future::Future<Output = Result<(), driver::ClientError>> + 'static,
+) -> js_sys::Promise {
+    void_promise_boxed(Box::pin(done))
+}
+
+/// [`void_promise`]'s promise, compiled once for every future.
+fn void_promise_boxed(
+    done: std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), driver::ClientError>>>>,
 ) -> js_sys::Promise {
     wasm_bindgen_futures::future_to_promise(async move {
         done.await.map_err(client_error)?;
@@ -432,11 +456,9 @@ fn to_u64(number: f64, what: &str) -> Result<u64, JsValue> {
     }
 }
 
-/// A Rust value as a plain JavaScript value (objects, not `Map`s), converted once.
-fn to_js(value: &impl Serialize) -> Result<JsValue, JsValue> {
-    value
-        .serialize(&serde_wasm_bindgen::Serializer::json_compatible())
-        .map_err(|e| super::error::js_error("EventsyncError", e))
+/// JSON as a plain JavaScript value (objects, not `Map`s), converted once.
+pub(super) fn to_js(value: &Value) -> Result<JsValue, JsValue> {
+    convert::to_js(value).map_err(|e| super::error::js_error("EventsyncError", e))
 }
 
 /// A subscription as the function that cancels it (what `onEvent` and its kin return). The
@@ -473,7 +495,7 @@ fn resolve_with(function: &js_sys::Function, conflict: &Conflict) -> Result<Reso
     if answer.is_object() {
         let value = js_sys::Reflect::get(&answer, &"value".into()).unwrap_or_default();
         if !value.is_undefined() {
-            return serde_wasm_bindgen::from_value(value)
+            return from_js(&value)
                 .map(Resolution::Value)
                 .map_err(|e| format!("its value is not JSON: {e}"));
         }
@@ -518,7 +540,7 @@ pub(super) fn status_name(status: ConnectionStatus) -> &'static str {
 
 /// Events as an array of plain objects (`SyncEvent[]`), converted in one go.
 fn events_to_js(events: &[ClientEvent]) -> js_sys::Array {
-    let values: Vec<Value> = events.iter().map(event_value).collect();
+    let values = Value::Array(events.iter().map(event_value).collect());
     to_js(&values).map_or_else(|_| js_sys::Array::new(), JsCast::unchecked_into)
 }
 

@@ -137,7 +137,7 @@ impl SyncConnectionBuilder {
             directory: RefCell::new(directory.map(Rc::new)),
         });
         wasm_bindgen_futures::spawn_local(socket::drive(
-            shared.clone(),
+            shared.clone() as Rc<dyn socket::Link>,
             url,
             self.backoff,
             control_rx,
@@ -691,16 +691,16 @@ impl Link for ConnShared {
         self.core.borrow().closed
     }
 
-    fn connected(self: &Rc<Self>, writer: mpsc::UnboundedSender<String>) -> bool {
+    fn connected(self: Rc<Self>, writer: mpsc::UnboundedSender<String>) -> bool {
         self.core.borrow_mut().writer = Some(writer);
         self.run(|mux, now| mux.handle_connected(now)).1
     }
 
-    fn frame(self: &Rc<Self>, text: &str) -> bool {
+    fn frame(self: Rc<Self>, text: &str) -> bool {
         self.run(|mux, now| mux.handle_frame(now, text)).1
     }
 
-    fn timeout(self: &Rc<Self>) -> bool {
+    fn timeout(self: Rc<Self>) -> bool {
         self.run(|mux, now| mux.handle_timeout(now)).1
     }
 
@@ -708,7 +708,7 @@ impl Link for ConnShared {
         self.core.borrow().mux.poll_timeout()
     }
 
-    fn disconnected(self: &Rc<Self>) {
+    fn disconnected(self: Rc<Self>) {
         self.core.borrow_mut().writer = None;
         self.run(|mux, now| mux.handle_disconnected(now));
     }

@@ -289,7 +289,7 @@ impl SyncClientBuilder {
             epoch: performance_now(),
         });
         wasm_bindgen_futures::spawn_local(super::socket::drive(
-            shared.clone(),
+            shared.clone() as Rc<dyn super::socket::Link>,
             url,
             self.backoff,
             control_rx,

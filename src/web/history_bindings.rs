@@ -3,11 +3,11 @@
 //! a coded `EventsyncError`.
 
 use serde::Deserialize;
-use serde::Serialize;
 use serde_json::{json, Value};
 use wasm_bindgen::prelude::*;
 
-use super::bindings::JsSyncClient;
+use super::bindings::{to_js, JsSyncClient};
+use super::convert::fields_from_js;
 use super::error::{client_error, invalid_argument};
 
 /// The options of `history()`.
@@ -31,7 +31,9 @@ impl JsSyncClient {
             let options: HistoryOptions = if options.is_undefined() || options.is_null() {
                 HistoryOptions::default()
             } else {
-                serde_wasm_bindgen::from_value(options)
+                let fields = fields_from_js(&options, &["after", "limit"])
+                    .map_err(|e| invalid_argument("history options", e))?;
+                HistoryOptions::deserialize(fields)
                     .map_err(|e| invalid_argument("history options", e))?
             };
             let after = options.after.map_or(Ok(0), |n| to_u64(n, "after"))?;
@@ -96,11 +98,4 @@ fn to_u64(number: f64, what: &str) -> Result<u64, JsValue> {
             format!("{number} is not a non-negative integer"),
         ))
     }
-}
-
-/// A JSON value as a plain JavaScript value (objects, not `Map`s).
-fn to_js(value: &impl Serialize) -> Result<JsValue, JsValue> {
-    value
-        .serialize(&serde_wasm_bindgen::Serializer::json_compatible())
-        .map_err(|e| super::error::js_error("EventsyncError", e))
 }

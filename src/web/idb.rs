@@ -107,12 +107,13 @@ impl IndexedDbStore {
         }
         // Records with pending edits first (so they get sent), then the most caught-up one.
         let mut saved = read_document_records(&db, document_id).await?;
-        saved.sort_by_key(|state| {
+        let rank = |state: &ClientState| {
             (
                 state.pending.is_empty(),
                 std::cmp::Reverse(state.applied_seq),
             )
-        });
+        };
+        crate::vec_map::sort_small(&mut saved, |a, b| rank(a) < rank(b));
         for state in saved {
             if let Some(lock) = try_lock(&locks, &lock_name(&state.client_id)).await? {
                 let key = record_key(document_id, &state.client_id);
@@ -210,7 +211,8 @@ struct Marker {
     key: JsValue,
     client_id: String,
     used_at: f64,
-    pending: RefCell<std::collections::BTreeSet<String>>,
+    /// Sorted, without duplicates.
+    pending: RefCell<Vec<String>>,
 }
 
 #[derive(serde::Serialize, serde::Deserialize, Default)]
@@ -218,7 +220,8 @@ struct Marker {
 struct MarkerRecord {
     client_id: String,
     used_at: f64,
-    pending: std::collections::BTreeSet<String>,
+    /// The document ids, sorted (a set; a `Vec` costs less code than a `BTreeSet`).
+    pending: Vec<String>,
 }
 
 impl Marker {
@@ -236,10 +239,19 @@ impl Marker {
     fn note(&self, document_id: &str, has_pending: bool) -> Option<(JsValue, JsValue)> {
         let changed = {
             let mut pending = self.pending.borrow_mut();
-            if has_pending {
-                pending.insert(document_id.to_owned())
-            } else {
-                pending.remove(document_id)
+            match (
+                pending.binary_search_by(|p| p.as_str().cmp(document_id)),
+                has_pending,
+            ) {
+                (Err(at), true) => {
+                    pending.insert(at, document_id.to_owned());
+                    true
+                }
+                (Ok(at), false) => {
+                    pending.remove(at);
+                    true
+                }
+                _ => false,
             }
         };
         changed.then(|| (self.key.clone(), self.value()))
@@ -263,7 +275,15 @@ impl IndexedDbDirectory {
                 key: record_key("", client_id),
                 client_id: client_id.to_owned(),
                 used_at: js_sys::Date::now(),
-                pending: RefCell::new(record.unwrap_or_default().pending),
+                pending: RefCell::new({
+                    let mut pending: Vec<String> = Vec::new();
+                    for id in record.unwrap_or_default().pending {
+                        if let Err(at) = pending.binary_search(&id) {
+                            pending.insert(at, id);
+                        }
+                    }
+                    pending
+                }),
             }),
             _lock: lock,
         };
@@ -285,12 +305,8 @@ impl IndexedDbDirectory {
         }
         // Connections with edits still to send first, then the one used last.
         let mut markers = read_markers(&db).await?;
-        markers.sort_by(|a, b| {
-            let rank = |r: &MarkerRecord| (!r.pending.is_empty(), r.used_at);
-            rank(b)
-                .partial_cmp(&rank(a))
-                .unwrap_or(std::cmp::Ordering::Equal)
-        });
+        let rank = |r: &MarkerRecord| (!r.pending.is_empty(), r.used_at);
+        crate::vec_map::sort_small(&mut markers, |a, b| rank(a) > rank(b));
         for record in markers {
             if let Some(lock) = try_lock(&locks, &lock_name(&record.client_id)).await? {
                 let client_id = record.client_id.clone();
@@ -478,7 +494,7 @@ async fn read_markers(db: &IdbDatabase) -> Result<Vec<MarkerRecord>, StoreError>
     .await?;
     Ok(Array::from(&values)
         .iter()
-        .filter_map(|value| serde_json::from_str(&value.as_string()?).ok())
+        .filter_map(|value| crate::protocol::parse(&value.as_string()?).ok())
         .collect())
 }
 

@@ -15,6 +15,7 @@
 mod bindings;
 mod connection;
 mod connection_bindings;
+mod convert;
 pub mod driver;
 mod error;
 mod history_bindings;

@@ -234,16 +234,16 @@ impl Link for Shared {
         self.core.borrow().closed
     }
 
-    fn connected(self: &Rc<Self>, writer: mpsc::UnboundedSender<String>) -> bool {
+    fn connected(self: Rc<Self>, writer: mpsc::UnboundedSender<String>) -> bool {
         self.core.borrow_mut().writer = Some(writer);
         self.with_session(|s, now| s.handle_connected(now)).1
     }
 
-    fn frame(self: &Rc<Self>, text: &str) -> bool {
+    fn frame(self: Rc<Self>, text: &str) -> bool {
         self.with_session(|s, now| s.handle_frame(now, text)).1
     }
 
-    fn timeout(self: &Rc<Self>) -> bool {
+    fn timeout(self: Rc<Self>) -> bool {
         self.with_session(|s, now| s.handle_timeout(now)).1
     }
 
@@ -251,7 +251,7 @@ impl Link for Shared {
         self.core.borrow().session.poll_timeout()
     }
 
-    fn disconnected(self: &Rc<Self>) {
+    fn disconnected(self: Rc<Self>) {
         self.core.borrow_mut().writer = None;
         self.with_session(|s, now| s.handle_disconnected(now));
     }

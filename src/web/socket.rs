@@ -29,16 +29,17 @@ pub(super) trait Link: 'static {
     fn now(&self) -> u64;
     /// The app closed the client, or the server refused it for good.
     fn finished(&self) -> bool;
+    // `self: Rc<Self>` (a clone of the caller's): `drive` holds the link as `Rc<dyn Link>`.
     /// The transport is up: frames go to `writer`; say hello.
-    fn connected(self: &Rc<Self>, writer: mpsc::UnboundedSender<String>) -> bool;
+    fn connected(self: Rc<Self>, writer: mpsc::UnboundedSender<String>) -> bool;
     /// A text frame arrived.
-    fn frame(self: &Rc<Self>, text: &str) -> bool;
+    fn frame(self: Rc<Self>, text: &str) -> bool;
     /// The core's timer is due.
-    fn timeout(self: &Rc<Self>) -> bool;
+    fn timeout(self: Rc<Self>) -> bool;
     /// When the core's timer is next due.
     fn poll_timeout(&self) -> Option<u64>;
     /// The transport closed.
-    fn disconnected(self: &Rc<Self>);
+    fn disconnected(self: Rc<Self>);
     /// The server refused the client for good: stop reconnecting.
     fn refused(&self) -> bool;
     /// The loop waits `retry_in_ms` before connecting again, because of `reason`
@@ -62,9 +63,10 @@ async fn sleep_or_close(ms: u32, control: &mut mpsc::UnboundedReceiver<Control>)
     }
 }
 
-/// Connects to `url` again and again until closed or refused for good.
-pub(super) async fn drive<L: Link>(
-    link: Rc<L>,
+/// Connects to `url` again and again until closed or refused for good. The link is a trait
+/// object: the loop is compiled once for both kinds of client.
+pub(super) async fn drive(
+    link: Rc<dyn Link>,
     url: String,
     backoff: Backoff,
     mut control: mpsc::UnboundedReceiver<Control>,
@@ -138,15 +140,15 @@ async fn open(
 }
 
 /// One connection's life. `Break` when the client should stop for good, else why it ended.
-async fn pump<L: Link>(
-    link: &Rc<L>,
+async fn pump(
+    link: &Rc<dyn Link>,
     socket: WebSocket,
     control: &mut mpsc::UnboundedReceiver<Control>,
 ) -> std::ops::ControlFlow<(), String> {
     use std::ops::ControlFlow::{Break, Continue};
     let (mut sink, mut stream) = socket.split();
     let (writer, mut outgoing) = mpsc::unbounded::<String>();
-    let mut closed = link.connected(writer);
+    let mut closed = link.clone().connected(writer);
     let mut stop = Continue("the client ended the connection to start over".to_owned());
     while !closed {
         let deadline = link.poll_timeout();
@@ -161,7 +163,7 @@ async fn pump<L: Link>(
         };
         futures::select! {
             frame = stream.next().fuse() => match frame {
-                Some(Ok(Message::Text(text))) => closed = link.frame(&text),
+                Some(Ok(Message::Text(text))) => closed = link.clone().frame(&text),
                 Some(Ok(Message::Bytes(_))) => {}
                 Some(Err(err)) => {
                     stop = Continue(format!("the connection ended: {err}"));
@@ -181,7 +183,7 @@ async fn pump<L: Link>(
                 }
                 None => break,
             },
-            _ = sleep.fuse() => closed = link.timeout(),
+            _ = sleep.fuse() => closed = link.clone().timeout(),
             signal = control.next() => match signal {
                 Some(Control::Wake) => {}
                 Some(Control::Close) | None => {
@@ -198,7 +200,7 @@ async fn pump<L: Link>(
     let _ = sink.close().await;
     // Dropping both halves closes the socket.
     drop((sink, stream));
-    link.disconnected();
+    link.clone().disconnected();
     if link.refused() {
         return Break(());
     }
