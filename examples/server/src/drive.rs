@@ -188,7 +188,9 @@ impl Driver {
             };
             match out {
                 Output::Request(request) => {
-                    let reply = self.execute(request).await;
+                    // Boxed: the store's futures are several KiB, and a future awaited here
+                    // would be part of the connection's task, idle or not.
+                    let reply = Box::pin(self.execute(request)).await;
                     self.connection.handle_reply(now_ms(), reply);
                 }
                 Output::Record {
@@ -197,7 +199,7 @@ impl Driver {
                 } => {
                     let client = self.connection.client_id().unwrap_or_default().to_owned();
                     let recorded = self.state.vectors.record(&document_id, &client, &vector);
-                    if let Err(err) = recorded.await {
+                    if let Err(err) = Box::pin(recorded).await {
                         tracing::warn!(error = %err, "state vector not recorded");
                     }
                 }
