@@ -41,6 +41,7 @@ pub mod app;
 pub mod auth;
 pub mod broker;
 mod builder;
+mod cache;
 pub mod drive;
 pub mod hooks;
 pub mod http;

@@ -6,13 +6,13 @@
 //! [`eventsync::sequencer::order_submit`], run against the cache; the store makes it durable;
 //! only then does the [`EventBroker`] publish it and the caller acknowledge it.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use eventsync::conflict::ShapedOp;
 use eventsync::protocol::{Edit, ErrorCode, Event, EventsPage, Operation, Snapshot, StateVector};
-use eventsync::sequencer::{self, LogView, Proposed, SubmitOutcome};
+use eventsync::sequencer::{self, SubmitOutcome};
 use eventsync::server::{
     CatchUp, LogHead, Read, ReadResult, SnapshotPolicy, Step, Submitted, VersionAt, VersionStep,
 };
@@ -21,11 +21,9 @@ use serde_json::Value;
 use tokio::sync::Mutex as AsyncMutex;
 
 use crate::broker::EventBroker;
+use crate::cache::{DocumentCache, SubmitView};
 use crate::hooks::Rules;
 use crate::store::{DocumentHead, EventStore, StoreError};
-
-/// How many recent events each document keeps in memory (for stale checks and fan-out repair).
-const RECENT_EVENTS: usize = 1024;
 
 /// Snapshot and retention settings.
 #[derive(Debug, Clone)]
@@ -69,143 +67,6 @@ impl From<StoreError> for ServiceError {
     fn from(err: StoreError) -> Self {
         tracing::error!(error = %err, "event store failed");
         ServiceError::new(ErrorCode::Internal, format!("event store failed: {err}"))
-    }
-}
-
-/// The head of one document and its recent events, with their shaped operations when known
-/// (events this process ordered): a stale submit is transformed over them instead of refused.
-struct DocumentCache {
-    document_id: String,
-    head: DocumentHead,
-    recent: VecDeque<(Event, Option<Vec<ShapedOp>>)>,
-    /// An upper bound of the head document's weight, from the last edit this process ordered
-    /// (`None`: unknown, the next edit measures the document).
-    weight_bound: Option<usize>,
-}
-
-impl DocumentCache {
-    async fn load(store: &dyn EventStore, document_id: &str) -> Result<Self, StoreError> {
-        let head = store.head(document_id).await?;
-        let from = head
-            .head_seq
-            .saturating_sub(RECENT_EVENTS as u64)
-            .max(head.first_retained_seq.saturating_sub(1));
-        let recent = store
-            .events_after(document_id, from, RECENT_EVENTS)
-            .await?
-            .into_iter()
-            .map(|event| (event, None))
-            .collect();
-        Ok(DocumentCache {
-            weight_bound: None,
-            document_id: document_id.to_owned(),
-            head,
-            recent,
-        })
-    }
-
-    fn append(
-        &mut self,
-        events: &[Event],
-        shapes: &[Option<Vec<ShapedOp>>],
-        document: Option<Value>,
-    ) {
-        let shapes = shapes.iter().cloned().chain(std::iter::repeat(None));
-        for (event, shape) in events.iter().zip(shapes) {
-            self.head.head_seq = event.sequence_num;
-            self.head.vector.merge(&event.vector_clock);
-            self.head
-                .vector
-                .observe(&event.client_id, event.sequence_num);
-            self.recent.push_back((event.clone(), shape));
-            if self.recent.len() > RECENT_EVENTS {
-                self.recent.pop_front();
-            }
-        }
-        if !events.is_empty() {
-            self.head.document = document;
-            self.weight_bound = None;
-        }
-    }
-}
-
-/// The cache seen through the core's [`LogView`], with what the store said about one client.
-struct SubmitView<'a> {
-    cache: &'a DocumentCache,
-    rules: &'a Rules,
-    highest_client_seq: u64,
-    duplicates: HashMap<u64, u64>,
-}
-
-impl LogView for SubmitView<'_> {
-    fn document_id(&self) -> &str {
-        &self.cache.document_id
-    }
-    fn head_seq(&self) -> u64 {
-        self.cache.head.head_seq
-    }
-    fn document(&self) -> Option<&Value> {
-        self.cache.head.document.as_ref()
-    }
-    fn head_vector(&self) -> &VectorClock {
-        &self.cache.head.vector
-    }
-    fn highest_client_seq(&self, _client_id: &str) -> u64 {
-        self.highest_client_seq
-    }
-    fn ordered_edit(&self, _client_id: &str, client_seq: u64) -> Option<u64> {
-        self.duplicates.get(&client_seq).copied()
-    }
-    fn origins_after(&self, sequence_num: u64) -> Vec<(String, Option<u64>)> {
-        if !self.cache.covers(sequence_num) {
-            // Older than the window: unknown origins count as foreign, so the edit is stale.
-            return vec![(String::new(), None)];
-        }
-        self.cache
-            .after(sequence_num)
-            .map(|(e, _)| (e.client_id.clone(), e.client_seq))
-            .collect()
-    }
-    fn max_weight(&self) -> Option<usize> {
-        self.rules.max_document_bytes
-    }
-    fn weight_bound(&self) -> Option<usize> {
-        self.cache.weight_bound
-    }
-    fn checks_edits(&self) -> bool {
-        self.rules.checks_edits()
-    }
-    fn check_wants_before(&self) -> bool {
-        self.rules.wants_before()
-    }
-    fn check(&self, edit: &Proposed<'_>) -> Result<(), (ErrorCode, String)> {
-        self.rules.check(edit)
-    }
-    fn shapes_after(&self, sequence_num: u64) -> Option<Vec<Vec<ShapedOp>>> {
-        if !self.cache.covers(sequence_num) {
-            return None;
-        }
-        self.cache
-            .after(sequence_num)
-            .map(|(_, shape)| shape.clone())
-            .collect()
-    }
-}
-
-impl DocumentCache {
-    /// Whether every event after `sequence_num` is in the window.
-    fn covers(&self, sequence_num: u64) -> bool {
-        let oldest = self
-            .recent
-            .front()
-            .map_or(self.head.head_seq + 1, |(e, _)| e.sequence_num);
-        sequence_num + 1 >= oldest
-    }
-
-    fn after(&self, sequence_num: u64) -> impl Iterator<Item = &(Event, Option<Vec<ShapedOp>>)> {
-        self.recent
-            .iter()
-            .filter(move |(e, _)| e.sequence_num > sequence_num)
     }
 }
 
@@ -342,10 +203,17 @@ impl SyncService {
                 // the store, where other server processes append. Catch up before judging.
                 self.catch_up_cache(cache).await?;
             }
-            let highest = self
-                .store
-                .highest_client_seq(document_id, client_id)
-                .await?;
+            let highest = match cache.highest_client_seq(client_id) {
+                Some(highest) => highest,
+                None => {
+                    let highest = self
+                        .store
+                        .highest_client_seq(document_id, client_id)
+                        .await?;
+                    cache.know_client(client_id, highest);
+                    highest
+                }
+            };
             let mut duplicates = HashMap::new();
             for edit in edits.iter().filter(|e| e.client_seq <= highest) {
                 if let Some(seq) = self
@@ -629,8 +497,7 @@ impl SyncService {
             .events_after(&cache.document_id, cache.head.head_seq, missing)
             .await?;
         // Shapes of other processes' events are not known: a submit stale across them is refused.
-        cache.append(&events, &[], head.document.clone());
-        cache.head = head.clone();
+        cache.caught_up(&events, head.clone());
         self.broker.publish(&cache.document_id, &events);
         Ok(head)
     }

@@ -14,6 +14,7 @@ use serde_json::Value;
 use tokio::sync::{mpsc, Notify};
 
 pub mod postgres;
+mod queries;
 mod rows;
 pub mod sql;
 pub mod sqlite;

@@ -45,206 +45,13 @@ use std::sync::{Arc, OnceLock};
 
 use tokio::sync::{mpsc, Notify};
 
+pub(crate) use super::queries::Dialect;
+use super::queries::{Queries, EDIT_ROW, EVENT_ROW, INSERT_EDITS, INSERT_EVENTS, ROWS_PER_INSERT};
 use super::rows::{
     check_append, check_compact, decode_body, decode_event, decode_vector, encode_body,
     encode_event, encode_vector, from_db, newer_schema, to_db, vector_after, SCHEMA_VERSION,
 };
 use super::{DocumentHead, EventStore, OutboxEntry, StoreChange, StoreError};
-
-/// What differs between the SQL databases.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Dialect {
-    /// SQLite: `?` parameters, JSON as `TEXT`, writers serialised by `BEGIN IMMEDIATE`.
-    Sqlite,
-    /// PostgreSQL: `$n` parameters, `JSON` columns, writers lock the document's row.
-    Postgres,
-}
-
-impl Dialect {
-    /// Turns a query template into this dialect's SQL. In the template, `?` is a parameter and
-    /// `?json` a parameter written to a JSON column; `{col}` reads the JSON column `col` as
-    /// text; `{lock}` and `{share}` lock the rows read for the rest of the transaction.
-    pub(crate) fn sql(self, template: &str) -> String {
-        let mut out = String::with_capacity(template.len() + 16);
-        let mut params = 0;
-        let mut rest = template;
-        while let Some(at) = rest.find(['?', '{']) {
-            out.push_str(&rest[..at]);
-            rest = &rest[at..];
-            if let Some(after) = rest.strip_prefix('?') {
-                params += 1;
-                let json = after.starts_with("json");
-                rest = if json { &after[4..] } else { after };
-                match (self, json) {
-                    (Dialect::Sqlite, _) => out.push('?'),
-                    (Dialect::Postgres, false) => out.push_str(&format!("${params}")),
-                    (Dialect::Postgres, true) => out.push_str(&format!("${params}::json")),
-                }
-            } else {
-                let end = rest.find('}').expect("a closed {name} in the template");
-                let name = &rest[1..end];
-                rest = &rest[end + 1..];
-                match (self, name) {
-                    (Dialect::Postgres, "lock") => out.push_str(" FOR UPDATE"),
-                    (Dialect::Postgres, "share") => out.push_str(" FOR SHARE"),
-                    (Dialect::Sqlite, "lock" | "share") => {}
-                    (Dialect::Postgres, column) => {
-                        out.push_str(&format!("{column}::text AS {column}"))
-                    }
-                    (Dialect::Sqlite, column) => out.push_str(column),
-                }
-            }
-        }
-        out.push_str(rest);
-        out
-    }
-
-    /// How a writing transaction starts: SQLite takes the database's write lock at once, so
-    /// that writers (also in other processes) queue on it instead of failing half-way.
-    fn begin(self) -> &'static str {
-        match self {
-            Dialect::Sqlite => "BEGIN IMMEDIATE",
-            Dialect::Postgres => "BEGIN",
-        }
-    }
-}
-
-/// Every query of the store, in its dialect (made once).
-struct Queries {
-    head: String,
-    lock_head: String,
-    update_document: String,
-    insert_document: String,
-    insert_event: String,
-    insert_edit: String,
-    notify: Option<String>,
-    events_after: String,
-    events_page: String,
-    ordered_edit: String,
-    highest_client_seq: String,
-    save_snapshot: String,
-    latest_snapshot: String,
-    snapshot_seq: String,
-    delete_events: String,
-    set_first_retained: String,
-    save_state_vector: String,
-    state_vectors: String,
-    insert_outbox: String,
-    due_outbox: String,
-    lease_outbox: String,
-    finish_outbox: String,
-    retry_outbox: String,
-    release_outbox: String,
-}
-
-impl Queries {
-    fn new(d: Dialect) -> Self {
-        Queries {
-            head: d.sql(
-                "SELECT {body}, head_seq, {vector}, first_retained_seq FROM documents \
-                 WHERE document_id = ?",
-            ),
-            lock_head: d.sql("SELECT head_seq, {vector} FROM documents WHERE document_id = ?{lock}"),
-            update_document: d.sql(
-                "UPDATE documents SET body = ?json, head_seq = ?, vector = ?json \
-                 WHERE document_id = ?",
-            ),
-            // A concurrent first append waits on the primary key here and then writes nothing.
-            insert_document: d.sql(
-                "INSERT INTO documents (document_id, body, head_seq, vector, first_retained_seq) \
-                 VALUES (?, ?json, ?, ?json, 1) ON CONFLICT (document_id) DO NOTHING",
-            ),
-            insert_event: d.sql(
-                "INSERT INTO events (document_id, seq, client_id, client_seq, body) \
-                 VALUES (?, ?, ?, ?, ?json)",
-            ),
-            insert_edit: d.sql(
-                "INSERT INTO edits (document_id, client_id, client_seq, seq) VALUES (?, ?, ?, ?)",
-            ),
-            // pg_notify returns `void`, which the Any driver cannot read: select a constant instead.
-            notify: (d == Dialect::Postgres)
-                .then(|| d.sql("SELECT 1 AS notified FROM (SELECT pg_notify(?, ?)) AS notify")),
-            events_after: d.sql(
-                "SELECT {body} FROM events WHERE document_id = ? AND seq > ? ORDER BY seq LIMIT ?",
-            ),
-            // A page in one row: the events' texts and client ids one a line (no row per event
-            // to hand over, nor JSON to read). The aggregates take the rows in the order the
-            // subquery reads them (an aggregate's own ORDER BY would sort them again):
-            // `EncodedEvents::from_lines` checks each text's `sequenceNum` against it.
-            events_page: d.sql(&{
-                let (agg, newline, body) = match d {
-                    Dialect::Sqlite => ("group_concat", "char(10)", "body"),
-                    Dialect::Postgres => ("string_agg", "chr(10)", "body::text"),
-                };
-                format!(
-                    "SELECT COUNT(*) AS n, MIN(seq) AS first_seq, MAX(seq) AS last_seq, \
-                     {agg}(client_id, {newline}) AS ids, {agg}({body}, {newline}) AS bodies \
-                     FROM (SELECT seq, client_id, body FROM events \
-                     WHERE document_id = ? AND seq > ? ORDER BY seq LIMIT ?) AS page"
-                )
-            }),
-            ordered_edit: d.sql(
-                "SELECT seq FROM edits WHERE document_id = ? AND client_id = ? AND client_seq = ?",
-            ),
-            highest_client_seq: d.sql(
-                "SELECT MAX(client_seq) AS highest FROM edits WHERE document_id = ? AND client_id = ?",
-            ),
-            // An older snapshot never replaces a newer one: compaction relies on the newer one.
-            save_snapshot: d.sql(
-                "INSERT INTO snapshots (document_id, seq, body, vector) VALUES (?, ?, ?json, ?json) \
-                 ON CONFLICT (document_id) DO UPDATE SET \
-                 seq = excluded.seq, body = excluded.body, vector = excluded.vector \
-                 WHERE excluded.seq >= snapshots.seq",
-            ),
-            latest_snapshot: d.sql(
-                "SELECT seq, {body}, {vector} FROM snapshots WHERE document_id = ?",
-            ),
-            snapshot_seq: d.sql("SELECT seq FROM snapshots WHERE document_id = ?{share}"),
-            delete_events: d.sql("DELETE FROM events WHERE document_id = ? AND seq <= ?"),
-            set_first_retained: d.sql(
-                "UPDATE documents SET first_retained_seq = \
-                 CASE WHEN first_retained_seq > ? THEN first_retained_seq ELSE ? END \
-                 WHERE document_id = ?",
-            ),
-            save_state_vector: d.sql(
-                "INSERT INTO state_vectors (document_id, client_id, vector, last_updated) \
-                 VALUES (?, ?, ?json, ?) ON CONFLICT (document_id, client_id) DO UPDATE SET \
-                 vector = excluded.vector, last_updated = excluded.last_updated",
-            ),
-            state_vectors: d.sql(
-                "SELECT client_id, {vector}, last_updated FROM state_vectors \
-                 WHERE document_id = ? ORDER BY client_id",
-            ),
-            insert_outbox: d.sql(
-                "INSERT INTO webhook_outbox \
-                 (document_id, seq, body, attempts, next_attempt_at, leased_until) \
-                 VALUES (?, ?, ?, 0, 0, 0)",
-            ),
-            // The first row of each document (whatever its state), when it is due and free.
-            due_outbox: d.sql(
-                "SELECT id, document_id, seq, body, attempts FROM webhook_outbox \
-                 WHERE next_attempt_at <= ? AND leased_until <= ? AND seq = \
-                 (SELECT MIN(h.seq) FROM webhook_outbox h \
-                  WHERE h.document_id = webhook_outbox.document_id) \
-                 ORDER BY id LIMIT ?",
-            ),
-            // A compare-and-set: of processes racing for a row, one changes it.
-            lease_outbox: d.sql(
-                "UPDATE webhook_outbox SET leased_by = ?, leased_until = ? \
-                 WHERE id = ? AND leased_until <= ?",
-            ),
-            finish_outbox: d.sql("DELETE FROM webhook_outbox WHERE id = ? AND leased_by = ?"),
-            retry_outbox: d.sql(
-                "UPDATE webhook_outbox SET attempts = attempts + 1, next_attempt_at = ?, \
-                 leased_by = NULL, leased_until = 0 WHERE id = ? AND leased_by = ?",
-            ),
-            release_outbox: d.sql(
-                "UPDATE webhook_outbox SET leased_by = NULL, leased_until = 0 \
-                 WHERE leased_by = ?",
-            ),
-        }
-    }
-}
 
 /// Where a store's change feed comes from.
 pub(crate) enum Feed {
@@ -395,38 +202,51 @@ impl EventStore for SqlStore {
         if written.rows_affected() != 1 {
             return Err(moved());
         }
-        for event in events {
-            let seq = to_db(event.sequence_num, "sequenceNum")?;
-            let client_seq = event
-                .client_seq
-                .map(|n| to_db(n, "clientSeq"))
-                .transpose()?;
-            let inserted = sqlx::query(&q.insert_event)
-                .bind(document_id)
-                .bind(seq)
-                .bind(&event.client_id)
-                .bind(client_seq)
-                .bind(encode_event(event)?)
-                .execute(&mut *tx)
-                .await;
-            match inserted {
+        // A submit's events (and its edits) go in as one statement each: every statement is a
+        // round trip to the database, and a busy server waits for each.
+        for chunk in events.chunks(ROWS_PER_INSERT) {
+            let sql = self.dialect.rows(INSERT_EVENTS, EVENT_ROW, chunk.len());
+            let mut insert = sqlx::query(&sql);
+            for event in chunk {
+                insert = insert
+                    .bind(document_id)
+                    .bind(to_db(event.sequence_num, "sequenceNum")?)
+                    .bind(&event.client_id)
+                    .bind(
+                        event
+                            .client_seq
+                            .map(|n| to_db(n, "clientSeq"))
+                            .transpose()?,
+                    )
+                    .bind(encode_event(event)?);
+            }
+            match insert.execute(&mut *tx).await {
                 Ok(_) => {}
                 Err(err) if is_unique_violation(&err) => return Err(moved()),
                 Err(err) => return Err(err.into()),
             }
-            if let Some(client_seq) = client_seq {
-                sqlx::query(&q.insert_edit)
-                    .bind(document_id)
-                    .bind(&event.client_id)
-                    .bind(client_seq)
-                    .bind(seq)
-                    .execute(&mut *tx)
-                    .await?;
+            let edits: Vec<(&Event, u64)> = chunk
+                .iter()
+                .filter_map(|event| Some((event, event.client_seq?)))
+                .collect();
+            if !edits.is_empty() {
+                let sql = self.dialect.rows(INSERT_EDITS, EDIT_ROW, edits.len());
+                let mut insert = sqlx::query(&sql);
+                for (event, client_seq) in edits {
+                    insert = insert
+                        .bind(document_id)
+                        .bind(&event.client_id)
+                        .bind(to_db(client_seq, "clientSeq")?)
+                        .bind(to_db(event.sequence_num, "sequenceNum")?);
+                }
+                insert.execute(&mut *tx).await?;
             }
-            if self.outbox.get().is_some() {
+        }
+        if self.outbox.get().is_some() {
+            for event in events {
                 sqlx::query(&q.insert_outbox)
                     .bind(document_id)
-                    .bind(seq)
+                    .bind(to_db(event.sequence_num, "sequenceNum")?)
                     .bind(encode_outbox_body(event)?)
                     .execute(&mut *tx)
                     .await?;
@@ -786,23 +606,5 @@ pub(crate) async fn migrate(
         Ok(None) => Ok(()),
         Ok(Some(other)) => Err(newer_schema(other)),
         Err(err) => Err(err.to_string()),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn templates_become_each_dialects_sql() {
-        let template = "SELECT {body}, seq FROM t WHERE a = ? AND b = ?json{lock}";
-        assert_eq!(
-            Dialect::Sqlite.sql(template),
-            "SELECT body, seq FROM t WHERE a = ? AND b = ?"
-        );
-        assert_eq!(
-            Dialect::Postgres.sql(template),
-            "SELECT body::text AS body, seq FROM t WHERE a = $1 AND b = $2::json FOR UPDATE"
-        );
     }
 }

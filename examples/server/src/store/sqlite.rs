@@ -123,6 +123,7 @@ pub async fn open(url: &str) -> Result<SqlStore, StoreError> {
         AnyPoolOptions::new()
             .max_connections(connections)
             .acquire_timeout(Duration::from_secs(30))
+            .test_before_acquire(false)
             .after_connect(|connection, _| {
                 Box::pin(async move {
                     sqlx::Executor::execute(&mut *connection, PRAGMAS).await?;
