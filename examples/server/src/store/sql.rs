@@ -127,6 +127,13 @@ fn encode_outbox_body(event: &Event) -> Result<String, StoreError> {
         .map_err(|err| super::rows::invalid(format!("event cannot be serialized: {err}")))
 }
 
+/// A page of events after `after`, at most `limit`, as the database's integers: `None` when the
+/// page is empty whatever the log holds (no events asked for, or after the last possible one).
+fn page_bounds(after: u64, limit: usize) -> Option<(i64, i64)> {
+    let after = i64::try_from(after).ok().filter(|_| limit > 0)?;
+    Some((after, i64::try_from(limit).unwrap_or(i64::MAX)))
+}
+
 fn snapshot_from(document_id: &str, row: &AnyRow) -> Result<Snapshot, StoreError> {
     Ok(Snapshot {
         document_id: document_id.to_owned(),
@@ -274,16 +281,13 @@ impl EventStore for SqlStore {
         after: u64,
         limit: usize,
     ) -> Result<Vec<Event>, StoreError> {
-        if limit == 0 {
-            return Ok(Vec::new());
-        }
-        let Ok(after) = i64::try_from(after) else {
+        let Some((after, limit)) = page_bounds(after, limit) else {
             return Ok(Vec::new());
         };
         let rows = sqlx::query(&self.queries.events_after)
             .bind(document_id)
             .bind(after)
-            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .bind(limit)
             .fetch_all(&self.reader)
             .await?;
         rows.iter()
@@ -297,16 +301,13 @@ impl EventStore for SqlStore {
         after: u64,
         limit: usize,
     ) -> Result<EncodedEvents, StoreError> {
-        if limit == 0 {
-            return Ok(EncodedEvents::new());
-        }
-        let Ok(after_db) = i64::try_from(after) else {
+        let Some((after_db, limit_db)) = page_bounds(after, limit) else {
             return Ok(EncodedEvents::new());
         };
         let row = sqlx::query(&self.queries.events_page)
             .bind(document_id)
             .bind(after_db)
-            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .bind(limit_db)
             .fetch_one(&self.reader)
             .await?;
         let count: i64 = row.try_get("n")?;
