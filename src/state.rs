@@ -226,10 +226,12 @@ impl StateManager {
             received.gap = true;
             return Ok(received);
         }
-        received.ready.push(event);
         if self.early.is_empty() {
+            // Built in place: the event is not moved in and out of an empty `Ready` first.
+            received.ready = Ready(Events::One(event));
             return Ok(received);
         }
+        received.ready.push(event);
         // The early events that now follow, in one move: removing them one by one shifted the
         // rest of the buffer (584-byte events) each time, and draining a full buffer of 10,000
         // took seconds. Any at or below `next` are duplicates.
