@@ -188,6 +188,14 @@ impl StateManager {
         self.early.len()
     }
 
+    /// Whether `event` is the next to apply with nothing waiting after it: then
+    /// [`StateManager::receive`] would return it alone as ready, and it may be applied at once.
+    pub fn is_next(&self, event: &Event) -> bool {
+        event.sequence_num == self.applied_seq + 1
+            && self.early.is_empty()
+            && event.document_id == self.document_id
+    }
+
     /// Takes an event from the network: drops duplicates, buffers early ones, and returns those
     /// that are now ready to apply in order. Nothing is applied yet: call [`StateManager::prepare`]
     /// and [`StateManager::commit`] for each ready event.
@@ -216,6 +224,11 @@ impl StateManager {
             }
             self.early.get_or_insert_with(event.sequence_num, || event);
             received.gap = true;
+            return Ok(received);
+        }
+        if self.early.is_empty() {
+            // Built in place: the event is not moved in and out of an empty `Ready` first.
+            received.ready = Ready(Events::One(event));
             return Ok(received);
         }
         received.ready.push(event);
@@ -353,8 +366,12 @@ mod tests {
     fn applies_in_order_and_buffers_early_events() {
         let mut s = StateManager::new("doc");
         deliver(&mut s, create(1, json!({})));
+        assert!(s.is_next(&set(2, "/a", json!(1))));
+        assert!(!s.is_next(&set(3, "/b", json!(2))));
         let r = deliver(&mut s, set(3, "/b", json!(2)));
         assert!(r.gap && r.ready.is_empty());
+        // Event 2 is next, but with event 3 waiting `receive` returns both.
+        assert!(!s.is_next(&set(2, "/a", json!(1))));
         assert_eq!(s.applied_seq(), 1);
         assert_eq!(s.buffered(), 1);
         let r = deliver(&mut s, set(2, "/a", json!(1)));

@@ -10,7 +10,7 @@
 use std::borrow::Borrow;
 
 /// An ordered map on a sorted `Vec` of entries (see the module docs).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VecMap<K, V> {
     entries: Vec<(K, V)>,
 }
@@ -27,6 +27,24 @@ impl<K: Ord, V> VecMap<K, V> {
     /// An empty map.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A map of `entries` in any order; of a key given more than once, the last value stays
+    /// (as inserting them one by one would leave it).
+    pub fn from_entries(mut entries: Vec<(K, V)>) -> Self {
+        if !entries.windows(2).all(|w| w[0].0 < w[1].0) {
+            // Stable: equal keys stay in the order given, and the last of each run is kept.
+            entries.sort_by(|a, b| a.0.cmp(&b.0));
+            let mut kept: Vec<(K, V)> = Vec::with_capacity(entries.len());
+            for entry in entries {
+                match kept.last_mut() {
+                    Some(last) if last.0 == entry.0 => *last = entry,
+                    _ => kept.push(entry),
+                }
+            }
+            entries = kept;
+        }
+        VecMap { entries }
     }
 
     /// Where `key` is (`Ok`) or would go (`Err`).
@@ -205,6 +223,18 @@ mod tests {
         assert_eq!(map.get(&1), Some(&5));
         map.clear();
         assert!(map.is_empty());
+    }
+
+    #[test]
+    fn from_entries_keeps_the_last_value_of_a_key() {
+        let map = VecMap::from_entries(vec![(3, 'a'), (1, 'b'), (3, 'c'), (2, 'd'), (1, 'e')]);
+        let mut model = BTreeMap::new();
+        for (k, v) in [(3, 'a'), (1, 'b'), (3, 'c'), (2, 'd'), (1, 'e')] {
+            model.insert(k, v);
+        }
+        assert!(map.iter().eq(model.iter()));
+        let sorted = VecMap::from_entries(vec![(1, 'x'), (2, 'y')]);
+        assert!(sorted.iter().eq([(&1, &'x'), (&2, &'y')]));
     }
 
     #[test]

@@ -5,29 +5,55 @@
 //! also a plain cursor: everything at or below it has been applied.
 
 use std::cmp::Ordering;
-use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
 use crate::protocol::Event;
+use crate::vec_map::VecMap;
 
 /// A map from origin `clientId` to the highest `sequenceNum` of that origin.
 ///
 /// A missing entry means 0: nothing of that origin is known.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
-#[serde(transparent)]
-pub struct VectorClock(pub BTreeMap<String, u64>);
+///
+/// Kept as a sorted `Vec` ([`VecMap`]): a vector names a handful of origins, and every event
+/// carries one (usually of one entry), which a `BTreeMap` held in a whole node of its own.
+/// Written as a JSON object in key order, as before.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct VectorClock(VecMap<String, u64>);
 
-/// Values above [`crate::protocol::MAX_COUNTER`] are refused (section 1).
+impl Serialize for VectorClock {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_map(self.0.iter())
+    }
+}
+
+/// Values above [`crate::protocol::MAX_COUNTER`] are refused (section 1). A key given twice keeps
+/// its last value (as a `BTreeMap` read it).
 impl<'de> Deserialize<'de> for VectorClock {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let map = BTreeMap::<String, u64>::deserialize(d)?;
-        for (client_id, seq) in &map {
-            crate::protocol::check_counter(*seq).map_err(|err| {
-                serde::de::Error::custom(format!("vectorClock entry {client_id:?}: {err}"))
-            })?;
+        struct Entries;
+        impl<'de> serde::de::Visitor<'de> for Entries {
+            type Value = VectorClock;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a map of clientId to sequenceNum")
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<VectorClock, A::Error> {
+                let mut entries = Vec::with_capacity(map.size_hint().unwrap_or(0).min(64));
+                while let Some((client_id, seq)) = map.next_entry::<String, u64>()? {
+                    crate::protocol::check_counter(seq).map_err(|err| {
+                        serde::de::Error::custom(format!("vectorClock entry {client_id:?}: {err}"))
+                    })?;
+                    entries.push((client_id, seq));
+                }
+                Ok(VectorClock(VecMap::from_entries(entries)))
+            }
         }
-        Ok(VectorClock(map))
+        d.deserialize_map(Entries)
     }
 }
 
@@ -67,7 +93,7 @@ impl VectorClock {
 
     /// Entry-wise maximum with `other`.
     pub fn merge(&mut self, other: &VectorClock) {
-        for (client_id, seq) in &other.0 {
+        for (client_id, seq) in other.0.iter() {
             self.observe(client_id, *seq);
         }
     }
@@ -99,6 +125,18 @@ impl VectorClock {
     /// True when no origin is known.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
+    }
+
+    /// The number of origins named (entries of 0 included).
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// The entries, in `clientId` order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, u64)> {
+        self.0
+            .iter()
+            .map(|(client_id, seq)| (client_id.as_str(), *seq))
     }
 
     /// Whether a replica with this vector is missing the event of `client_id` at `sequence_num`:
@@ -229,6 +267,25 @@ mod tests {
             .map(|e| e.sequence_num)
             .collect();
         assert_eq!(got, vec![2, 3, 4, 5]);
+    }
+
+    #[test]
+    fn reads_and_writes_a_json_object_in_key_order() {
+        let read: VectorClock = serde_json::from_str(r#"{"b":2,"a":1,"c":3,"a":4}"#).unwrap();
+        // A key given twice keeps its last value, as a `BTreeMap` read it.
+        assert_eq!(read, clock(&[("a", 4), ("b", 2), ("c", 3)]));
+        assert_eq!(
+            serde_json::to_string(&read).unwrap(),
+            r#"{"a":4,"b":2,"c":3}"#
+        );
+        assert_eq!(read.len(), 3);
+        assert_eq!(
+            read.iter().collect::<Vec<_>>(),
+            vec![("a", 4), ("b", 2), ("c", 3)]
+        );
+        assert_eq!(serde_json::to_string(&VectorClock::new()).unwrap(), "{}");
+        assert!(serde_json::from_str::<VectorClock>(r#"{"a":9007199254740992}"#).is_err());
+        assert!(serde_json::from_str::<VectorClock>(r#"["a",1]"#).is_err());
     }
 
     #[test]

@@ -25,6 +25,7 @@ use crate::protocol::{ErrorCode, Event, Operation};
 pub use bson::{BsonPatch, MAX_ARRAY_PADDING};
 pub use merge::MergePatch;
 pub(crate) use patch::CopyBudget;
+use patch::Operations;
 pub use patch::{apply_patch, read_patch};
 
 /// The deepest nesting of arrays and objects a document may have.
@@ -107,8 +108,8 @@ pub struct Diff {
 /// Read member by member rather than derived: serde's `flatten` (for [`Diff::other`]) buffers
 /// the members in serde's own `Content` and compiles every member's parser once more for it, a
 /// large share of the WebAssembly build. `patch` and `jsonPatch` (what nearly every event
-/// carries) are read as JSON and then into their operations with [`read_patch`]; every other
-/// member is read as JSON, and the known ones are then taken out of it.
+/// carries) are read straight into their operations ([`patch::Operations`], what [`read_patch`]
+/// reads with); every other member is read as JSON, and the known ones are then taken out of it.
 impl<'de> Deserialize<'de> for Diff {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         struct Members;
@@ -122,11 +123,13 @@ impl<'de> Deserialize<'de> for Diff {
             fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Diff, A::Error> {
                 let (mut patch, mut json_patch) = (None, None);
                 let mut other = Map::new();
-                while let Some(key) = map.next_key::<String>()? {
-                    match key.as_str() {
-                        "patch" => patch = patch_value(map.next_value()?)?,
-                        "jsonPatch" => json_patch = patch_value(map.next_value()?)?,
-                        _ => {
+                while let Some(key) = map.next_key::<Key>()? {
+                    match key {
+                        Key::Patch => patch = map.next_value::<Option<Operations>>()?.map(|o| o.0),
+                        Key::JsonPatch => {
+                            json_patch = map.next_value::<Option<Operations>>()?.map(|o| o.0)
+                        }
+                        Key::Other(key) => {
                             let value = map.next_value()?;
                             other.insert(key, value);
                         }
@@ -147,6 +150,35 @@ impl<'de> Deserialize<'de> for Diff {
     }
 }
 
+/// A member name of a diff: the two read as operations, named without a copy of the name.
+enum Key {
+    Patch,
+    JsonPatch,
+    Other(String),
+}
+
+impl<'de> Deserialize<'de> for Key {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Name;
+        impl serde::de::Visitor<'_> for Name {
+            type Value = Key;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a member name")
+            }
+
+            fn visit_str<E: serde::de::Error>(self, name: &str) -> Result<Key, E> {
+                Ok(match name {
+                    "patch" => Key::Patch,
+                    "jsonPatch" => Key::JsonPatch,
+                    other => Key::Other(other.to_owned()),
+                })
+            }
+        }
+        deserializer.deserialize_identifier(Name)
+    }
+}
+
 /// Takes the member `key` out of `members` and reads it (absent or `null`: `None`).
 pub(crate) fn take_member<T: serde::de::DeserializeOwned, E: serde::de::Error>(
     members: &mut Map<String, Value>,
@@ -155,15 +187,6 @@ pub(crate) fn take_member<T: serde::de::DeserializeOwned, E: serde::de::Error>(
     match members.remove(key) {
         None => Ok(None),
         Some(value) => Option::<T>::deserialize(value).map_err(E::custom),
-    }
-}
-
-/// Reads a member's JSON as RFC 6902 operations (`null`: `None`), with [`read_patch`] (serde's
-/// derive for the `op`-tagged operations would buffer each in its own `Content`).
-fn patch_value<E: serde::de::Error>(value: Value) -> Result<Option<Vec<PatchOperation>>, E> {
-    match value {
-        Value::Null => Ok(None),
-        value => read_patch(value).map(Some).map_err(E::custom),
     }
 }
 

@@ -26,79 +26,173 @@ use super::{depth_of, weight, DiffError, MAX_COPY_WEIGHT, MAX_DEPTH};
 /// same errors), without serde's buffering for internally tagged enums (`op` picks the
 /// operation), which compiles every operation's parser twice: a share of the WebAssembly build.
 pub fn read_patch(value: Value) -> Result<Vec<PatchOperation>, serde_json::Error> {
-    match value {
-        Value::Array(items) => items.into_iter().map(read_operation).collect(),
-        other => Err(serde_json::Error::invalid_type(
-            crate::protocol::unexpected(&other),
-            &"a sequence",
-        )),
+    Operations::deserialize(value).map(|ops| ops.0)
+}
+
+/// RFC 6902 operations read member by member as they come (see [`read_patch`]): from a frame's
+/// text, each operation costs its `path` and its `value`, not a JSON object of its members first
+/// (three keys, the `op` string, a map node), read again into the operation.
+pub(crate) struct Operations(pub(crate) Vec<PatchOperation>);
+
+impl<'de> Deserialize<'de> for Operations {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Items;
+        impl<'de> serde::de::Visitor<'de> for Items {
+            type Value = Operations;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a sequence")
+            }
+
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Operations, A::Error> {
+                let mut ops = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1024));
+                while let Some(Operation(op)) = seq.next_element()? {
+                    ops.push(op);
+                }
+                Ok(Operations(ops))
+            }
+        }
+        deserializer.deserialize_seq(Items)
     }
 }
 
-/// One operation of [`read_patch`].
-fn read_operation(value: Value) -> Result<PatchOperation, serde_json::Error> {
-    let Value::Object(mut members) = value else {
-        return Err(serde_json::Error::invalid_type(
-            crate::protocol::unexpected(&value),
-            &"internally tagged enum PatchOperation",
-        ));
-    };
-    let op = match members.remove("op") {
-        Some(Value::String(op)) => op,
-        Some(other) => {
-            return Err(serde_json::Error::invalid_type(
-                crate::protocol::unexpected(&other),
-                &"variant identifier",
-            ))
+/// One operation of [`Operations`].
+struct Operation(PatchOperation);
+
+/// The members of an operation; any other is skipped.
+enum Member {
+    Op,
+    Path,
+    From,
+    Value,
+    Other,
+}
+
+/// The operations `op` names.
+#[derive(Clone, Copy)]
+enum Kind {
+    Add,
+    Remove,
+    Replace,
+    Move,
+    Copy,
+    Test,
+}
+
+const KINDS: &[&str] = &["add", "remove", "replace", "move", "copy", "test"];
+
+impl<'de> Deserialize<'de> for Member {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Name;
+        impl serde::de::Visitor<'_> for Name {
+            type Value = Member;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a member name")
+            }
+
+            fn visit_str<E: serde::de::Error>(self, name: &str) -> Result<Member, E> {
+                Ok(match name {
+                    "op" => Member::Op,
+                    "path" => Member::Path,
+                    "from" => Member::From,
+                    "value" => Member::Value,
+                    _ => Member::Other,
+                })
+            }
         }
-        None => return Err(serde_json::Error::missing_field("op")),
-    };
-    let members = &mut members;
-    fn take(
-        members: &mut serde_json::Map<String, Value>,
-        name: &'static str,
-    ) -> Result<Value, serde_json::Error> {
-        members
-            .remove(name)
-            .ok_or_else(|| serde_json::Error::missing_field(name))
+        deserializer.deserialize_identifier(Name)
     }
-    fn pointer(
-        members: &mut serde_json::Map<String, Value>,
-        name: &'static str,
-    ) -> Result<json_patch::jsonptr::PointerBuf, serde_json::Error> {
-        take(members, name).and_then(json_patch::jsonptr::PointerBuf::deserialize)
-    }
-    Ok(match op.as_str() {
-        "add" => PatchOperation::Add(AddOperation {
-            path: pointer(members, "path")?,
-            value: take(members, "value")?,
-        }),
-        "remove" => PatchOperation::Remove(RemoveOperation {
-            path: pointer(members, "path")?,
-        }),
-        "replace" => PatchOperation::Replace(ReplaceOperation {
-            path: pointer(members, "path")?,
-            value: take(members, "value")?,
-        }),
-        "move" => PatchOperation::Move(MoveOperation {
-            from: pointer(members, "from")?,
-            path: pointer(members, "path")?,
-        }),
-        "copy" => PatchOperation::Copy(CopyOperation {
-            from: pointer(members, "from")?,
-            path: pointer(members, "path")?,
-        }),
-        "test" => PatchOperation::Test(TestOperation {
-            path: pointer(members, "path")?,
-            value: take(members, "value")?,
-        }),
-        other => {
-            return Err(serde_json::Error::unknown_variant(
-                other,
-                &["add", "remove", "replace", "move", "copy", "test"],
-            ))
+}
+
+impl<'de> Deserialize<'de> for Kind {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Name;
+        impl serde::de::Visitor<'_> for Name {
+            type Value = Kind;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("variant identifier")
+            }
+
+            fn visit_str<E: serde::de::Error>(self, name: &str) -> Result<Kind, E> {
+                Ok(match name {
+                    "add" => Kind::Add,
+                    "remove" => Kind::Remove,
+                    "replace" => Kind::Replace,
+                    "move" => Kind::Move,
+                    "copy" => Kind::Copy,
+                    "test" => Kind::Test,
+                    other => return Err(E::unknown_variant(other, KINDS)),
+                })
+            }
         }
-    })
+        deserializer.deserialize_identifier(Name)
+    }
+}
+
+impl<'de> Deserialize<'de> for Operation {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Members;
+        impl<'de> serde::de::Visitor<'de> for Members {
+            type Value = Operation;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("internally tagged enum PatchOperation")
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Operation, A::Error> {
+                use json_patch::jsonptr::PointerBuf;
+                let (mut kind, mut path, mut from, mut value) = (None, None, None, None);
+                // A member given twice keeps its last value (as reading the object first did).
+                while let Some(member) = map.next_key::<Member>()? {
+                    match member {
+                        Member::Op => kind = Some(map.next_value::<Kind>()?),
+                        Member::Path => path = Some(map.next_value::<PointerBuf>()?),
+                        Member::From => from = Some(map.next_value::<PointerBuf>()?),
+                        Member::Value => value = Some(map.next_value::<Value>()?),
+                        Member::Other => {
+                            map.next_value::<serde::de::IgnoredAny>()?;
+                        }
+                    }
+                }
+                let kind = kind.ok_or_else(|| A::Error::missing_field("op"))?;
+                let path = || path.ok_or_else(|| A::Error::missing_field("path"));
+                let value = || value.ok_or_else(|| A::Error::missing_field("value"));
+                let from = || from.ok_or_else(|| A::Error::missing_field("from"));
+                Ok(Operation(match kind {
+                    Kind::Add => PatchOperation::Add(AddOperation {
+                        path: path()?,
+                        value: value()?,
+                    }),
+                    Kind::Remove => PatchOperation::Remove(RemoveOperation { path: path()? }),
+                    Kind::Replace => PatchOperation::Replace(ReplaceOperation {
+                        path: path()?,
+                        value: value()?,
+                    }),
+                    Kind::Move => PatchOperation::Move(MoveOperation {
+                        from: from()?,
+                        path: path()?,
+                    }),
+                    Kind::Copy => PatchOperation::Copy(CopyOperation {
+                        from: from()?,
+                        path: path()?,
+                    }),
+                    Kind::Test => PatchOperation::Test(TestOperation {
+                        path: path()?,
+                        value: value()?,
+                    }),
+                }))
+            }
+        }
+        deserializer.deserialize_map(Members)
+    }
 }
 
 /// Apply RFC 6902 `ops` to `doc` atomically: on error the document is exactly as it was.
@@ -208,7 +302,9 @@ fn apply_one(doc: &mut Value, index: usize, op: &PatchOperation) -> Result<(), D
         }
     };
     if let Some(value) = placed {
-        let prefix = op.path().count();
+        // Its tokens: one `/` before each (a `/` inside a token is written `~1`), counted
+        // without splitting the pointer into tokens.
+        let prefix = memchr::memchr_iter(b'/', op.path().as_str().as_bytes()).count();
         if prefix > MAX_DEPTH || depth_of(value, MAX_DEPTH - prefix) + prefix > MAX_DEPTH {
             return Err(invalid(index, op, too_deep()));
         }

@@ -15,20 +15,17 @@ impl SyncSession {
     pub(super) fn receive_events(&mut self, now: u64, events: Vec<Event>) {
         let mut gap = false;
         for event in events {
+            // The usual case (the next event, nothing waiting): applied as it is, without
+            // passing through what `receive` returns.
+            if self.state.is_next(&event) {
+                self.apply_ready(now, event);
+                continue;
+            }
             match self.state.receive(event) {
                 Ok(received) => {
                     gap |= received.gap;
                     for ready in received.ready {
-                        if let Err(err) = self.apply_event(ready) {
-                            self.emit(SessionEvent::Error {
-                                code: None,
-                                message: format!(
-                                    "{err}; retrying in {} ms",
-                                    self.config.request_timeout_ms
-                                ),
-                            });
-                            // Fetching the same event again at once would fail again.
-                            self.stalled_until = now + self.config.request_timeout_ms;
+                        if !self.apply_ready(now, ready) {
                             break;
                         }
                     }
@@ -46,6 +43,20 @@ impl SyncSession {
             self.request_sync(now, Some(self.state.applied_seq()));
         }
         self.settle_inflight(now);
+    }
+
+    /// [`SyncSession::apply_event`], reporting an error (and holding further fetches back for a
+    /// while: the same event would fail again). False when it did not apply.
+    fn apply_ready(&mut self, now: u64, event: Event) -> bool {
+        let Err(err) = self.apply_event(event) else {
+            return true;
+        };
+        self.emit(SessionEvent::Error {
+            code: None,
+            message: format!("{err}; retrying in {} ms", self.config.request_timeout_ms),
+        });
+        self.stalled_until = now + self.config.request_timeout_ms;
+        false
     }
 
     /// Applies the next event of the log; on error nothing changes.

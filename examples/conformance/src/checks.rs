@@ -303,7 +303,7 @@ fn check_event(doc: &str, e: &Event) -> Result<(), String> {
         e.client_id,
         e.vector_clock.get(&e.client_id)
     );
-    let max = e.vector_clock.0.values().copied().max().unwrap_or(0);
+    let max = e.vector_clock.max_seq();
     ensure!(
         max == n,
         "event #{n}: the vectorClock's largest value is {max} (§2)"
@@ -335,7 +335,7 @@ fn check_counter_snapshot(doc: &str, s: &Snapshot, head: u64) -> Result<(), Stri
         s.sequence_num,
         short(&got.to_string())
     );
-    let max = s.vector_clock.0.values().copied().max().unwrap_or(0);
+    let max = s.vector_clock.max_seq();
     ensure!(
         max == s.sequence_num,
         "snapshot at #{}: its vectorClock's largest value is {max} (§3.5)",
