@@ -231,6 +231,13 @@ for r in "$fast_rate" "$rate"; do
   record "fanout$r-eventsync" "$bin/eventsync-bench" fanout-raw --url "$url" \
     --document fanout --rate "$r" "${load[@]}" --server-pid "$pid"
   stop
+  # The same writer with one subscriber: submit-to-ack without the fan-out's load on the cores.
+  launch_eventsync "${unlimited_fanout[@]}"
+  "$bin/eventsync-bench" seed --url "$url" --document fanout --events 0 >/dev/null
+  record "ack$r-eventsync" "$bin/eventsync-bench" fanout-raw --url "$url" \
+    --document fanout --rate "$r" --subscribers 1 --seconds "$seconds" --drain "$drain" \
+    --server-pid "$pid"
+  stop
 done
 launch_eventsync "${unlimited_fanout[@]}"
 "$bin/eventsync-bench" seed --url "$url" --document fanout --events 0 >/dev/null
