@@ -266,13 +266,19 @@ fn upgrade_to(
         return StatusCode::UPGRADE_REQUIRED.into_response();
     };
     let accept = derive_accept_key(key.as_bytes());
-    upgrading.on_upgrade(config, move |socket| {
-        let request = crate::drive::Upgrade {
-            headers: kept,
-            peer,
-        };
-        crate::ws::serve(socket, state, document_id, token, admitted, request)
-    });
+    let request = crate::drive::Upgrade {
+        headers: kept,
+        peer,
+    };
+    crate::ws::serve(
+        upgrading,
+        config,
+        state,
+        document_id,
+        token,
+        admitted,
+        request,
+    );
     (
         StatusCode::SWITCHING_PROTOCOLS,
         [

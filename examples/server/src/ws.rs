@@ -44,25 +44,6 @@ impl<S: Send + Sync> FromRequestParts<S> for Upgrading {
     }
 }
 
-impl Upgrading {
-    /// Runs `serve` on the socket once the connection is upgraded (in a task of its own: the
-    /// upgrade happens after the `101 Switching Protocols` answer went out).
-    pub fn on_upgrade<F, Fut>(self, config: WebSocketConfig, serve: F)
-    where
-        F: FnOnce(WebSocket) -> Fut + Send + 'static,
-        Fut: std::future::Future<Output = ()> + Send + 'static,
-    {
-        // Present whenever axum's `WebSocketUpgrade` accepted the request.
-        let Some(upgrade) = self.0 else { return };
-        tokio::spawn(async move {
-            let Ok(upgraded) = upgrade.await else { return };
-            let io = TokioIo::new(upgraded);
-            let socket = WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await;
-            serve(socket).await;
-        });
-    }
-}
-
 /// Writes one text frame of `payload` (unmasked and unfragmented, as a server sends it: RFC 6455
 /// 5.2) to `io`, in one write where the connection takes both parts at once.
 async fn write_text_frame(
@@ -104,26 +85,35 @@ async fn write_text_frame(
 struct Socket(WebSocket);
 
 impl Transport for Socket {
-    async fn feed(&mut self, version: u32, out: Outgoing) -> Result<(), ()> {
-        let text: Utf8Bytes = match out {
-            Outgoing::Message(message) => protocol::encode(&message).into(),
+    // Not an `async fn`: the frame's text is made before the future, which then holds only it
+    // (the future is part of the connection's task).
+    fn feed(
+        &mut self,
+        version: u32,
+        out: Outgoing,
+    ) -> impl std::future::Future<Output = Result<(), ()>> + Send {
+        let text: Option<Utf8Bytes> = match out {
+            Outgoing::Message(message) => Some(protocol::encode(&message).into()),
             Outgoing::About(document_id, message) => {
-                protocol::encode_scoped(Some(&document_id), &message).into()
+                Some(protocol::encode_scoped(Some(&document_id), &message).into())
             }
-            Outgoing::Live(batch) => batch.frame_for(version),
-            Outgoing::Encoded(frame) => frame.encode(version).into(),
-            Outgoing::Connected(_) => return Ok(()),
+            Outgoing::Live(batch) => Some(batch.frame_for(version)),
+            Outgoing::Encoded(frame) => Some(frame.encode(version).into()),
+            Outgoing::Connected(_) => None,
         };
-        if text.len() > DIRECT_BYTES {
-            // After whatever was queued before it.
-            self.0.flush().await.map_err(drop)?;
-            return write_text_frame(self.0.get_mut(), text.as_bytes())
-                .await
-                .map_err(drop);
+        async move {
+            let Some(text) = text else { return Ok(()) };
+            if text.len() > DIRECT_BYTES {
+                // After whatever was queued before it.
+                self.0.flush().await.map_err(drop)?;
+                return write_text_frame(self.0.get_mut(), text.as_bytes())
+                    .await
+                    .map_err(drop);
+            }
+            // Into the socket's write buffer: written when it passes WRITE_BUFFER_BYTES
+            // (crate::http) or on flush.
+            self.0.feed(Message::Text(text)).await.map_err(drop)
         }
-        // Into the socket's write buffer: written when it passes WRITE_BUFFER_BYTES
-        // (crate::http) or on flush.
-        self.0.feed(Message::Text(text)).await.map_err(drop)
     }
 
     async fn flush(&mut self) -> Result<(), ()> {
@@ -160,29 +150,44 @@ fn is_invalid_utf8(err: tungstenite::Error) -> bool {
     matches!(err, tungstenite::Error::Utf8(_))
 }
 
-/// Runs a connection to its end: to `document_id` (`/sync/{documentId}`, protocol version 1), or
-/// with `None` to the connection URL `/sync` (version 2). `url_token` is the upgrade request's
-/// token (`Authorization` or `?token=`), if any; a token in `hello` wins over it (5.3).
-pub async fn serve(
-    socket: WebSocket,
+/// Runs a connection to its end, in a task of its own, once hyper has upgraded it (after the
+/// `101 Switching Protocols` answer went out): to `document_id` (`/sync/{documentId}`, protocol
+/// version 1), or with `None` to the connection URL `/sync` (version 2). `url_token` is the
+/// upgrade request's token (`Authorization` or `?token=`), if any; a token in `hello` wins over
+/// it (5.3).
+///
+/// The task is most of what an idle connection costs: the driver is made before it starts and
+/// held by it once, and the loop borrows it and the socket (see [`Driver::run`]).
+pub fn serve(
+    upgrading: Upgrading,
+    config: WebSocketConfig,
     state: AppState,
     document_id: Option<String>,
     url_token: Option<String>,
     admitted: ConnectionGuard,
     request: Upgrade,
 ) {
-    let _admitted = admitted;
+    // Present whenever axum's `WebSocketUpgrade` accepted the request.
+    let Some(upgrade) = upgrading.0 else { return };
     let connection = Connection::websocket(
         document_id.clone(),
         state.limits.clone(),
         url_token,
         now_ms(),
     );
-    let document = document_id.as_deref().unwrap_or("(many)");
-    tracing::info!(document, "connected");
-    Driver::new(state, connection)
-        .upgraded_by(request)
-        .run(Socket(socket))
-        .await;
-    tracing::info!(document, "disconnected");
+    let mut driver = Driver::new(state, connection).upgraded_by(request);
+    tokio::spawn(async move {
+        let _admitted = &admitted;
+        let mut socket = Socket(match upgrade.await {
+            Ok(upgraded) => {
+                let io = TokioIo::new(upgraded);
+                WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await
+            }
+            Err(_) => return,
+        });
+        let document = document_id.as_deref().unwrap_or("(many)");
+        tracing::info!(document, "connected");
+        driver.drive(&mut socket).await;
+        tracing::info!(document, "disconnected");
+    });
 }
