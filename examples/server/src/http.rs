@@ -191,8 +191,11 @@ pub async fn health() -> Json<Value> {
     Json(json!({"status": "ok"}))
 }
 
-/// A WebSocket connection's initial read buffer (tungstenite's advice for many connections).
-const READ_BUFFER_BYTES: usize = 4 * 1024;
+/// A WebSocket connection's read buffer: its initial size, which it keeps while the client's
+/// frames fit (a `hello`, a `sync`, small edits), and the most read from the socket at once.
+/// Idle, it is most of what a connection's socket costs; a larger frame grows it, and is read
+/// in as many reads of this size.
+const READ_BUFFER_BYTES: usize = 1024;
 
 /// What a WebSocket connection queues before it writes without waiting for a flush (the driver
 /// flushes once it has queued every frame it has ready). tungstenite's default is 128 KiB, and
