@@ -11,10 +11,10 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 
-use axum::extract::ws::Utf8Bytes;
 use eventsync::protocol::{self, Event, ServerMessage};
 use futures::stream::{self, BoxStream, StreamExt};
 use tokio::sync::Notify;
+use tungstenite::Utf8Bytes;
 
 /// The default bound of one subscriber's queue, in bytes (see [`Published::weight`]).
 pub const DEFAULT_QUEUE_BYTES: usize = 1 << 20;

@@ -219,7 +219,20 @@ impl Driver {
     /// or runs a request (which may wait on the store). The waits on shutdown and on the
     /// connection's timeout live as long as the connection: a frame does not register them
     /// again (the shutdown signal is shared by every connection).
-    pub async fn run(mut self, mut transport: impl Transport) {
+    ///
+    /// Not an `async fn`: an `async fn` keeps its arguments twice in its future (as they came
+    /// and as the body's variables), and this future is most of an idle connection's task. The
+    /// block below holds them once, and [`Driver::drive`] borrows them.
+    pub fn run(
+        mut self,
+        mut transport: impl Transport,
+    ) -> impl std::future::Future<Output = ()> + Send {
+        async move { self.drive(&mut transport).await }
+    }
+
+    /// [`Driver::run`] on borrowed parts: for a task that holds the driver and the transport
+    /// itself (once each: see [`Driver::run`]).
+    pub async fn drive(&mut self, transport: &mut impl Transport) {
         let mut shutdown = self.state.shutdown.clone();
         let shutdown = async move {
             let _ = shutdown.changed().await;
@@ -233,36 +246,43 @@ impl Driver {
         loop {
             let mut queued = false;
             loop {
-                let out = match self.ready_output() {
-                    Some(out) => out,
-                    None => {
-                        if queued && transport.flush().await.is_err() {
+                // The output is turned into what the transport sends in a block of its own, so
+                // that it is not kept in this future while that is sent.
+                let sent = {
+                    let out = match self.ready_output() {
+                        Some(out) => out,
+                        None => {
+                            if queued && transport.flush().await.is_err() {
+                                return;
+                            }
+                            match self.next_output().await {
+                                Some(out) => out,
+                                None => break,
+                            }
+                        }
+                    };
+                    let version = self.connection.version();
+                    let outgoing = match out {
+                        Output::Send(message) => Outgoing::Message(message),
+                        Output::SendTo(document_id, message) => {
+                            Outgoing::About(document_id, message)
+                        }
+                        Output::SendLive(batch) => Outgoing::Live(batch),
+                        Output::SendEncoded(frame) => Outgoing::Encoded(frame),
+                        Output::Connected { head_seq } => Outgoing::Connected(head_seq),
+                        Output::Close { code, reason } => {
+                            // Writes what was queued before it.
+                            transport.close(code, reason).await;
                             return;
                         }
-                        match self.next_output().await {
-                            Some(out) => out,
-                            None => break,
-                        }
-                    }
+                        Output::Request(_)
+                        | Output::Record { .. }
+                        | Output::Unsubscribe(_)
+                        | Output::Presence { .. } => unreachable!("next_output handles these"),
+                    };
+                    transport.feed(version, outgoing)
                 };
-                let version = self.connection.version();
-                let outgoing = match out {
-                    Output::Send(message) => Outgoing::Message(message),
-                    Output::SendTo(document_id, message) => Outgoing::About(document_id, message),
-                    Output::SendLive(batch) => Outgoing::Live(batch),
-                    Output::SendEncoded(frame) => Outgoing::Encoded(frame),
-                    Output::Connected { head_seq } => Outgoing::Connected(head_seq),
-                    Output::Close { code, reason } => {
-                        // Writes what was queued before it.
-                        transport.close(code, reason).await;
-                        return;
-                    }
-                    Output::Request(_)
-                    | Output::Record { .. }
-                    | Output::Unsubscribe(_)
-                    | Output::Presence { .. } => unreachable!("next_output handles these"),
-                };
-                if transport.feed(version, outgoing).await.is_err() {
+                if sent.await.is_err() {
                     return;
                 }
                 queued = true;

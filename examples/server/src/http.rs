@@ -19,6 +19,8 @@ use eventsync::VectorClock;
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
 use tokio_stream::wrappers::ReceiverStream;
+use tungstenite::handshake::derive_accept_key;
+use tungstenite::protocol::WebSocketConfig;
 
 use crate::admission::{Kind, Peer};
 use crate::app::AppState;
@@ -27,6 +29,7 @@ use crate::drive::{now_ms, Connection, Driver, Incoming, Outgoing, Transport};
 use crate::hooks::Authentication;
 use crate::limits::validate_document_id;
 use crate::service::{ServiceError, Write};
+use crate::ws::Upgrading;
 
 /// An error answer: the status of its code and an ErrorBody.
 #[derive(Debug)]
@@ -188,8 +191,11 @@ pub async fn health() -> Json<Value> {
     Json(json!({"status": "ok"}))
 }
 
-/// A WebSocket connection's initial read buffer (tungstenite's advice for many connections).
-const READ_BUFFER_BYTES: usize = 4 * 1024;
+/// A WebSocket connection's read buffer: its initial size, which it keeps while the client's
+/// frames fit (a `hello`, a `sync`, small edits), and the most read from the socket at once.
+/// Idle, it is most of what a connection's socket costs; a larger frame grows it, and is read
+/// in as many reads of this size.
+const READ_BUFFER_BYTES: usize = 1024;
 
 /// What a WebSocket connection queues before it writes without waiting for a flush (the driver
 /// flushes once it has queued every frame it has ready). tungstenite's default is 128 KiB, and
@@ -205,9 +211,10 @@ pub async fn websocket(
     RawQuery(query): RawQuery,
     headers: HeaderMap,
     peer: Peer,
-    upgrade: WebSocketUpgrade,
+    upgrading: Upgrading,
+    _checked: WebSocketUpgrade,
 ) -> Response {
-    upgrade_to(state, Some(document_id), query, &headers, peer, upgrade)
+    upgrade_to(state, Some(document_id), query, &headers, peer, upgrading)
 }
 
 /// `ws://{server}/sync`: a connection of protocol version 2, for any number of documents (18).
@@ -216,9 +223,10 @@ pub async fn websocket_multiplexed(
     RawQuery(query): RawQuery,
     headers: HeaderMap,
     peer: Peer,
-    upgrade: WebSocketUpgrade,
+    upgrading: Upgrading,
+    _checked: WebSocketUpgrade,
 ) -> Response {
-    upgrade_to(state, None, query, &headers, peer, upgrade)
+    upgrade_to(state, None, query, &headers, peer, upgrading)
 }
 
 fn upgrade_to(
@@ -227,7 +235,7 @@ fn upgrade_to(
     query: Option<String>,
     headers: &HeaderMap,
     Peer(peer): Peer,
-    upgrade: WebSocketUpgrade,
+    upgrading: Upgrading,
 ) -> Response {
     // The hooks see the upgrade request's headers when the `hello` arrives. Copied only for
     // them, and into allocations of their own: hyper's header values are slices of the
@@ -248,20 +256,44 @@ fn upgrade_to(
     let token = auth::token_from(authorization, query.as_deref());
     // Frames over the limit get a `too_large` error; far over it, the socket is dropped.
     let max = state.limits.max_frame_bytes.saturating_mul(4);
-    upgrade
-        .max_message_size(max)
-        .max_frame_size(max)
+    let config = WebSocketConfig::default()
+        .max_message_size(Some(max))
+        .max_frame_size(Some(max))
         // tungstenite zero-fills its whole read buffer (128 KiB by default) on the first read:
         // that was most of an idle connection's memory. Larger frames grow it as needed.
         .read_buffer_size(READ_BUFFER_BYTES)
-        .write_buffer_size(WRITE_BUFFER_BYTES)
-        .on_upgrade(move |socket| {
-            let request = crate::drive::Upgrade {
-                headers: kept,
-                peer,
-            };
-            crate::ws::serve(socket, state, document_id, token, admitted, request)
-        })
+        .write_buffer_size(WRITE_BUFFER_BYTES);
+    // axum's `WebSocketUpgrade` (the handlers' `_checked`) checked the request and refused a
+    // bad one; the socket is the server's own (crate::ws).
+    let Some(key) = headers.get(header::SEC_WEBSOCKET_KEY) else {
+        return StatusCode::UPGRADE_REQUIRED.into_response();
+    };
+    let accept = derive_accept_key(key.as_bytes());
+    let request = crate::drive::Upgrade {
+        headers: kept,
+        peer,
+    };
+    crate::ws::serve(
+        upgrading,
+        config,
+        state,
+        document_id,
+        token,
+        admitted,
+        request,
+    );
+    (
+        StatusCode::SWITCHING_PROTOCOLS,
+        [
+            (header::CONNECTION, HeaderValue::from_static("upgrade")),
+            (header::UPGRADE, HeaderValue::from_static("websocket")),
+            (
+                header::SEC_WEBSOCKET_ACCEPT,
+                HeaderValue::from_str(&accept).expect("base64"),
+            ),
+        ],
+    )
+        .into_response()
 }
 
 /// A copy of `headers` that shares no memory with them.

@@ -391,13 +391,13 @@ const IDLE_CONNECTIONS: usize = 400;
 /// What an idle connection may cost the server, in KiB of `RssAnon`.
 ///
 /// The target (issue 17) is 10 KB, measured with `eventsync-bench fanout-raw` on the release
-/// build (about 1,000 connections); a bare tokio-tungstenite server is 7-16 KB. The server does
-/// not meet it yet: this test measured 23.4-23.8 KiB a connection (400 connections, each caught up on
-/// the 12 KiB creation event, whose frame tungstenite's write buffer keeps the capacity of).
-/// The bound is that and a third more, so that it does not fail on a loaded machine: what
-/// breaks it is a leak of a few KiB a connection, or a buffer or task that grows. Lower it as
-/// the cost comes down.
-const IDLE_KIB_PER_CONNECTION: u64 = 32;
+/// build (about 1,000 connections): about 6 KB now; a bare tokio-tungstenite server is 7-16 KB.
+/// This test measured 5.3-5.5 KiB a connection (400 connections, each caught up on the 12 KiB
+/// creation event, which goes to the socket past tungstenite's write buffer: `src/ws.rs`). The
+/// bound is that and about half more, so that it does not fail on a loaded machine: what
+/// breaks it is a leak of a few KiB a connection, or a buffer or task that grows (the catch-up
+/// frame kept in the write buffer again would be 12 KiB). Lower it as the cost comes down.
+const IDLE_KIB_PER_CONNECTION: u64 = 8;
 
 /// Idle connections after a catch-up of a 12 KiB creation event: `RssAnon` grows by at most
 /// [`IDLE_KIB_PER_CONNECTION`] each. The baseline is taken after a first round of connections
