@@ -223,6 +223,7 @@ impl Driver {
     /// Not an `async fn`: an `async fn` keeps its arguments twice in its future (as they came
     /// and as the body's variables), and this future is most of an idle connection's task. The
     /// block below holds them once, and [`Driver::drive`] borrows them.
+    #[allow(clippy::manual_async_fn)] // on purpose: see above
     pub fn run(
         mut self,
         mut transport: impl Transport,
