@@ -110,8 +110,11 @@ for snapshots in with without; do
   record "seed-$snapshots" "$bin/eventsync-bench" seed --url "$url" --document catchup --events "$events"
   head=$((events + 1))
   record "catchup-native-$snapshots" "$bin/eventsync-bench" catchup --url "$url" --document catchup
+  # With a snapshot: a cold first client, then new clients in the warm process (--rounds).
+  catchup_rounds=1
+  [ "$snapshots" = with ] && catchup_rounds=$rounds
   record "catchup-wasm-$snapshots" bench_js catchup --system eventsync --url "$url" \
-    --document catchup --expect "$head"
+    --document catchup --expect "$head" --rounds "$catchup_rounds"
   if [ "$snapshots" = without ]; then
     # The floor: the same events pages parsed (serde_json) and applied (json-patch), nothing else.
     record catchup-floor "$bin/eventsync-bench" catchup-floor --url "$url" --document catchup \
@@ -121,7 +124,8 @@ for snapshots in with without; do
 done
 for system in sharedb yjs; do
   launch node js/bench/servers.mjs "$system" --document catchup --events "$events"
-  record "catchup-$system" bench_js catchup --system "$system" --url "$url" --document catchup
+  record "catchup-$system" bench_js catchup --system "$system" --url "$url" --document catchup \
+    --rounds "$rounds"
   if [ "$system" = sharedb ]; then
     # ShareDB's counterpart of a catch-up without a snapshot: every op since the creation.
     record catchup-sharedb-replay bench_js catchup --system sharedb --replay 1 --url "$url" \

@@ -1,6 +1,6 @@
 // The JavaScript side of scripts/bench.sh. Each command prints one JSON object:
 //   node bench.mjs apply --wasm PATH --events N [--rounds R]
-//   node bench.mjs catchup --system eventsync|sharedb|yjs --url ws://... --document D [--expect SEQ]
+//   node bench.mjs catchup --system eventsync|sharedb|yjs --url ws://... --document D [--expect SEQ] [--rounds N]
 //                          [--replay 1]   (sharedb: from the created document, every op replayed)
 //   node bench.mjs fanout --system S --url ws://... --document D --subscribers N --rate R
 //                         --seconds S --server-pid PID
@@ -190,21 +190,30 @@ async function catchUp() {
   const replay = option("replay", "") !== "";
   if (replay && system !== "sharedb") throw new Error("--replay is ShareDB's");
   const documentId = option("document");
-  const proxy = await countingProxy(option("url"));
-  const started = performance.now();
-  const client = systems[replay ? "sharedbReplay" : system](proxy.url, documentId);
-  await within(120_000, client.synced, `${system} catch-up`);
-  const ms = performance.now() - started;
-  const state = client.state();
-  client.close();
-  proxy.server.close();
   const expect = option("expect", "");
-  if (expect && state.version !== Number(expect)) {
-    throw new Error(`${system} caught up to version ${state.version}, expected ${expect}`);
+  // The first round is a cold start (the process's first client: code not yet compiled, for
+  // JavaScript and WebAssembly alike); later rounds are a new client in a warm process.
+  const rounds = Number(option("rounds", "1"));
+  const times = [];
+  let first;
+  for (let round = 0; round < rounds; round++) {
+    const proxy = await countingProxy(option("url"));
+    const started = performance.now();
+    const client = systems[replay ? "sharedbReplay" : system](proxy.url, documentId);
+    await within(120_000, client.synced, `${system} catch-up`);
+    times.push(performance.now() - started);
+    const state = client.state();
+    client.close();
+    proxy.server.close();
+    if (expect && state.version !== Number(expect)) {
+      throw new Error(`${system} caught up to version ${state.version}, expected ${expect}`);
+    }
+    first ??= { state, traffic: { ...proxy.traffic } };
   }
   return {
-    scenario: "catchup", target: system === "eventsync" ? "wasm" : "node", system, replay, ms, ...state,
-    bytesToClient: proxy.traffic.toClient, bytesToServer: proxy.traffic.toServer,
+    scenario: "catchup", target: system === "eventsync" ? "wasm" : "node", system, replay, rounds,
+    ms: times[0], warmMs: rounds > 1 ? median(times.slice(1)) : null, ...first.state,
+    bytesToClient: first.traffic.toClient, bytesToServer: first.traffic.toServer,
   };
 }
 

@@ -40,6 +40,8 @@ function ackAlone() {
     .map(([m, r]) => ({ ...r, rate: r.rate ?? Number(m[1]) }))
     .sort((a, b) => a.rate - b.rate);
 }
+/** How many warm rounds a catch-up record's `warmMs` is the median of. */
+const wasmRounds = (r) => (r?.rounds > 1 ? num(r.rounds - 1) : "n/a");
 const ms = (v) => (v == null ? "n/a" : v >= 100 ? `${v.toFixed(0)} ms` : `${v.toFixed(1)} ms`);
 const kb = (v) => (v == null ? "n/a" : v >= 10_000_000 ? `${(v / 1048576).toFixed(1)} MiB` : `${(v / 1024).toFixed(1)} KiB`);
 const num = (v) => (v == null ? "n/a" : Math.round(v).toLocaleString("en-US"));
@@ -144,14 +146,18 @@ line();
   line();
   const rows = [];
   const row = (label, r) =>
-    r && rows.push([label, ms(r.ms), kb(r.bytesToClient), kb(r.bytesToServer)]);
+    r && rows.push([label, ms(r.ms), r.warmMs != null ? ms(r.warmMs) : "—", kb(r.bytesToClient), kb(r.bytesToServer)]);
   row("eventsync native, with snapshot", get("catchup-native-with"));
   row("eventsync native, without snapshot", get("catchup-native-without"));
   row("eventsync WebAssembly, with snapshot", get("catchup-wasm-with"));
   row("eventsync WebAssembly, without snapshot", get("catchup-wasm-without"));
   row("ShareDB (Node client)", sharedb);
   row("Yjs / y-websocket (Node client)", yjs);
-  table(["client", "time to synced", "bytes to client", "bytes to server"], rows);
+  table(["client", "time to synced", "warm", "bytes to client", "bytes to server"], rows);
+  line("Time to synced is the process's first client: for the JavaScript clients that includes");
+  line("compiling the code it runs (V8 compiles JavaScript and WebAssembly functions on first use).");
+  line(`Warm: the median of ${wasmRounds(get("catchup-wasm-with"))} more clients, one after the other, in the same process.`);
+  line();
   const wasm = get("catchup-wasm-with");
   line("Side by side (JavaScript clients under Node, eventsync with snapshot; ratio = eventsync /");
   line("other, below 1.00x means eventsync is ahead):");
@@ -160,6 +166,7 @@ line();
     ["figure", "eventsync (wasm)", "ShareDB", "ratio", "Yjs", "ratio"],
     [
       ["time to synced", ms(wasm?.ms), ms(sharedb?.ms), ratio(wasm?.ms, sharedb?.ms), ms(yjs?.ms), ratio(wasm?.ms, yjs?.ms)],
+      ["time to synced, warm", ms(wasm?.warmMs), ms(sharedb?.warmMs), ratio(wasm?.warmMs, sharedb?.warmMs), ms(yjs?.warmMs), ratio(wasm?.warmMs, yjs?.warmMs)],
       ["bytes to client", kb(wasm?.bytesToClient), kb(sharedb?.bytesToClient), ratio(wasm?.bytesToClient, sharedb?.bytesToClient), kb(yjs?.bytesToClient), ratio(wasm?.bytesToClient, yjs?.bytesToClient)],
     ],
   );
@@ -591,10 +598,11 @@ function floorAims(verdict) {
     floor && without ? `${ms(without.ms)} against ${ms(floor.parseApplyMs)} (${x(without.ms, floor.parseApplyMs)}), native` : "n/a",
     floor && !full ? "not measured at that size" : verdict(floor && without ? without.ms <= 3 * floor.parseApplyMs : null),
   ]);
+  const warmBoth = wasmWith?.warmMs != null && sharedb?.warmMs != null;
   rows.push([
     "Catch-up with a snapshot at most ShareDB's snapshot fetch",
-    withSnapshot && sharedb ? `native ${ms(withSnapshot.ms)}, WebAssembly ${ms(wasmWith?.ms)}; ShareDB ${ms(sharedb.ms)}` : "n/a",
-    withSnapshot && sharedb ? `native ${verdict(withSnapshot.ms <= sharedb.ms)}, wasm ${verdict(wasmWith ? wasmWith.ms <= sharedb.ms : null)}` : verdict(null),
+    withSnapshot && sharedb ? `native ${ms(withSnapshot.ms)}, WebAssembly ${ms(wasmWith?.ms)} cold and ${ms(wasmWith?.warmMs)} warm; ShareDB ${ms(sharedb.ms)} cold and ${ms(sharedb.warmMs)} warm (section 2)` : "n/a",
+    withSnapshot && sharedb ? `native ${verdict(withSnapshot.ms <= sharedb.ms)}, wasm cold ${verdict(wasmWith ? wasmWith.ms <= sharedb.ms : null)}, wasm warm ${verdict(warmBoth ? wasmWith.warmMs <= sharedb.warmMs : null)}` : verdict(null),
   ]);
   const size = get("size");
   rows.push([
