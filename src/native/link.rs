@@ -8,6 +8,7 @@ use std::time::Duration;
 use futures::{SinkExt, StreamExt};
 use tokio::sync::{mpsc, Notify};
 use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::reconnect::Backoff;
@@ -38,11 +39,19 @@ pub(super) trait Link: Send + Sync + 'static {
     fn reconnecting(&self, reason: &str, retry_in_ms: u64);
 }
 
+/// The size of each read from the socket. tungstenite fills the part of its read buffer it reads
+/// into with zeros first, every read: at its default (128 KiB) that was a quarter of the CPU a
+/// live event cost. Larger frames (a catch-up page) take more reads, not a larger buffer.
+const READ_BUFFER_BYTES: usize = 8 * 1024;
+
 /// Connects to `url` again and again until closed or refused for good.
 pub(super) async fn drive(link: Arc<impl Link>, url: String, backoff: Backoff) {
     let mut attempt: u32 = 0;
     loop {
-        let connect = tokio_tungstenite::connect_async(url.as_str());
+        let config = WebSocketConfig::default().read_buffer_size(READ_BUFFER_BYTES);
+        // No Nagle: an edit or a presence update goes out at once, not after the last one's ACK.
+        let connect =
+            tokio_tungstenite::connect_async_with_config(url.as_str(), Some(config), true);
         let socket = tokio::select! {
             result = tokio::time::timeout(Duration::from_secs(10), connect) => result,
             _ = link.closed().notified() => return,
@@ -94,15 +103,22 @@ async fn pump(
     let (writer, mut outgoing) = mpsc::unbounded_channel();
     let mut closed = link.connected(writer);
     let mut stop = Continue("the client ended the connection to start over".to_owned());
+    // Made once and kept across frames: a frame re-arms nothing (a timer entry or a waiter
+    // registered and dropped per frame was a good part of a live event's cost).
+    let epoch = link.epoch();
+    let sleep = tokio::time::sleep_until(epoch);
+    let wake = link.wake().notified();
+    let ended = link.closed().notified();
+    tokio::pin!(sleep, wake, ended);
+    let mut armed = None;
     while !closed {
         let deadline = link.poll_timeout();
-        let epoch = link.epoch();
-        let sleep = async {
-            match deadline {
-                Some(at) => tokio::time::sleep_until(epoch + Duration::from_millis(at)).await,
-                None => std::future::pending().await,
+        if deadline != armed {
+            if let Some(at) = deadline {
+                sleep.as_mut().reset(epoch + Duration::from_millis(at));
             }
-        };
+            armed = deadline;
+        }
         tokio::select! {
             frame = stream.next() => match frame {
                 Some(Ok(Message::Text(text))) => closed = link.frame(&text),
@@ -136,9 +152,13 @@ async fn pump(
                 }
                 None => break,
             },
-            _ = sleep => closed = link.timeout(),
-            _ = link.wake().notified() => {}
-            _ = link.closed().notified() => {
+            _ = &mut sleep, if armed.is_some() => {
+                // Fired: the next deadline is armed afresh, even when it is the same.
+                armed = None;
+                closed = link.timeout();
+            }
+            _ = &mut wake => wake.set(link.wake().notified()),
+            _ = &mut ended => {
                 stop = Break(());
                 break;
             }
