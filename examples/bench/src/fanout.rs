@@ -26,6 +26,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::multiplex::rss_kb;
@@ -102,9 +103,16 @@ struct LiveOp {
 
 /// A raw version 1 connection to `document` that has read its `welcome` and its first catch-up.
 async fn connect_raw(url: &str, document: &str, client_id: &str) -> (Socket, u64) {
-    let (mut socket, _) = tokio_tungstenite::connect_async(format!("{url}/sync/{document}"))
-        .await
-        .expect("connect to the server");
+    // Reads of 8 KiB, as the native client's (tungstenite zero-fills a whole read buffer per
+    // read, 128 KiB by default), and no Nagle.
+    let config = WebSocketConfig::default().read_buffer_size(8 * 1024);
+    let (mut socket, _) = tokio_tungstenite::connect_async_with_config(
+        format!("{url}/sync/{document}"),
+        Some(config),
+        true,
+    )
+    .await
+    .expect("connect to the server");
     let hello = ClientMessage::Hello {
         protocol_versions: vec![1],
         client_id: client_id.into(),
