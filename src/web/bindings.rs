@@ -152,8 +152,7 @@ impl JsSyncClient {
     #[wasm_bindgen(js_name = syncState)]
     pub fn sync_state(&self, options: JsValue) -> js_sys::Promise {
         let inner = self.inner.clone();
-        let timeout = wait_options(options);
-        void_promise(async move { driver::within(timeout?, inner.sync_state()).await })
+        wait_promise(options, Box::pin(async move { inner.sync_state().await }))
     }
 
     /// Resolves once every local edit made so far is in the server's log (or was rejected).
@@ -161,8 +160,7 @@ impl JsSyncClient {
     /// stay queued).
     pub fn flush(&self, options: JsValue) -> js_sys::Promise {
         let inner = self.inner.clone();
-        let timeout = wait_options(options);
-        void_promise(async move { driver::within(timeout?, inner.flush()).await })
+        wait_promise(options, Box::pin(async move { inner.flush().await }))
     }
 
     /// Resolves once every local edit made so far is saved in IndexedDB (with `persist`; at
@@ -170,8 +168,7 @@ impl JsSyncClient {
     /// `{ timeoutMs }`, rejects with the code `timeout` when that passes first.
     pub fn saved(&self, options: JsValue) -> js_sys::Promise {
         let inner = self.inner.clone();
-        let timeout = wait_options(options);
-        void_promise(async move { driver::within(timeout?, inner.saved()).await })
+        wait_promise(options, Box::pin(async move { inner.saved().await }))
     }
 
     /// Records that events of `clientId` up to `sequenceNum` are known.
@@ -433,6 +430,16 @@ pub(super) fn void_promise(
     done: impl std::future::Future<Output = Result<(), driver::ClientError>> + 'static,
 ) -> js_sys::Promise {
     void_promise_boxed(Box::pin(done))
+}
+
+/// `syncState`, `flush` and `saved`: `wait` bounded by `{ timeoutMs }`, one copy of the timeout
+/// race for the three (issue 17).
+fn wait_promise(
+    options: JsValue,
+    wait: std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), driver::ClientError>>>>,
+) -> js_sys::Promise {
+    let timeout = wait_options(options);
+    void_promise(async move { driver::within(timeout?, wait).await })
 }
 
 /// [`void_promise`]'s promise, compiled once for every future.
