@@ -4,8 +4,9 @@
 //! (`docs/PROTOCOL.md` 4 to 9, 13 and 18): the `hello` checks in their order and the version,
 //! opening and closing documents (version 2), catch-up paging and snapshots
 //! ([`super::CatchUp`]), live delivery without gaps, submits and their answers in order,
-//! keep-alive, the rate limit, token expiry, and the close codes. The rules of one document are
-//! in `connection/documents.rs`. It has no socket, no store and no clock: the driver feeds it
+//! keep-alive, the rate limit, token expiry, and the close codes. The handshake is in
+//! `connection/handshake.rs`, opening and closing documents in `connection/opening.rs`, the rules
+//! of one open document in `connection/documents.rs`. It has no socket, no store and no clock: the driver feeds it
 //! what arrives (`handle_*`), drains what to do ([`ServerConnection::poll_output`]) and answers
 //! its requests ([`Request`], fed back with [`ServerConnection::handle_reply`]). Time comes in as
 //! milliseconds (the reference server passes Unix milliseconds, so that token expiry compares
@@ -17,7 +18,9 @@
 //! [`ServerConnection::poll_timeout`].
 
 mod documents;
+mod handshake;
 mod history;
+mod opening;
 mod presence;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -610,84 +613,6 @@ impl<L: LiveBatch> ServerConnection<L> {
         }
     }
 
-    // --- handshake (5) ---------------------------------------------------------------------
-
-    fn before_welcome(&mut self, message: ClientMessage) {
-        let ClientMessage::Hello {
-            protocol_versions,
-            client_id,
-            token,
-        } = message
-        else {
-            return self.error(ErrorCode::UnexpectedMessage, "send hello first");
-        };
-        // 5.2 rule 2, in order.
-        if let Some(document_id) = &self.bound {
-            if let Err(reason) = validate_document_id(document_id) {
-                return self.refuse(ErrorCode::UnknownDocument, reason);
-            }
-        }
-        let per_document = self.bound.is_some();
-        let Some(version) = negotiate_version(&protocol_versions, per_document) else {
-            let message = if per_document {
-                "this URL speaks protocol version 1 (version 2 is served at /sync)"
-            } else {
-                "this URL speaks protocol version 2 (version 1 is served at /sync/{documentId})"
-            };
-            return self.refuse(ErrorCode::UnsupportedVersion, message.into());
-        };
-        if let Err(reason) = validate_id(&client_id) {
-            return self.refuse(
-                ErrorCode::MalformedFrame,
-                format!("invalid clientId: {reason}"),
-            );
-        }
-        let token = token.or_else(|| self.url_token.take());
-        self.phase = Phase::Authorizing { client_id, version };
-        self.request(Request::Authorize { token });
-    }
-
-    fn authorized(&mut self, result: Result<Credentials, (ErrorCode, String)>) {
-        let Phase::Authorizing { client_id, version } =
-            std::mem::replace(&mut self.phase, Phase::Closed)
-        else {
-            return self.unexpected_reply();
-        };
-        let credentials = match result {
-            Ok(credentials) => credentials,
-            Err((code, message)) => return self.refuse(code, message),
-        };
-        if let Some(named) = credentials.client_id.as_deref().filter(|n| *n != client_id) {
-            return self.refuse(
-                ErrorCode::ClientMismatch,
-                format!("the token is for client {named}, hello says {client_id}"),
-            );
-        }
-        if client_id == protocol::SERVER_CLIENT_ID {
-            return self.refuse(
-                ErrorCode::Forbidden,
-                "the clientId server is reserved for changes that do not come from a client".into(),
-            );
-        }
-        self.expires_at = credentials.expires_at;
-        self.client_id = client_id;
-        self.version = version;
-        self.phase = Phase::Open;
-        match self.bound.clone() {
-            // Version 1: the URL's document opens before the welcome (its headSeq is in it).
-            Some(document_id) => self.admit(document_id),
-            None => {
-                let welcome = ServerMessage::Welcome {
-                    protocol_version: version,
-                    document_id: String::new(),
-                    client_id: self.client_id.clone(),
-                    head_seq: None,
-                };
-                self.send(welcome);
-            }
-        }
-    }
-
     fn unexpected_reply(&mut self) {
         self.refuse(
             ErrorCode::Internal,
@@ -789,132 +714,5 @@ impl<L: LiveBatch> ServerConnection<L> {
             }
         };
         self.send(pong);
-    }
-
-    // --- opening and closing documents (5, 18) ---------------------------------------------
-
-    /// Version 2: an `open`.
-    fn open(&mut self, document_id: String) {
-        if self.docs.contains_key(&document_id) {
-            return self.error_about(
-                &document_id,
-                ErrorCode::UnexpectedMessage,
-                format!("{document_id} is already open on this connection"),
-            );
-        }
-        if let Err(reason) = validate_document_id(&document_id) {
-            return self.refuse_document(&document_id, ErrorCode::UnknownDocument, reason);
-        }
-        if self.docs.len() >= self.limits.max_documents {
-            let message = format!(
-                "a connection may have at most {} documents open",
-                self.limits.max_documents
-            );
-            return self.refuse_document(&document_id, ErrorCode::TooLarge, message);
-        }
-        self.admit(document_id);
-    }
-
-    fn admit(&mut self, document_id: String) {
-        self.task = Some((document_id.clone(), Task::Admit));
-        self.request(Request::Admit { document_id });
-    }
-
-    fn admitted(&mut self, result: Result<Rights, (ErrorCode, String)>) {
-        let Some((document_id, Task::Admit)) = self.task.take() else {
-            return self.unexpected_reply();
-        };
-        let rights = match result {
-            Ok(rights) if rights.read => rights,
-            Ok(_) => {
-                let message = format!("the token does not grant access to {document_id}");
-                return self.refuse_document(&document_id, ErrorCode::Forbidden, message);
-            }
-            Err((code, message)) => return self.refuse_document(&document_id, code, message),
-        };
-        self.task = Some((
-            document_id.clone(),
-            Task::Opening {
-                may_write: rights.write,
-            },
-        ));
-        self.request(Request::Open { document_id });
-    }
-
-    fn opened(&mut self, result: Result<u64, (ErrorCode, String)>) {
-        let Some((document_id, Task::Opening { may_write })) = self.task.take() else {
-            return self.unexpected_reply();
-        };
-        let head_seq = match result {
-            Ok(head_seq) => head_seq,
-            Err((code, message)) => return self.refuse_document(&document_id, code, message),
-        };
-        if self.mode == Mode::EventStream {
-            // The catch-up from the stream's position starts at once.
-            let doc = self
-                .docs
-                .get_mut(&document_id)
-                .expect("the stream's document");
-            doc.known_head = head_seq;
-            let after = doc.sent;
-            return self.start_sync(&document_id, VectorClock::new(), Some(after), None);
-        }
-        // Live events start right after headSeq (7.1).
-        self.docs
-            .insert(document_id.clone(), Doc::new(head_seq, head_seq, may_write));
-        if self.version == protocol::PROTOCOL_VERSION_2 {
-            self.send_to(&document_id, ServerMessage::Opened { head_seq });
-            // The others' presence, right after `opened` (18.7).
-            self.task = Some((document_id.clone(), Task::Presence));
-            self.request(Request::Presence { document_id });
-        } else {
-            let welcome = ServerMessage::Welcome {
-                protocol_version: self.version,
-                document_id,
-                client_id: self.client_id.clone(),
-                head_seq: Some(head_seq),
-            };
-            self.send(welcome);
-        }
-    }
-
-    /// A document cannot be served: version 2 closes it alone (`closed` with a code); version 1
-    /// and SSE close the connection.
-    fn refuse_document(&mut self, document_id: &str, code: ErrorCode, message: String) {
-        if self.version == protocol::PROTOCOL_VERSION_2 {
-            self.close_document(document_id, Some((code, message)));
-        } else {
-            self.refuse(code, message);
-        }
-    }
-
-    /// Version 2: the document is no longer served: at the client's request (`None`) or not.
-    fn close_document(&mut self, document_id: &str, why: Option<(ErrorCode, String)>) {
-        let removed = self.docs.remove(document_id);
-        if removed.as_ref().is_some_and(|doc| doc.presence) {
-            self.outputs.push_back(Output::Presence {
-                document_id: document_id.to_owned(),
-                state: serde_json::Value::Null,
-            });
-        }
-        let was_open = removed.is_some();
-        if matches!(&self.task, Some((doc, _)) if doc == document_id) {
-            self.task = None;
-        }
-        if was_open {
-            self.outputs
-                .push_back(Output::Unsubscribe(document_id.to_owned()));
-        } else if why.is_none() {
-            return self.error_about(
-                document_id,
-                ErrorCode::UnexpectedMessage,
-                format!("{document_id} is not open on this connection"),
-            );
-        }
-        let (code, message) = match why {
-            Some((code, message)) => (Some(code), message),
-            None => (None, String::new()),
-        };
-        self.send_to(document_id, ServerMessage::Closed { code, message });
     }
 }
