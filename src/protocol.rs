@@ -5,7 +5,7 @@
 //! `vectorClock`, `clientId`, ...), so events written by the seed's original Go server parse too.
 
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::vector_clock::VectorClock;
 
@@ -14,6 +14,7 @@ mod event;
 mod frame;
 mod history;
 mod presence;
+mod read;
 #[cfg(test)]
 mod tests;
 pub use encoded::{EncodedEvents, EncodedFrame, FrameKind};
@@ -406,28 +407,13 @@ impl ServerMessage {
     /// know is [`ServerMessage::Unknown`]), the other members are its fields.
     pub fn from_value(value: Value) -> Result<ServerMessage, serde_json::Error> {
         use serde::de::Error;
-        let Value::Object(mut members) = value else {
-            return Err(serde_json::Error::invalid_type(
-                unexpected(&value),
+        match value {
+            Value::Object(members) => read::from_members(members),
+            other => Err(serde_json::Error::invalid_type(
+                unexpected(&other),
                 &"internally tagged enum ServerMessage",
-            ));
-        };
-        let kind = match members.remove("type") {
-            Some(Value::String(kind)) => kind,
-            Some(other) => {
-                return Err(serde_json::Error::invalid_type(
-                    unexpected(&other),
-                    &"a message type",
-                ))
-            }
-            None => return Err(serde_json::Error::missing_field("type")),
-        };
-        if !SERVER_MESSAGE_TYPES.contains(&kind.as_str()) {
-            return Ok(ServerMessage::Unknown);
+            )),
         }
-        let mut tagged = Map::new();
-        tagged.insert(kind, Value::Object(members));
-        ExternallyTagged::deserialize(Value::Object(tagged))
     }
 }
 
@@ -438,12 +424,11 @@ impl<'de> Deserialize<'de> for ServerMessage {
     }
 }
 
-/// Reads `T` from JSON text through a [`Value`]: every reader of text then shares serde_json's
-/// one parser for `Value`, and each type's `Deserialize` is compiled once, for `Value` (reading
-/// straight from text would compile it once more for the text reader, in the WebAssembly build
-/// too). The errors say what is wrong without the line and column.
+/// Reads `T` straight from JSON text, as frames are read ([`decode_server`]): each type's
+/// `Deserialize` is compiled once, for serde_json's text reader (reading through a [`Value`]
+/// compiled it once more, for `Value`, a share of the WebAssembly build).
 pub fn parse<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, serde_json::Error> {
-    T::deserialize(serde_json::from_str::<Value>(text)?)
+    serde_json::from_str(text)
 }
 
 /// A JSON value as serde's errors describe it.

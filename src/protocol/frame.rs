@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::read::read_server;
 use super::{ClientMessage, CompactEvent, ErrorCode, Event, HistoryAnswer, ServerMessage};
 
 /// Why a frame could not be read.
@@ -81,12 +82,10 @@ pub fn decode_client_scoped(
 /// Reads a server frame of version 2. The events of `events` and `event` frames come without
 /// their `documentId` (the frame's): it is filled in.
 pub fn decode_server_scoped(text: &str) -> Result<Scoped<ServerMessage>, FrameError> {
-    let mut scoped: Scoped<ServerMessage> = match events_frame(text, true) {
-        Some((document_id, message)) => Scoped {
-            document_id,
-            message,
-        },
-        None => scoped(text, ServerMessage::from_value)?,
+    let (document_id, message) = read_server(text, true)?;
+    let mut scoped = Scoped {
+        document_id,
+        message,
     };
     if let (
         Some(document_id),
@@ -178,63 +177,7 @@ pub fn encode_scoped(document_id: Option<&str>, message: &ServerMessage) -> Stri
 
 /// Reads a server frame.
 pub fn decode_server(text: &str) -> Result<ServerMessage, FrameError> {
-    if let Some((_, message)) = events_frame(text, false) {
-        return Ok(message);
-    }
-    Ok(ServerMessage::from_value(serde_json::from_str(text)?)?)
-}
-
-/// `events` and `event` frames, the bulk of what a client reads, read straight into their
-/// message. serde reads a `type`-tagged enum by first copying the whole frame into a buffer of
-/// its own (its `Content`), which for a page of a catch-up costs more than reading the page.
-/// Taken only for a frame that starts with its `type` (and, `scoped`, its `documentId`), as
-/// servers write them; `None` for any other frame, and for one this cannot read, which then
-/// goes the general way (and fails with its error).
-pub(super) fn events_frame(text: &str, scoped: bool) -> Option<(Option<String>, ServerMessage)> {
-    #[derive(Deserialize)]
-    #[serde(rename_all = "camelCase")]
-    struct Frame {
-        #[serde(default)]
-        document_id: Option<String>,
-        events: Vec<Event>,
-        #[serde(default)]
-        head_seq: Option<u64>,
-        #[serde(default)]
-        has_more: bool,
-    }
-    #[derive(Deserialize)]
-    #[serde(rename_all = "camelCase")]
-    struct LiveFrame {
-        #[serde(default)]
-        document_id: Option<String>,
-        events: Vec<Event>,
-    }
-    let rest = text.strip_prefix("{\"type\":\"event")?;
-    let (live, rest) = match rest.strip_prefix("s\",") {
-        Some(rest) => (false, rest),
-        None => (true, rest.strip_prefix("\",")?),
-    };
-    if scoped && !rest.starts_with("\"documentId\":") {
-        return None;
-    }
-    if live {
-        let frame: LiveFrame = serde_json::from_str(text).ok()?;
-        let document_id = frame.document_id.filter(|_| scoped);
-        Some((
-            document_id,
-            ServerMessage::Event {
-                events: frame.events,
-            },
-        ))
-    } else {
-        let frame: Frame = serde_json::from_str(text).ok()?;
-        let message = ServerMessage::Events {
-            events: frame.events,
-            head_seq: frame.head_seq,
-            has_more: frame.has_more,
-        };
-        Some((frame.document_id.filter(|_| scoped), message))
-    }
+    Ok(read_server(text, false)?.1)
 }
 
 /// Reads a client frame, refusing frames over `max_bytes` before parsing them.

@@ -1,8 +1,9 @@
 //! Round trips and edge cases of the wire format.
 
-use super::frame::{events_frame, scoped};
+use super::frame::scoped;
+use super::read::read_type_first;
 use super::*;
-use serde_json::json;
+use serde_json::{json, Value};
 
 fn round_trip_server(msg: ServerMessage) {
     let text = encode(&msg);
@@ -105,7 +106,7 @@ fn an_event_stays_small() {
 }
 
 #[test]
-fn events_frames_read_the_same_the_quick_way() {
+fn frames_read_the_same_type_first_or_not() {
     let events = vec![sample_event()];
     let page = ServerMessage::Events {
         events: events.clone(),
@@ -113,15 +114,21 @@ fn events_frames_read_the_same_the_quick_way() {
         has_more: true,
     };
     let live = ServerMessage::Event { events };
+    let welcome = r#"{"type":"welcome","protocolVersion":1,"documentId":"d","clientId":"a"}"#;
     let other = r#"{"type":"events","events":[],"headSeq":null,"x":1}"#;
-    for text in [encode(&page), encode(&live), other.to_string()] {
-        assert!(events_frame(&text, false).is_some(), "{text}");
-        let general: ServerMessage = serde_json::from_str(&text).unwrap();
+    for text in [encode(&page), encode(&live), welcome.into(), other.into()] {
+        assert!(read_type_first(&text, false).is_ok(), "{text}");
+        let value: Value = serde_json::from_str(&text).unwrap();
+        let general = ServerMessage::from_value(value.clone()).unwrap();
         assert_eq!(decode_server(&text).unwrap(), general, "{text}");
+        // The same members in serde_json's order (`type` is not first: read the other way).
+        let sorted = value.to_string();
+        assert!(read_type_first(&sorted, false).is_err(), "{sorted}");
+        assert_eq!(decode_server(&sorted).unwrap(), general, "{sorted}");
     }
     for message in [page, live] {
         let text = encode_scoped(Some("doc"), &message);
-        assert!(events_frame(&text, true).is_some(), "{text}");
+        assert!(read_type_first(&text, true).is_ok(), "{text}");
         let mut general: Scoped<ServerMessage> = scoped(&text, ServerMessage::from_value).unwrap();
         if let ServerMessage::Events { events, .. } | ServerMessage::Event { events } =
             &mut general.message
@@ -129,6 +136,8 @@ fn events_frames_read_the_same_the_quick_way() {
             events.iter_mut().for_each(|e| e.document_id = "doc".into());
         }
         assert_eq!(decode_server_scoped(&text).unwrap(), general, "{text}");
+        let sorted = serde_json::from_str::<Value>(&text).unwrap().to_string();
+        assert_eq!(decode_server_scoped(&sorted).unwrap(), general, "{sorted}");
     }
     // What the quick way cannot read goes the general way, with its answer.
     for bad in [
@@ -136,7 +145,7 @@ fn events_frames_read_the_same_the_quick_way() {
         r#"{"type":"events","documentId":7,"events":[]}"#,
         r#"{"type":"event","documentId":"d","events":[{}]}"#,
     ] {
-        assert!(events_frame(bad, true).is_none(), "{bad}");
+        assert!(read_type_first(bad, true).is_err(), "{bad}");
         assert!(decode_server_scoped(bad).is_err(), "{bad}");
     }
     assert_eq!(
