@@ -115,6 +115,18 @@ fn errors_are_js_errors_and_change_nothing() {
 }
 
 #[wasm_bindgen_test]
+fn documents_reach_js_as_json_parse_reads_them() {
+    let client = JsSyncClient::new(NOWHERE.into(), "doc".into(), JsValue::UNDEFINED).unwrap();
+    // An own `__proto__` member stays a member (setting it would change the prototype).
+    let text = r#"{"__proto__":{"x":1},"f":0.1,"n":9007199254740991,"s":"\u2028é"}"#;
+    client.create(js_sys::JSON::parse(text).unwrap()).unwrap();
+    let document = client.document().unwrap();
+    let written = String::from(js_sys::JSON::stringify(&document).unwrap());
+    assert_eq!(written, text.replace("\\u2028", "\u{2028}"));
+    client.close();
+}
+
+#[wasm_bindgen_test]
 async fn events_are_plain_objects_and_close_rejects_waiters() {
     let client = JsSyncClient::new(
         NOWHERE.into(),

@@ -1,0 +1,157 @@
+//! Events as the log holds them and as they are written.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::diff::Diff;
+use crate::vector_clock::VectorClock;
+
+/// What an event did to the document's existence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Operation {
+    /// The document came into existence (it did not exist, or had been deleted).
+    Create,
+    /// The existing document changed.
+    #[default]
+    Update,
+    /// The document stopped existing.
+    Delete,
+}
+
+/// One entry of a document's log, as the server ordered it.
+///
+/// Written (see `impl Serialize`) with its `vectorClock` when it carries one, else with its own
+/// entry (`{clientId: sequenceNum}`, as the seed's server writes it): servers no longer put the
+/// document's whole vector in every event (section 2). [`CompactEvent`] writes it without
+/// `documentId` and `vectorClock`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Event {
+    /// Unique id (the seed uses 24 hex characters; any non-empty string is accepted).
+    pub id: String,
+    /// The document this event belongs to (filled from the frame or the store when a compact
+    /// encoding left it out).
+    #[serde(default)]
+    pub document_id: String,
+    /// When the server ordered the event, RFC 3339.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub timestamp: String,
+    /// Position in the document's log: starts at 1, no gaps.
+    pub sequence_num: u64,
+    /// Create, update or delete.
+    #[serde(default)]
+    pub operation: Operation,
+    /// The change; `null` when `metadata` carries a whole-document snapshot, or for a delete.
+    #[serde(default)]
+    pub diff: Option<Diff>,
+    /// A state vector after this event: origin `clientId` -> its highest `sequenceNum`. Events of
+    /// this crate's servers leave it empty (it is written as the event's own entry); seed and
+    /// older servers may send the document's whole vector. Readers merge it (section 6.4).
+    #[serde(default)]
+    pub vector_clock: VectorClock,
+    /// The origin of the change (`"server"` for changes that did not come from a client).
+    pub client_id: String,
+    /// The origin's per-document edit counter, when the event came from a client edit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_seq: Option<u64>,
+    /// Seed field, carried through unchanged.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub server_seq: u64,
+    /// Free-form; the seed puts whole documents here (`data`, `created_doc`, `deleted_doc`).
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    pub metadata: Map<String, Value>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+fn is_empty_str(s: &&str) -> bool {
+    s.is_empty()
+}
+
+/// An event as written: every field, or the compact form.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct EventOut<'a> {
+    id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    document_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "is_empty_str")]
+    timestamp: &'a str,
+    sequence_num: u64,
+    /// Left out of compact events when it is `update`, its default.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    operation: Option<Operation>,
+    diff: &'a Option<Diff>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    vector_clock: Option<VectorOut<'a>>,
+    client_id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    client_seq: Option<u64>,
+    #[serde(skip_serializing_if = "is_zero")]
+    server_seq: u64,
+    #[serde(skip_serializing_if = "Map::is_empty")]
+    metadata: &'a Map<String, Value>,
+}
+
+/// An event's `vectorClock` as written: the one it carries, or its own entry.
+enum VectorOut<'a> {
+    Full(&'a VectorClock),
+    Own(&'a str, u64),
+}
+
+impl Serialize for VectorOut<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        match self {
+            VectorOut::Full(vector) => vector.serialize(serializer),
+            VectorOut::Own(client_id, sequence_num) => {
+                let mut map = serializer.serialize_map(Some(1))?;
+                map.serialize_entry(client_id, sequence_num)?;
+                map.end()
+            }
+        }
+    }
+}
+
+impl<'a> EventOut<'a> {
+    fn new(event: &'a Event, compact: bool) -> Self {
+        let vector = if event.vector_clock.is_empty() {
+            VectorOut::Own(&event.client_id, event.sequence_num)
+        } else {
+            VectorOut::Full(&event.vector_clock)
+        };
+        EventOut {
+            id: &event.id,
+            document_id: (!compact).then_some(event.document_id.as_str()),
+            timestamp: &event.timestamp,
+            sequence_num: event.sequence_num,
+            operation: (!compact || event.operation != Operation::Update)
+                .then_some(event.operation),
+            diff: &event.diff,
+            vector_clock: (!compact).then_some(vector),
+            client_id: &event.client_id,
+            client_seq: event.client_seq,
+            server_seq: event.server_seq,
+            metadata: &event.metadata,
+        }
+    }
+}
+
+impl Serialize for Event {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        EventOut::new(self, false).serialize(serializer)
+    }
+}
+
+/// An event written without `documentId` and `vectorClock`: how stores keep events (the document
+/// is their row's; the vector is derived, section 2).
+pub struct CompactEvent<'a>(pub &'a Event);
+
+impl Serialize for CompactEvent<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        EventOut::new(self.0, true).serialize(serializer)
+    }
+}
