@@ -18,6 +18,7 @@ mod queries;
 mod rows;
 pub mod sql;
 pub mod sqlite;
+mod writer;
 
 /// What is stored of a document at its head.
 #[derive(Debug, Clone, PartialEq, Default)]

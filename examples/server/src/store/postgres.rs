@@ -23,6 +23,7 @@ use tokio::sync::mpsc;
 
 use super::rows::open_error;
 use super::sql::{migrate, Dialect, Feed, SqlStore, EVENTS_CHANNEL, PRESENCE_CHANNEL};
+use super::writer::Writer;
 use super::{StoreChange, StoreError};
 
 /// How long `open` waits for the first connection.
@@ -156,7 +157,7 @@ pub async fn open(url: &str) -> Result<SqlStore, StoreError> {
         .map_err(|err| open_error(url, err))?;
     Ok(SqlStore::new(
         Dialect::Postgres,
-        pool.clone(),
+        Writer::Pool(pool.clone()),
         pool,
         Feed::Listen(Box::new(options)),
     ))

@@ -1,8 +1,9 @@
 //! The one SQL event store: every query and transaction of [`EventStore`], written once for
-//! SQLite and PostgreSQL (through sqlx's `Any` driver). What differs between the two is a
-//! [`Dialect`]: placeholders, how JSON columns are written and read, how a writer locks a
-//! document, and the change feed. Opening each database (pools, schema) is in `sqlite.rs` and
-//! `postgres.rs`.
+//! SQLite and PostgreSQL. Reads go through sqlx's `Any` driver, writes through a
+//! [`Writer`] (`writer.rs`: sqlx again, or a SQLite file's own connection, on which a write runs
+//! whole on one thread). What differs between the two databases is a [`Dialect`]: placeholders,
+//! how JSON columns are written and read, how a writer locks a document, and the change feed.
+//! Opening each database (pools, schema) is in `sqlite.rs` and `postgres.rs`.
 //!
 //! Tables (schema version 1, the same meaning in both; JSON columns hold `serde_json` text,
 //! `JSON` in PostgreSQL and `TEXT` in SQLite, sequence numbers are 64-bit integers):
@@ -40,7 +41,7 @@ use eventsync::VectorClock;
 use serde_json::Value;
 use sqlx::any::AnyRow;
 use sqlx::AnyPool;
-use sqlx::{Any, Row, Transaction};
+use sqlx::Row;
 use std::sync::{Arc, OnceLock};
 
 use tokio::sync::{mpsc, Notify};
@@ -51,6 +52,7 @@ use super::rows::{
     check_append, check_compact, decode_body, decode_event, decode_vector, encode_body,
     encode_event, encode_vector, from_db, newer_schema, to_db, vector_after, SCHEMA_VERSION,
 };
+use super::writer::{in_transaction, params, Tx, Writer};
 use super::{DocumentHead, EventStore, OutboxEntry, StoreChange, StoreError};
 
 /// Where a store's change feed comes from.
@@ -65,7 +67,7 @@ pub(crate) enum Feed {
 pub struct SqlStore {
     dialect: Dialect,
     /// Writes (one connection for SQLite).
-    writer: AnyPool,
+    writer: Writer,
     /// Reads (the writer pool again where there is one pool).
     reader: AnyPool,
     queries: Queries,
@@ -86,7 +88,7 @@ fn is_unique_violation(err: &sqlx::Error) -> bool {
 
 impl SqlStore {
     /// A store on open pools whose schema is ready.
-    pub(crate) fn new(dialect: Dialect, writer: AnyPool, reader: AnyPool, feed: Feed) -> Self {
+    pub(crate) fn new(dialect: Dialect, writer: Writer, reader: AnyPool, feed: Feed) -> Self {
         SqlStore {
             dialect,
             writer,
@@ -95,29 +97,6 @@ impl SqlStore {
             feed,
             outbox: OnceLock::new(),
         }
-    }
-
-    async fn begin(&self) -> Result<Transaction<'static, Any>, StoreError> {
-        Ok(self.writer.begin_with(self.dialect.begin()).await?)
-    }
-
-    /// The document's row, locked for the rest of the transaction: `(head_seq, vector)`.
-    async fn lock_head(
-        &self,
-        tx: &mut Transaction<'static, Any>,
-        document_id: &str,
-    ) -> Result<Option<(u64, VectorClock)>, StoreError> {
-        let row = sqlx::query(&self.queries.lock_head)
-            .bind(document_id)
-            .fetch_optional(&mut **tx)
-            .await?;
-        row.map(|row| {
-            Ok((
-                from_db(row.try_get("head_seq")?, "head_seq")?,
-                decode_vector(&row.try_get::<String, _>("vector")?)?,
-            ))
-        })
-        .transpose()
     }
 }
 
@@ -141,6 +120,123 @@ fn snapshot_from(document_id: &str, row: &AnyRow) -> Result<Snapshot, StoreError
         document: decode_body(row.try_get::<Option<String>, _>("body")?.as_deref())?,
         vector_clock: decode_vector(&row.try_get::<String, _>("vector")?)?,
     })
+}
+
+/// One append's rows ([`EventStore::append`]), written in the transaction it is given.
+struct Append<'a> {
+    document_id: &'a str,
+    expected_head: u64,
+    new_head: u64,
+    events: &'a [Event],
+    body: Option<String>,
+}
+
+impl Append<'_> {
+    async fn run(
+        &self,
+        tx: &mut impl Tx,
+        dialect: Dialect,
+        q: &Queries,
+        outbox: bool,
+    ) -> Result<(), StoreError> {
+        let document_id = self.document_id;
+        let moved = || StoreError::HeadMoved {
+            document_id: document_id.to_owned(),
+            expected: self.expected_head,
+        };
+        let previous = match lock_head(tx, q, document_id).await? {
+            Some((head, _)) if head != self.expected_head => return Err(moved()),
+            Some((_, vector)) => Some(vector),
+            None if self.expected_head != 0 => return Err(moved()),
+            None => None,
+        };
+        let exists = previous.is_some();
+        let vector = encode_vector(&vector_after(previous.unwrap_or_default(), self.events));
+        let new_head = to_db(self.new_head, "sequenceNum")?;
+        // The documents row first: a concurrent first append waits here and then finds the row.
+        let written = if exists {
+            let params = params![&self.body, new_head, &vector, document_id];
+            tx.execute(&q.update_document, params).await?
+        } else {
+            let params = params![document_id, &self.body, new_head, &vector];
+            tx.execute(&q.insert_document, params).await?
+        };
+        if written != 1 {
+            return Err(moved());
+        }
+        // A submit's events (and its edits) go in as one statement each: every statement is a
+        // round trip to the database, and a busy server waits for each.
+        for chunk in self.events.chunks(ROWS_PER_INSERT) {
+            let mut rows = Vec::with_capacity(chunk.len());
+            for event in chunk {
+                let client_seq = event
+                    .client_seq
+                    .map(|n| to_db(n, "clientSeq"))
+                    .transpose()?;
+                let seq = to_db(event.sequence_num, "sequenceNum")?;
+                rows.push((seq, client_seq, encode_event(event)?));
+            }
+            let mut params = Vec::with_capacity(5 * rows.len());
+            for ((seq, client_seq, body), event) in rows.iter().zip(chunk) {
+                params.extend_from_slice(params![
+                    document_id,
+                    *seq,
+                    &event.client_id,
+                    *client_seq,
+                    body
+                ]);
+            }
+            let sql = dialect.rows(INSERT_EVENTS, EVENT_ROW, rows.len());
+            match tx.execute(&sql, &params).await {
+                Ok(_) => {}
+                Err(err) if is_unique_violation(&err) => return Err(moved()),
+                Err(err) => return Err(err.into()),
+            }
+            let mut params = Vec::new();
+            for ((seq, client_seq, _), event) in rows.iter().zip(chunk) {
+                if let Some(client_seq) = client_seq {
+                    params.extend_from_slice(params![
+                        document_id,
+                        &event.client_id,
+                        *client_seq,
+                        *seq
+                    ]);
+                }
+            }
+            if !params.is_empty() {
+                let sql = dialect.rows(INSERT_EDITS, EDIT_ROW, params.len() / 4);
+                tx.execute(&sql, &params).await?;
+            }
+        }
+        if outbox {
+            for event in self.events {
+                let seq = to_db(event.sequence_num, "sequenceNum")?;
+                let body = encode_outbox_body(event)?;
+                tx.execute(&q.insert_outbox, params![document_id, seq, &body])
+                    .await?;
+            }
+        }
+        if let Some(notify) = &q.notify {
+            // Delivered to every listening server when the transaction commits.
+            let payload = format!("{document_id}:{}", self.new_head);
+            tx.execute(notify, params![EVENTS_CHANNEL, &payload])
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+/// The document's row, locked for the rest of the transaction: `(head_seq, vector)`.
+async fn lock_head(
+    tx: &mut impl Tx,
+    q: &Queries,
+    document_id: &str,
+) -> Result<Option<(u64, VectorClock)>, StoreError> {
+    let row = tx
+        .fetch_int_text(&q.lock_head, params![document_id], "head_seq", "vector")
+        .await?;
+    row.map(|(head, vector)| Ok((from_db(head, "head_seq")?, decode_vector(&vector)?)))
+        .transpose()
 }
 
 #[async_trait]
@@ -171,104 +267,17 @@ impl EventStore for SqlStore {
         events: &[Event],
         document: Option<&Value>,
     ) -> Result<(), StoreError> {
-        let new_head = check_append(document_id, expected_head, events)?;
-        let body = encode_body(document)?;
-        let moved = || StoreError::HeadMoved {
-            document_id: document_id.to_owned(),
-            expected: expected_head,
+        let append = Append {
+            document_id,
+            expected_head,
+            new_head: check_append(document_id, expected_head, events)?,
+            events,
+            body: encode_body(document)?,
         };
-        let q = &self.queries;
-        let mut tx = self.begin().await?;
-        let previous = match self.lock_head(&mut tx, document_id).await? {
-            Some((head, _)) if head != expected_head => return Err(moved()),
-            Some((_, vector)) => Some(vector),
-            None if expected_head != 0 => return Err(moved()),
-            None => None,
-        };
-        let exists = previous.is_some();
-        let vector = encode_vector(&vector_after(previous.unwrap_or_default(), events));
-        let new_head_db = to_db(new_head, "sequenceNum")?;
-        // The documents row first: a concurrent first append waits here and then finds the row.
-        let written = if exists {
-            sqlx::query(&q.update_document)
-                .bind(&body)
-                .bind(new_head_db)
-                .bind(&vector)
-                .bind(document_id)
-                .execute(&mut *tx)
-                .await?
-        } else {
-            sqlx::query(&q.insert_document)
-                .bind(document_id)
-                .bind(&body)
-                .bind(new_head_db)
-                .bind(&vector)
-                .execute(&mut *tx)
-                .await?
-        };
-        if written.rows_affected() != 1 {
-            return Err(moved());
-        }
-        // A submit's events (and its edits) go in as one statement each: every statement is a
-        // round trip to the database, and a busy server waits for each.
-        for chunk in events.chunks(ROWS_PER_INSERT) {
-            let sql = self.dialect.rows(INSERT_EVENTS, EVENT_ROW, chunk.len());
-            let mut insert = sqlx::query(&sql);
-            for event in chunk {
-                insert = insert
-                    .bind(document_id)
-                    .bind(to_db(event.sequence_num, "sequenceNum")?)
-                    .bind(&event.client_id)
-                    .bind(
-                        event
-                            .client_seq
-                            .map(|n| to_db(n, "clientSeq"))
-                            .transpose()?,
-                    )
-                    .bind(encode_event(event)?);
-            }
-            match insert.execute(&mut *tx).await {
-                Ok(_) => {}
-                Err(err) if is_unique_violation(&err) => return Err(moved()),
-                Err(err) => return Err(err.into()),
-            }
-            let edits: Vec<(&Event, u64)> = chunk
-                .iter()
-                .filter_map(|event| Some((event, event.client_seq?)))
-                .collect();
-            if !edits.is_empty() {
-                let sql = self.dialect.rows(INSERT_EDITS, EDIT_ROW, edits.len());
-                let mut insert = sqlx::query(&sql);
-                for (event, client_seq) in edits {
-                    insert = insert
-                        .bind(document_id)
-                        .bind(&event.client_id)
-                        .bind(to_db(client_seq, "clientSeq")?)
-                        .bind(to_db(event.sequence_num, "sequenceNum")?);
-                }
-                insert.execute(&mut *tx).await?;
-            }
-        }
-        if self.outbox.get().is_some() {
-            for event in events {
-                sqlx::query(&q.insert_outbox)
-                    .bind(document_id)
-                    .bind(to_db(event.sequence_num, "sequenceNum")?)
-                    .bind(encode_outbox_body(event)?)
-                    .execute(&mut *tx)
-                    .await?;
-            }
-        }
-        if let Some(notify) = &q.notify {
-            // Delivered to every listening server when the transaction commits.
-            sqlx::query(notify)
-                .bind(EVENTS_CHANNEL)
-                .bind(format!("{document_id}:{new_head}"))
-                .execute(&mut *tx)
-                .await?;
-        }
-        // A failure here may come after the database committed (a lost answer).
-        tx.commit().await.map_err(StoreError::CommitUnknown)?;
+        let outbox = self.outbox.get().is_some();
+        in_transaction!(&self.writer, self.dialect.begin(), |tx| {
+            append.run(tx, self.dialect, &self.queries, outbox)
+        })?;
         if let Some(outbox) = self.outbox.get() {
             outbox.notify_one();
         }
@@ -372,12 +381,12 @@ impl EventStore for SqlStore {
     }
 
     async fn save_snapshot(&self, snapshot: &Snapshot) -> Result<(), StoreError> {
-        sqlx::query(&self.queries.save_snapshot)
-            .bind(&snapshot.document_id)
-            .bind(to_db(snapshot.sequence_num, "sequenceNum")?)
-            .bind(encode_body(snapshot.document.as_ref())?)
-            .bind(encode_vector(&snapshot.vector_clock))
-            .execute(&self.writer)
+        let seq = to_db(snapshot.sequence_num, "sequenceNum")?;
+        let body = encode_body(snapshot.document.as_ref())?;
+        let vector = encode_vector(&snapshot.vector_clock);
+        let params = params![&snapshot.document_id, seq, &body, &vector];
+        self.writer
+            .execute(&self.queries.save_snapshot, params)
             .await?;
         Ok(())
     }
@@ -392,45 +401,36 @@ impl EventStore for SqlStore {
 
     async fn compact(&self, document_id: &str, through: u64) -> Result<u64, StoreError> {
         let q = &self.queries;
-        let mut tx = self.begin().await?;
-        let head_seq = self
-            .lock_head(&mut tx, document_id)
-            .await?
-            .map_or(0, |(head, _)| head);
-        let snapshot_seq: Option<i64> = sqlx::query_scalar(&q.snapshot_seq)
-            .bind(document_id)
-            .fetch_optional(&mut *tx)
-            .await?;
-        check_compact(
-            document_id,
-            through,
-            snapshot_seq.map(|n| from_db(n, "seq")).transpose()?,
-            head_seq,
-        )?;
-        let through = to_db(through, "sequenceNum")?;
-        let deleted = sqlx::query(&q.delete_events)
-            .bind(document_id)
-            .bind(through)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        sqlx::query(&q.set_first_retained)
-            .bind(through + 1)
-            .bind(through + 1)
-            .bind(document_id)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(deleted)
+        let through_db = to_db(through, "sequenceNum")?;
+        in_transaction!(&self.writer, self.dialect.begin(), |tx| async move {
+            let head_seq = lock_head(tx, q, document_id)
+                .await?
+                .map_or(0, |(head, _)| head);
+            let snapshot_seq = tx
+                .fetch_int(&q.snapshot_seq, params![document_id], "seq")
+                .await?;
+            let snapshot_seq = snapshot_seq.map(|n| from_db(n, "seq")).transpose()?;
+            check_compact(document_id, through, snapshot_seq, head_seq)?;
+            let deleted = tx
+                .execute(&q.delete_events, params![document_id, through_db])
+                .await?;
+            let first = through_db + 1;
+            tx.execute(&q.set_first_retained, params![first, first, document_id])
+                .await?;
+            Ok::<_, StoreError>(deleted)
+        })
     }
 
     async fn save_state_vector(&self, state_vector: &StateVector) -> Result<(), StoreError> {
-        sqlx::query(&self.queries.save_state_vector)
-            .bind(&state_vector.document_id)
-            .bind(&state_vector.client_id)
-            .bind(encode_vector(&state_vector.vector_clock))
-            .bind(state_vector.last_updated.clone())
-            .execute(&self.writer)
+        let vector = encode_vector(&state_vector.vector_clock);
+        let params = params![
+            &state_vector.document_id,
+            &state_vector.client_id,
+            &vector,
+            &state_vector.last_updated,
+        ];
+        self.writer
+            .execute(&self.queries.save_state_vector, params)
             .await?;
         Ok(())
     }
@@ -455,9 +455,8 @@ impl EventStore for SqlStore {
     async fn enable_outbox(&self) -> Result<Option<Arc<Notify>>, StoreError> {
         if self.dialect == Dialect::Sqlite {
             // One process per SQLite database: a lease left is a dead process's.
-            sqlx::query("UPDATE webhook_outbox SET leased_by = NULL, leased_until = 0")
-                .execute(&self.writer)
-                .await?;
+            let release = "UPDATE webhook_outbox SET leased_by = NULL, leased_until = 0";
+            self.writer.execute(release, params![]).await?;
         }
         Ok(Some(self.outbox.get_or_init(Default::default).clone()))
     }
@@ -482,14 +481,9 @@ impl EventStore for SqlStore {
         let mut claimed = Vec::with_capacity(rows.len());
         for row in rows {
             let id: i64 = row.try_get("id")?;
-            let leased = sqlx::query(&q.lease_outbox)
-                .bind(owner)
-                .bind(lease_until_ms)
-                .bind(id)
-                .bind(now_ms)
-                .execute(&self.writer)
-                .await?;
-            if leased.rows_affected() != 1 {
+            let params = params![owner, lease_until_ms, id, now_ms];
+            let leased = self.writer.execute(&q.lease_outbox, params).await?;
+            if leased != 1 {
                 continue; // another process was quicker
             }
             claimed.push(OutboxEntry {
@@ -504,12 +498,12 @@ impl EventStore for SqlStore {
     }
 
     async fn finish_outbox(&self, id: i64, owner: &str) -> Result<bool, StoreError> {
-        let deleted = sqlx::query(&self.queries.finish_outbox)
-            .bind(id)
-            .bind(owner)
-            .execute(&self.writer)
+        let params = params![id, owner];
+        let deleted = self
+            .writer
+            .execute(&self.queries.finish_outbox, params)
             .await?;
-        Ok(deleted.rows_affected() == 1)
+        Ok(deleted == 1)
     }
 
     async fn retry_outbox(
@@ -518,19 +512,16 @@ impl EventStore for SqlStore {
         owner: &str,
         next_attempt_ms: i64,
     ) -> Result<(), StoreError> {
-        sqlx::query(&self.queries.retry_outbox)
-            .bind(next_attempt_ms)
-            .bind(id)
-            .bind(owner)
-            .execute(&self.writer)
+        let params = params![next_attempt_ms, id, owner];
+        self.writer
+            .execute(&self.queries.retry_outbox, params)
             .await?;
         Ok(())
     }
 
     async fn release_outbox(&self, owner: &str) -> Result<(), StoreError> {
-        sqlx::query(&self.queries.release_outbox)
-            .bind(owner)
-            .execute(&self.writer)
+        self.writer
+            .execute(&self.queries.release_outbox, params![owner])
             .await?;
         Ok(())
     }
@@ -541,10 +532,8 @@ impl EventStore for SqlStore {
 
     async fn relay(&self, payload: &str) -> Result<(), StoreError> {
         if let Some(notify) = &self.queries.notify {
-            sqlx::query(notify)
-                .bind(PRESENCE_CHANNEL)
-                .bind(payload)
-                .execute(&self.writer)
+            self.writer
+                .execute(notify, params![PRESENCE_CHANNEL, payload])
                 .await?;
         }
         Ok(())

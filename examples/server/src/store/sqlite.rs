@@ -4,22 +4,27 @@
 //! The database runs in WAL mode with `synchronous=FULL`, so a committed `append` survives a
 //! power cut. Writes go through one connection and start with `BEGIN IMMEDIATE`, so writers (also
 //! in other processes) queue on SQLite's lock (`busy_timeout`) instead of failing half-way; reads
-//! use a small separate pool.
+//! use a small separate pool. The writing connection of a file is rusqlite's, each write run
+//! whole on the thread that asks for it (`super::writer`); the schema is made, and reads run,
+//! through sqlx.
 //!
 //! Other programs may write the `documents` table while the server runs (`docs/PROTOCOL.md`
 //! section 17). Triggers record such writes in `outside_changes` (a row whose body changes while
 //! its `head_seq` does not, or a new row with `head_seq` 0); a `DELETE` of a row is turned into
 //! `UPDATE ... SET body = NULL`. The change feed polls that table.
 
+use std::str::FromStr;
 use std::time::Duration;
 
 use sqlx::any::AnyPoolOptions;
+use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::AnyPool;
 use sqlx::Row;
 use tokio::sync::mpsc;
 
 use super::rows::open_error;
 use super::sql::{migrate, Dialect, Feed, SqlStore};
+use super::writer::{open_sqlite as open_writer, Writer};
 use super::{StoreChange, StoreError};
 
 /// How often the change feed looks for writes of other programs.
@@ -136,11 +141,21 @@ pub async fn open(url: &str) -> Result<SqlStore, StoreError> {
     migrate(Dialect::Sqlite, &writer, SCHEMA_V1, OUTSIDE_WRITES, OUTBOX)
         .await
         .map_err(|err| open_error(url, err))?;
-    let reader = if in_memory {
-        writer.clone()
-    } else {
-        pool(4).await.map_err(|err| open_error(url, err))?
-    };
+    if in_memory {
+        // The database lives in this pool's connection: readers and writes share it.
+        return Ok(SqlStore::new(
+            Dialect::Sqlite,
+            Writer::Pool(writer.clone()),
+            writer,
+            Feed::Poll,
+        ));
+    }
+    writer.close().await;
+    let options = SqliteConnectOptions::from_str(&connect).map_err(|err| open_error(url, err))?;
+    let read_only = connect.contains("mode=ro");
+    let writer = open_writer(options.get_filename(), read_only, PRAGMAS)
+        .map_err(|err| open_error(url, err))?;
+    let reader = pool(4).await.map_err(|err| open_error(url, err))?;
     Ok(SqlStore::new(Dialect::Sqlite, writer, reader, Feed::Poll))
 }
 
