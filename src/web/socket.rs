@@ -150,17 +150,23 @@ async fn pump(
     let (writer, mut outgoing) = mpsc::unbounded::<String>();
     let mut closed = link.clone().connected(writer);
     let mut stop = Continue("the client ended the connection to start over".to_owned());
+    // The core's timer, armed for `armed`: kept while the deadline stays the same, so a frame
+    // costs no `setTimeout`/`clearTimeout` pair (a catch-up took eight).
+    let mut armed = None;
+    let mut sleep = futures::future::Fuse::terminated();
     while !closed {
         let deadline = link.poll_timeout();
-        let sleep = async {
-            match deadline {
+        if deadline != armed {
+            armed = deadline;
+            sleep = match deadline {
                 Some(at) => {
                     let wait = at.saturating_sub(link.now()).min(u32::MAX as u64);
-                    TimeoutFuture::new(wait as u32).await
+                    TimeoutFuture::new(wait as u32).fuse()
                 }
-                None => std::future::pending().await,
-            }
-        };
+                // Terminated: `select!` leaves it out.
+                None => futures::future::Fuse::terminated(),
+            };
+        }
         futures::select! {
             frame = stream.next().fuse() => match frame {
                 Some(Ok(Message::Text(text))) => closed = link.clone().frame(&text),
@@ -183,7 +189,10 @@ async fn pump(
                 }
                 None => break,
             },
-            _ = sleep.fuse() => closed = link.clone().timeout(),
+            _ = sleep => {
+                armed = None;
+                closed = link.clone().timeout();
+            }
             signal = control.next() => match signal {
                 Some(Control::Wake) => {}
                 Some(Control::Close) | None => {
