@@ -12,7 +12,7 @@ use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
 
 use super::link::{self, Link};
-use super::{ClientError, ClientEvent, Doc, Listener, SyncClient, LAZY_SAVE};
+use super::{ClientError, ClientEvent, Doc, Listener, Listeners, SyncClient, LAZY_SAVE};
 use crate::conflict::ConflictPolicy;
 use crate::multiplex::{MultiplexConfig, Multiplexer, MuxOutput, PresenceError};
 use crate::protocol::{ErrorCode, PresencePeer};
@@ -203,7 +203,7 @@ impl Drop for SyncConnection {
 /// One document's store, listeners and refusal.
 struct DocState {
     store: Option<Box<dyn Store + Send>>,
-    listeners: Vec<Listener>,
+    listeners: Listeners,
     events: broadcast::Sender<super::Batch>,
     refused: Option<(Option<ErrorCode>, String)>,
     saved_at: Instant,
@@ -268,7 +268,7 @@ impl ConnShared {
             document_id.to_owned(),
             DocState {
                 store,
-                listeners: Vec::new(),
+                listeners: Listeners::default(),
                 events,
                 refused: None,
                 saved_at: Instant::now(),
@@ -279,14 +279,29 @@ impl ConnShared {
         Ok(())
     }
 
-    /// Runs `f` on the multiplexer, then carries out its outputs: saves, sends, and tells the
-    /// app (outside the lock, so listeners may call back). True when the connection closed.
+    /// An app's call: runs `f` on the multiplexer, then carries out its outputs (see
+    /// [`ConnShared::carry_out`]). True when the connection closed.
     fn run<T>(&self, f: impl FnOnce(&mut Multiplexer, u64) -> T) -> (T, bool) {
         self.run_core(|core, now| f(&mut core.mux, now))
     }
 
-    /// [`ConnShared::run`] with the whole core.
+    /// [`ConnShared::run`] with the whole core: also wakes the connection loop, whose deadlines
+    /// may have changed.
     fn run_core<T>(&self, f: impl FnOnce(&mut ConnCore, u64) -> T) -> (T, bool) {
+        let result = self.carry_out(f);
+        self.wake.notify_one();
+        result
+    }
+
+    /// The connection loop's input: [`ConnShared::carry_out`] on the multiplexer. The loop
+    /// reads the deadlines again itself: it is not woken for them.
+    fn step<T>(&self, f: impl FnOnce(&mut Multiplexer, u64) -> T) -> (T, bool) {
+        self.carry_out(|core, now| f(&mut core.mux, now))
+    }
+
+    /// Runs `f` on the core, then carries out the multiplexer's outputs: saves, sends, and
+    /// tells the app (outside the lock, so listeners may call back).
+    fn carry_out<T>(&self, f: impl FnOnce(&mut ConnCore, u64) -> T) -> (T, bool) {
         let now = self.now();
         let mut events: Vec<(Option<String>, ClientEvent)> = Vec::new();
         let mut closed = false;
@@ -332,7 +347,6 @@ impl ConnShared {
             result
         };
         self.dispatch(events);
-        self.wake.notify_one();
         (result, closed)
     }
 
@@ -365,9 +379,7 @@ impl ConnShared {
         drop(core);
         // Outside the lock, so that listeners may call the client (or cancel themselves).
         for (listeners, _, batch) in &calls {
-            for listener in listeners {
-                listener.call(batch);
-            }
+            listeners.call(batch);
         }
         for (_, sender, batch) in calls {
             let _ = sender.send(batch);
@@ -427,14 +439,14 @@ impl ConnShared {
 
     pub(super) fn listen(&self, document_id: &str, listener: Listener) {
         if let Some(doc) = self.lock().docs.get_mut(document_id) {
-            doc.listeners.push(listener);
+            doc.listeners.add(listener);
         }
     }
 
     /// Removes the listener of the subscription whose flag is `live`.
     pub(super) fn unlisten(&self, document_id: &str, live: &Arc<AtomicBool>) {
         if let Some(doc) = self.lock().docs.get_mut(document_id) {
-            doc.listeners.retain(|l| !l.is(live));
+            doc.listeners.remove(live);
         }
     }
 
@@ -510,10 +522,14 @@ impl ConnShared {
 impl ConnCore {
     /// Saves a document's state; an error event when that failed.
     fn save(&mut self, document_id: &str) -> Option<ClientEvent> {
-        let state = self.mux.session(document_id)?.client_state();
+        let session = self.mux.session(document_id)?;
         let doc = self.docs.get_mut(document_id)?;
         doc.saved_at = Instant::now();
-        let saved = doc.store.as_mut().map_or(Ok(()), |s| s.save(&state));
+        // Without a store nothing is made: the state is a copy of the whole document.
+        let saved = doc
+            .store
+            .as_mut()
+            .map_or(Ok(()), |s| s.save(&session.client_state()));
         // A failed save leaves the session wanting one, so the next chance tries again.
         if saved.is_ok() {
             self.mux.with_session(document_id, SyncSession::mark_saved);
@@ -560,15 +576,15 @@ impl Link for ConnShared {
 
     fn connected(&self, writer: mpsc::UnboundedSender<Message>) -> bool {
         self.lock().writer = Some(writer);
-        self.run(|mux, now| mux.handle_connected(now)).1
+        self.step(|mux, now| mux.handle_connected(now)).1
     }
 
     fn frame(&self, text: &str) -> bool {
-        self.run(|mux, now| mux.handle_frame(now, text)).1
+        self.step(|mux, now| mux.handle_frame(now, text)).1
     }
 
     fn timeout(&self) -> bool {
-        self.run(|mux, now| mux.handle_timeout(now)).1
+        self.step(|mux, now| mux.handle_timeout(now)).1
     }
 
     fn poll_timeout(&self) -> Option<u64> {
@@ -577,7 +593,7 @@ impl Link for ConnShared {
 
     fn disconnected(&self) {
         self.lock().writer = None;
-        self.run(|mux, now| mux.handle_disconnected(now));
+        self.step(|mux, now| mux.handle_disconnected(now));
     }
 
     fn refused(&self) -> bool {

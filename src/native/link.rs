@@ -94,12 +94,13 @@ fn describe(err: &tokio_tungstenite::tungstenite::Error) -> String {
 /// One connection's life. `Break` when the client should stop for good, else why it ended.
 async fn pump(
     link: &Arc<impl Link>,
-    socket: tokio_tungstenite::WebSocketStream<
+    // Not split: the loop reads and writes in turn, and a split's halves share the socket
+    // through a lock taken on every poll.
+    mut socket: tokio_tungstenite::WebSocketStream<
         tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
     >,
 ) -> std::ops::ControlFlow<(), String> {
     use std::ops::ControlFlow::{Break, Continue};
-    let (mut sink, mut stream) = socket.split();
     let (writer, mut outgoing) = mpsc::unbounded_channel();
     let mut closed = link.connected(writer);
     let mut stop = Continue("the client ended the connection to start over".to_owned());
@@ -120,7 +121,7 @@ async fn pump(
             armed = deadline;
         }
         tokio::select! {
-            frame = stream.next() => match frame {
+            frame = socket.next() => match frame {
                 Some(Ok(Message::Text(text))) => closed = link.frame(&text),
                 Some(Ok(Message::Close(frame))) => {
                     stop = Continue(match frame {
@@ -145,7 +146,7 @@ async fn pump(
             },
             message = outgoing.recv() => match message {
                 Some(message) => {
-                    if let Err(err) = sink.send(message).await {
+                    if let Err(err) = socket.send(message).await {
                         stop = Continue(format!("the connection failed: {err}"));
                         break;
                     }
@@ -166,9 +167,9 @@ async fn pump(
     }
     // Send what the core queued before closing (e.g. nothing after a refusal).
     while let Ok(message) = outgoing.try_recv() {
-        let _ = sink.send(message).await;
+        let _ = socket.send(message).await;
     }
-    let _ = sink.close().await;
+    let _ = socket.close(None).await;
     link.disconnected();
     if link.refused() {
         return Break(());

@@ -168,7 +168,7 @@ impl SyncClientBuilder {
                 session,
                 store,
                 writer: None,
-                listeners: Vec::new(),
+                listeners: Listeners::default(),
                 refused: None,
                 saved_at: Instant::now(),
                 closed: false,
@@ -226,6 +226,29 @@ impl Listener {
     /// Whether this is the listener of the subscription whose flag is `live`.
     fn is(&self, live: &Arc<AtomicBool>) -> bool {
         Arc::ptr_eq(&self.live, live)
+    }
+}
+
+/// A document's callbacks, shared as they are when a step's events go out: taking them costs a
+/// reference count, not a copy of the list per frame. Subscribing and cancelling make a new list.
+#[derive(Clone, Default)]
+struct Listeners(Arc<[Listener]>);
+
+impl Listeners {
+    fn add(&mut self, listener: Listener) {
+        self.0 = self.0.iter().cloned().chain([listener]).collect();
+    }
+
+    /// Removes the listener of the subscription whose flag is `live`.
+    fn remove(&mut self, live: &Arc<AtomicBool>) {
+        self.0 = self.0.iter().filter(|l| !l.is(live)).cloned().collect();
+    }
+
+    /// Calls every listener with a step's events.
+    fn call(&self, events: &[ClientEvent]) {
+        for listener in self.0.iter() {
+            listener.call(events);
+        }
     }
 }
 
@@ -366,7 +389,7 @@ impl Doc {
         };
         let doc = match self {
             Doc::Own(shared) => {
-                shared.lock().listeners.push(listener);
+                shared.lock().listeners.add(listener);
                 WeakDoc::Own(Arc::downgrade(shared))
             }
             Doc::Shared(connection, document_id) => {
@@ -379,7 +402,7 @@ impl Doc {
 
     fn unlisten(&self, live: &Arc<AtomicBool>) {
         match self {
-            Doc::Own(shared) => shared.lock().listeners.retain(|l| !l.is(live)),
+            Doc::Own(shared) => shared.lock().listeners.remove(live),
             Doc::Shared(connection, document_id) => connection.unlisten(document_id, live),
         }
     }

@@ -9,7 +9,7 @@ use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
 
 use super::link::Link;
-use super::{ClientError, ClientEvent, Listener, LAZY_SAVE};
+use super::{ClientError, ClientEvent, Listeners, LAZY_SAVE};
 use crate::protocol::{self, ErrorCode};
 use crate::queue::Store;
 use crate::session::{Output, SessionEvent, SyncSession};
@@ -30,7 +30,7 @@ pub(super) struct Core {
     pub(super) store: Option<Box<dyn Store + Send>>,
     /// The current connection's outgoing frames.
     pub(super) writer: Option<mpsc::UnboundedSender<Message>>,
-    pub(super) listeners: Vec<Listener>,
+    pub(super) listeners: Listeners,
     /// Set when the server refused us for good.
     pub(super) refused: Option<(Option<ErrorCode>, String)>,
     /// When the state was last saved.
@@ -42,8 +42,7 @@ pub(super) struct Core {
 impl Core {
     /// Saves what the session says can wait (see [`SyncSession::needs_save`]).
     pub(super) fn save_lazily(&mut self, events: &mut Vec<ClientEvent>) {
-        let state = self.session.client_state();
-        match self.store.as_mut().map_or(Ok(()), |s| s.save(&state)) {
+        match self.save() {
             Ok(()) => self.session.mark_saved(),
             Err(err) => events.push(SessionEvent::Error {
                 code: None,
@@ -51,6 +50,15 @@ impl Core {
             }),
         }
         self.saved_at = Instant::now();
+    }
+
+    /// Saves the session's state to the store. Without a store nothing is made: the state is a
+    /// copy of the whole document.
+    fn save(&mut self) -> Result<(), crate::queue::StoreError> {
+        match self.store.as_mut() {
+            Some(store) => store.save(&self.session.client_state()),
+            None => Ok(()),
+        }
     }
 }
 
@@ -65,13 +73,14 @@ impl Shared {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Runs `f` on the session, then carries out its outputs: saves, sends, and tells the app
-    /// (outside the lock, so listeners may call back into the client).
-    pub(super) fn with_session<T>(&self, f: impl FnOnce(&mut SyncSession, u64) -> T) -> (T, bool) {
-        self.with_core(|core, now| f(&mut core.session, now))
+    /// The connection loop's input: runs `f` on the session, then carries out its outputs:
+    /// saves, sends, and tells the app (outside the lock, so listeners may call back into the
+    /// client). The loop reads the deadlines again itself: it is not woken for them.
+    fn step<T>(&self, f: impl FnOnce(&mut SyncSession, u64) -> T) -> (T, bool) {
+        self.carry_out(|core, now| f(&mut core.session, now))
     }
 
-    /// An app's call: [`Shared::with_session`], with a local edit saved before anything of it
+    /// An app's call: [`Shared::with_core`], with a local edit saved before anything of it
     /// is sent (see [`super::save_local_edit`]).
     pub(super) fn local<T>(
         &self,
@@ -89,22 +98,29 @@ impl Shared {
         .0
     }
 
-    /// [`Shared::with_session`] with the whole core.
+    /// An app's call ([`Shared::carry_out`]): wakes the connection loop, whose deadlines may
+    /// have changed.
     fn with_core<T>(&self, f: impl FnOnce(&mut Core, u64) -> T) -> (T, bool) {
+        let result = self.carry_out(f);
+        self.wake.notify_one();
+        result
+    }
+
+    /// Runs `f` on the core, then carries out the session's outputs: saves, sends, and tells
+    /// the app (outside the lock, so listeners may call back into the client).
+    fn carry_out<T>(&self, f: impl FnOnce(&mut Core, u64) -> T) -> (T, bool) {
         let now = self.now();
         let mut events = Vec::new();
         let mut close = false;
         let mut last_code = None;
-        let result = {
+        let (result, listeners) = {
             let mut core = self.lock();
             let result = f(&mut core, now);
             while let Some(output) = core.session.poll_output() {
                 match output {
                     Output::Persist => {
                         core.saved_at = Instant::now();
-                        let state = core.session.client_state();
-                        let saved = core.store.as_mut().map_or(Ok(()), |s| s.save(&state));
-                        if let Err(err) = saved {
+                        if let Err(err) = core.save() {
                             events.push(SessionEvent::Error {
                                 code: None,
                                 message: format!("could not save the offline queue: {err}"),
@@ -138,10 +154,13 @@ impl Shared {
             if core.session.needs_save() && core.saved_at.elapsed() >= LAZY_SAVE {
                 core.save_lazily(&mut events);
             }
-            result
+            // Taken under this lock, for the events of this step.
+            let listeners = (!events.is_empty()).then(|| core.listeners.clone());
+            (result, listeners)
         };
-        self.dispatch(events);
-        self.wake.notify_one();
+        if let Some(listeners) = listeners {
+            self.deliver(&listeners, events);
+        }
         (result, close)
     }
 
@@ -149,12 +168,18 @@ impl Shared {
         if events.is_empty() {
             return;
         }
-        // Outside the lock, so that listeners may call the client (or cancel themselves).
         let listeners = self.lock().listeners.clone();
-        for listener in &listeners {
-            listener.call(&events);
+        self.deliver(&listeners, events);
+    }
+
+    /// Hands a step's events to the listeners and the streams, outside the lock, so that
+    /// listeners may call the client (or cancel themselves).
+    fn deliver(&self, listeners: &Listeners, events: Vec<ClientEvent>) {
+        listeners.call(&events);
+        // A batch is made only for a stream or a waiter that reads it.
+        if self.events.receiver_count() > 0 {
+            let _ = self.events.send(events.into());
         }
-        let _ = self.events.send(events.into());
     }
 
     fn emit(&self, event: ClientEvent) {
@@ -177,15 +202,15 @@ impl Link for Shared {
 
     fn connected(&self, writer: mpsc::UnboundedSender<Message>) -> bool {
         self.lock().writer = Some(writer);
-        self.with_session(|s, now| s.handle_connected(now)).1
+        self.step(|s, now| s.handle_connected(now)).1
     }
 
     fn frame(&self, text: &str) -> bool {
-        self.with_session(|s, now| s.handle_frame(now, text)).1
+        self.step(|s, now| s.handle_frame(now, text)).1
     }
 
     fn timeout(&self) -> bool {
-        self.with_session(|s, now| s.handle_timeout(now)).1
+        self.step(|s, now| s.handle_timeout(now)).1
     }
 
     fn poll_timeout(&self) -> Option<u64> {
@@ -194,7 +219,7 @@ impl Link for Shared {
 
     fn disconnected(&self) {
         self.lock().writer = None;
-        self.with_session(|s, now| s.handle_disconnected(now));
+        self.step(|s, now| s.handle_disconnected(now));
     }
 
     fn refused(&self) -> bool {

@@ -57,6 +57,16 @@ pub enum Target {
     Floor,
 }
 
+impl Target {
+    /// The `system` of the scenario's figures.
+    fn name(self) -> &'static str {
+        match self {
+            Target::Eventsync => "eventsync",
+            Target::Floor => "floor",
+        }
+    }
+}
+
 /// The scenario's size and the server to read /proc for.
 pub struct Load {
     pub subscribers: u64,
@@ -526,10 +536,7 @@ pub async fn raw(url: &str, document: &str, target: Target, load: Load) -> Value
         seen.frames += one.frames;
         seen.unreadable += one.unreadable;
     }
-    let system = match target {
-        Target::Eventsync => "eventsync",
-        Target::Floor => "floor",
-    };
+    let system = target.name();
     let mut result = figures(
         system,
         "fanout-raw",
@@ -557,8 +564,9 @@ fn stamp_of(event: &Event) -> Option<u64> {
     }
 }
 
-/// Full native `SyncClient`s (protocol version 1, a connection each) against eventsync-server.
-pub async fn clients(url: &str, document: &str, load: Load) -> Value {
+/// Full native `SyncClient`s (protocol version 1, a connection each) against eventsync-server
+/// or the floor server.
+pub async fn clients(url: &str, document: &str, target: Target, load: Load) -> Value {
     let origin = Instant::now();
     let rss_before = rss_kb(load.server_pid);
     let clients = connect_all(load.subscribers, |i| async move {
@@ -579,27 +587,36 @@ pub async fn clients(url: &str, document: &str, load: Load) -> Value {
     let updates = load.updates();
     let expected = updates * load.subscribers;
     let delivered = Arc::new(AtomicU64::new(0));
+    // The steps that applied the writer's events: one a frame.
+    let frames = Arc::new(AtomicU64::new(0));
     let mut latencies = Vec::new();
     let mut subscriptions = Vec::new();
     for client in &clients {
         let mine = Arc::new(Mutex::new(Vec::<u32>::with_capacity(updates as usize)));
-        let (into, count) = (mine.clone(), delivered.clone());
-        subscriptions.push(client.on_event(move |event| {
-            if let ClientEvent::Applied { event, own: false } = event {
-                if let Some(stamp) = stamp_of(event) {
-                    let latency = micros(origin).saturating_sub(stamp);
-                    into.lock()
-                        .expect("latencies")
-                        .push(u32::try_from(latency).unwrap_or(u32::MAX));
-                    count.fetch_add(1, Ordering::Relaxed);
+        let (into, count, frames) = (mine.clone(), delivered.clone(), frames.clone());
+        subscriptions.push(client.on_events(move |events| {
+            let now = micros(origin);
+            let mut into = into.lock().expect("latencies");
+            let before = into.len();
+            for event in events {
+                if let ClientEvent::Applied { event, own: false } = event {
+                    if let Some(stamp) = stamp_of(event) {
+                        let latency = now.saturating_sub(stamp);
+                        into.push(u32::try_from(latency).unwrap_or(u32::MAX));
+                    }
                 }
+            }
+            let seen = (into.len() - before) as u64;
+            if seen > 0 {
+                count.fetch_add(seen, Ordering::Relaxed);
+                frames.fetch_add(1, Ordering::Relaxed);
             }
         }));
         latencies.push(mine);
     }
     let cpu_before = Cpu::now(load.server_pid);
     let started = Instant::now();
-    let written = write_apart(url, document, Target::Eventsync, updates, load.rate, origin).await;
+    let written = write_apart(url, document, target, updates, load.rate, origin).await;
     drained(&delivered, expected, load.drain).await;
     let window = started.elapsed();
     let cpu_after = Cpu::now(load.server_pid);
@@ -610,8 +627,9 @@ pub async fn clients(url: &str, document: &str, load: Load) -> Value {
         .iter()
         .flat_map(|l| std::mem::take(&mut *l.lock().expect("latencies")))
         .collect();
-    let result = figures(
-        "eventsync",
+    let system = target.name();
+    let mut result = figures(
+        system,
         "fanout-clients",
         &load,
         &mut all,
@@ -619,6 +637,9 @@ pub async fn clients(url: &str, document: &str, load: Load) -> Value {
         (cpu_before, cpu_after),
         (rss_before, rss_idle),
         window,
+    );
+    result["eventsPerFrame"] = json!(
+        result["delivered"].as_f64().unwrap_or(0.0) / frames.load(Ordering::Relaxed).max(1) as f64
     );
     futures::future::join_all(clients.iter().map(|c| c.close())).await;
     result

@@ -182,11 +182,16 @@ enum Scenario {
     /// Fan-out to full native `SyncClient`s (one connection each), the same writer as
     /// `fanout-raw`.
     FanoutClients {
-        /// `ws://host:port`
+        /// `ws://host:port` of eventsync-server, or of `floor-server` with `--floor`
         #[arg(long)]
         url: String,
+        /// With `--floor`: `floor` (the document of the floor's catch-up).
         #[arg(long)]
         document: String,
+        /// The server is the floor server: one event a frame, and next to no server CPU on the
+        /// shared cores, so that the clients' own cost per event shows.
+        #[arg(long)]
+        floor: bool,
         #[command(flatten)]
         load: LoadArgs,
     },
@@ -313,19 +318,13 @@ fn main() {
             document,
             floor,
             load,
-        } => {
-            let target = if floor {
-                fanout::Target::Floor
-            } else {
-                fanout::Target::Eventsync
-            };
-            runtime().block_on(fanout::raw(&url, &document, target, load.load()))
-        }
+        } => runtime().block_on(fanout::raw(&url, &document, target(floor), load.load())),
         Scenario::FanoutClients {
             url,
             document,
+            floor,
             load,
-        } => runtime().block_on(fanout::clients(&url, &document, load.load())),
+        } => runtime().block_on(fanout::clients(&url, &document, target(floor), load.load())),
         Scenario::CatchupFloor {
             url,
             document,
@@ -334,6 +333,15 @@ fn main() {
         Scenario::ClientCpu { events, rounds } => costs::client_cpu(events, rounds),
     };
     println!("{result}");
+}
+
+/// The server of a fan-out.
+fn target(floor: bool) -> fanout::Target {
+    if floor {
+        fanout::Target::Floor
+    } else {
+        fanout::Target::Eventsync
+    }
 }
 
 fn runtime() -> tokio::runtime::Runtime {
