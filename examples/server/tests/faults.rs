@@ -693,7 +693,7 @@ async fn clients_converge_and_lose_no_edit_through_cuts_replays_crashes_and_serv
                 faults.cuts_after_bytes += stats.cuts_after_bytes;
                 faults.cuts_mid_frame += stats.cuts_mid_frame;
                 faults.cuts_at_answer += stats.cuts_at_answer;
-                faults.replays_acked_as_duplicate += stats.replays_acked_as_duplicate;
+                faults.replays_acked += stats.replays_acked;
                 faults.refused += stats.refused;
             }
             Ok(Err(_)) => {
@@ -711,7 +711,10 @@ async fn clients_converge_and_lose_no_edit_through_cuts_replays_crashes_and_serv
         }
     }
     // The faults this test is about did happen (the seeds decide how often; one seed alone
-    // may miss a kind).
+    // may miss a kind). A replayed submit that got an answer counts whichever of the two copies
+    // came second: the replay acknowledged as a duplicate, or the replay ordered and the client's
+    // own copy acknowledged as the duplicate (a race the server's speed decides); either way the
+    // server saw one submit twice, and the logs' check above found it ordered once.
     if std::env::var("EVENTSYNC_FAULT_SEED").is_ok() {
         eprintln!("faults over the run: {faults:?}");
         return;
@@ -719,7 +722,7 @@ async fn clients_converge_and_lose_no_edit_through_cuts_replays_crashes_and_serv
     assert!(
         faults.cuts_mid_frame > 0
             && faults.cuts_at_answer > 0
-            && faults.replays_acked_as_duplicate > 0
+            && faults.replays_acked > 0
             && faults.refused > 0,
         "some kind of fault never happened: {faults:?}"
     );
