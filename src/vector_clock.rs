@@ -15,7 +15,7 @@ use crate::vec_map::VecMap;
 ///
 /// A missing entry means 0: nothing of that origin is known.
 ///
-/// Kept as a sorted `Vec` ([`VecMap`]): a vector names a handful of origins, and every event
+/// Kept as a sorted `Vec` (`VecMap`): a vector names a handful of origins, and every event
 /// carries one (usually of one entry), which a `BTreeMap` held in a whole node of its own.
 /// Written as a JSON object in key order, as before.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

@@ -108,7 +108,7 @@ pub struct Diff {
 /// Read member by member rather than derived: serde's `flatten` (for [`Diff::other`]) buffers
 /// the members in serde's own `Content` and compiles every member's parser once more for it, a
 /// large share of the WebAssembly build. `patch` and `jsonPatch` (what nearly every event
-/// carries) are read straight into their operations ([`patch::Operations`], what [`read_patch`]
+/// carries) are read straight into their operations (`patch::Operations`, what [`read_patch`]
 /// reads with); every other member is read as JSON, and the known ones are then taken out of it.
 impl<'de> Deserialize<'de> for Diff {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
