@@ -32,6 +32,9 @@ cargo fmt --all -- --check
 step "lint"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+step "docs (rustdoc: broken and private intra-doc links are errors)"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
+
 step "fuzz targets build (stable, cargo check; scripts/fuzz.sh runs them on nightly)"
 cargo check --locked --manifest-path fuzz/Cargo.toml --bins --no-default-features
 

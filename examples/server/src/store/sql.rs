@@ -1,7 +1,7 @@
 //! The one SQL event store: every query and transaction of [`EventStore`], written once for
 //! SQLite and PostgreSQL. Reads go through sqlx's `Any` driver, writes through a
-//! [`Writer`] (`writer.rs`: sqlx again, or a SQLite file's own connection, on which a write runs
-//! whole on one thread). What differs between the two databases is a [`Dialect`]: placeholders,
+//! `Writer` (`writer.rs`: sqlx again, or a SQLite file's own connection, on which a write runs
+//! whole on one thread). What differs between the two databases is a `Dialect`: placeholders,
 //! how JSON columns are written and read, how a writer locks a document, and the change feed.
 //! Opening each database (pools, schema) is in `sqlite.rs` and `postgres.rs`.
 //!
