@@ -39,8 +39,9 @@ step "build ($profile)"
 # The npm package is always the release build (its size is one of the figures).
 bash scripts/build-wasm.sh >&2
 cargo build --locked "${cargo_profile[@]}" -p eventsync-server -p eventsync-bench >&2
-# The package's profile, whose wasm build (above) it reuses.
-cargo build --locked --profile wasm-release --target wasm32-unknown-unknown -p eventsync-bench --lib >&2
+# The package's toolchain, flags and profile, whose wasm build (above) it reuses.
+source scripts/wasm-toolchain.sh
+wasm_build -p eventsync-bench --lib >&2
 wasm-bindgen --target nodejs --out-dir "$target_dir/bench-wasm" \
   "$target_dir/wasm32-unknown-unknown/wasm-release/eventsync_bench.wasm"
 (cd js/bench && npm ci --no-audit --no-fund >&2)

@@ -2,7 +2,8 @@
 # Builds the browser/Node package: the wasm (profile `wasm-release`, optimised for size), then
 # wasm-bindgen into pkg/{bundler,web,node}, then wasm-opt on each, the bundler build's wasm inlined
 # into its entry (the default `eventsync` import in browsers).
-# Installs what it needs: the wasm32 target, the wasm-bindgen CLI pinned to the exact
+# Installs what it needs: the wasm32 target, the pinned nightly toolchain that compiles the
+# package's wasm (scripts/wasm-toolchain.sh), the wasm-bindgen CLI pinned to the exact
 # `wasm-bindgen` version in Cargo.lock (only when missing or at another version) and wasm-opt
 # from npm's `binaryen` pinned in scripts/wasm-opt/ (needs Node and npm).
 set -euo pipefail
@@ -33,7 +34,9 @@ if [ "$installed" != "$pinned" ]; then
   (cd scripts/wasm-opt && npm ci --no-audit --no-fund)
 fi
 
-cargo build --profile wasm-release --locked --target wasm32-unknown-unknown -p eventsync
+# The pinned nightly and the flags: scripts/wasm-toolchain.sh.
+source scripts/wasm-toolchain.sh
+wasm_build -p eventsync
 target_dir=${CARGO_TARGET_DIR:-target}
 wasm="$target_dir/wasm32-unknown-unknown/wasm-release/eventsync.wasm"
 
