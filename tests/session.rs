@@ -908,3 +908,67 @@ fn a_local_edit_placing_an_integer_javascript_cannot_hold_fails_at_once() {
         )
         .unwrap();
 }
+
+/// Alice's create of `document` in `log`, ordered first.
+fn create_as_alice(log: &mut MemoryLog, document: Value) {
+    log.submit(
+        "alice",
+        &[Edit {
+            client_seq: 1,
+            base_seq: 0,
+            operation: Operation::Create,
+            patch: patch(json!([{"op": "add", "path": "", "value": document}])),
+            shape: None,
+        }],
+        &mut stamp,
+    );
+}
+
+/// Two clients create a new document at once (the demo's first visitors of a new list); bob
+/// adds an item before he hears of alice's create. His create loses (reported), and his item
+/// is added to her document: it was lost before (its op was under the replaced root).
+#[test]
+fn an_edit_made_on_a_create_that_lost_goes_into_the_winners_document() {
+    let mut log = MemoryLog::new("doc");
+    let mut session = SyncSession::new(SessionConfig::new("doc", "bob"));
+    let mut store = MemoryStore::new();
+    connect(&mut session, &mut store, &mut log);
+    assert_eq!(session.document(), None);
+    session
+        .create(1, json!({"items": [], "title": "bob's"}))
+        .unwrap();
+    let mut made = drain(&mut session, &mut store);
+    session
+        .edit(
+            2,
+            patch(json!([
+                {"op": "add", "path": "/items/-", "value": "second"},
+                {"op": "replace", "path": "/title", "value": "bob's list"}
+            ])),
+        )
+        .unwrap();
+    let second = drain(&mut session, &mut store);
+    made.sent.extend(second.sent);
+    create_as_alice(&mut log, json!({"items": ["first"], "owner": "alice"}));
+    let events = pump(&mut session, &mut store, &mut log, 3, made);
+
+    let expected = json!({"items": ["first", "second"], "owner": "alice"});
+    assert_eq!(log.document(), Some(&expected));
+    assert_eq!(session.document(), Some(&expected));
+    assert_eq!(session.pending_count(), 0);
+    // The create lost to alice's, and the title bob set is one alice's document does not have.
+    let conflicts: Vec<(u64, String)> = events
+        .iter()
+        .filter_map(|e| match e {
+            SessionEvent::Conflict {
+                client_seq,
+                conflict,
+            } => Some((*client_seq, conflict.path.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(conflicts, [(1, String::new()), (2, "/title".to_owned())]);
+    assert!(events
+        .iter()
+        .any(|e| matches!(e, SessionEvent::Acked { client_seq: 2, .. })));
+}

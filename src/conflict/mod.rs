@@ -36,10 +36,17 @@
 //!
 //! [`ConflictKind::SamePath`] and [`ConflictKind::AncestorOverwrite`] are resolved by the
 //! [`ConflictPolicy`]; the other kinds are never resolvable: always dropped and reported.
+//!
+//! Across pending edits: when an edit that set a location to an object or array lost to a
+//! remote change that set it to a value of the same kind (two clients creating a document at
+//! once), the edits after it meet only the differences between the two values
+//! ([`ConflictResolver::rebase`]).
 
 mod shape;
 mod transform;
 
+#[cfg(test)]
+mod rebase_tests;
 #[cfg(test)]
 mod tests;
 
@@ -210,18 +217,27 @@ impl ConflictResolver {
     /// Edit `k` was made against `remote`'s base state plus edits `0..k`; `remote` is shaped
     /// against that base state. Edit `k` is transformed over the remote continued over edits
     /// `0..k` (the `remote` output of the previous [`ConflictResolver::transform`]).
+    ///
+    /// One refinement for the later edits: when an edit that only set a location to an object
+    /// or array (a create of the document, say) lost to a remote change that set the same
+    /// location to a value of the same kind, the remote continued over it is what differs
+    /// between the two values, not the whole value. The later edits were made inside the local
+    /// value; what they change that the remote value also has is kept (two clients creating a
+    /// document at once, the second then adding an item: the item is added to the first's
+    /// document), and only what is under a difference meets it as a conflict.
     pub fn rebase(&self, pending: &[Vec<ShapedOp>], remote: &[ShapedOp]) -> Rebased {
         let mut current: Vec<ShapedOp> = remote.to_vec();
         let mut out = Rebased::default();
         for (k, edit) in pending.iter().enumerate() {
             let t = self.transform(edit, &current);
+            let remote = transform::differences_instead(edit, &current, &t.local, t.remote);
             out.edits.push(t.local);
             out.conflicts
                 .extend(t.conflicts.into_iter().map(|c| (k, c)));
             if t.invalidated {
                 out.invalidated.push(k);
             }
-            current = t.remote;
+            current = remote;
         }
         out.remote = current;
         out

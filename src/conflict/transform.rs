@@ -245,6 +245,54 @@ pub(crate) fn transform_op(
     pass(Some(shifted(a, b, false)), Some(shifted(b, a, true)))
 }
 
+/// [`super::ConflictResolver::rebase`]'s refinement: `b'` as the differences between two
+/// containers instead of a set of the whole remote value, when the local edit `a` was one op
+/// setting a location to an object or array (not an insertion), the remote change `b` one op
+/// setting the same location to a value of the same kind, and `a` lost (`a'` is empty, `b'`
+/// sets the remote value). Both forms take `S + a` to `S + b`; the differences, shaped against
+/// the local value, let later edits made inside it keep what still applies. Anything else:
+/// `b'` as it came.
+pub(crate) fn differences_instead(
+    a: &[ShapedOp],
+    b: &[ShapedOp],
+    a_after: &[ShapedOp],
+    b_after: Vec<ShapedOp>,
+) -> Vec<ShapedOp> {
+    let ([local], [remote], [], [continued]) = (a, b, a_after, b_after.as_slice()) else {
+        return b_after;
+    };
+    let sets = |op: &ShapedOp| {
+        matches!(op.kind, OpKind::Add | OpKind::Replace) && !is_insert(op) && op.value.is_some()
+    };
+    let (Some(mine), Some(theirs)) = (&local.value, &remote.value) else {
+        return b_after;
+    };
+    let same_kind =
+        (mine.is_object() && theirs.is_object()) || (mine.is_array() && theirs.is_array());
+    if !sets(local) || !sets(remote) || local.path != remote.path || !same_kind {
+        return b_after;
+    }
+    if continued.path != remote.path || continued.value.as_ref() != Some(theirs) {
+        return b_after;
+    }
+    let differences = json_patch::diff(mine, theirs).0;
+    let Ok(shaped) = super::shape::shape(mine, &differences) else {
+        return b_after;
+    };
+    if shaped.iter().any(|op| op.path.is_empty()) {
+        return b_after;
+    }
+    shaped
+        .into_iter()
+        .map(|mut op| {
+            let mut path = remote.path.clone();
+            path.append(&mut op.path);
+            op.path = path;
+            op
+        })
+        .collect()
+}
+
 /// A location that `b'` restored with a placeholder (a local op dropped by
 /// [`Resolution::KeepRemote`] on an ancestor overwrite), kept in the grid's local list as a
 /// `Replace` at that location. The placeholder stands for the location's value after the
