@@ -193,6 +193,7 @@ impl Append<'_> {
                 Err(err) => return Err(err.into()),
             }
             let mut params = Vec::new();
+            let mut edit_rows = 0;
             for ((seq, client_seq, _), event) in rows.iter().zip(chunk) {
                 if let Some(client_seq) = client_seq {
                     params.extend_from_slice(params![
@@ -201,10 +202,11 @@ impl Append<'_> {
                         *client_seq,
                         *seq
                     ]);
+                    edit_rows += 1;
                 }
             }
-            if !params.is_empty() {
-                let sql = dialect.rows(INSERT_EDITS, EDIT_ROW, params.len() / 4);
+            if edit_rows > 0 {
+                let sql = dialect.rows(INSERT_EDITS, EDIT_ROW, edit_rows);
                 tx.execute(&sql, &params).await?;
             }
         }
