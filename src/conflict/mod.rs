@@ -46,8 +46,6 @@ mod shape;
 mod transform;
 
 #[cfg(test)]
-mod rebase_tests;
-#[cfg(test)]
 mod tests;
 
 use std::fmt;

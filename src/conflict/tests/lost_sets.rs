@@ -1,19 +1,7 @@
 //! [`ConflictResolver::rebase`] after a local edit that set a location lost to a remote one that
 //! set it too: the later edits meet the differences between the two values.
 
-use serde_json::{json, Value};
-
 use super::*;
-
-fn shaped(doc: &Value, patch: Value) -> Vec<ShapedOp> {
-    shape(doc, &serde_json::from_value::<Vec<_>>(patch).unwrap()).unwrap()
-}
-
-fn apply(doc: &Value, ops: &[ShapedOp]) -> Value {
-    let mut out = doc.clone();
-    json_patch::patch(&mut out, &to_patch(ops)).unwrap();
-    out
-}
 
 /// `local` sets `/list` on `{"other": 1}` and `later` edits inside it; `remote` set `/list`
 /// first. Returns the document the rebased edits make on the remote's, the conflicts' paths,
@@ -26,11 +14,11 @@ fn rebase_after_losing_set(
 ) -> (Value, Vec<String>, Rebased) {
     let base = json!({"other": 1});
     let set = |value: &Value| json!([{"op": "add", "path": "/list", "value": value}]);
-    let edit = shaped(&base, set(&local));
+    let edit = sh(&base, set(&local));
     let after_local = apply(&base, &edit);
-    let edit2 = shaped(&after_local, later);
+    let edit2 = sh(&after_local, later);
     let after_both = apply(&after_local, &edit2);
-    let remote_ops = shaped(&base, set(&remote));
+    let remote_ops = sh(&base, set(&remote));
     let rebased = ConflictResolver::new(policy).rebase(&[edit, edit2], &remote_ops);
     let after_remote = apply(&base, &remote_ops);
     let doc = apply(&apply(&after_remote, &rebased.edits[0]), &rebased.edits[1]);
