@@ -18,18 +18,23 @@ fn patch(v: Value) -> Vec<json_patch::PatchOperation> {
 /// A server log with a created document `{"items": []}` at sequenceNum 1.
 fn server() -> MemoryLog {
     let mut log = MemoryLog::new("doc");
+    create_as(&mut log, "server", json!({"items": []}));
+    log
+}
+
+/// `client`'s create of `document` (its first edit) ordered in `log`.
+fn create_as(log: &mut MemoryLog, client: &str, document: Value) {
     log.submit(
-        "server",
+        client,
         &[Edit {
             client_seq: 1,
             base_seq: 0,
             operation: Operation::Create,
-            patch: patch(json!([{"op": "add", "path": "", "value": {"items": []}}])),
+            patch: patch(json!([{"op": "add", "path": "", "value": document}])),
             shape: None,
         }],
         &mut stamp,
     );
-    log
 }
 
 #[derive(Default)]
@@ -909,21 +914,6 @@ fn a_local_edit_placing_an_integer_javascript_cannot_hold_fails_at_once() {
         .unwrap();
 }
 
-/// Alice's create of `document` in `log`, ordered first.
-fn create_as_alice(log: &mut MemoryLog, document: Value) {
-    log.submit(
-        "alice",
-        &[Edit {
-            client_seq: 1,
-            base_seq: 0,
-            operation: Operation::Create,
-            patch: patch(json!([{"op": "add", "path": "", "value": document}])),
-            shape: None,
-        }],
-        &mut stamp,
-    );
-}
-
 /// Two clients create a new document at once (the demo's first visitors of a new list); bob
 /// adds an item before he hears of alice's create. His create loses (reported), and his item
 /// is added to her document: it was lost before (its op was under the replaced root).
@@ -949,7 +939,11 @@ fn an_edit_made_on_a_create_that_lost_goes_into_the_winners_document() {
         .unwrap();
     let second = drain(&mut session, &mut store);
     made.sent.extend(second.sent);
-    create_as_alice(&mut log, json!({"items": ["first"], "owner": "alice"}));
+    create_as(
+        &mut log,
+        "alice",
+        json!({"items": ["first"], "owner": "alice"}),
+    );
     let events = pump(&mut session, &mut store, &mut log, 3, made);
 
     let expected = json!({"items": ["first", "second"], "owner": "alice"});

@@ -261,9 +261,7 @@ pub(crate) fn differences_instead(
     let ([local], [remote], [], [continued]) = (a, b, a_after, b_after.as_slice()) else {
         return b_after;
     };
-    let sets = |op: &ShapedOp| {
-        matches!(op.kind, OpKind::Add | OpKind::Replace) && !is_insert(op) && op.value.is_some()
-    };
+    let sets = |op: &ShapedOp| matches!(op.kind, OpKind::Add | OpKind::Replace) && !is_insert(op);
     let (Some(mine), Some(theirs)) = (&local.value, &remote.value) else {
         return b_after;
     };
