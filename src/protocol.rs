@@ -13,6 +13,7 @@ mod encoded;
 mod event;
 mod frame;
 mod history;
+pub(crate) mod members;
 mod presence;
 mod read;
 #[cfg(test)]
@@ -107,7 +108,7 @@ pub struct Edit {
 }
 
 /// A whole document at one point of its log.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Snapshot {
     /// The document.
@@ -122,7 +123,7 @@ pub struct Snapshot {
 }
 
 /// The server's answer for one accepted (or already accepted) edit.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Ack {
     /// The edit.
@@ -134,9 +135,34 @@ pub struct Ack {
     pub duplicate: bool,
 }
 
-/// Error codes shared by error frames, edit rejections and HTTP error bodies.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+impl members::FromJson for Snapshot {
+    fn from_json(value: Value) -> Result<Self, serde_json::Error> {
+        let mut m = members::Members::of(value, "a snapshot")?;
+        Ok(Snapshot {
+            document_id: m.required("documentId")?,
+            sequence_num: m.required("sequenceNum")?,
+            document: m.optional("document")?,
+            vector_clock: m.or_default("vectorClock")?,
+        })
+    }
+}
+
+impl members::FromJson for Ack {
+    fn from_json(value: Value) -> Result<Self, serde_json::Error> {
+        let mut m = members::Members::of(value, "an ack")?;
+        Ok(Ack {
+            client_seq: m.required("clientSeq")?,
+            sequence_num: m.required("sequenceNum")?,
+            duplicate: m.or_default("duplicate")?,
+        })
+    }
+}
+
+members::deserialize_from_json!(Snapshot, Ack);
+
+/// Error codes shared by error frames, edit rejections and HTTP error bodies, written as their
+/// names in snake case ([`ErrorCode::name`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum ErrorCode {
     /// The frame is not valid JSON, or not a message of this protocol.
@@ -176,9 +202,30 @@ pub enum ErrorCode {
     /// check of the application's): nothing of it was applied.
     InvalidDocument,
     /// A code this version does not know (kept so that newer servers do not break older clients).
-    #[serde(other)]
     Unknown,
 }
+
+/// Every code with its name on the wire.
+const ERROR_CODES: [(ErrorCode, &str); 18] = [
+    (ErrorCode::MalformedFrame, "malformed_frame"),
+    (ErrorCode::UnexpectedMessage, "unexpected_message"),
+    (ErrorCode::UnsupportedVersion, "unsupported_version"),
+    (ErrorCode::InvalidPatch, "invalid_patch"),
+    (ErrorCode::Conflict, "conflict"),
+    (ErrorCode::StaleBase, "stale_base"),
+    (ErrorCode::InvalidSequence, "invalid_sequence"),
+    (ErrorCode::DocumentState, "document_state"),
+    (ErrorCode::UnknownDocument, "unknown_document"),
+    (ErrorCode::Unauthorized, "unauthorized"),
+    (ErrorCode::Forbidden, "forbidden"),
+    (ErrorCode::ClientMismatch, "client_mismatch"),
+    (ErrorCode::TooLarge, "too_large"),
+    (ErrorCode::RateLimited, "rate_limited"),
+    (ErrorCode::Internal, "internal"),
+    (ErrorCode::HistoryCompacted, "history_compacted"),
+    (ErrorCode::InvalidDocument, "invalid_document"),
+    (ErrorCode::Unknown, "unknown"),
+];
 
 impl ErrorCode {
     /// True when resending the same edits later (after catching up and rebasing) can succeed.
@@ -193,13 +240,47 @@ impl ErrorCode {
     }
 }
 
+impl ErrorCode {
+    /// The code as it is on the wire (`unknown_document`).
+    pub fn name(self) -> &'static str {
+        ERROR_CODES
+            .iter()
+            .find(|(code, _)| *code == self)
+            .map_or("unknown", |(_, name)| name)
+    }
+
+    /// The code named `name`; [`ErrorCode::Unknown`] for a name this version does not know.
+    pub fn from_name(name: &str) -> ErrorCode {
+        ERROR_CODES
+            .iter()
+            .find(|(_, known)| *known == name)
+            .map_or(ErrorCode::Unknown, |(code, _)| *code)
+    }
+}
+
 /// The code as it is on the wire (`unknown_document`).
 impl std::fmt::Display for ErrorCode {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match serde_json::to_value(self) {
-            Ok(serde_json::Value::String(name)) => f.write_str(&name),
-            _ => f.write_str("unknown"),
-        }
+        f.write_str(self.name())
+    }
+}
+
+impl Serialize for ErrorCode {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.name())
+    }
+}
+
+/// Any string: a name this version does not know is [`ErrorCode::Unknown`].
+impl<'de> Deserialize<'de> for ErrorCode {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d).map(|name| ErrorCode::from_name(&name))
+    }
+}
+
+impl members::FromJson for ErrorCode {
+    fn from_json(value: Value) -> Result<Self, serde_json::Error> {
+        <String as members::FromJson>::from_json(value).map(|name| ErrorCode::from_name(&name))
     }
 }
 
@@ -263,30 +344,12 @@ pub enum ClientMessage {
     },
 }
 
-/// Defines [`ServerMessage`] (written internally tagged: `{"type": "welcome", ...}`) and a
-/// private copy of its variants that serde reads externally tagged (`{"welcome": {...}}`), the
-/// form [`ServerMessage::from_value`] rewrites a frame to. Serde's derive for an internally
-/// tagged enum buffers the frame in its own `Content` tree and compiles every variant's parser
-/// once more for it: a large share of the WebAssembly build. (The enum's name is a macro
-/// variable: tests/protocol_doc.rs reads the variants after the one place that spells out
-/// the enum's declaration.)
-macro_rules! server_message {
-    ($(#[$attr:meta])* pub enum $name:ident { $($body:tt)* }) => {
-        $(#[$attr])*
-        pub enum $name { $($body)* }
-
-        #[derive(Deserialize)]
-        #[serde(remote = "ServerMessage", rename_all = "camelCase")]
-        #[allow(dead_code)]
-        enum ExternallyTagged { $($body)* }
-    };
-}
-
-server_message! {
 /// Messages a server sends on `ws://{server}/sync/{documentId}`.
 ///
-/// Read by [`ServerMessage::from_value`] (the `Deserialize` impl too): its `type` picks the
-/// variant, which is read from the rest of the object.
+/// Written by the derive below; read by `protocol/read.rs` ([`decode_server`],
+/// [`ServerMessage::from_value`] and the `Deserialize` impl): its `type` picks the variant, which
+/// is read from the rest of the object. The seed's server calls an `error`'s `message` `error`
+/// and sends no `code` (read as `unknown`).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "type", rename_all = "camelCase")]
 pub enum ServerMessage {
@@ -296,13 +359,13 @@ pub enum ServerMessage {
         /// The version both sides speak.
         protocol_version: u32,
         /// The document of this connection (version 1; absent in version 2).
-        #[serde(default, skip_serializing_if = "String::is_empty")]
+        #[serde(skip_serializing_if = "String::is_empty")]
         document_id: String,
         /// The client id bound to this connection.
         client_id: String,
         /// The document's last `sequenceNum` when the connection was accepted (version 1;
         /// absent in version 2, where `opened` says it per document).
-        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[serde(skip_serializing_if = "Option::is_none")]
         head_seq: Option<u64>,
     },
     /// Version 2: a document was opened on the connection (the `welcome` of one document).
@@ -315,10 +378,10 @@ pub enum ServerMessage {
     /// the client's request (`close`); with one, the server refused or stopped it.
     Closed {
         /// Why, when the server closed it on its own.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[serde(skip_serializing_if = "Option::is_none")]
         code: Option<ErrorCode>,
         /// Human-readable detail.
-        #[serde(default, skip_serializing_if = "String::is_empty")]
+        #[serde(skip_serializing_if = "String::is_empty")]
         message: String,
     },
     /// Catch-up: the events answering a `sync`, in `sequenceNum` order.
@@ -327,10 +390,10 @@ pub enum ServerMessage {
         /// The missing events (possibly a page of them).
         events: Vec<Event>,
         /// The document's last `sequenceNum` when the answer was made.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[serde(skip_serializing_if = "Option::is_none")]
         head_seq: Option<u64>,
         /// True when more `events` frames follow for the same `sync`.
-        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
         has_more: bool,
     },
     /// A live event (the seed wraps it in a one-element `events` array).
@@ -356,7 +419,6 @@ pub enum ServerMessage {
         /// Why.
         code: ErrorCode,
         /// Human-readable detail.
-        #[serde(default)]
         message: String,
         /// The document's last `sequenceNum` when the edit was refused.
         head_seq: u64,
@@ -365,24 +427,22 @@ pub enum ServerMessage {
     /// server closes it.
     Error {
         /// Machine-readable code (`unknown` when the server sent none, as the seed's server does).
-        #[serde(default = "unknown_code")]
         code: ErrorCode,
         /// Human-readable detail (the seed calls this field `error`).
-        #[serde(alias = "error", default)]
         message: String,
     },
     /// Answer to `ping`.
     #[serde(rename_all = "camelCase")]
     Pong {
         /// The ping's nonce.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[serde(skip_serializing_if = "Option::is_none")]
         nonce: Option<u64>,
         /// The document's last `sequenceNum`: a client behind it missed something and resyncs
         /// (version 1).
-        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[serde(skip_serializing_if = "Option::is_none")]
         head_seq: Option<u64>,
         /// Version 2: the last `sequenceNum` of every document open on the connection.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[serde(skip_serializing_if = "Option::is_none")]
         heads: Option<std::collections::BTreeMap<String, u64>>,
     },
     /// Version 2: other peers' presence on a document, or the refusal of this client's (18.7).
@@ -394,13 +454,6 @@ pub enum ServerMessage {
     /// A message type from a newer protocol version; clients ignore it.
     Unknown,
 }
-}
-
-/// The `type` of every [`ServerMessage`] but `Unknown`.
-const SERVER_MESSAGE_TYPES: [&str; 13] = [
-    "welcome", "opened", "closed", "events", "event", "snapshot", "ack", "reject", "error", "pong",
-    "presence", "history", "version",
-];
 
 impl ServerMessage {
     /// Reads a message from a JSON object: `type` picks the variant (a type this version does not
@@ -424,13 +477,6 @@ impl<'de> Deserialize<'de> for ServerMessage {
     }
 }
 
-/// Reads `T` straight from JSON text, as frames are read ([`decode_server`]): each type's
-/// `Deserialize` is compiled once, for serde_json's text reader (reading through a [`Value`]
-/// compiled it once more, for `Value`, a share of the WebAssembly build).
-pub fn parse<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, serde_json::Error> {
-    serde_json::from_str(text)
-}
-
 /// A JSON value as serde's errors describe it.
 pub(crate) fn unexpected(value: &Value) -> serde::de::Unexpected<'_> {
     use serde::de::Unexpected;
@@ -442,10 +488,6 @@ pub(crate) fn unexpected(value: &Value) -> serde::de::Unexpected<'_> {
         Value::Array(_) => Unexpected::Seq,
         Value::Object(_) => Unexpected::Map,
     }
-}
-
-fn unknown_code() -> ErrorCode {
-    ErrorCode::Unknown
 }
 
 /// Body of `POST /api/sync/{documentId}` answers and `GET /api/events/{documentId}` pages.

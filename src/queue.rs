@@ -8,10 +8,11 @@
 
 use std::sync::{Arc, Mutex};
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::Value;
 
 use crate::conflict::ShapedOp;
+use crate::protocol::members::{deserialize_from_json, FromJson, Members};
 use crate::protocol::Operation;
 use crate::undo::UndoHistory;
 use crate::vector_clock::VectorClock;
@@ -20,7 +21,7 @@ use crate::vector_clock::VectorClock;
 pub const STATE_FORMAT: u32 = 1;
 
 /// A local edit not yet in the log.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PendingEdit {
     /// The idempotency key with the client id.
@@ -32,7 +33,7 @@ pub struct PendingEdit {
 }
 
 /// Everything a client persists for one document.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ClientState {
     /// Encoding version ([`STATE_FORMAT`]).
@@ -52,9 +53,39 @@ pub struct ClientState {
     /// Local edits not yet in the log, in `clientSeq` order.
     pub pending: Vec<PendingEdit>,
     /// The undo and redo steps (absent when there are none; older saves have none).
-    #[serde(default, skip_serializing_if = "UndoHistory::is_empty")]
+    #[serde(skip_serializing_if = "UndoHistory::is_empty")]
     pub undo: UndoHistory,
 }
+
+impl FromJson for PendingEdit {
+    fn from_json(value: Value) -> Result<Self, serde_json::Error> {
+        let mut m = Members::of(value, "a pending edit")?;
+        Ok(PendingEdit {
+            client_seq: m.required("clientSeq")?,
+            operation: m.required("operation")?,
+            ops: m.required("ops")?,
+        })
+    }
+}
+
+impl FromJson for ClientState {
+    fn from_json(value: Value) -> Result<Self, serde_json::Error> {
+        let mut m = Members::of(value, "a client state")?;
+        Ok(ClientState {
+            format: m.required("format")?,
+            document_id: m.required("documentId")?,
+            client_id: m.required("clientId")?,
+            next_client_seq: m.required("nextClientSeq")?,
+            confirmed: m.optional("confirmed")?,
+            applied_seq: m.required("appliedSeq")?,
+            vector_clock: m.required("vectorClock")?,
+            pending: m.required("pending")?,
+            undo: m.or_default("undo")?,
+        })
+    }
+}
+
+deserialize_from_json!(PendingEdit, ClientState);
 
 /// Why storage failed.
 #[derive(Debug, thiserror::Error)]
@@ -91,11 +122,12 @@ pub(crate) fn encode(state: &ClientState) -> String {
     serde_json::to_string(state).expect("client state always serializes")
 }
 
-/// Reads a saved state. From text, as the browser's store holds it, through a `Value`
-/// ([`crate::protocol::parse`]): one JSON reader for the state and the frames.
+/// Reads a saved state: its text as a `Value`, then member by member
+/// ([`crate::protocol::members`]).
 pub(crate) fn decode(text: &str) -> Result<ClientState, StoreError> {
-    let state: ClientState =
-        crate::protocol::parse(text).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let state = serde_json::from_str(text)
+        .and_then(ClientState::from_json)
+        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
     if state.format != STATE_FORMAT {
         return Err(StoreError::Corrupt(format!(
             "unknown state format {}",

@@ -8,6 +8,7 @@ use std::cmp::Ordering;
 
 use serde::{Deserialize, Serialize};
 
+use crate::protocol::members::FromJson;
 use crate::protocol::Event;
 use crate::vec_map::VecMap;
 
@@ -45,15 +46,39 @@ impl<'de> Deserialize<'de> for VectorClock {
             ) -> Result<VectorClock, A::Error> {
                 let mut entries = Vec::with_capacity(map.size_hint().unwrap_or(0).min(64));
                 while let Some((client_id, seq)) = map.next_entry::<String, u64>()? {
-                    crate::protocol::check_counter(seq).map_err(|err| {
-                        serde::de::Error::custom(format!("vectorClock entry {client_id:?}: {err}"))
-                    })?;
-                    entries.push((client_id, seq));
+                    entries.push(entry(client_id, seq).map_err(serde::de::Error::custom)?);
                 }
                 Ok(VectorClock(VecMap::from_entries(entries)))
             }
         }
         d.deserialize_map(Entries)
+    }
+}
+
+/// An entry as read: its value at most [`crate::protocol::MAX_COUNTER`].
+fn entry(client_id: String, seq: u64) -> Result<(String, u64), String> {
+    match crate::protocol::check_counter(seq) {
+        Ok(seq) => Ok((client_id, seq)),
+        Err(err) => Err(format!("vectorClock entry {client_id:?}: {err}")),
+    }
+}
+
+/// The same as `Deserialize`, from a parsed value.
+impl FromJson for VectorClock {
+    fn from_json(value: serde_json::Value) -> Result<Self, serde_json::Error> {
+        let serde_json::Value::Object(members) = value else {
+            return Err(serde::de::Error::invalid_type(
+                crate::protocol::unexpected(&value),
+                &"a map of clientId to sequenceNum",
+            ));
+        };
+        let entries = members
+            .into_iter()
+            .map(|(client_id, seq)| {
+                entry(client_id, u64::from_json(seq)?).map_err(serde::de::Error::custom)
+            })
+            .collect::<Result<Vec<_>, serde_json::Error>>()?;
+        Ok(VectorClock(VecMap::from_entries(entries)))
     }
 }
 

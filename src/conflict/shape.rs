@@ -2,11 +2,13 @@
 
 use json_patch::jsonptr::{Pointer, PointerBuf, Token};
 use json_patch::{AddOperation, PatchOperation, RemoveOperation, ReplaceOperation, TestOperation};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::Value;
 
-/// What a [`ShapedOp`] does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+use crate::protocol::members::{deserialize_from_json, FromJson, Members};
+
+/// What a [`ShapedOp`] does, written as its name (`"add"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub enum OpKind {
     /// In an object: set the member (create it or overwrite it). In an array: insert before the
@@ -26,7 +28,7 @@ pub enum OpKind {
 /// an array append token `-` is replaced by the concrete index, and [`ShapedOp::in_array`]
 /// records whether the last token indexes an array. Serialized in camelCase (it is persisted in
 /// the offline queue).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ShapedOp {
     /// What the operation does.
@@ -34,12 +36,39 @@ pub struct ShapedOp {
     /// Unescaped JSON Pointer tokens; empty for the document root.
     pub path: Vec<String>,
     /// The value added, replaced with or tested against; `None` for [`OpKind::Remove`].
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub value: Option<Value>,
     /// Whether the last token of `path` indexes an array (it is then a canonical decimal index).
-    #[serde(default)]
     pub in_array: bool,
 }
+
+impl FromJson for OpKind {
+    fn from_json(value: Value) -> Result<Self, serde_json::Error> {
+        const NAMES: [&str; 4] = ["add", "remove", "replace", "test"];
+        let name = String::from_json(value)?;
+        match name.as_str() {
+            "add" => Ok(OpKind::Add),
+            "remove" => Ok(OpKind::Remove),
+            "replace" => Ok(OpKind::Replace),
+            "test" => Ok(OpKind::Test),
+            _ => Err(serde::de::Error::unknown_variant(&name, &NAMES)),
+        }
+    }
+}
+
+impl FromJson for ShapedOp {
+    fn from_json(value: Value) -> Result<Self, serde_json::Error> {
+        let mut m = Members::of(value, "a shaped operation")?;
+        Ok(ShapedOp {
+            kind: m.required("kind")?,
+            path: m.required("path")?,
+            value: m.optional("value")?,
+            in_array: m.or_default("inArray")?,
+        })
+    }
+}
+
+deserialize_from_json!(OpKind, ShapedOp);
 
 impl ShapedOp {
     /// Builds a shaped operation from its parts.

@@ -3,12 +3,12 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use super::members::FromJson;
 use crate::diff::Diff;
 use crate::vector_clock::VectorClock;
 
-/// What an event did to the document's existence.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
+/// What an event did to the document's existence, written as its name (`"create"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Operation {
     /// The document came into existence (it did not exist, or had been deleted).
     Create,
@@ -17,6 +17,48 @@ pub enum Operation {
     Update,
     /// The document stopped existing.
     Delete,
+}
+
+/// The operations with their names on the wire.
+const OPERATIONS: [(Operation, &str); 3] = [
+    (Operation::Create, "create"),
+    (Operation::Update, "update"),
+    (Operation::Delete, "delete"),
+];
+
+impl Operation {
+    /// The name on the wire (`"create"`).
+    pub fn name(self) -> &'static str {
+        OPERATIONS[self as usize].1
+    }
+
+    /// The operation named `name`.
+    fn from_name(name: &str) -> Result<Operation, serde_json::Error> {
+        OPERATIONS
+            .iter()
+            .find(|(_, known)| *known == name)
+            .map(|(operation, _)| *operation)
+            .ok_or_else(|| serde::de::Error::unknown_variant(name, &["create", "update", "delete"]))
+    }
+}
+
+impl Serialize for Operation {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.name())
+    }
+}
+
+impl<'de> Deserialize<'de> for Operation {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(d)?;
+        Operation::from_name(&name).map_err(serde::de::Error::custom)
+    }
+}
+
+impl FromJson for Operation {
+    fn from_json(value: Value) -> Result<Self, serde_json::Error> {
+        Operation::from_name(&String::from_json(value)?)
+    }
 }
 
 /// One entry of a document's log, as the server ordered it.

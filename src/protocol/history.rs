@@ -5,11 +5,12 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::members::{deserialize_from_json, FromJson, Members};
 use super::{counter, optional_counter, CompactEvent, ErrorCode, Event, Operation};
 
 /// A document as of one `sequenceNum`, with who wrote the event at it and when: the answer of
 /// `GET /api/documents/{documentId}?at=` and of a `version` request.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Version {
     /// The document (HTTP; in a `version` frame the frame names it).
@@ -64,38 +65,39 @@ pub struct VersionRequest {
     pub at: u64,
 }
 
-/// The answer to a `history` request: a page of events, or with `code` its refusal.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+/// The answer to a `history` request: a page of events, or with `code` its refusal (read with
+/// the other frames that carry events, `read.rs`).
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct HistoryAnswer {
     /// The request's.
     pub request_id: u64,
     /// The events, in `sequenceNum` order (compact, as in every version 2 frame).
-    #[serde(default, serialize_with = "compact_events")]
+    #[serde(serialize_with = "compact_events")]
     pub events: Vec<Event>,
     /// The document's last `sequenceNum`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub head_seq: Option<u64>,
     /// A further page exists: ask again with `after` = the last `sequenceNum` here.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub has_more: bool,
     /// Present when `after` was older than the retained history: the events up to this position
     /// were compacted, the page continues after it, and it is the oldest position a `version`
     /// request can ask for.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub oldest_seq: Option<u64>,
     /// The request was refused (`invalid_sequence`, `rate_limited`, `internal`, ...).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub code: Option<ErrorCode>,
     /// Detail of the refusal.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
 }
 
 /// The answer to a `version` request: the document as of the position, or with `code` its
 /// refusal (`history_compacted` for a position compaction removed, `invalid_sequence` for one
 /// ahead of the log).
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct VersionAnswer {
     /// The request's.
@@ -110,6 +112,40 @@ pub struct VersionAnswer {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
 }
+
+impl FromJson for Version {
+    fn from_json(value: Value) -> Result<Self, serde_json::Error> {
+        let mut m = Members::of(value, "a version")?;
+        Ok(Version {
+            document_id: m.or_default("documentId")?,
+            sequence_num: m.required("sequenceNum")?,
+            document: m.optional("document")?,
+            client_id: m.optional("clientId")?,
+            timestamp: m.optional("timestamp")?,
+            operation: m.optional("operation")?,
+        })
+    }
+}
+
+impl VersionAnswer {
+    /// Reads the answer from the members of its frame.
+    pub(crate) fn from_members(mut m: Members) -> Result<Self, serde_json::Error> {
+        Ok(VersionAnswer {
+            request_id: m.required("requestId")?,
+            version: m.optional("version")?,
+            code: m.optional("code")?,
+            message: m.optional("message")?,
+        })
+    }
+}
+
+impl FromJson for VersionAnswer {
+    fn from_json(value: Value) -> Result<Self, serde_json::Error> {
+        VersionAnswer::from_members(Members::of(value, "a version answer")?)
+    }
+}
+
+deserialize_from_json!(Version, VersionAnswer);
 
 fn compact_events<S: serde::Serializer>(
     events: &[Event],

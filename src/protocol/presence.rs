@@ -1,9 +1,10 @@
 //! Presence on the wire (`docs/PROTOCOL.md` 18.7): what a peer of a document shows the others
 //! (a cursor, a selection, "editing card 7"), relayed and never stored.
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::Value;
 
+use super::members::{deserialize_from_json, FromJson, Members};
 use super::ErrorCode;
 
 /// The largest presence state the reference server accepts by default, in bytes of its JSON.
@@ -14,7 +15,7 @@ pub const MAX_PRESENCE_BYTES: usize = 4096;
 pub const PRESENCE_TIMEOUT_MS: u64 = 30_000;
 
 /// One peer's presence on a document, as a `presence` frame carries it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PresencePeer {
     /// The peer's client id.
@@ -28,7 +29,7 @@ pub struct PresencePeer {
 
 /// The server's `presence` frame: others' states (every other peer when `full`, else changes),
 /// or, with `code`, the refusal of this client's own update.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PresenceUpdate {
     /// Peers whose state changed (`full`: every other peer with a state).
@@ -45,6 +46,37 @@ pub struct PresenceUpdate {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
 }
+
+impl FromJson for PresencePeer {
+    fn from_json(value: Value) -> Result<Self, serde_json::Error> {
+        let mut m = Members::of(value, "a presence peer")?;
+        Ok(PresencePeer {
+            client_id: m.required("clientId")?,
+            state: m.required("state")?,
+            since: m.optional("since")?,
+        })
+    }
+}
+
+impl PresenceUpdate {
+    /// Reads the update from the members of its frame.
+    pub(crate) fn from_members(mut m: Members) -> Result<Self, serde_json::Error> {
+        Ok(PresenceUpdate {
+            peers: m.or_default("peers")?,
+            full: m.or_default("full")?,
+            code: m.optional("code")?,
+            message: m.optional("message")?,
+        })
+    }
+}
+
+impl FromJson for PresenceUpdate {
+    fn from_json(value: Value) -> Result<Self, serde_json::Error> {
+        PresenceUpdate::from_members(Members::of(value, "a presence update")?)
+    }
+}
+
+deserialize_from_json!(PresencePeer, PresenceUpdate);
 
 /// The size of a presence state as the limit counts it: the bytes of its compact JSON.
 pub fn presence_size(state: &Value) -> usize {

@@ -1,252 +1,183 @@
-//! Reading server frames straight from their text into [`ServerMessage`].
+//! Reading server frames into [`ServerMessage`].
 //!
-//! Servers write a message's `type` first (and, in version 2, its `documentId` next): the
-//! reader takes the `type`, then hands the rest of the object to the variant's derived reader
-//! (`ExternallyTagged`) as it comes from serde_json's text reader. No `Value` of the frame is
-//! built, and every variant's reader is compiled once, for the text reader alone (serde's derive
-//! for an internally tagged enum buffers the frame in its own `Content` tree and compiles each
-//! variant once more for it; reading through a `Value` compiles them for `Value`, a large share
-//! of the WebAssembly build). A frame whose `type` is not first is read into a `Value`, written
-//! again with its `type` first and read the same way.
+//! Frames that carry events (`events`, `event`, `history`), the bulk of a catch-up, are read
+//! straight from their text when their `type` comes first, as servers write it: no `Value` of
+//! the frame is built. Every other frame is parsed into a `Value` and read member by member
+//! (`members.rs`), which compiles far less code than serde's derive for each message (issue 17).
+//! A frame that carries events but does not start with its `type` is written again with its
+//! `type` first and read the quick way.
 
-use serde::de::value::StrDeserializer;
-use serde::de::{
-    DeserializeSeed, Deserializer, EnumAccess, Error as _, IgnoredAny, MapAccess, VariantAccess,
-    Visitor,
+use serde::de::Error as _;
+use serde::Deserialize;
+use serde_json::{Error, Map, Value};
+
+use super::members::Members;
+use super::{
+    Ack, ErrorCode, Event, HistoryAnswer, PresenceUpdate, ServerMessage, Snapshot, VersionAnswer,
 };
-use serde::forward_to_deserialize_any;
-use serde_json::Value;
-
-use super::{unexpected, ExternallyTagged, ServerMessage, SERVER_MESSAGE_TYPES};
 
 /// A server frame's `documentId` (read only when `scoped`, version 2) and its message.
 pub(super) type Read = (Option<String>, ServerMessage);
 
 /// Reads a server frame; `scoped` (version 2) takes its `documentId` out of the message.
-pub(super) fn read_server(text: &str, scoped: bool) -> Result<Read, serde_json::Error> {
-    // serde_json skips a member no variant reads without its nesting limit, which the `Value`
-    // below applies (section 11); the bulk of a catch-up, `events` frames, is read as before.
-    let events = text.starts_with("{\"type\":\"event");
-    if events || !nests_too_deep(text) {
-        if let Ok(read) = read_type_first(text, scoped) {
+pub(super) fn read_server(text: &str, scoped: bool) -> Result<Read, Error> {
+    // serde_json skips a member the quick reader does not read without its nesting limit, which
+    // the `Value` below applies (section 11); events frames are read as before.
+    if text.starts_with("{\"type\":\"event") || text.starts_with("{\"type\":\"history\"") {
+        if let Ok(read) = read_events(text, scoped) {
             return Ok(read);
         }
     }
-    // Not `type` first, too deep or not a valid frame: read it as JSON to say what is wrong, or
-    // to put its `type` first.
     let value: Value = serde_json::from_str(text)?;
     let Value::Object(mut members) = value else {
-        return Err(serde_json::Error::invalid_type(
-            unexpected(&value),
+        return Err(Error::invalid_type(
+            super::unexpected(&value),
             &"internally tagged enum ServerMessage",
         ));
     };
     let document_id = match scoped.then(|| members.remove("documentId")).flatten() {
         None => None,
-        Some(Value::String(id)) => Some(id),
-        Some(other) => {
-            return Err(serde_json::Error::invalid_type(
-                serde::de::Unexpected::Other(&other.to_string()),
-                &"a documentId string",
-            ))
-        }
+        Some(id) => Some(document_id(id)?),
     };
     Ok((document_id, from_members(members)?))
 }
 
-/// True when `text` nests arrays and objects 128 levels deep or more, as serde_json's nesting
-/// limit counts them (the outermost object is level 1).
-fn nests_too_deep(text: &str) -> bool {
-    let (mut depth, mut in_string, mut escaped) = (0u32, false, false);
-    for &byte in text.as_bytes() {
-        if in_string {
-            if escaped {
-                escaped = false;
-            } else if byte == b'\\' {
-                escaped = true;
-            } else if byte == b'"' {
-                in_string = false;
-            }
-            continue;
-        }
-        match byte {
-            b'"' => in_string = true,
-            b'[' | b'{' => {
-                depth += 1;
-                if depth >= 128 {
-                    return true;
-                }
-            }
-            b']' | b'}' => depth = depth.saturating_sub(1),
-            _ => {}
-        }
+/// A frame's `documentId`: a string.
+fn document_id(value: Value) -> Result<String, Error> {
+    match value {
+        Value::String(id) => Ok(id),
+        other => Err(Error::invalid_type(
+            serde::de::Unexpected::Other(&other.to_string()),
+            &"a documentId string",
+        )),
     }
-    false
 }
 
 /// A message from the members of its JSON object (see [`ServerMessage::from_value`]).
-pub(super) fn from_members(
-    mut members: serde_json::Map<String, Value>,
-) -> Result<ServerMessage, serde_json::Error> {
-    let kind = match members.remove("type") {
+pub(super) fn from_members(members: Map<String, Value>) -> Result<ServerMessage, Error> {
+    let mut m = Members::of(Value::Object(members), "a message")?;
+    let kind = match m.optional::<Value>("type")? {
         Some(Value::String(kind)) => kind,
         Some(other) => {
-            return Err(serde_json::Error::invalid_type(
-                unexpected(&other),
+            return Err(Error::invalid_type(
+                super::unexpected(&other),
                 &"a message type",
             ))
         }
-        None => return Err(serde_json::Error::missing_field("type")),
+        None => return Err(Error::missing_field("type")),
     };
-    if !SERVER_MESSAGE_TYPES.contains(&kind.as_str()) {
-        return Ok(ServerMessage::Unknown);
-    }
-    let mut text = String::with_capacity(64);
-    text.push_str("{\"type\":");
-    text.push_str(&super::encode(&kind));
-    for (key, member) in &members {
-        text.push(',');
-        text.push_str(&super::encode(key));
-        text.push(':');
-        text.push_str(&super::encode(member));
-    }
-    text.push('}');
-    read_type_first(&text, false).map(|(_, message)| message)
-}
-
-/// Reads a frame whose first member is its `type`; an error for any other.
-pub(super) fn read_type_first(text: &str, scoped: bool) -> Result<Read, serde_json::Error> {
-    let mut deserializer = serde_json::Deserializer::from_str(text);
-    let read = deserializer.deserialize_map(TypeFirst { scoped })?;
-    deserializer.end()?;
-    Ok(read)
-}
-
-/// Reads the `type` member, then the message from the members after it.
-struct TypeFirst {
-    scoped: bool,
-}
-
-impl<'de> Visitor<'de> for TypeFirst {
-    type Value = Read;
-
-    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        f.write_str("a message object starting with its type")
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Read, A::Error> {
-        if map.next_key::<String>()?.as_deref() != Some("type") {
-            return Err(A::Error::custom("the frame does not start with its type"));
-        }
-        let kind: String = map.next_value()?;
-        let mut rest = Rest {
-            map,
-            scoped: self.scoped,
-            document_id: None,
-            kind,
-        };
-        let message = if SERVER_MESSAGE_TYPES.contains(&rest.kind.as_str()) {
-            ExternallyTagged::deserialize(&mut rest)?
-        } else {
-            while rest.next_key::<IgnoredAny>()?.is_some() {
-                rest.next_value::<IgnoredAny>()?;
+    Ok(match kind.as_str() {
+        "welcome" => ServerMessage::Welcome {
+            protocol_version: m.required("protocolVersion")?,
+            document_id: m.or_default("documentId")?,
+            client_id: m.required("clientId")?,
+            head_seq: m.optional("headSeq")?,
+        },
+        "opened" => ServerMessage::Opened {
+            head_seq: m.required("headSeq")?,
+        },
+        "closed" => ServerMessage::Closed {
+            code: m.optional("code")?,
+            message: m.or_default("message")?,
+        },
+        "snapshot" => ServerMessage::Snapshot {
+            snapshot: m.required::<Snapshot>("snapshot")?,
+        },
+        "ack" => ServerMessage::Ack {
+            edits: m.required::<Vec<Ack>>("edits")?,
+        },
+        "reject" => ServerMessage::Reject {
+            client_seq: m.required("clientSeq")?,
+            code: m.required("code")?,
+            message: m.or_default("message")?,
+            head_seq: m.required("headSeq")?,
+        },
+        // The seed's server calls `message` `error` and sends no `code`.
+        "error" => ServerMessage::Error {
+            code: m.optional("code")?.unwrap_or(ErrorCode::Unknown),
+            message: match m.optional("message")? {
+                Some(message) => message,
+                None => m.or_default("error")?,
+            },
+        },
+        "pong" => ServerMessage::Pong {
+            nonce: m.optional("nonce")?,
+            head_seq: m.optional("headSeq")?,
+            heads: m.optional("heads")?,
+        },
+        "presence" => ServerMessage::Presence(PresenceUpdate::from_members(m)?),
+        "version" => ServerMessage::Version(VersionAnswer::from_members(m)?),
+        "events" | "event" | "history" => {
+            let mut text = String::with_capacity(64);
+            text.push_str("{\"type\":");
+            text.push_str(&super::encode(&kind));
+            for (key, member) in m.into_map() {
+                text.push(',');
+                text.push_str(&super::encode(&key));
+                text.push(':');
+                text.push_str(&super::encode(&member));
             }
-            ServerMessage::Unknown
-        };
-        Ok((rest.document_id, message))
-    }
+            text.push('}');
+            read_events(&text, false)?.1
+        }
+        _ => ServerMessage::Unknown,
+    })
 }
 
-/// The members after `type`, as the externally tagged enum `{kind: {members}}` serde's derive
-/// reads; `documentId` taken out when `scoped`.
-struct Rest<A> {
-    map: A,
-    scoped: bool,
-    document_id: Option<String>,
+/// Reads a frame that carries events, its `type` first; an error for any other.
+pub(super) fn read_events(text: &str, scoped: bool) -> Result<Read, Error> {
+    let frame: EventsFrame = serde_json::from_str(text)?;
+    let document_id = match frame.document_id.filter(|_| scoped) {
+        None => None,
+        Some(id) => Some(document_id(id)?),
+    };
+    let message = match frame.kind.as_str() {
+        "events" => ServerMessage::Events {
+            events: frame.events.ok_or_else(|| Error::missing_field("events"))?,
+            head_seq: frame.head_seq,
+            has_more: frame.has_more,
+        },
+        "event" => ServerMessage::Event {
+            events: frame.events.ok_or_else(|| Error::missing_field("events"))?,
+        },
+        "history" => ServerMessage::History(HistoryAnswer {
+            request_id: frame
+                .request_id
+                .ok_or_else(|| Error::missing_field("requestId"))?,
+            events: frame.events.unwrap_or_default(),
+            head_seq: frame.head_seq,
+            has_more: frame.has_more,
+            oldest_seq: frame.oldest_seq,
+            code: frame.code,
+            message: frame.message,
+        }),
+        _ => return Err(Error::custom("not a frame that carries events")),
+    };
+    Ok((document_id, message))
+}
+
+/// The members of `events`, `event` and `history` frames, read from text in one pass (compiled
+/// for serde_json's text reader alone: [`from_members`] writes a parsed frame out again rather
+/// than reading it from its `Value`).
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct EventsFrame {
+    #[serde(rename = "type")]
     kind: String,
-}
-
-impl<'de, A: MapAccess<'de>> MapAccess<'de> for Rest<A> {
-    type Error = A::Error;
-
-    fn next_key_seed<K: DeserializeSeed<'de>>(
-        &mut self,
-        seed: K,
-    ) -> Result<Option<K::Value>, A::Error> {
-        loop {
-            let Some(key) = self.map.next_key::<String>()? else {
-                return Ok(None);
-            };
-            if self.scoped && key == "documentId" {
-                self.document_id = Some(self.map.next_value()?);
-                continue;
-            }
-            return seed.deserialize(StrDeserializer::new(&key)).map(Some);
-        }
-    }
-
-    fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, A::Error> {
-        self.map.next_value_seed(seed)
-    }
-}
-
-impl<'de, A: MapAccess<'de>> Deserializer<'de> for &mut Rest<A> {
-    type Error = A::Error;
-
-    fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, A::Error> {
-        visitor.visit_map(self)
-    }
-
-    fn deserialize_enum<V: Visitor<'de>>(
-        self,
-        _name: &'static str,
-        _variants: &'static [&'static str],
-        visitor: V,
-    ) -> Result<V::Value, A::Error> {
-        visitor.visit_enum(self)
-    }
-
-    forward_to_deserialize_any! {
-        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf
-        option unit unit_struct newtype_struct seq tuple tuple_struct map struct identifier
-        ignored_any
-    }
-}
-
-impl<'de, A: MapAccess<'de>> EnumAccess<'de> for &mut Rest<A> {
-    type Error = A::Error;
-    type Variant = Self;
-
-    fn variant_seed<V: DeserializeSeed<'de>>(self, seed: V) -> Result<(V::Value, Self), A::Error> {
-        let variant = seed.deserialize(StrDeserializer::new(&self.kind))?;
-        Ok((variant, self))
-    }
-}
-
-impl<'de, A: MapAccess<'de>> VariantAccess<'de> for &mut Rest<A> {
-    type Error = A::Error;
-
-    fn unit_variant(self) -> Result<(), A::Error> {
-        Err(A::Error::custom("no message is a unit"))
-    }
-
-    fn newtype_variant_seed<T: DeserializeSeed<'de>>(self, seed: T) -> Result<T::Value, A::Error> {
-        seed.deserialize(self)
-    }
-
-    fn tuple_variant<V: Visitor<'de>>(
-        self,
-        _len: usize,
-        _visitor: V,
-    ) -> Result<V::Value, A::Error> {
-        Err(A::Error::custom("no message is a tuple"))
-    }
-
-    fn struct_variant<V: Visitor<'de>>(
-        self,
-        _fields: &'static [&'static str],
-        visitor: V,
-    ) -> Result<V::Value, A::Error> {
-        visitor.visit_map(self)
-    }
+    #[serde(default)]
+    document_id: Option<Value>,
+    #[serde(default)]
+    events: Option<Vec<Event>>,
+    #[serde(default)]
+    head_seq: Option<u64>,
+    #[serde(default)]
+    has_more: bool,
+    #[serde(default)]
+    request_id: Option<u64>,
+    #[serde(default)]
+    oldest_seq: Option<u64>,
+    #[serde(default)]
+    code: Option<ErrorCode>,
+    #[serde(default)]
+    message: Option<String>,
 }

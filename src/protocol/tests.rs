@@ -1,7 +1,7 @@
 //! Round trips and edge cases of the wire format.
 
 use super::frame::scoped;
-use super::read::read_type_first;
+use super::read::read_events;
 use super::*;
 use serde_json::{json, Value};
 
@@ -117,18 +117,20 @@ fn frames_read_the_same_type_first_or_not() {
     let welcome = r#"{"type":"welcome","protocolVersion":1,"documentId":"d","clientId":"a"}"#;
     let other = r#"{"type":"events","events":[],"headSeq":null,"x":1}"#;
     for text in [encode(&page), encode(&live), welcome.into(), other.into()] {
-        assert!(read_type_first(&text, false).is_ok(), "{text}");
+        if text != welcome {
+            assert!(read_events(&text, false).is_ok(), "{text}");
+        }
         let value: Value = serde_json::from_str(&text).unwrap();
         let general = ServerMessage::from_value(value.clone()).unwrap();
         assert_eq!(decode_server(&text).unwrap(), general, "{text}");
         // The same members in serde_json's order (`type` is not first: read the other way).
         let sorted = value.to_string();
-        assert!(read_type_first(&sorted, false).is_err(), "{sorted}");
+        assert!(!sorted.starts_with(r#"{"type""#), "{sorted}");
         assert_eq!(decode_server(&sorted).unwrap(), general, "{sorted}");
     }
     for message in [page, live] {
         let text = encode_scoped(Some("doc"), &message);
-        assert!(read_type_first(&text, true).is_ok(), "{text}");
+        assert!(read_events(&text, true).is_ok(), "{text}");
         let mut general: Scoped<ServerMessage> = scoped(&text, ServerMessage::from_value).unwrap();
         if let ServerMessage::Events { events, .. } | ServerMessage::Event { events } =
             &mut general.message
@@ -145,7 +147,7 @@ fn frames_read_the_same_type_first_or_not() {
         r#"{"type":"events","documentId":7,"events":[]}"#,
         r#"{"type":"event","documentId":"d","events":[{}]}"#,
     ] {
-        assert!(read_type_first(bad, true).is_err(), "{bad}");
+        assert!(read_events(bad, true).is_err(), "{bad}");
         assert!(decode_server_scoped(bad).is_err(), "{bad}");
     }
     assert_eq!(

@@ -22,9 +22,11 @@
 
 mod inverse;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
+use serde_json::Value;
 
 use crate::conflict::{Conflict, ConflictResolver, ShapedOp};
+use crate::protocol::members::{deserialize_from_json, FromJson, Members};
 
 pub use inverse::invert;
 
@@ -48,7 +50,7 @@ impl Default for UndoConfig {
 }
 
 /// One undoable (or redoable) step: the ops that revert a group of edits.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct UndoStep {
     /// Shaped against the document this step applies to (see the module's model).
@@ -57,12 +59,12 @@ pub struct UndoStep {
 
 /// The undo and redo stacks of one document. Persisted with the offline queue (the grouping
 /// state is not: a restart ends the current group).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct UndoHistory {
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     undo: Vec<UndoStep>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     redo: Vec<UndoStep>,
     /// When the last edit was recorded; `None` after [`UndoHistory::stop_capturing`].
     #[serde(skip)]
@@ -73,6 +75,28 @@ pub struct UndoHistory {
     #[serde(skip)]
     group_started: bool,
 }
+
+impl FromJson for UndoStep {
+    fn from_json(value: Value) -> Result<Self, serde_json::Error> {
+        let mut m = Members::of(value, "an undo step")?;
+        Ok(UndoStep {
+            ops: m.required("ops")?,
+        })
+    }
+}
+
+impl FromJson for UndoHistory {
+    fn from_json(value: Value) -> Result<Self, serde_json::Error> {
+        let mut m = Members::of(value, "an undo history")?;
+        Ok(UndoHistory {
+            undo: m.or_default("undo")?,
+            redo: m.or_default("redo")?,
+            ..UndoHistory::default()
+        })
+    }
+}
+
+deserialize_from_json!(UndoStep, UndoHistory);
 
 impl UndoHistory {
     /// True when there is nothing to undo or redo (it need not be saved).

@@ -5,7 +5,6 @@
 //! generic over the document's type, which wasm-bindgen cannot declare for a class. The JS tests
 //! check that the declaration names every method the class has (js/test/typed.test.mjs).
 
-use serde::Deserialize;
 use serde_json::{json, Value};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
@@ -14,20 +13,18 @@ use super::convert::{self, fields_from_js, from_js};
 use super::driver::{self, ClientEvent};
 use super::error::{client_error, invalid_argument};
 use crate::conflict::{Conflict, ConflictKind, ConflictPolicy, Resolution};
+use crate::protocol::members::Members;
 use crate::reconnect::Backoff;
 use crate::session::{ConnectionStatus, SessionEvent};
 
-#[derive(Deserialize, Default)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[derive(Default)]
 pub(super) struct Options {
     pub client_id: Option<String>,
-    #[serde(default)]
     pub persist: bool,
     pub database: Option<String>,
     pub token: Option<String>,
     /// `"serverWins"`, `"clientWins"` or a `ConflictResolver` function (checked by
     /// [`Options::from_js`]), kept as it came (read apart from the other fields).
-    #[serde(skip)]
     conflict_policy: JsValue,
     request_timeout_ms: Option<u64>,
     idle_timeout_ms: Option<u64>,
@@ -315,13 +312,28 @@ impl Options {
         if options.is_undefined() || options.is_null() {
             return Ok(Options::default());
         }
-        let raw = options.clone();
         let fields = fields_from_js(&options, Options::FIELDS)
             .map_err(|e| invalid_argument("options", e))?;
-        let mut options =
-            Options::deserialize(fields).map_err(|e| invalid_argument("options", e))?;
-        options.conflict_policy =
-            js_sys::Reflect::get(&raw, &"conflictPolicy".into()).unwrap_or_default();
+        let read = |fields| -> Result<Options, serde_json::Error> {
+            let mut m = Members::of(fields, "options")?;
+            Ok(Options {
+                client_id: m.optional("clientId")?,
+                persist: m.or_default("persist")?,
+                database: m.optional("database")?,
+                token: m.optional("token")?,
+                conflict_policy: js_sys::Reflect::get(&options, &"conflictPolicy".into())
+                    .unwrap_or_default(),
+                request_timeout_ms: m.optional("requestTimeoutMs")?,
+                idle_timeout_ms: m.optional("idleTimeoutMs")?,
+                ping_interval_ms: m.optional("pingIntervalMs")?,
+                max_batch: m.optional("maxBatch")?,
+                undo_capture_ms: m.optional("undoCaptureMs")?,
+                undo_limit: m.optional("undoLimit")?,
+                reconnect_initial_ms: m.optional("reconnectInitialMs")?,
+                reconnect_max_ms: m.optional("reconnectMaxMs")?,
+            })
+        };
+        let options = read(fields).map_err(|e| invalid_argument("options", e))?;
         let policy = &options.conflict_policy;
         let named = matches!(
             policy.as_string().as_deref(),
@@ -412,17 +424,14 @@ impl Timers {
 /// A `Promise<void>` settled by `done`: resolved, or rejected with the client error.
 /// The `timeoutMs` of a `WaitOptions` argument (`undefined`: none).
 fn wait_options(options: JsValue) -> Result<Option<u32>, driver::ClientError> {
-    #[derive(Deserialize)]
-    #[serde(rename_all = "camelCase", deny_unknown_fields)]
-    struct WaitOptions {
-        timeout_ms: Option<u32>,
-    }
     if options.is_undefined() || options.is_null() {
         return Ok(None);
     }
     fields_from_js(&options, &["timeoutMs"])
-        .and_then(|fields| WaitOptions::deserialize(fields).map_err(|e| e.to_string()))
-        .map(|o| o.timeout_ms)
+        .and_then(|fields| {
+            let read = |fields| Members::of(fields, "wait options")?.optional("timeoutMs");
+            read(fields).map_err(|e: serde_json::Error| e.to_string())
+        })
         .map_err(|err| driver::ClientError::InvalidArgument(format!("invalid wait options: {err}")))
 }
 

@@ -2,7 +2,7 @@
 //! `driver/history.rs`): `history`, `versionAt` and `restore`, each a promise that rejects with
 //! a coded `EventsyncError`.
 
-use serde::Deserialize;
+use crate::protocol::members::{FromJson, Members};
 use serde_json::{json, Value};
 use wasm_bindgen::prelude::*;
 
@@ -11,11 +11,20 @@ use super::convert::fields_from_js;
 use super::error::{client_error, invalid_argument};
 
 /// The options of `history()`.
-#[derive(Deserialize, Default)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[derive(Default)]
 struct HistoryOptions {
     after: Option<f64>,
     limit: Option<f64>,
+}
+
+impl FromJson for HistoryOptions {
+    fn from_json(fields: Value) -> Result<Self, serde_json::Error> {
+        let mut m = Members::of(fields, "history options")?;
+        Ok(HistoryOptions {
+            after: m.optional("after")?,
+            limit: m.optional("limit")?,
+        })
+    }
 }
 
 #[wasm_bindgen(js_class = SyncClient)]
@@ -33,7 +42,7 @@ impl JsSyncClient {
             } else {
                 let fields = fields_from_js(&options, &["after", "limit"])
                     .map_err(|e| invalid_argument("history options", e))?;
-                HistoryOptions::deserialize(fields)
+                HistoryOptions::from_json(fields)
                     .map_err(|e| invalid_argument("history options", e))?
             };
             let after = options.after.map_or(Ok(0), |n| to_u64(n, "after"))?;

@@ -25,6 +25,7 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use web_sys::{EventTarget, IdbDatabase, IdbFactory, IdbKeyRange, IdbOpenDbRequest, IdbRequest};
 
+use crate::protocol::members::{FromJson, Members};
 use crate::queue::{decode, encode, ClientState, StoreError};
 
 /// The database used when none is named.
@@ -215,13 +216,24 @@ struct Marker {
     pending: RefCell<Vec<String>>,
 }
 
-#[derive(serde::Serialize, serde::Deserialize, Default)]
+#[derive(serde::Serialize, Default)]
 #[serde(rename_all = "camelCase")]
 struct MarkerRecord {
     client_id: String,
     used_at: f64,
     /// The document ids, sorted (a set; a `Vec` costs less code than a `BTreeSet`).
     pending: Vec<String>,
+}
+
+impl FromJson for MarkerRecord {
+    fn from_json(value: serde_json::Value) -> Result<Self, serde_json::Error> {
+        let mut m = Members::of(value, "a client marker")?;
+        Ok(MarkerRecord {
+            client_id: m.required("clientId")?,
+            used_at: m.required("usedAt")?,
+            pending: m.required("pending")?,
+        })
+    }
 }
 
 impl Marker {
@@ -494,7 +506,12 @@ async fn read_markers(db: &IdbDatabase) -> Result<Vec<MarkerRecord>, StoreError>
     .await?;
     Ok(Array::from(&values)
         .iter()
-        .filter_map(|value| crate::protocol::parse(&value.as_string()?).ok())
+        .filter_map(|value| {
+            let text = value.as_string()?;
+            serde_json::from_str(&text)
+                .and_then(MarkerRecord::from_json)
+                .ok()
+        })
         .collect())
 }
 
