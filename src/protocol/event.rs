@@ -32,13 +32,13 @@ impl Operation {
         OPERATIONS[self as usize].1
     }
 
-    /// The operation named `name`.
-    fn from_name(name: &str) -> Result<Operation, serde_json::Error> {
+    /// The operation named `name`; `unknown variant` for any other name.
+    fn from_name<E: serde::de::Error>(name: &str) -> Result<Operation, E> {
         OPERATIONS
             .iter()
             .find(|(_, known)| *known == name)
             .map(|(operation, _)| *operation)
-            .ok_or_else(|| serde::de::Error::unknown_variant(name, &["create", "update", "delete"]))
+            .ok_or_else(|| E::unknown_variant(name, &["create", "update", "delete"]))
     }
 }
 
@@ -48,10 +48,22 @@ impl Serialize for Operation {
     }
 }
 
+/// Read from the name where it is (every event has one: no copy of it is made).
 impl<'de> Deserialize<'de> for Operation {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let name = String::deserialize(d)?;
-        Operation::from_name(&name).map_err(serde::de::Error::custom)
+        struct Name;
+        impl serde::de::Visitor<'_> for Name {
+            type Value = Operation;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("create, update or delete")
+            }
+
+            fn visit_str<E: serde::de::Error>(self, name: &str) -> Result<Operation, E> {
+                Operation::from_name(name)
+            }
+        }
+        d.deserialize_str(Name)
     }
 }
 

@@ -1,11 +1,12 @@
 //! Reading server frames into [`ServerMessage`].
 //!
-//! Frames that carry events (`events`, `event`, `history`), the bulk of a catch-up, are read
-//! straight from their text when their `type` comes first, as servers write it: no `Value` of
-//! the frame is built. Every other frame is parsed into a `Value` and read member by member
-//! (`members.rs`), which compiles far less code than serde's derive for each message (issue 17).
-//! A frame that carries events but does not start with its `type` is written again with its
-//! `type` first and read the quick way.
+//! A frame is parsed into a `Value` and read member by member (`members.rs`), which compiles far
+//! less code than serde's derive for each message (issue 17). Frames that carry events
+//! (`events`, `event`, `history`) are read by one reader, [`EventsFrame`]'s `Deserialize`, from
+//! that `Value`; natively, where the bulk of a catch-up costs twice as much through a `Value`
+//! (issue 17's client CPU per event), it reads them straight from their text when their `type`
+//! comes first, as servers write it. The WebAssembly build reads every frame through the
+//! `Value`, so that the readers are compiled for one of serde_json's deserializers only.
 
 use serde::de::Error as _;
 use serde::Deserialize;
@@ -23,6 +24,7 @@ pub(super) type Read = (Option<String>, ServerMessage);
 pub(super) fn read_server(text: &str, scoped: bool) -> Result<Read, Error> {
     // serde_json skips a member the quick reader does not read without its nesting limit, which
     // the `Value` below applies (section 11); events frames are read as before.
+    #[cfg(not(target_arch = "wasm32"))]
     if text.starts_with("{\"type\":\"event") || text.starts_with("{\"type\":\"history\"") {
         if let Ok(read) = read_events(text, scoped) {
             return Ok(read);
@@ -108,57 +110,56 @@ pub(super) fn from_members(members: Map<String, Value>) -> Result<ServerMessage,
         "presence" => ServerMessage::Presence(PresenceUpdate::from_members(m)?),
         "version" => ServerMessage::Version(VersionAnswer::from_members(m)?),
         "events" | "event" | "history" => {
-            let mut text = String::with_capacity(64);
-            text.push_str("{\"type\":");
-            text.push_str(&super::encode(&kind));
-            for (key, member) in m.into_map() {
-                text.push(',');
-                text.push_str(&super::encode(&key));
-                text.push(':');
-                text.push_str(&super::encode(&member));
-            }
-            text.push('}');
-            read_events(&text, false)?.1
+            let mut members = m.into_map();
+            members.insert("type".to_owned(), Value::String(kind));
+            EventsFrame::deserialize(Value::Object(members))?
+                .read(false)?
+                .1
         }
         _ => ServerMessage::Unknown,
     })
 }
 
-/// Reads a frame that carries events, its `type` first; an error for any other.
+/// Reads a frame that carries events from its text; an error for any other.
+#[cfg(not(target_arch = "wasm32"))]
 pub(super) fn read_events(text: &str, scoped: bool) -> Result<Read, Error> {
-    let frame: EventsFrame = serde_json::from_str(text)?;
-    let document_id = match frame.document_id.filter(|_| scoped) {
-        None => None,
-        Some(id) => Some(document_id(id)?),
-    };
-    let message = match frame.kind.as_str() {
-        "events" => ServerMessage::Events {
-            events: frame.events.ok_or_else(|| Error::missing_field("events"))?,
-            head_seq: frame.head_seq,
-            has_more: frame.has_more,
-        },
-        "event" => ServerMessage::Event {
-            events: frame.events.ok_or_else(|| Error::missing_field("events"))?,
-        },
-        "history" => ServerMessage::History(HistoryAnswer {
-            request_id: frame
-                .request_id
-                .ok_or_else(|| Error::missing_field("requestId"))?,
-            events: frame.events.unwrap_or_default(),
-            head_seq: frame.head_seq,
-            has_more: frame.has_more,
-            oldest_seq: frame.oldest_seq,
-            code: frame.code,
-            message: frame.message,
-        }),
-        _ => return Err(Error::custom("not a frame that carries events")),
-    };
-    Ok((document_id, message))
+    serde_json::from_str::<EventsFrame>(text)?.read(scoped)
 }
 
-/// The members of `events`, `event` and `history` frames, read from text in one pass (compiled
-/// for serde_json's text reader alone: [`from_members`] writes a parsed frame out again rather
-/// than reading it from its `Value`).
+impl EventsFrame {
+    /// The message, and its `documentId` when `scoped`.
+    fn read(mut self, scoped: bool) -> Result<Read, Error> {
+        let document_id = match self.document_id.take().filter(|_| scoped) {
+            None => None,
+            Some(id) => Some(document_id(id)?),
+        };
+        let message = match self.kind.as_str() {
+            "events" => ServerMessage::Events {
+                events: self.events.ok_or_else(|| Error::missing_field("events"))?,
+                head_seq: self.head_seq,
+                has_more: self.has_more,
+            },
+            "event" => ServerMessage::Event {
+                events: self.events.ok_or_else(|| Error::missing_field("events"))?,
+            },
+            "history" => ServerMessage::History(HistoryAnswer {
+                request_id: self
+                    .request_id
+                    .ok_or_else(|| Error::missing_field("requestId"))?,
+                events: self.events.unwrap_or_default(),
+                head_seq: self.head_seq,
+                has_more: self.has_more,
+                oldest_seq: self.oldest_seq,
+                code: self.code,
+                message: self.message,
+            }),
+            _ => return Err(Error::custom("not a frame that carries events")),
+        };
+        Ok((document_id, message))
+    }
+}
+
+/// The members of `events`, `event` and `history` frames, read in one pass.
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct EventsFrame {
