@@ -18,6 +18,7 @@ mod presence;
 mod read;
 #[cfg(test)]
 mod tests;
+mod text;
 pub use encoded::{EncodedEvents, EncodedFrame, FrameKind};
 pub use event::{CompactEvent, Event, Operation};
 pub use frame::{
@@ -28,6 +29,7 @@ pub use history::{HistoryAnswer, HistoryRequest, Version, VersionAnswer, Version
 pub use presence::{
     presence_size, PresencePeer, PresenceUpdate, MAX_PRESENCE_BYTES, PRESENCE_TIMEOUT_MS,
 };
+pub use text::parse as parse_json;
 
 /// Protocol version 1: one document per connection (`ws://{server}/sync/{documentId}`).
 pub const PROTOCOL_VERSION: u32 = 1;

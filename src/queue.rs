@@ -125,7 +125,7 @@ pub(crate) fn encode(state: &ClientState) -> String {
 /// Reads a saved state: its text as a `Value`, then member by member
 /// ([`crate::protocol::members`]).
 pub(crate) fn decode(text: &str) -> Result<ClientState, StoreError> {
-    let state = serde_json::from_str(text)
+    let state = crate::protocol::parse_json(text)
         .and_then(ClientState::from_json)
         .map_err(|e| StoreError::Corrupt(e.to_string()))?;
     if state.format != STATE_FORMAT {

@@ -126,6 +126,49 @@ fn documents_reach_js_as_json_parse_reads_them() {
     client.close();
 }
 
+/// The browser build reads JSON with its own reader and the browser's `parseFloat`: the same
+/// values, number by number, as serde_json's exact reader (`protocol::text` compares the rest
+/// natively).
+#[wasm_bindgen_test]
+fn the_browsers_json_reader_reads_as_serde_json_does() {
+    let numbers = [
+        "0",
+        "-0",
+        "-0.0",
+        "0.1",
+        "0.30000000000000004",
+        "1e22",
+        "1e23",
+        "5e-324",
+        "4.9e-324",
+        "2.2250738585072011e-308",
+        "1.7976931348623157e308",
+        "9007199254740993",
+        "18446744073709551615",
+        "18446744073709551616",
+        "-9223372036854775808",
+        "-9223372036854775809",
+        "123456789012345678901234567890",
+        "3.141592653589793",
+        "1.00000000000000011102230246251565404236316680908203125",
+        "7.038531e-26",
+    ];
+    for text in numbers {
+        let ours = eventsync::protocol::parse_json(text).unwrap();
+        let theirs: Value = serde_json::from_str(text).unwrap();
+        assert_eq!(ours, theirs, "{text}");
+        assert_eq!(ours.to_string(), theirs.to_string(), "{text}");
+    }
+    let text = r#"{"a":[1,-2.5e3,"\u00e9\ud83d\ude00\n",true,null,{}],"b":{"c":[]}}"#;
+    assert_eq!(
+        eventsync::protocol::parse_json(text).unwrap(),
+        serde_json::from_str::<Value>(text).unwrap()
+    );
+    for bad in ["1e400", "[1,]", r#""\ud83d""#, "01", "", r#"{"a" 1}"#] {
+        assert!(eventsync::protocol::parse_json(bad).is_err(), "{bad}");
+    }
+}
+
 #[wasm_bindgen_test]
 async fn events_are_plain_objects_and_close_rejects_waiters() {
     let client = JsSyncClient::new(

@@ -50,7 +50,7 @@ impl MergePatch {
                 // From text: the one JSON reader of the build (`from_slice` is a second).
                 let text = String::from_utf8(bytes)
                     .map_err(|e| DiffError::InvalidMergePatch(e.to_string()))?;
-                serde_json::from_str(&text)
+                crate::protocol::parse_json(&text)
                     .map_err(|e| DiffError::InvalidMergePatch(e.to_string()))?
             }
         };

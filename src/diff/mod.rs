@@ -527,7 +527,7 @@ fn snapshot(event: &Event) -> Result<Option<Value>, DiffError> {
     for key in keys {
         let doc = match event.metadata.get(*key) {
             None | Some(Value::Null) => continue,
-            Some(Value::String(text)) => serde_json::from_str(text)
+            Some(Value::String(text)) => crate::protocol::parse_json(text)
                 .map_err(|e| DiffError::InvalidSnapshot(format!("metadata.{key}: {e}")))?,
             Some(doc @ (Value::Object(_) | Value::Array(_))) => {
                 check_depth(doc, MAX_DEPTH)?;

@@ -30,7 +30,7 @@ pub(super) fn read_server(text: &str, scoped: bool) -> Result<Read, Error> {
             return Ok(read);
         }
     }
-    let value: Value = serde_json::from_str(text)?;
+    let value = super::parse_json(text)?;
     let Value::Object(mut members) = value else {
         return Err(Error::invalid_type(
             super::unexpected(&value),

@@ -508,7 +508,7 @@ async fn read_markers(db: &IdbDatabase) -> Result<Vec<MarkerRecord>, StoreError>
         .iter()
         .filter_map(|value| {
             let text = value.as_string()?;
-            serde_json::from_str(&text)
+            crate::protocol::parse_json(&text)
                 .and_then(MarkerRecord::from_json)
                 .ok()
         })
