@@ -22,7 +22,7 @@ use crate::vec_map::VecMap;
 use serde_json::Value;
 
 use crate::protocol::{
-    self, ClientMessage, ErrorCode, PresencePeer, Scoped, ServerMessage, PROTOCOL_VERSION_2,
+    self, ClientMessage, ErrorCode, PresencePeer, ServerMessage, PROTOCOL_VERSION_2,
 };
 
 use crate::session::{ConnectionStatus, Output, SessionEvent, SyncSession};
@@ -615,13 +615,7 @@ impl Multiplexer {
 
     fn transmit(&mut self, now: u64, document_id: Option<&str>, message: ClientMessage) {
         self.last_sent = self.last_sent.max(now);
-        let frame = match document_id {
-            Some(document_id) => protocol::encode(&Scoped {
-                document_id: Some(document_id.to_owned()),
-                message,
-            }),
-            None => protocol::encode(&message),
-        };
+        let frame = protocol::encode_client(document_id, &message);
         self.outputs.push_back(MuxOutput::Transmit(frame));
     }
 

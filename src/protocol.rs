@@ -23,13 +23,13 @@ pub use encoded::{EncodedEvents, EncodedFrame, FrameKind};
 pub use event::{CompactEvent, Event, Operation};
 pub use frame::{
     decode_client, decode_client_scoped, decode_server, decode_server_scoped, encode,
-    encode_scoped, FrameError, Scoped,
+    encode_client, encode_scoped, FrameError, Scoped,
 };
 pub use history::{HistoryAnswer, HistoryRequest, Version, VersionAnswer, VersionRequest};
 pub use presence::{
     presence_size, PresencePeer, PresenceUpdate, MAX_PRESENCE_BYTES, PRESENCE_TIMEOUT_MS,
 };
-pub use text::parse as parse_json;
+pub use text::{parse as parse_json, write as write_json};
 
 /// Protocol version 1: one document per connection (`ws://{server}/sync/{documentId}`).
 pub const PROTOCOL_VERSION: u32 = 1;
@@ -86,7 +86,7 @@ pub struct StateVector {
 }
 
 /// A local change a client asks the server to order.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Edit {
     /// Per client and document, strictly increasing; the idempotency key with the `clientId`.
@@ -105,7 +105,7 @@ pub struct Edit {
     /// Optional: per operation of `patch`, whether its last path token indexes an array. Sent
     /// with patches in normal form (`add`, `remove`, `replace`, `test`; array positions as
     /// numbers), it lets a server transform a stale edit instead of refusing it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub shape: Option<Vec<bool>>,
 }
 
@@ -280,14 +280,21 @@ impl<'de> Deserialize<'de> for ErrorCode {
     }
 }
 
+impl members::ToJson for ErrorCode {
+    fn to_json(&self) -> Value {
+        Value::String(self.name().to_owned())
+    }
+}
+
 impl members::FromJson for ErrorCode {
     fn from_json(value: Value) -> Result<Self, serde_json::Error> {
         <String as members::FromJson>::from_json(value).map(|name| ErrorCode::from_name(&name))
     }
 }
 
-/// Messages a client sends on `ws://{server}/sync/{documentId}`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// Messages a client sends on `ws://{server}/sync/{documentId}`: read by serde's derive (the
+/// server reads every frame), written by [`members::ToJson`] (a client writes few).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(tag = "type", rename_all = "camelCase")]
 pub enum ClientMessage {
     /// First frame: who the client is and which protocol versions it speaks.
@@ -298,7 +305,7 @@ pub enum ClientMessage {
         /// The client's stable id.
         client_id: String,
         /// Access token, when the server requires one (may also come as `?token=`).
-        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[serde(default)]
         token: Option<String>,
     },
     /// Ask for the events this client is missing (the seed's message, unchanged).
@@ -308,11 +315,7 @@ pub enum ClientMessage {
         #[serde(default)]
         vector_clock: VectorClock,
         /// When present, a plain cursor: every event with `sequenceNum > after`.
-        #[serde(
-            default,
-            skip_serializing_if = "Option::is_none",
-            deserialize_with = "optional_counter"
-        )]
+        #[serde(default, deserialize_with = "optional_counter")]
         after: Option<u64>,
     },
     /// Local edits to order, in `clientSeq` order.
@@ -337,14 +340,60 @@ pub enum ClientMessage {
     /// Keep-alive; answered with `pong`.
     Ping {
         /// Echoed back.
-        #[serde(
-            default,
-            skip_serializing_if = "Option::is_none",
-            deserialize_with = "optional_counter"
-        )]
+        #[serde(default, deserialize_with = "optional_counter")]
         nonce: Option<u64>,
     },
 }
+
+impl members::ToJson for ClientMessage {
+    fn to_json(&self) -> Value {
+        use members::Object;
+        let message = |kind: &str| Object::new().with("type", kind);
+        match self {
+            ClientMessage::Hello {
+                protocol_versions,
+                client_id,
+                token,
+            } => message("hello")
+                .with("protocolVersions", protocol_versions)
+                .with("clientId", client_id)
+                .with_some("token", token),
+            ClientMessage::Sync {
+                vector_clock,
+                after,
+            } => message("sync")
+                .with("vectorClock", vector_clock)
+                .with_some("after", after),
+            ClientMessage::Submit { edits } => message("submit").with("edits", edits),
+            ClientMessage::Open => message("open"),
+            ClientMessage::Close => message("close"),
+            ClientMessage::Presence { state } => message("presence").with("state", state),
+            ClientMessage::History(request) => message("history")
+                .with("requestId", &request.request_id)
+                .with("after", &request.after)
+                .with_some("limit", &request.limit),
+            ClientMessage::Version(request) => message("version")
+                .with("requestId", &request.request_id)
+                .with("at", &request.at),
+            ClientMessage::Ping { nonce } => message("ping").with_some("nonce", nonce),
+        }
+        .done()
+    }
+}
+
+impl members::ToJson for Edit {
+    fn to_json(&self) -> Value {
+        members::Object::new()
+            .with("clientSeq", &self.client_seq)
+            .with("baseSeq", &self.base_seq)
+            .with("operation", &self.operation)
+            .with("patch", &self.patch)
+            .with_some("shape", &self.shape)
+            .done()
+    }
+}
+
+members::serialize_to_json!(ClientMessage, Edit);
 
 /// Messages a server sends on `ws://{server}/sync/{documentId}`.
 ///

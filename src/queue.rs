@@ -8,11 +8,12 @@
 
 use std::sync::{Arc, Mutex};
 
-use serde::Serialize;
 use serde_json::Value;
 
 use crate::conflict::ShapedOp;
-use crate::protocol::members::{deserialize_from_json, FromJson, Members};
+use crate::protocol::members::{
+    deserialize_from_json, serialize_to_json, FromJson, Members, Object, ToJson,
+};
 use crate::protocol::Operation;
 use crate::undo::UndoHistory;
 use crate::vector_clock::VectorClock;
@@ -21,8 +22,7 @@ use crate::vector_clock::VectorClock;
 pub const STATE_FORMAT: u32 = 1;
 
 /// A local edit not yet in the log.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, PartialEq)]
 pub struct PendingEdit {
     /// The idempotency key with the client id.
     pub client_seq: u64,
@@ -33,8 +33,7 @@ pub struct PendingEdit {
 }
 
 /// Everything a client persists for one document.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ClientState {
     /// Encoding version ([`STATE_FORMAT`]).
     pub format: u32,
@@ -53,7 +52,6 @@ pub struct ClientState {
     /// Local edits not yet in the log, in `clientSeq` order.
     pub pending: Vec<PendingEdit>,
     /// The undo and redo steps (absent when there are none; older saves have none).
-    #[serde(skip_serializing_if = "UndoHistory::is_empty")]
     pub undo: UndoHistory,
 }
 
@@ -85,7 +83,38 @@ impl FromJson for ClientState {
     }
 }
 
+impl ToJson for PendingEdit {
+    fn to_json(&self) -> Value {
+        Object::new()
+            .with("clientSeq", &self.client_seq)
+            .with("operation", &self.operation)
+            .with("ops", &self.ops)
+            .done()
+    }
+}
+
+impl ToJson for ClientState {
+    fn to_json(&self) -> Value {
+        let object = Object::new()
+            .with("format", &self.format)
+            .with("documentId", &self.document_id)
+            .with("clientId", &self.client_id)
+            .with("nextClientSeq", &self.next_client_seq)
+            .with("confirmed", &self.confirmed)
+            .with("appliedSeq", &self.applied_seq)
+            .with("vectorClock", &self.vector_clock)
+            .with("pending", &self.pending);
+        // Absent when there are none (older saves have none).
+        if self.undo.is_empty() {
+            object.done()
+        } else {
+            object.with("undo", &self.undo).done()
+        }
+    }
+}
+
 deserialize_from_json!(PendingEdit, ClientState);
+serialize_to_json!(PendingEdit, ClientState);
 
 /// Why storage failed.
 #[derive(Debug, thiserror::Error)]
@@ -119,7 +148,7 @@ pub trait Store {
 }
 
 pub(crate) fn encode(state: &ClientState) -> String {
-    serde_json::to_string(state).expect("client state always serializes")
+    crate::protocol::write_json(&state.to_json())
 }
 
 /// Reads a saved state: its text as a `Value`, then member by member

@@ -8,7 +8,7 @@ use std::cmp::Ordering;
 
 use serde::{Deserialize, Serialize};
 
-use crate::protocol::members::FromJson;
+use crate::protocol::members::{FromJson, ToJson};
 use crate::protocol::Event;
 use crate::vec_map::VecMap;
 
@@ -79,6 +79,17 @@ impl FromJson for VectorClock {
             })
             .collect::<Result<Vec<_>, serde_json::Error>>()?;
         Ok(VectorClock(VecMap::from_entries(entries)))
+    }
+}
+
+/// The same object `Serialize` writes, as a value.
+impl ToJson for VectorClock {
+    fn to_json(&self) -> serde_json::Value {
+        let entries = self
+            .0
+            .iter()
+            .map(|(k, v)| (k.clone(), serde_json::Value::from(*v)));
+        serde_json::Value::Object(entries.collect())
     }
 }
 

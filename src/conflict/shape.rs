@@ -2,14 +2,14 @@
 
 use json_patch::jsonptr::{Pointer, PointerBuf, Token};
 use json_patch::{AddOperation, PatchOperation, RemoveOperation, ReplaceOperation, TestOperation};
-use serde::Serialize;
 use serde_json::Value;
 
-use crate::protocol::members::{deserialize_from_json, FromJson, Members};
+use crate::protocol::members::{
+    deserialize_from_json, serialize_to_json, FromJson, Members, Object, ToJson,
+};
 
 /// What a [`ShapedOp`] does, written as its name (`"add"`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum OpKind {
     /// In an object: set the member (create it or overwrite it). In an array: insert before the
     /// index. At the root: replace the whole document.
@@ -28,31 +28,53 @@ pub enum OpKind {
 /// an array append token `-` is replaced by the concrete index, and [`ShapedOp::in_array`]
 /// records whether the last token indexes an array. Serialized in camelCase (it is persisted in
 /// the offline queue).
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ShapedOp {
     /// What the operation does.
     pub kind: OpKind,
     /// Unescaped JSON Pointer tokens; empty for the document root.
     pub path: Vec<String>,
     /// The value added, replaced with or tested against; `None` for [`OpKind::Remove`].
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub value: Option<Value>,
     /// Whether the last token of `path` indexes an array (it is then a canonical decimal index).
     pub in_array: bool,
 }
 
+/// The kinds with their names.
+const OP_KINDS: [(OpKind, &str); 4] = [
+    (OpKind::Add, "add"),
+    (OpKind::Remove, "remove"),
+    (OpKind::Replace, "replace"),
+    (OpKind::Test, "test"),
+];
+
+impl ToJson for OpKind {
+    fn to_json(&self) -> Value {
+        Value::String(OP_KINDS[*self as usize].1.to_owned())
+    }
+}
+
 impl FromJson for OpKind {
     fn from_json(value: Value) -> Result<Self, serde_json::Error> {
-        const NAMES: [&str; 4] = ["add", "remove", "replace", "test"];
         let name = String::from_json(value)?;
-        match name.as_str() {
-            "add" => Ok(OpKind::Add),
-            "remove" => Ok(OpKind::Remove),
-            "replace" => Ok(OpKind::Replace),
-            "test" => Ok(OpKind::Test),
-            _ => Err(serde::de::Error::unknown_variant(&name, &NAMES)),
+        match OP_KINDS.iter().find(|(_, known)| *known == name) {
+            Some((kind, _)) => Ok(*kind),
+            None => Err(serde::de::Error::unknown_variant(
+                &name,
+                &["add", "remove", "replace", "test"],
+            )),
         }
+    }
+}
+
+impl ToJson for ShapedOp {
+    fn to_json(&self) -> Value {
+        Object::new()
+            .with("kind", &self.kind)
+            .with("path", &self.path)
+            .with_some("value", &self.value)
+            .with("inArray", &self.in_array)
+            .done()
     }
 }
 
@@ -69,6 +91,7 @@ impl FromJson for ShapedOp {
 }
 
 deserialize_from_json!(OpKind, ShapedOp);
+serialize_to_json!(OpKind, ShapedOp);
 
 impl ShapedOp {
     /// Builds a shaped operation from its parts.

@@ -20,6 +20,8 @@ use serde::de::Error as _;
 use serde::Deserialize;
 use serde_json::Value;
 
+use crate::protocol::members::{Object, ToJson};
+
 use super::{depth_of, weight, DiffError, MAX_COPY_WEIGHT, MAX_DEPTH};
 
 /// Reads RFC 6902 operations from JSON, as their `Deserialize` impl does (the same fields, the
@@ -192,6 +194,26 @@ impl<'de> Deserialize<'de> for Operation {
             }
         }
         deserializer.deserialize_map(Members)
+    }
+}
+
+/// RFC 6902's members: `op`, `path`, and `from` or `value`.
+impl ToJson for PatchOperation {
+    fn to_json(&self) -> Value {
+        let (op, from, value) = match self {
+            PatchOperation::Add(o) => ("add", None, Some(&o.value)),
+            PatchOperation::Remove(_) => ("remove", None, None),
+            PatchOperation::Replace(o) => ("replace", None, Some(&o.value)),
+            PatchOperation::Move(o) => ("move", Some(o.from.as_str()), None),
+            PatchOperation::Copy(o) => ("copy", Some(o.from.as_str()), None),
+            PatchOperation::Test(o) => ("test", None, Some(&o.value)),
+        };
+        Object::new()
+            .with("op", op)
+            .with("path", self.path().as_str())
+            .with_some("from", &from)
+            .with_some("value", &value)
+            .done()
     }
 }
 

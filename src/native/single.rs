@@ -129,7 +129,9 @@ impl Shared {
                     }
                     Output::Transmit(message) => {
                         if let Some(writer) = &core.writer {
-                            let _ = writer.send(Message::Text(protocol::encode(&message).into()));
+                            let _ = writer.send(Message::Text(
+                                protocol::encode_client(None, &message).into(),
+                            ));
                         }
                     }
                     Output::Event(event) => {

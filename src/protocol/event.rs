@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::members::FromJson;
+use super::members::{FromJson, ToJson};
 use crate::diff::Diff;
 use crate::vector_clock::VectorClock;
 
@@ -64,6 +64,12 @@ impl<'de> Deserialize<'de> for Operation {
             }
         }
         d.deserialize_str(Name)
+    }
+}
+
+impl ToJson for Operation {
+    fn to_json(&self) -> Value {
+        Value::String(self.name().to_owned())
     }
 }
 

@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::members::ToJson;
 use super::read::read_server;
 use super::{ClientMessage, CompactEvent, ErrorCode, Event, HistoryAnswer, ServerMessage};
 
@@ -189,6 +190,16 @@ pub fn decode_client(text: &str, max_bytes: usize) -> Result<ClientMessage, Fram
         });
     }
     Ok(serde_json::from_str(text)?)
+}
+
+/// Writes a client's message as one JSON frame; version 2's about a document with its
+/// `documentId` beside the message's members (as [`Scoped`] writes it).
+pub fn encode_client(document_id: Option<&str>, message: &ClientMessage) -> String {
+    let mut value = message.to_json();
+    if let (Some(document_id), Value::Object(members)) = (document_id, &mut value) {
+        members.insert("documentId".to_owned(), document_id.into());
+    }
+    super::write_json(&value)
 }
 
 /// Writes any protocol message as one JSON frame.

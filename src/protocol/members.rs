@@ -1,17 +1,20 @@
-//! Reading messages from a parsed JSON object, member by member ([`Members`], [`FromJson`]).
+//! Reading messages from a parsed JSON object member by member ([`Members`], [`FromJson`]), and
+//! writing them as one ([`Object`], [`ToJson`]).
 //!
-//! The messages a client reads now and then (`welcome`, `ack`, `snapshot`, `presence`, ...) are
-//! read from a [`Value`] by these few functions instead of serde's derive: a derived reader is
-//! compiled once for each way it is called (serde_json's text reader, `Value`), a large share of
-//! the WebAssembly build (issue 17). What serde's derive did, these do: a missing field is
-//! `missing field`, a member of the wrong kind `invalid type`, an unknown member is ignored, an
-//! absent or `null` optional field is `None`. Frames that carry events, the bulk of a catch-up,
-//! are read straight from their text (`read.rs`).
+//! The messages a client reads now and then (`welcome`, `ack`, `snapshot`, `presence`, ...),
+//! the messages it writes and the state it saves are read from and written to a [`Value`] by
+//! these few functions instead of serde's derive: a derived reader or writer is compiled once for
+//! each way it is called (serde_json's text, `Value`), a large share of the WebAssembly build
+//! (issue 17). What serde's derive did, these do: a missing field is `missing field`, a member of
+//! the wrong kind `invalid type`, an unknown member is ignored, an absent or `null` optional
+//! field is `None`; written objects leave out what serde's `skip_serializing_if` left out (their
+//! members come in key order: JSON objects are unordered). Frames that carry events, the bulk of
+//! a catch-up, are read by serde (`read.rs`).
 
 use std::collections::BTreeMap;
 
 use serde::de::{Error as _, Unexpected};
-use serde_json::{Error, Map, Value};
+use serde_json::{Error, Map, Number, Value};
 
 use super::unexpected;
 
@@ -161,3 +164,122 @@ macro_rules! deserialize_from_json {
     )*};
 }
 pub(crate) use deserialize_from_json;
+
+/// A value written as JSON: the other half of [`FromJson`], for the messages and the saved state
+/// a client writes (one writer, `Value`'s, instead of serde's derive for each type).
+pub(crate) trait ToJson {
+    /// The value as JSON.
+    fn to_json(&self) -> Value;
+}
+
+/// A JSON object being written.
+#[derive(Default)]
+pub(crate) struct Object(Map<String, Value>);
+
+impl Object {
+    /// An empty object.
+    pub(crate) fn new() -> Object {
+        Object::default()
+    }
+
+    /// The member `key`.
+    pub(crate) fn with(mut self, key: &str, value: &(impl ToJson + ?Sized)) -> Object {
+        self.0.insert(key.to_owned(), value.to_json());
+        self
+    }
+
+    /// The member `key` when `value` is some (serde's `skip_serializing_if = "Option::is_none"`).
+    pub(crate) fn with_some<T: ToJson>(self, key: &str, value: &Option<T>) -> Object {
+        match value {
+            Some(value) => self.with(key, value),
+            None => self,
+        }
+    }
+
+    /// The object.
+    pub(crate) fn done(self) -> Value {
+        Value::Object(self.0)
+    }
+}
+
+impl ToJson for Value {
+    fn to_json(&self) -> Value {
+        self.clone()
+    }
+}
+
+impl ToJson for str {
+    fn to_json(&self) -> Value {
+        Value::String(self.to_owned())
+    }
+}
+
+impl ToJson for String {
+    fn to_json(&self) -> Value {
+        Value::String(self.clone())
+    }
+}
+
+impl ToJson for bool {
+    fn to_json(&self) -> Value {
+        Value::Bool(*self)
+    }
+}
+
+impl ToJson for u64 {
+    fn to_json(&self) -> Value {
+        Value::from(*self)
+    }
+}
+
+impl ToJson for u32 {
+    fn to_json(&self) -> Value {
+        Value::from(*self)
+    }
+}
+
+impl<T: ToJson + ?Sized> ToJson for &T {
+    fn to_json(&self) -> Value {
+        (**self).to_json()
+    }
+}
+
+impl ToJson for f64 {
+    fn to_json(&self) -> Value {
+        Number::from_f64(*self).map_or(Value::Null, Value::Number)
+    }
+}
+
+impl<T: ToJson> ToJson for Option<T> {
+    fn to_json(&self) -> Value {
+        self.as_ref().map_or(Value::Null, T::to_json)
+    }
+}
+
+impl<T: ToJson> ToJson for [T] {
+    fn to_json(&self) -> Value {
+        Value::Array(self.iter().map(T::to_json).collect())
+    }
+}
+
+impl<T: ToJson> ToJson for Vec<T> {
+    fn to_json(&self) -> Value {
+        self.as_slice().to_json()
+    }
+}
+
+/// `impl Serialize` for types written by [`ToJson`]: their value, written (one writer for every
+/// caller, the native stores and servers too).
+macro_rules! serialize_to_json {
+    ($($type:ty),* $(,)?) => {$(
+        impl serde::Serialize for $type {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                serde::Serialize::serialize(
+                    &<$type as $crate::protocol::members::ToJson>::to_json(self),
+                    s,
+                )
+            }
+        }
+    )*};
+}
+pub(crate) use serialize_to_json;

@@ -4,7 +4,7 @@
 use serde::Serialize;
 use serde_json::Value;
 
-use super::members::{deserialize_from_json, FromJson, Members};
+use super::members::{deserialize_from_json, serialize_to_json, FromJson, Members, Object, ToJson};
 use super::ErrorCode;
 
 /// The largest presence state the reference server accepts by default, in bytes of its JSON.
@@ -15,15 +15,13 @@ pub const MAX_PRESENCE_BYTES: usize = 4096;
 pub const PRESENCE_TIMEOUT_MS: u64 = 30_000;
 
 /// One peer's presence on a document, as a `presence` frame carries it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, PartialEq)]
 pub struct PresencePeer {
     /// The peer's client id.
     pub client_id: String,
     /// Its state; `null`: it left (cleared its presence, closed the document or went away).
     pub state: Value,
     /// When it first published presence on the document (RFC 3339); absent when it left.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub since: Option<String>,
 }
 
@@ -76,7 +74,18 @@ impl FromJson for PresenceUpdate {
     }
 }
 
+impl ToJson for PresencePeer {
+    fn to_json(&self) -> Value {
+        Object::new()
+            .with("clientId", &self.client_id)
+            .with("state", &self.state)
+            .with_some("since", &self.since)
+            .done()
+    }
+}
+
 deserialize_from_json!(PresencePeer, PresenceUpdate);
+serialize_to_json!(PresencePeer);
 
 /// The size of a presence state as the limit counts it: the bytes of its compact JSON.
 pub fn presence_size(state: &Value) -> usize {

@@ -27,6 +27,11 @@ pub fn parse(text: &str) -> Result<Value, Error> {
     read(text, |digits| Some(js_sys::Number::parse_float(digits)))
 }
 
+/// Writes a value as compact JSON text: the one JSON writer of the client.
+pub fn write(value: &Value) -> String {
+    serde_json::to_string(value).expect("a JSON value always serializes")
+}
+
 /// How deep arrays and objects may nest: serde_json's limit (128 is refused).
 #[cfg(any(test, target_arch = "wasm32"))]
 const MAX_NESTING: u32 = 128;

@@ -22,11 +22,12 @@
 
 mod inverse;
 
-use serde::Serialize;
 use serde_json::Value;
 
 use crate::conflict::{Conflict, ConflictResolver, ShapedOp};
-use crate::protocol::members::{deserialize_from_json, FromJson, Members};
+use crate::protocol::members::{
+    deserialize_from_json, serialize_to_json, FromJson, Members, Object, ToJson,
+};
 
 pub use inverse::invert;
 
@@ -50,8 +51,7 @@ impl Default for UndoConfig {
 }
 
 /// One undoable (or redoable) step: the ops that revert a group of edits.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, PartialEq)]
 pub struct UndoStep {
     /// Shaped against the document this step applies to (see the module's model).
     pub ops: Vec<ShapedOp>,
@@ -59,20 +59,14 @@ pub struct UndoStep {
 
 /// The undo and redo stacks of one document. Persisted with the offline queue (the grouping
 /// state is not: a restart ends the current group).
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct UndoHistory {
-    #[serde(skip_serializing_if = "Vec::is_empty")]
     undo: Vec<UndoStep>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
     redo: Vec<UndoStep>,
     /// When the last edit was recorded; `None` after [`UndoHistory::stop_capturing`].
-    #[serde(skip)]
     last_at: Option<u64>,
     /// Open groups ([`UndoHistory::begin_group`]) and whether the outermost one has a step yet.
-    #[serde(skip)]
     groups: u32,
-    #[serde(skip)]
     group_started: bool,
 }
 
@@ -96,7 +90,28 @@ impl FromJson for UndoHistory {
     }
 }
 
+impl ToJson for UndoStep {
+    fn to_json(&self) -> Value {
+        Object::new().with("ops", &self.ops).done()
+    }
+}
+
+/// The two stacks, each left out when empty (the grouping state is not saved).
+impl ToJson for UndoHistory {
+    fn to_json(&self) -> Value {
+        let mut object = Object::new();
+        if !self.undo.is_empty() {
+            object = object.with("undo", &self.undo);
+        }
+        if !self.redo.is_empty() {
+            object = object.with("redo", &self.redo);
+        }
+        object.done()
+    }
+}
+
 deserialize_from_json!(UndoStep, UndoHistory);
+serialize_to_json!(UndoStep, UndoHistory);
 
 impl UndoHistory {
     /// True when there is nothing to undo or redo (it need not be saved).

@@ -13,7 +13,7 @@ use super::convert::{self, fields_from_js, from_js};
 use super::driver::{self, ClientEvent};
 use super::error::{client_error, invalid_argument};
 use crate::conflict::{Conflict, ConflictKind, ConflictPolicy, Resolution};
-use crate::protocol::members::Members;
+use crate::protocol::members::{Members, ToJson};
 use crate::reconnect::Backoff;
 use crate::session::{ConnectionStatus, SessionEvent};
 
@@ -125,7 +125,7 @@ impl JsSyncClient {
     /// The other peers with presence on the document, in client id order (empty while the
     /// document is not open on the server). A fresh copy each call.
     pub fn others(&self) -> Result<JsValue, JsValue> {
-        to_js(&serde_json::to_value(self.inner.others()).unwrap_or_default())
+        to_js(&self.inner.others().to_json())
     }
 
     /// Calls `callback` with all the other peers (see `others()`) each time someone joins,
@@ -133,7 +133,7 @@ impl JsSyncClient {
     #[wasm_bindgen(js_name = onPresence)]
     pub fn on_presence(&self, callback: js_sys::Function) -> js_sys::Function {
         unsubscribe(self.inner.on_presence(move |others| {
-            let others = serde_json::to_value(others).unwrap_or_default();
+            let others = others.to_json();
             let others = to_js(&others).unwrap_or_else(|_| js_sys::Array::new().into());
             if let Err(thrown) = callback.call1(&JsValue::NULL, &others) {
                 web_sys::console::error_2(
@@ -235,7 +235,7 @@ impl JsSyncClient {
     /// The state vector: per client id, the highest `sequenceNum` of its events applied here.
     #[wasm_bindgen(js_name = stateVector)]
     pub fn state_vector(&self) -> Result<JsValue, JsValue> {
-        to_js(&serde_json::to_value(self.inner.state_vector()).unwrap_or_default())
+        to_js(&self.inner.state_vector().to_json())
     }
 
     /// This client's id.

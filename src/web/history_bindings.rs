@@ -2,7 +2,7 @@
 //! `driver/history.rs`): `history`, `versionAt` and `restore`, each a promise that rejects with
 //! a coded `EventsyncError`.
 
-use crate::protocol::members::{FromJson, Members};
+use crate::protocol::members::{FromJson, Members, ToJson};
 use serde_json::{json, Value};
 use wasm_bindgen::prelude::*;
 
@@ -80,7 +80,7 @@ impl JsSyncClient {
                 value["timestamp"] = timestamp.into();
             }
             if let Some(operation) = version.operation {
-                value["operation"] = serde_json::to_value(operation).unwrap_or(Value::Null);
+                value["operation"] = operation.to_json();
             }
             to_js(&value)
         })

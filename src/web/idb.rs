@@ -25,7 +25,8 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use web_sys::{EventTarget, IdbDatabase, IdbFactory, IdbKeyRange, IdbOpenDbRequest, IdbRequest};
 
-use crate::protocol::members::{FromJson, Members};
+use crate::protocol::members::{FromJson, Members, Object, ToJson};
+use crate::protocol::write_json;
 use crate::queue::{decode, encode, ClientState, StoreError};
 
 /// The database used when none is named.
@@ -90,9 +91,8 @@ impl IndexedDbStore {
     ) -> Result<(IndexedDbStore, Option<ClientState>), StoreError> {
         let locks = lock_manager()?;
         let db = open_database(database).await?;
-        let lock_name = |client: &str| {
-            serde_json::to_string(&[database, document_id, client]).expect("strings serialize")
-        };
+        let lock_name =
+            |client: &str| write_json(&[database, document_id, client].as_slice().to_json());
         if let Some(client_id) = client_id {
             let lock = try_lock(&locks, &lock_name(client_id))
                 .await?
@@ -216,13 +216,22 @@ struct Marker {
     pending: RefCell<Vec<String>>,
 }
 
-#[derive(serde::Serialize, Default)]
-#[serde(rename_all = "camelCase")]
+#[derive(Default)]
 struct MarkerRecord {
     client_id: String,
     used_at: f64,
     /// The document ids, sorted (a set; a `Vec` costs less code than a `BTreeSet`).
     pending: Vec<String>,
+}
+
+impl ToJson for MarkerRecord {
+    fn to_json(&self) -> serde_json::Value {
+        Object::new()
+            .with("clientId", &self.client_id)
+            .with("usedAt", &self.used_at)
+            .with("pending", &self.pending)
+            .done()
+    }
 }
 
 impl FromJson for MarkerRecord {
@@ -243,7 +252,7 @@ impl Marker {
             used_at: self.used_at,
             pending: self.pending.borrow().clone(),
         };
-        JsValue::from_str(&serde_json::to_string(&record).expect("a marker serializes"))
+        JsValue::from_str(&write_json(&record.to_json()))
     }
 
     /// Records whether `document_id` has pending edits; the key and value to write when that
@@ -277,8 +286,7 @@ impl IndexedDbDirectory {
     pub async fn open(database: &str, client_id: Option<&str>) -> Result<Self, StoreError> {
         let locks = lock_manager()?;
         let db = open_database(database).await?;
-        let lock_name =
-            |client: &str| serde_json::to_string(&[database, "", client]).expect("strings");
+        let lock_name = |client: &str| write_json(&[database, "", client].as_slice().to_json());
         let directory = |client_id: &str, lock, record: Option<MarkerRecord>| IndexedDbDirectory {
             db: db.clone(),
             database: database.to_owned(),
@@ -365,8 +373,7 @@ impl IndexedDbDirectory {
         document_id: &str,
     ) -> Result<(IndexedDbStore, Option<ClientState>), StoreError> {
         let locks = lock_manager()?;
-        let name = serde_json::to_string(&[self.database.as_str(), document_id, &self.client_id])
-            .expect("strings serialize");
+        let name = write_json(&[self.database.as_str(), document_id, &self.client_id].to_json());
         let lock = try_lock(&locks, &name).await?.ok_or_else(|| {
             backend(format!(
                 "document {document_id:?} of client {:?} is open in another tab",

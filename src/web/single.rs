@@ -125,7 +125,7 @@ impl Shared {
                     Output::Persist => urgent = core.store.is_some(),
                     Output::Transmit(message) => {
                         if let Some(writer) = &core.writer {
-                            let frame = protocol::encode(&message);
+                            let frame = protocol::encode_client(None, &message);
                             let awaited = core.saves.begun + u64::from(urgent);
                             core.saves.send_after(awaited, writer, frame);
                         }
