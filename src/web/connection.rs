@@ -4,7 +4,6 @@
 //! database holding a record per document ([`IndexedDbDirectory`]).
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
 use std::rc::Rc;
 
 use futures::channel::{mpsc, oneshot};
@@ -20,6 +19,7 @@ use crate::multiplex::{MultiplexConfig, Multiplexer, MuxOutput, PresenceError};
 use crate::protocol::{ErrorCode, PresencePeer};
 use crate::reconnect::Backoff;
 use crate::session::{ConnectionStatus, SessionConfig, SessionEvent, SyncSession};
+use crate::vec_map::VecMap;
 use crate::web::idb::{IndexedDbDirectory, DEFAULT_DATABASE};
 
 type Tune = Rc<dyn Fn(&mut SessionConfig)>;
@@ -119,13 +119,13 @@ impl SyncConnectionBuilder {
         let shared = Rc::new(ConnShared {
             core: RefCell::new(ConnCore {
                 mux: Multiplexer::new(config),
-                docs: HashMap::new(),
-                opening: HashMap::new(),
+                docs: VecMap::new(),
+                opening: VecMap::new(),
                 saves: Saves::default(),
                 writer: None,
                 refused: None,
                 closed: false,
-                answers: HashMap::new(),
+                answers: VecMap::new(),
             }),
             control,
             epoch: performance_now(),
@@ -228,16 +228,16 @@ type Opened = oneshot::Sender<Result<(), ClientError>>;
 
 struct ConnCore {
     mux: Multiplexer,
-    docs: HashMap<String, DocState>,
+    docs: VecMap<String, DocState>,
     /// Documents whose IndexedDB record is being read, and who else waits for that.
-    opening: HashMap<String, Vec<Opened>>,
+    opening: VecMap<String, Vec<Opened>>,
     saves: Saves,
     writer: Option<mpsc::UnboundedSender<String>>,
     /// The server refused the connection for good.
     refused: Option<(Option<ErrorCode>, String)>,
     closed: bool,
     /// Who waits for each history request's end (`driver/history.rs`).
-    answers: HashMap<u64, oneshot::Sender<crate::multiplex::HistoryResult>>,
+    answers: VecMap<u64, oneshot::Sender<crate::multiplex::HistoryResult>>,
 }
 
 /// Events for the app: per document (`None`: about the connection, for every document).
@@ -285,7 +285,11 @@ impl ConnCore {
             let flushed = self
                 .mux
                 .session(&document_id)
-                .or_else(|| self.docs[&document_id].detached.as_ref())
+                .or_else(|| {
+                    self.docs
+                        .get(&document_id)
+                        .and_then(|d| d.detached.as_ref())
+                })
                 .is_none_or(|s| s.pending_count() == 0);
             let failure = self.failure(&document_id);
             let mut waiters = std::mem::take(&mut self.docs.get_mut(&document_id).unwrap().waiters);
