@@ -3,11 +3,12 @@
 
 use std::cell::Cell;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::{Map, Number, Value};
 
 use super::patch::json_equal;
 use super::{check_depth, take_member, DiffError, MAX_DEPTH};
+use crate::protocol::members::{deserialize_from_json, FromJson};
 
 /// How many `null`s one patch may pad arrays with, in all, when it writes past their end (as
 /// MongoDB does): a bound so that hostile indexes cannot allocate without limit.
@@ -51,10 +52,11 @@ pub struct BsonPatch {
     pub other: Map<String, Value>,
 }
 
-/// Read like [`super::Diff`], without serde's `flatten` (for [`BsonPatch::other`]).
-impl<'de> Deserialize<'de> for BsonPatch {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let mut other = Map::deserialize(deserializer)?;
+/// Read like [`super::Diff`]: the members this crate does not know stay in
+/// [`BsonPatch::other`].
+impl FromJson for BsonPatch {
+    fn from_json(value: Value) -> Result<Self, serde_json::Error> {
+        let mut other = Map::from_json(value)?;
         Ok(BsonPatch {
             set: take_member(&mut other, "set")?,
             unset: take_member(&mut other, "unset")?,
@@ -68,6 +70,8 @@ impl<'de> Deserialize<'de> for BsonPatch {
         })
     }
 }
+
+deserialize_from_json!(BsonPatch);
 
 impl BsonPatch {
     /// Apply the operators to a copy of `start`, in the order set, unset, inc, push, addToSet,

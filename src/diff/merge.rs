@@ -4,8 +4,10 @@ use base64::alphabet;
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
 use base64::engine::DecodePaddingMode;
 use base64::Engine as _;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::Value;
+
+use crate::protocol::members::{deserialize_from_json, FromJson};
 
 use super::{check_depth, DiffError, MAX_DEPTH};
 
@@ -17,7 +19,7 @@ use super::{check_depth, DiffError, MAX_DEPTH};
 ///
 /// A merge patch that is itself a JSON string (which would replace the whole document with that
 /// string) can therefore only travel base64-encoded.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(untagged)]
 pub enum MergePatch {
     /// Base64 of the merge patch's JSON text.
@@ -25,6 +27,17 @@ pub enum MergePatch {
     /// The merge patch as JSON.
     Json(Value),
 }
+
+impl FromJson for MergePatch {
+    fn from_json(value: Value) -> Result<Self, serde_json::Error> {
+        Ok(match value {
+            Value::String(text) => MergePatch::Base64(text),
+            value => MergePatch::Json(value),
+        })
+    }
+}
+
+deserialize_from_json!(MergePatch);
 
 const INDIFFERENT: GeneralPurposeConfig =
     GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent);

@@ -20,6 +20,7 @@ use json_patch::PatchOperation;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::protocol::members::FromJson;
 use crate::protocol::{ErrorCode, Event, Operation};
 
 pub use bson::{BsonPatch, MAX_ARRAY_PADDING};
@@ -135,18 +136,54 @@ impl<'de> Deserialize<'de> for Diff {
                         }
                     }
                 }
-                Ok(Diff {
-                    patch,
-                    json_patch,
-                    merge_patch: take_member(&mut other, "mergePatch")?,
-                    bson_patch: take_member(&mut other, "bsonPatch")?,
-                    has_changes: take_member(&mut other, "hasChanges")?,
-                    version: take_member(&mut other, "version")?,
-                    other,
-                })
+                Diff::from_parts(patch, json_patch, other).map_err(serde::de::Error::custom)
             }
         }
         deserializer.deserialize_map(Members)
+    }
+}
+
+/// The same from a parsed value (the WebAssembly build's reader): `patch` and `jsonPatch` as
+/// operations, the rest as [`Diff::from_parts`] reads it.
+impl FromJson for Diff {
+    fn from_json(value: Value) -> Result<Self, serde_json::Error> {
+        let Value::Object(members) = value else {
+            return Err(serde::de::Error::invalid_type(
+                crate::protocol::unexpected(&value),
+                &"a diff object",
+            ));
+        };
+        let (mut patch, mut json_patch) = (None, None);
+        let mut other = Map::new();
+        for (key, value) in members {
+            match key.as_str() {
+                "patch" => patch = Option::from_json(value)?,
+                "jsonPatch" => json_patch = Option::from_json(value)?,
+                _ => {
+                    other.insert(key, value);
+                }
+            }
+        }
+        Diff::from_parts(patch, json_patch, other)
+    }
+}
+
+impl Diff {
+    /// A diff from its operations and its other members, the known ones taken out of them.
+    fn from_parts(
+        patch: Option<Vec<PatchOperation>>,
+        json_patch: Option<Vec<PatchOperation>>,
+        mut other: Map<String, Value>,
+    ) -> Result<Diff, serde_json::Error> {
+        Ok(Diff {
+            patch,
+            json_patch,
+            merge_patch: take_member(&mut other, "mergePatch")?,
+            bson_patch: take_member(&mut other, "bsonPatch")?,
+            has_changes: take_member(&mut other, "hasChanges")?,
+            version: take_member(&mut other, "version")?,
+            other,
+        })
     }
 }
 
@@ -180,14 +217,11 @@ impl<'de> Deserialize<'de> for Key {
 }
 
 /// Takes the member `key` out of `members` and reads it (absent or `null`: `None`).
-pub(crate) fn take_member<T: serde::de::DeserializeOwned, E: serde::de::Error>(
+pub(crate) fn take_member<T: FromJson>(
     members: &mut Map<String, Value>,
     key: &str,
-) -> Result<Option<T>, E> {
-    match members.remove(key) {
-        None => Ok(None),
-        Some(value) => Option::<T>::deserialize(value).map_err(E::custom),
-    }
+) -> Result<Option<T>, serde_json::Error> {
+    members.remove(key).map_or(Ok(None), Option::from_json)
 }
 
 /// The format a diff is applied with.

@@ -20,7 +20,9 @@ use serde::de::Error as _;
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::protocol::members::{Object, ToJson};
+use json_patch::jsonptr::PointerBuf;
+
+use crate::protocol::members::{FromJson, Object, ToJson};
 
 use super::{depth_of, weight, DiffError, MAX_COPY_WEIGHT, MAX_DEPTH};
 
@@ -28,7 +30,7 @@ use super::{depth_of, weight, DiffError, MAX_COPY_WEIGHT, MAX_DEPTH};
 /// same errors), without serde's buffering for internally tagged enums (`op` picks the
 /// operation), which compiles every operation's parser twice: a share of the WebAssembly build.
 pub fn read_patch(value: Value) -> Result<Vec<PatchOperation>, serde_json::Error> {
-    Operations::deserialize(value).map(|ops| ops.0)
+    Vec::from_json(value)
 }
 
 /// RFC 6902 operations read member by member as they come (see [`read_patch`]): from a frame's
@@ -86,6 +88,32 @@ enum Kind {
 
 const KINDS: &[&str] = &["add", "remove", "replace", "move", "copy", "test"];
 
+impl Kind {
+    fn of<E: serde::de::Error>(name: &str) -> Result<Kind, E> {
+        Ok(match name {
+            "add" => Kind::Add,
+            "remove" => Kind::Remove,
+            "replace" => Kind::Replace,
+            "move" => Kind::Move,
+            "copy" => Kind::Copy,
+            "test" => Kind::Test,
+            other => return Err(E::unknown_variant(other, KINDS)),
+        })
+    }
+}
+
+impl Member {
+    fn of(name: &str) -> Member {
+        match name {
+            "op" => Member::Op,
+            "path" => Member::Path,
+            "from" => Member::From,
+            "value" => Member::Value,
+            _ => Member::Other,
+        }
+    }
+}
+
 impl<'de> Deserialize<'de> for Member {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         struct Name;
@@ -97,13 +125,7 @@ impl<'de> Deserialize<'de> for Member {
             }
 
             fn visit_str<E: serde::de::Error>(self, name: &str) -> Result<Member, E> {
-                Ok(match name {
-                    "op" => Member::Op,
-                    "path" => Member::Path,
-                    "from" => Member::From,
-                    "value" => Member::Value,
-                    _ => Member::Other,
-                })
+                Ok(Member::of(name))
             }
         }
         deserializer.deserialize_identifier(Name)
@@ -121,15 +143,7 @@ impl<'de> Deserialize<'de> for Kind {
             }
 
             fn visit_str<E: serde::de::Error>(self, name: &str) -> Result<Kind, E> {
-                Ok(match name {
-                    "add" => Kind::Add,
-                    "remove" => Kind::Remove,
-                    "replace" => Kind::Replace,
-                    "move" => Kind::Move,
-                    "copy" => Kind::Copy,
-                    "test" => Kind::Test,
-                    other => return Err(E::unknown_variant(other, KINDS)),
-                })
+                Kind::of(name)
             }
         }
         deserializer.deserialize_identifier(Name)
@@ -150,7 +164,6 @@ impl<'de> Deserialize<'de> for Operation {
                 self,
                 mut map: A,
             ) -> Result<Operation, A::Error> {
-                use json_patch::jsonptr::PointerBuf;
                 let (mut kind, mut path, mut from, mut value) = (None, None, None, None);
                 // A member given twice keeps its last value (as reading the object first did).
                 while let Some(member) = map.next_key::<Member>()? {
@@ -164,36 +177,73 @@ impl<'de> Deserialize<'de> for Operation {
                         }
                     }
                 }
-                let kind = kind.ok_or_else(|| A::Error::missing_field("op"))?;
-                let path = || path.ok_or_else(|| A::Error::missing_field("path"));
-                let value = || value.ok_or_else(|| A::Error::missing_field("value"));
-                let from = || from.ok_or_else(|| A::Error::missing_field("from"));
-                Ok(Operation(match kind {
-                    Kind::Add => PatchOperation::Add(AddOperation {
-                        path: path()?,
-                        value: value()?,
-                    }),
-                    Kind::Remove => PatchOperation::Remove(RemoveOperation { path: path()? }),
-                    Kind::Replace => PatchOperation::Replace(ReplaceOperation {
-                        path: path()?,
-                        value: value()?,
-                    }),
-                    Kind::Move => PatchOperation::Move(MoveOperation {
-                        from: from()?,
-                        path: path()?,
-                    }),
-                    Kind::Copy => PatchOperation::Copy(CopyOperation {
-                        from: from()?,
-                        path: path()?,
-                    }),
-                    Kind::Test => PatchOperation::Test(TestOperation {
-                        path: path()?,
-                        value: value()?,
-                    }),
-                }))
+                assemble(kind, path, from, value).map(Operation)
             }
         }
         deserializer.deserialize_map(Members)
+    }
+}
+
+/// An operation from its members: `op` picks the members it needs.
+fn assemble<E: serde::de::Error>(
+    kind: Option<Kind>,
+    path: Option<PointerBuf>,
+    from: Option<PointerBuf>,
+    value: Option<Value>,
+) -> Result<PatchOperation, E> {
+    let kind = kind.ok_or_else(|| E::missing_field("op"))?;
+    let path = || path.ok_or_else(|| E::missing_field("path"));
+    let value = || value.ok_or_else(|| E::missing_field("value"));
+    let from = || from.ok_or_else(|| E::missing_field("from"));
+    Ok(match kind {
+        Kind::Add => PatchOperation::Add(AddOperation {
+            path: path()?,
+            value: value()?,
+        }),
+        Kind::Remove => PatchOperation::Remove(RemoveOperation { path: path()? }),
+        Kind::Replace => PatchOperation::Replace(ReplaceOperation {
+            path: path()?,
+            value: value()?,
+        }),
+        Kind::Move => PatchOperation::Move(MoveOperation {
+            from: from()?,
+            path: path()?,
+        }),
+        Kind::Copy => PatchOperation::Copy(CopyOperation {
+            from: from()?,
+            path: path()?,
+        }),
+        Kind::Test => PatchOperation::Test(TestOperation {
+            path: path()?,
+            value: value()?,
+        }),
+    })
+}
+
+/// The same from a parsed value (the WebAssembly build's reader).
+impl FromJson for PatchOperation {
+    fn from_json(value: Value) -> Result<Self, serde_json::Error> {
+        let Value::Object(members) = value else {
+            return Err(serde_json::Error::invalid_type(
+                crate::protocol::unexpected(&value),
+                &"internally tagged enum PatchOperation",
+            ));
+        };
+        let pointer = |value| {
+            let text = String::from_json(value)?;
+            PointerBuf::parse(text).map_err(serde_json::Error::custom)
+        };
+        let (mut kind, mut path, mut from, mut value) = (None, None, None, None);
+        for (key, member) in members {
+            match Member::of(&key) {
+                Member::Op => kind = Some(Kind::of(&String::from_json(member)?)?),
+                Member::Path => path = Some(pointer(member)?),
+                Member::From => from = Some(pointer(member)?),
+                Member::Value => value = Some(member),
+                Member::Other => {}
+            }
+        }
+        assemble(kind, path, from, value)
     }
 }
 

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::members::{FromJson, ToJson};
+use super::members::{read_members, FromJson, ToJson};
 use crate::diff::Diff;
 use crate::vector_clock::VectorClock;
 
@@ -85,43 +85,48 @@ impl FromJson for Operation {
 /// entry (`{clientId: sequenceNum}`, as the seed's server writes it): servers no longer put the
 /// document's whole vector in every event (section 2). [`CompactEvent`] writes it without
 /// `documentId` and `vectorClock`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Event {
     /// Unique id (the seed uses 24 hex characters; any non-empty string is accepted).
     pub id: String,
     /// The document this event belongs to (filled from the frame or the store when a compact
     /// encoding left it out).
-    #[serde(default)]
     pub document_id: String,
     /// When the server ordered the event, RFC 3339.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub timestamp: String,
     /// Position in the document's log: starts at 1, no gaps.
     pub sequence_num: u64,
     /// Create, update or delete.
-    #[serde(default)]
     pub operation: Operation,
     /// The change; `null` when `metadata` carries a whole-document snapshot, or for a delete.
-    #[serde(default)]
     pub diff: Option<Diff>,
     /// A state vector after this event: origin `clientId` -> its highest `sequenceNum`. Events of
     /// this crate's servers leave it empty (it is written as the event's own entry); seed and
     /// older servers may send the document's whole vector. Readers merge it (section 6.4).
-    #[serde(default)]
     pub vector_clock: VectorClock,
     /// The origin of the change (`"server"` for changes that did not come from a client).
     pub client_id: String,
     /// The origin's per-document edit counter, when the event came from a client edit.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_seq: Option<u64>,
     /// Seed field, carried through unchanged.
-    #[serde(default, skip_serializing_if = "is_zero")]
     pub server_seq: u64,
     /// Free-form; the seed puts whole documents here (`data`, `created_doc`, `deleted_doc`).
-    #[serde(default, skip_serializing_if = "Map::is_empty")]
     pub metadata: Map<String, Value>,
 }
+
+read_members!(Event, "an event", {
+    id: String = "id" required,
+    document_id: String = "documentId" default,
+    timestamp: String = "timestamp" default,
+    sequence_num: u64 = "sequenceNum" required,
+    operation: Operation = "operation" default,
+    diff: Option<Diff> = "diff" default,
+    vector_clock: VectorClock = "vectorClock" default,
+    client_id: String = "clientId" required,
+    client_seq: Option<u64> = "clientSeq" default,
+    server_seq: u64 = "serverSeq" default,
+    metadata: Map<String, Value> = "metadata" default,
+});
 
 fn is_zero(n: &u64) -> bool {
     *n == 0

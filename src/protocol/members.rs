@@ -76,6 +76,12 @@ impl<T: FromJson> FromJson for Option<T> {
     }
 }
 
+impl<T: FromJson> FromJson for Box<T> {
+    fn from_json(value: Value) -> Result<Self, Error> {
+        T::from_json(value).map(Box::new)
+    }
+}
+
 impl<T: FromJson> FromJson for Vec<T> {
     fn from_json(value: Value) -> Result<Self, Error> {
         match value {
@@ -119,6 +125,27 @@ impl FromJson for u32 {
     fn from_json(value: Value) -> Result<Self, Error> {
         let n = u64::from_json(value)?;
         u32::try_from(n).map_err(|_| Error::invalid_value(Unexpected::Unsigned(n), &"a u32"))
+    }
+}
+
+impl FromJson for i64 {
+    fn from_json(value: Value) -> Result<Self, Error> {
+        match &value {
+            Value::Number(n) => n.as_i64().ok_or_else(|| match n.as_u64() {
+                Some(u) => Error::invalid_value(Unexpected::Unsigned(u), &"i64"),
+                None => Error::invalid_type(Unexpected::Float(n.as_f64().unwrap_or(0.0)), &"i64"),
+            }),
+            other => Err(Error::invalid_type(unexpected(other), &"i64")),
+        }
+    }
+}
+
+impl FromJson for Map<String, Value> {
+    fn from_json(value: Value) -> Result<Self, Error> {
+        match value {
+            Value::Object(members) => Ok(members),
+            other => Err(Error::invalid_type(unexpected(&other), &"a map")),
+        }
     }
 }
 
@@ -283,3 +310,111 @@ macro_rules! serialize_to_json {
     )*};
 }
 pub(crate) use serialize_to_json;
+
+/// The readers of a struct whose members are plain fields, from one list of its members: a
+/// [`FromJson`] (from a `Value`, what the WebAssembly build reads with) and a `Deserialize`
+/// (from text, what native builds read the bulk of a catch-up with; each field by its own
+/// `Deserialize`). A `required` member missing is `missing field`; a `default` one is the type's
+/// default (`None` for an `Option`, which also reads `null`); other members are ignored.
+///
+/// ```ignore
+/// read_members!(Event, "an event", {
+///     id: String = "id" required,
+///     document_id: String = "documentId" default,
+/// });
+/// ```
+macro_rules! read_members {
+    ($name:ident, $what:literal, {
+        $($field:ident : $type:ty = $key:literal $mode:ident),* $(,)?
+    }) => {
+        impl $crate::protocol::members::FromJson for $name {
+            fn from_json(value: serde_json::Value) -> Result<Self, serde_json::Error> {
+                let serde_json::Value::Object(members) = value else {
+                    return Err(<serde_json::Error as serde::de::Error>::invalid_type(
+                        $crate::protocol::unexpected(&value),
+                        &$what,
+                    ));
+                };
+                $(let mut $field: Option<$type> = None;)*
+                for (key, value) in members {
+                    match key.as_str() {
+                        $($key => $field = Some(
+                            <$type as $crate::protocol::members::FromJson>::from_json(value)?,
+                        ),)*
+                        _ => {}
+                    }
+                }
+                Ok($name {
+                    $($field: $crate::protocol::members::read_members!(
+                        @take $mode $field $key serde_json::Error
+                    ),)*
+                })
+            }
+        }
+
+        impl<'de> serde::Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                #[allow(non_camel_case_types)]
+                enum Key {
+                    $($field,)*
+                    Other,
+                }
+                impl<'de> serde::Deserialize<'de> for Key {
+                    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                        struct Name;
+                        impl serde::de::Visitor<'_> for Name {
+                            type Value = Key;
+                            fn expecting(
+                                &self,
+                                f: &mut std::fmt::Formatter,
+                            ) -> std::fmt::Result {
+                                f.write_str("a member name")
+                            }
+                            fn visit_str<E: serde::de::Error>(self, name: &str) -> Result<Key, E> {
+                                Ok(match name {
+                                    $($key => Key::$field,)*
+                                    _ => Key::Other,
+                                })
+                            }
+                        }
+                        d.deserialize_identifier(Name)
+                    }
+                }
+                struct Members;
+                impl<'de> serde::de::Visitor<'de> for Members {
+                    type Value = $name;
+                    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                        f.write_str($what)
+                    }
+                    fn visit_map<A: serde::de::MapAccess<'de>>(
+                        self,
+                        mut map: A,
+                    ) -> Result<$name, A::Error> {
+                        $(let mut $field: Option<$type> = None;)*
+                        while let Some(key) = map.next_key::<Key>()? {
+                            match key {
+                                $(Key::$field => $field = Some(map.next_value::<$type>()?),)*
+                                Key::Other => {
+                                    map.next_value::<serde::de::IgnoredAny>()?;
+                                }
+                            }
+                        }
+                        Ok($name {
+                            $($field: $crate::protocol::members::read_members!(
+                                @take $mode $field $key A::Error
+                            ),)*
+                        })
+                    }
+                }
+                d.deserialize_map(Members)
+            }
+        }
+    };
+    (@take required $field:ident $key:literal $error:ty) => {
+        $field.ok_or_else(|| <$error as serde::de::Error>::missing_field($key))?
+    };
+    (@take default $field:ident $key:literal $error:ty) => {
+        $field.unwrap_or_default()
+    };
+}
+pub(crate) use read_members;

@@ -2,17 +2,16 @@
 //!
 //! A frame is parsed into a `Value` and read member by member (`members.rs`), which compiles far
 //! less code than serde's derive for each message (issue 17). Frames that carry events
-//! (`events`, `event`, `history`) are read by one reader, [`EventsFrame`]'s `Deserialize`, from
-//! that `Value`; natively, where the bulk of a catch-up costs twice as much through a `Value`
-//! (issue 17's client CPU per event), it reads them straight from their text when their `type`
-//! comes first, as servers write it. The WebAssembly build reads every frame through the
-//! `Value`, so that the readers are compiled for one of serde_json's deserializers only.
+//! (`events`, `event`, `history`) are described once ([`EventsFrame`], `read_members!`) and read
+//! from that `Value`; natively, where the bulk of a catch-up costs twice as much through a
+//! `Value` (issue 17's client CPU per event), they are read straight from their text when their
+//! `type` comes first, as servers write it. The WebAssembly build reads every frame through the
+//! `Value`: no serde deserializer is compiled into it for them.
 
 use serde::de::Error as _;
-use serde::Deserialize;
 use serde_json::{Error, Map, Value};
 
-use super::members::Members;
+use super::members::{read_members, FromJson, Members};
 use super::{
     Ack, ErrorCode, Event, HistoryAnswer, PresenceUpdate, ServerMessage, Snapshot, VersionAnswer,
 };
@@ -112,7 +111,7 @@ pub(super) fn from_members(members: Map<String, Value>) -> Result<ServerMessage,
         "events" | "event" | "history" => {
             let mut members = m.into_map();
             members.insert("type".to_owned(), Value::String(kind));
-            EventsFrame::deserialize(Value::Object(members))?
+            EventsFrame::from_json(Value::Object(members))?
                 .read(false)?
                 .1
         }
@@ -160,25 +159,26 @@ impl EventsFrame {
 }
 
 /// The members of `events`, `event` and `history` frames, read in one pass.
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
 struct EventsFrame {
-    #[serde(rename = "type")]
     kind: String,
-    #[serde(default)]
     document_id: Option<Value>,
-    #[serde(default)]
     events: Option<Vec<Event>>,
-    #[serde(default)]
     head_seq: Option<u64>,
-    #[serde(default)]
     has_more: bool,
-    #[serde(default)]
     request_id: Option<u64>,
-    #[serde(default)]
     oldest_seq: Option<u64>,
-    #[serde(default)]
     code: Option<ErrorCode>,
-    #[serde(default)]
     message: Option<String>,
 }
+
+read_members!(EventsFrame, "a frame that carries events", {
+    kind: String = "type" required,
+    document_id: Option<Value> = "documentId" default,
+    events: Option<Vec<Event>> = "events" default,
+    head_seq: Option<u64> = "headSeq" default,
+    has_more: bool = "hasMore" default,
+    request_id: Option<u64> = "requestId" default,
+    oldest_seq: Option<u64> = "oldestSeq" default,
+    code: Option<ErrorCode> = "code" default,
+    message: Option<String> = "message" default,
+});
