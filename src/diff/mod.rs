@@ -569,7 +569,8 @@ fn snapshot(event: &Event) -> Result<Option<Value>, DiffError> {
             }
             Some(other) => {
                 return Err(DiffError::InvalidSnapshot(format!(
-                    "metadata.{key} is neither a JSON string nor an object or array: {other}"
+                    "metadata.{key} is neither a JSON string nor an object or array: {}",
+                    crate::protocol::write_json(other)
                 )))
             }
         };

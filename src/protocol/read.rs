@@ -48,7 +48,7 @@ fn document_id(value: Value) -> Result<String, Error> {
     match value {
         Value::String(id) => Ok(id),
         other => Err(Error::invalid_type(
-            serde::de::Unexpected::Other(&other.to_string()),
+            serde::de::Unexpected::Other(&super::write_json(&other)),
             &"a documentId string",
         )),
     }
