@@ -293,7 +293,7 @@ impl members::FromJson for ErrorCode {
 }
 
 /// Messages a client sends on `ws://{server}/sync/{documentId}`: read by serde's derive (the
-/// server reads every frame), written by [`members::ToJson`] (a client writes few).
+/// server reads every frame), written by `members::ToJson` (a client writes few).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(tag = "type", rename_all = "camelCase")]
 pub enum ClientMessage {
