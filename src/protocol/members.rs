@@ -317,7 +317,7 @@ pub(crate) use serialize_to_json;
 /// `Deserialize`). A `required` member missing is `missing field`; a `default` one is the type's
 /// default (`None` for an `Option`, which also reads `null`); other members are ignored.
 ///
-/// ```ignore
+/// ```text
 /// read_members!(Event, "an event", {
 ///     id: String = "id" required,
 ///     document_id: String = "documentId" default,
