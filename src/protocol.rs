@@ -13,6 +13,7 @@ mod encoded;
 mod event;
 mod frame;
 mod history;
+mod json_error;
 pub(crate) mod members;
 mod presence;
 mod read;
@@ -26,6 +27,8 @@ pub use frame::{
     encode_client, encode_scoped, FrameError, Scoped,
 };
 pub use history::{HistoryAnswer, HistoryRequest, Version, VersionAnswer, VersionRequest};
+pub use json_error::JsonError;
+pub(crate) use json_error::Quoted;
 pub use presence::{
     presence_size, PresencePeer, PresenceUpdate, MAX_PRESENCE_BYTES, PRESENCE_TIMEOUT_MS,
 };
@@ -138,7 +141,7 @@ pub struct Ack {
 }
 
 impl members::FromJson for Snapshot {
-    fn from_json(value: Value) -> Result<Self, serde_json::Error> {
+    fn from_json(value: Value) -> Result<Self, crate::protocol::JsonError> {
         let mut m = members::Members::of(value, "a snapshot")?;
         Ok(Snapshot {
             document_id: m.required("documentId")?,
@@ -150,7 +153,7 @@ impl members::FromJson for Snapshot {
 }
 
 impl members::FromJson for Ack {
-    fn from_json(value: Value) -> Result<Self, serde_json::Error> {
+    fn from_json(value: Value) -> Result<Self, crate::protocol::JsonError> {
         let mut m = members::Members::of(value, "an ack")?;
         Ok(Ack {
             client_seq: m.required("clientSeq")?,
@@ -287,7 +290,7 @@ impl members::ToJson for ErrorCode {
 }
 
 impl members::FromJson for ErrorCode {
-    fn from_json(value: Value) -> Result<Self, serde_json::Error> {
+    fn from_json(value: Value) -> Result<Self, crate::protocol::JsonError> {
         <String as members::FromJson>::from_json(value).map(|name| ErrorCode::from_name(&name))
     }
 }
@@ -509,11 +512,11 @@ pub enum ServerMessage {
 impl ServerMessage {
     /// Reads a message from a JSON object: `type` picks the variant (a type this version does not
     /// know is [`ServerMessage::Unknown`]), the other members are its fields.
-    pub fn from_value(value: Value) -> Result<ServerMessage, serde_json::Error> {
+    pub fn from_value(value: Value) -> Result<ServerMessage, crate::protocol::JsonError> {
         use serde::de::Error;
         match value {
             Value::Object(members) => read::from_members(members),
-            other => Err(serde_json::Error::invalid_type(
+            other => Err(crate::protocol::JsonError::invalid_type(
                 unexpected(&other),
                 &"internally tagged enum ServerMessage",
             )),

@@ -14,7 +14,7 @@ use crate::conflict::ShapedOp;
 use crate::protocol::members::{
     deserialize_from_json, serialize_to_json, FromJson, Members, Object, ToJson,
 };
-use crate::protocol::Operation;
+use crate::protocol::{Operation, Quoted};
 use crate::undo::UndoHistory;
 use crate::vector_clock::VectorClock;
 
@@ -56,7 +56,7 @@ pub struct ClientState {
 }
 
 impl FromJson for PendingEdit {
-    fn from_json(value: Value) -> Result<Self, serde_json::Error> {
+    fn from_json(value: Value) -> Result<Self, crate::protocol::JsonError> {
         let mut m = Members::of(value, "a pending edit")?;
         Ok(PendingEdit {
             client_seq: m.required("clientSeq")?,
@@ -67,7 +67,7 @@ impl FromJson for PendingEdit {
 }
 
 impl FromJson for ClientState {
-    fn from_json(value: Value) -> Result<Self, serde_json::Error> {
+    fn from_json(value: Value) -> Result<Self, crate::protocol::JsonError> {
         let mut m = Members::of(value, "a client state")?;
         Ok(ClientState {
             format: m.required("format")?,
@@ -120,7 +120,9 @@ serialize_to_json!(PendingEdit, ClientState);
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StoreError {
-    /// Reading or writing failed.
+    /// Reading or writing failed. Not in WebAssembly builds, whose stores are not files: there
+    /// `std::io`'s error texts would only add to the module's size (issue 17).
+    #[cfg(not(target_arch = "wasm32"))]
     #[error("storage I/O failed: {0}")]
     Io(#[from] std::io::Error),
     /// What was stored cannot be read back.
@@ -130,7 +132,11 @@ pub enum StoreError {
     #[error("storage failed: {0}")]
     Backend(String),
     /// The stored state belongs to another document or client.
-    #[error("stored state is for document {document_id:?} and client {client_id:?}")]
+    #[error(
+        "stored state is for document {} and client {}",
+        Quoted(.document_id),
+        Quoted(.client_id)
+    )]
     Mismatch {
         /// Stored document id.
         document_id: String,

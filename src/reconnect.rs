@@ -5,6 +5,8 @@
 
 use std::time::Duration;
 
+use crate::protocol::Quoted;
+
 /// Reconnect timing: exponential backoff from `initial` to `max`, each wait drawn at random from
 /// its upper half (jitter, so that many clients do not reconnect in lockstep).
 #[derive(Debug, Clone, Copy)]
@@ -175,9 +177,10 @@ impl IntoPatch for serde_json::Value {
 /// The error says what is wrong, for the app's developer: caught when the client is made, not
 /// after minutes of reconnecting to nowhere.
 pub fn endpoint(server: &str, suffix: &str) -> Result<String, String> {
+    let quoted = Quoted(server);
     let usage = "give the server's address, like ws://127.0.0.1:8080 or wss://example.com";
     let Some((scheme, rest)) = server.split_once("://") else {
-        return Err(format!("{server:?} is not a URL: {usage}"));
+        return Err(format!("{quoted} is not a URL: {usage}"));
     };
     let scheme = scheme.to_ascii_lowercase();
     match scheme.as_str() {
@@ -185,28 +188,29 @@ pub fn endpoint(server: &str, suffix: &str) -> Result<String, String> {
         "http" | "https" => {
             let wanted = if scheme == "https" { "wss" } else { "ws" };
             return Err(format!(
-                "{server:?}: a WebSocket URL starts with {wanted}://, not {scheme}://"
+                "{quoted}: a WebSocket URL starts with {wanted}://, not {scheme}://"
             ));
         }
-        _ => return Err(format!("{server:?}: unknown scheme {scheme}://; {usage}")),
+        _ => return Err(format!("{quoted}: unknown scheme {scheme}://; {usage}")),
     }
     let rest = rest.trim_end_matches('/');
     let host = rest.split('/').next().unwrap_or_default();
     if host.is_empty() || host.starts_with(':') {
-        return Err(format!("{server:?} names no host; {usage}"));
+        return Err(format!("{quoted} names no host; {usage}"));
     }
     if let Some(bad) = rest
         .chars()
         .find(|c| c.is_whitespace() || matches!(c, '?' | '#'))
     {
         return Err(format!(
-            "{server:?} holds {bad:?}: {usage} (a token goes in the options, not the URL)"
+            "{quoted} holds {}: {usage} (a token goes in the options, not the URL)",
+            Quoted(bad.encode_utf8(&mut [0; 4]))
         ));
     }
     let path = &rest[host.len()..];
     if path == "/sync" || path.starts_with("/sync/") {
         return Err(format!(
-            "{server:?} names an endpoint: {usage}; the client adds /sync itself"
+            "{quoted} names an endpoint: {usage}; the client adds /sync itself"
         ));
     }
     Ok(format!("{scheme}://{rest}{suffix}"))
@@ -235,6 +239,6 @@ mod endpoint_tests {
         assert!(err("ws://host/sync/todo").contains("adds /sync itself"));
         assert!(err("ws://host:8080/sync").contains("adds /sync itself"));
         assert!(err("ws://host?token=x").contains("token goes in the options"));
-        assert!(err("ws://my host").contains("holds ' '"));
+        assert!(err("ws://my host").contains("holds \" \""));
     }
 }

@@ -9,7 +9,7 @@ use crate::vec_map::VecMap;
 use serde_json::Value;
 
 use crate::diff::{self, Change, DiffError};
-use crate::protocol::{Event, Snapshot};
+use crate::protocol::{Event, Quoted, Snapshot};
 use crate::vector_clock::VectorClock;
 
 /// How many early events are kept while waiting for the ones before them.
@@ -20,7 +20,7 @@ pub const DEFAULT_MAX_BUFFERED: usize = 10_000;
 #[non_exhaustive]
 pub enum StateError {
     /// The event belongs to another document.
-    #[error("event {sequence_num} is for document {got:?}, not {expected:?}")]
+    #[error("event {sequence_num} is for document {}, not {}", Quoted(.got), Quoted(.expected))]
     WrongDocument {
         /// This manager's document.
         expected: String,

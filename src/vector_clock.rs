@@ -9,7 +9,7 @@ use std::cmp::Ordering;
 use serde::{Deserialize, Serialize};
 
 use crate::protocol::members::{FromJson, ToJson};
-use crate::protocol::Event;
+use crate::protocol::{Event, Quoted};
 use crate::vec_map::VecMap;
 
 /// A map from origin `clientId` to the highest `sequenceNum` of that origin.
@@ -59,13 +59,13 @@ impl<'de> Deserialize<'de> for VectorClock {
 fn entry(client_id: String, seq: u64) -> Result<(String, u64), String> {
     match crate::protocol::check_counter(seq) {
         Ok(seq) => Ok((client_id, seq)),
-        Err(err) => Err(format!("vectorClock entry {client_id:?}: {err}")),
+        Err(err) => Err(format!("vectorClock entry {}: {err}", Quoted(&client_id))),
     }
 }
 
 /// The same as `Deserialize`, from a parsed value.
 impl FromJson for VectorClock {
-    fn from_json(value: serde_json::Value) -> Result<Self, serde_json::Error> {
+    fn from_json(value: serde_json::Value) -> Result<Self, crate::protocol::JsonError> {
         let serde_json::Value::Object(members) = value else {
             return Err(serde::de::Error::invalid_type(
                 crate::protocol::unexpected(&value),
@@ -77,7 +77,7 @@ impl FromJson for VectorClock {
             .map(|(client_id, seq)| {
                 entry(client_id, u64::from_json(seq)?).map_err(serde::de::Error::custom)
             })
-            .collect::<Result<Vec<_>, serde_json::Error>>()?;
+            .collect::<Result<Vec<_>, crate::protocol::JsonError>>()?;
         Ok(VectorClock(VecMap::from_entries(entries)))
     }
 }

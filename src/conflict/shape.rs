@@ -55,7 +55,7 @@ impl ToJson for OpKind {
 }
 
 impl FromJson for OpKind {
-    fn from_json(value: Value) -> Result<Self, serde_json::Error> {
+    fn from_json(value: Value) -> Result<Self, crate::protocol::JsonError> {
         let name = String::from_json(value)?;
         match OP_KINDS.iter().find(|(_, known)| *known == name) {
             Some((kind, _)) => Ok(*kind),
@@ -79,7 +79,7 @@ impl ToJson for ShapedOp {
 }
 
 impl FromJson for ShapedOp {
-    fn from_json(value: Value) -> Result<Self, serde_json::Error> {
+    fn from_json(value: Value) -> Result<Self, crate::protocol::JsonError> {
         let mut m = Members::of(value, "a shaped operation")?;
         Ok(ShapedOp {
             kind: m.required("kind")?,

@@ -3,12 +3,13 @@
 
 use std::cell::Cell;
 
-use serde::Serialize;
 use serde_json::{Map, Number, Value};
 
 use super::patch::json_equal;
 use super::{check_depth, take_member, DiffError, MAX_DEPTH};
-use crate::protocol::members::{deserialize_from_json, FromJson};
+use crate::protocol::members::{
+    deserialize_from_json, serialize_to_json, FromJson, Object, ToJson,
+};
 
 /// How many `null`s one patch may pad arrays with, in all, when it writes past their end (as
 /// MongoDB does): a bound so that hostile indexes cannot allocate without limit.
@@ -20,42 +21,32 @@ pub const MAX_ARRAY_PADDING: usize = 10_000;
 /// A numeric path segment indexes an array when the container is an array and is an object key
 /// otherwise. Members this type does not know are kept in [`BsonPatch::other`] and refused when
 /// the patch is applied, so an unknown operator is never silently ignored.
-#[derive(Debug, Clone, PartialEq, Serialize, Default)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct BsonPatch {
     /// `$set`: path -> new value; missing intermediate objects are created.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub set: Option<Map<String, Value>>,
     /// `$unset`: path -> `""`; removes the field (an absent field is fine).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unset: Option<Map<String, Value>>,
     /// `$inc`: path -> number to add; a missing field is set to the number.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub inc: Option<Map<String, Value>>,
     /// `$push`: path -> value to append, or `{"$each": [values]}`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub push: Option<Map<String, Value>>,
     /// `$pull`: path -> value whose equal elements are removed, or `{"$in": [values]}`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pull: Option<Map<String, Value>>,
     /// `$addToSet`: path -> value appended unless present, or `{"$each": [values]}`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub add_to_set: Option<Map<String, Value>>,
     /// `$pullAll`: path -> list of values whose equal elements are removed.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pull_all: Option<Map<String, Value>>,
     /// MongoDB `arrayFilters`; not supported (a non-empty list is an error).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub array_filters: Option<Vec<Value>>,
     /// Any other member: an operator this crate does not support (an error when applied).
-    #[serde(flatten)]
     pub other: Map<String, Value>,
 }
 
 /// Read like [`super::Diff`]: the members this crate does not know stay in
 /// [`BsonPatch::other`].
 impl FromJson for BsonPatch {
-    fn from_json(value: Value) -> Result<Self, serde_json::Error> {
+    fn from_json(value: Value) -> Result<Self, crate::protocol::JsonError> {
         let mut other = Map::from_json(value)?;
         Ok(BsonPatch {
             set: take_member(&mut other, "set")?,
@@ -71,7 +62,25 @@ impl FromJson for BsonPatch {
     }
 }
 
+/// Written with the operators it has, and [`BsonPatch::other`]'s beside them (`Serialize`
+/// writes the same, through this).
+impl ToJson for BsonPatch {
+    fn to_json(&self) -> Value {
+        Object::of(self.other.clone())
+            .with_some("set", &self.set)
+            .with_some("unset", &self.unset)
+            .with_some("inc", &self.inc)
+            .with_some("push", &self.push)
+            .with_some("pull", &self.pull)
+            .with_some("addToSet", &self.add_to_set)
+            .with_some("pullAll", &self.pull_all)
+            .with_some("arrayFilters", &self.array_filters)
+            .done()
+    }
+}
+
 deserialize_from_json!(BsonPatch);
+serialize_to_json!(BsonPatch);
 
 impl BsonPatch {
     /// Apply the operators to a copy of `start`, in the order set, unset, inc, push, addToSet,
@@ -328,13 +337,14 @@ impl At<'_> {
             return i64::try_from(sum)
                 .map(Number::from)
                 .or_else(|_| u64::try_from(sum).map(Number::from))
-                .map_err(|_| self.error(format!("integer overflow adding {y} to {x}")));
+                .map_err(|_| self.error(format!("integer overflow adding {b} to {a}")));
         }
         let (x, y) = (
             a.as_f64().unwrap_or(f64::NAN),
             b.as_f64().unwrap_or(f64::NAN),
         );
-        Number::from_f64(x + y).ok_or_else(|| self.error(format!("{x} + {y} is not finite")))
+        // The numbers as JSON writes them (Rust's float formatting stays out of the wasm).
+        Number::from_f64(x + y).ok_or_else(|| self.error(format!("{a} + {b} is not finite")))
     }
 
     /// `push` (or `addToSet` when `unique`): append one value, or each of `{"$each": [...]}`.

@@ -4,10 +4,9 @@ use base64::alphabet;
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
 use base64::engine::DecodePaddingMode;
 use base64::Engine as _;
-use serde::Serialize;
 use serde_json::Value;
 
-use crate::protocol::members::{deserialize_from_json, FromJson};
+use crate::protocol::members::{deserialize_from_json, serialize_to_json, FromJson, ToJson};
 
 use super::{check_depth, DiffError, MAX_DEPTH};
 
@@ -19,8 +18,7 @@ use super::{check_depth, DiffError, MAX_DEPTH};
 ///
 /// A merge patch that is itself a JSON string (which would replace the whole document with that
 /// string) can therefore only travel base64-encoded.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(untagged)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum MergePatch {
     /// Base64 of the merge patch's JSON text.
     Base64(String),
@@ -29,7 +27,7 @@ pub enum MergePatch {
 }
 
 impl FromJson for MergePatch {
-    fn from_json(value: Value) -> Result<Self, serde_json::Error> {
+    fn from_json(value: Value) -> Result<Self, crate::protocol::JsonError> {
         Ok(match value {
             Value::String(text) => MergePatch::Base64(text),
             value => MergePatch::Json(value),
@@ -37,7 +35,18 @@ impl FromJson for MergePatch {
     }
 }
 
+/// The base64 text as a string, or the merge patch itself.
+impl ToJson for MergePatch {
+    fn to_json(&self) -> Value {
+        match self {
+            MergePatch::Base64(text) => text.to_json(),
+            MergePatch::Json(value) => value.clone(),
+        }
+    }
+}
+
 deserialize_from_json!(MergePatch);
+serialize_to_json!(MergePatch);
 
 const INDIFFERENT: GeneralPurposeConfig =
     GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent);

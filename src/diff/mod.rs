@@ -17,10 +17,10 @@ mod patch;
 mod tests;
 
 use json_patch::PatchOperation;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use crate::protocol::members::FromJson;
+use crate::protocol::members::{serialize_to_json, FromJson, Object, ToJson};
 use crate::protocol::{ErrorCode, Event, Operation};
 
 pub use bson::{BsonPatch, MAX_ARRAY_PADDING};
@@ -78,33 +78,42 @@ pub fn weight(value: &Value, limit: usize) -> usize {
 /// Exactly one format is used, by precedence `patch` > `jsonPatch` > `mergePatch` > `bsonPatch`.
 /// Every member is optional; unknown members are kept in [`Diff::other`] so that a diff in a
 /// format this crate does not know is reported ([`DiffError::UnknownFormat`]), never ignored.
-#[derive(Debug, Clone, PartialEq, Serialize, Default)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct Diff {
     /// eventsync's canonical format: RFC 6902 operations.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub patch: Option<Vec<PatchOperation>>,
     /// The seed's older field for RFC 6902 operations (same content as `patch`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub json_patch: Option<Vec<PatchOperation>>,
     /// RFC 7396 merge patch, as an object or as base64 of its JSON text (the seed's form).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub merge_patch: Option<MergePatch>,
     /// The seed's MongoDB update operators. When a diff carries both this and `mergePatch`, they
     /// describe the same change and `mergePatch` (which uses the JSON field names) is used.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bson_patch: Option<Box<BsonPatch>>,
     /// `false`: the write changed nothing.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub has_changes: Option<bool>,
     /// The seed's database version counter after the write. It is not part of the JSON document:
     /// when present, an `inc` of `version` in `bsonPatch` is that counter and is skipped.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<i64>,
     /// Any other member.
-    #[serde(flatten)]
     pub other: Map<String, Value>,
 }
+
+/// Written with the members it has, and [`Diff::other`]'s beside them. `Serialize` writes the
+/// same (through this).
+impl ToJson for Diff {
+    fn to_json(&self) -> Value {
+        Object::of(self.other.clone())
+            .with_some("patch", &self.patch)
+            .with_some("jsonPatch", &self.json_patch)
+            .with_some("mergePatch", &self.merge_patch)
+            .with_some("bsonPatch", &self.bson_patch)
+            .with_some("hasChanges", &self.has_changes)
+            .with_some("version", &self.version)
+            .done()
+    }
+}
+
+serialize_to_json!(Diff);
 
 /// Read member by member rather than derived: serde's `flatten` (for [`Diff::other`]) buffers
 /// the members in serde's own `Content` and compiles every member's parser once more for it, a
@@ -146,7 +155,7 @@ impl<'de> Deserialize<'de> for Diff {
 /// The same from a parsed value (the WebAssembly build's reader): `patch` and `jsonPatch` as
 /// operations, the rest as [`Diff::from_parts`] reads it.
 impl FromJson for Diff {
-    fn from_json(value: Value) -> Result<Self, serde_json::Error> {
+    fn from_json(value: Value) -> Result<Self, crate::protocol::JsonError> {
         let Value::Object(members) = value else {
             return Err(serde::de::Error::invalid_type(
                 crate::protocol::unexpected(&value),
@@ -174,7 +183,7 @@ impl Diff {
         patch: Option<Vec<PatchOperation>>,
         json_patch: Option<Vec<PatchOperation>>,
         mut other: Map<String, Value>,
-    ) -> Result<Diff, serde_json::Error> {
+    ) -> Result<Diff, crate::protocol::JsonError> {
         Ok(Diff {
             patch,
             json_patch,
@@ -220,7 +229,7 @@ impl<'de> Deserialize<'de> for Key {
 pub(crate) fn take_member<T: FromJson>(
     members: &mut Map<String, Value>,
     key: &str,
-) -> Result<Option<T>, serde_json::Error> {
+) -> Result<Option<T>, crate::protocol::JsonError> {
     members.remove(key).map_or(Ok(None), Option::from_json)
 }
 

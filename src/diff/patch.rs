@@ -29,7 +29,7 @@ use super::{depth_of, weight, DiffError, MAX_COPY_WEIGHT, MAX_DEPTH};
 /// Reads RFC 6902 operations from JSON, as their `Deserialize` impl does (the same fields, the
 /// same errors), without serde's buffering for internally tagged enums (`op` picks the
 /// operation), which compiles every operation's parser twice: a share of the WebAssembly build.
-pub fn read_patch(value: Value) -> Result<Vec<PatchOperation>, serde_json::Error> {
+pub fn read_patch(value: Value) -> Result<Vec<PatchOperation>, crate::protocol::JsonError> {
     Vec::from_json(value)
 }
 
@@ -222,21 +222,25 @@ fn assemble<E: serde::de::Error>(
 
 /// The same from a parsed value (the WebAssembly build's reader).
 impl FromJson for PatchOperation {
-    fn from_json(value: Value) -> Result<Self, serde_json::Error> {
+    fn from_json(value: Value) -> Result<Self, crate::protocol::JsonError> {
         let Value::Object(members) = value else {
-            return Err(serde_json::Error::invalid_type(
+            return Err(crate::protocol::JsonError::invalid_type(
                 crate::protocol::unexpected(&value),
                 &"internally tagged enum PatchOperation",
             ));
         };
         let pointer = |value| {
             let text = String::from_json(value)?;
-            PointerBuf::parse(text).map_err(serde_json::Error::custom)
+            PointerBuf::parse(text).map_err(crate::protocol::JsonError::custom)
         };
         let (mut kind, mut path, mut from, mut value) = (None, None, None, None);
         for (key, member) in members {
             match Member::of(&key) {
-                Member::Op => kind = Some(Kind::of(&String::from_json(member)?)?),
+                Member::Op => {
+                    kind = Some(Kind::of::<crate::protocol::JsonError>(&String::from_json(
+                        member,
+                    )?)?)
+                }
                 Member::Path => path = Some(pointer(member)?),
                 Member::From => from = Some(pointer(member)?),
                 Member::Value => value = Some(member),

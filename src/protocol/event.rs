@@ -74,7 +74,7 @@ impl ToJson for Operation {
 }
 
 impl FromJson for Operation {
-    fn from_json(value: Value) -> Result<Self, serde_json::Error> {
+    fn from_json(value: Value) -> Result<Self, crate::protocol::JsonError> {
         Operation::from_name(&String::from_json(value)?)
     }
 }
@@ -128,86 +128,125 @@ read_members!(Event, "an event", {
     metadata: Map<String, Value> = "metadata" default,
 });
 
-fn is_zero(n: &u64) -> bool {
-    *n == 0
+/// One member of an event as written.
+enum Member<'a> {
+    Text(&'a str),
+    Number(u64),
+    Operation(Operation),
+    Diff(Option<&'a Diff>),
+    /// The `vectorClock` it carries, or its own entry (`clientId`, `sequenceNum`).
+    Vector(Option<&'a VectorClock>, &'a str, u64),
+    Metadata(&'a Map<String, Value>),
 }
 
-fn is_empty_str(s: &&str) -> bool {
-    s.is_empty()
+impl Event {
+    /// The members written, in the order written (`encoded.rs` reads the order back), without
+    /// those left out: every member, or the compact form (no `documentId` and `vectorClock`, no
+    /// `operation` when it is `update`). Both writers, serde's (servers, stores) and
+    /// [`ToJson`] (the browser's events), write these.
+    fn written(&self, compact: bool) -> impl Iterator<Item = (&'static str, Member<'_>)> {
+        let vector = match self.vector_clock.is_empty() {
+            true => Member::Vector(None, &self.client_id, self.sequence_num),
+            false => Member::Vector(Some(&self.vector_clock), "", 0),
+        };
+        let members = [
+            ("id", Some(Member::Text(&self.id))),
+            (
+                "documentId",
+                (!compact).then_some(Member::Text(&self.document_id)),
+            ),
+            (
+                "timestamp",
+                (!self.timestamp.is_empty()).then_some(Member::Text(&self.timestamp)),
+            ),
+            ("sequenceNum", Some(Member::Number(self.sequence_num))),
+            (
+                "operation",
+                (!compact || self.operation != Operation::Update)
+                    .then_some(Member::Operation(self.operation)),
+            ),
+            ("diff", Some(Member::Diff(self.diff.as_ref()))),
+            ("vectorClock", (!compact).then_some(vector)),
+            ("clientId", Some(Member::Text(&self.client_id))),
+            ("clientSeq", self.client_seq.map(Member::Number)),
+            (
+                "serverSeq",
+                (self.server_seq != 0).then_some(Member::Number(self.server_seq)),
+            ),
+            (
+                "metadata",
+                (!self.metadata.is_empty()).then_some(Member::Metadata(&self.metadata)),
+            ),
+        ];
+        members
+            .into_iter()
+            .filter_map(|(key, member)| Some((key, member?)))
+    }
+
+    /// Writes the members of [`Event::written`] with serde.
+    fn serialize_members<S: serde::Serializer>(
+        &self,
+        compact: bool,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(None)?;
+        for (key, member) in self.written(compact) {
+            map.serialize_entry(key, &member)?;
+        }
+        map.end()
+    }
 }
 
-/// An event as written: every field, or the compact form.
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct EventOut<'a> {
-    id: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    document_id: Option<&'a str>,
-    #[serde(skip_serializing_if = "is_empty_str")]
-    timestamp: &'a str,
-    sequence_num: u64,
-    /// Left out of compact events when it is `update`, its default.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    operation: Option<Operation>,
-    diff: &'a Option<Diff>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    vector_clock: Option<VectorOut<'a>>,
-    client_id: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    client_seq: Option<u64>,
-    #[serde(skip_serializing_if = "is_zero")]
-    server_seq: u64,
-    #[serde(skip_serializing_if = "Map::is_empty")]
-    metadata: &'a Map<String, Value>,
-}
-
-/// An event's `vectorClock` as written: the one it carries, or its own entry.
-enum VectorOut<'a> {
-    Full(&'a VectorClock),
-    Own(&'a str, u64),
-}
-
-impl Serialize for VectorOut<'_> {
+impl Serialize for Member<'_> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeMap;
         match self {
-            VectorOut::Full(vector) => vector.serialize(serializer),
-            VectorOut::Own(client_id, sequence_num) => {
+            Member::Text(text) => serializer.serialize_str(text),
+            Member::Number(n) => serializer.serialize_u64(*n),
+            Member::Operation(operation) => operation.serialize(serializer),
+            Member::Diff(diff) => diff.serialize(serializer),
+            Member::Vector(Some(vector), ..) => vector.serialize(serializer),
+            Member::Vector(None, client_id, sequence_num) => {
                 let mut map = serializer.serialize_map(Some(1))?;
                 map.serialize_entry(client_id, sequence_num)?;
                 map.end()
             }
+            Member::Metadata(metadata) => metadata.serialize(serializer),
         }
     }
 }
 
-impl<'a> EventOut<'a> {
-    fn new(event: &'a Event, compact: bool) -> Self {
-        let vector = if event.vector_clock.is_empty() {
-            VectorOut::Own(&event.client_id, event.sequence_num)
-        } else {
-            VectorOut::Full(&event.vector_clock)
-        };
-        EventOut {
-            id: &event.id,
-            document_id: (!compact).then_some(event.document_id.as_str()),
-            timestamp: &event.timestamp,
-            sequence_num: event.sequence_num,
-            operation: (!compact || event.operation != Operation::Update)
-                .then_some(event.operation),
-            diff: &event.diff,
-            vector_clock: (!compact).then_some(vector),
-            client_id: &event.client_id,
-            client_seq: event.client_seq,
-            server_seq: event.server_seq,
-            metadata: &event.metadata,
+impl ToJson for Member<'_> {
+    fn to_json(&self) -> Value {
+        match self {
+            Member::Text(text) => text.to_json(),
+            Member::Number(n) => n.to_json(),
+            Member::Operation(operation) => operation.to_json(),
+            Member::Diff(diff) => diff.to_json(),
+            Member::Vector(Some(vector), ..) => vector.to_json(),
+            Member::Vector(None, client_id, sequence_num) => Value::Object(Map::from_iter([(
+                (*client_id).to_owned(),
+                sequence_num.to_json(),
+            )])),
+            Member::Metadata(metadata) => Value::Object((*metadata).clone()),
         }
     }
 }
 
 impl Serialize for Event {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        EventOut::new(self, false).serialize(serializer)
+        self.serialize_members(false, serializer)
+    }
+}
+
+/// The event as [`Serialize`] writes it, as a value (what the browser's event listeners get).
+impl ToJson for Event {
+    fn to_json(&self) -> Value {
+        let members = self
+            .written(false)
+            .map(|(key, m)| (key.to_owned(), m.to_json()));
+        Value::Object(members.collect())
     }
 }
 
@@ -217,6 +256,6 @@ pub struct CompactEvent<'a>(pub &'a Event);
 
 impl Serialize for CompactEvent<'_> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        EventOut::new(self.0, true).serialize(serializer)
+        self.0.serialize_members(true, serializer)
     }
 }

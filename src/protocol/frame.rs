@@ -6,7 +6,9 @@ use serde_json::Value;
 
 use super::members::ToJson;
 use super::read::read_server;
-use super::{ClientMessage, CompactEvent, ErrorCode, Event, HistoryAnswer, ServerMessage};
+use super::{
+    ClientMessage, CompactEvent, ErrorCode, Event, HistoryAnswer, JsonError, ServerMessage,
+};
 
 /// Why a frame could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -14,7 +16,7 @@ use super::{ClientMessage, CompactEvent, ErrorCode, Event, HistoryAnswer, Server
 pub enum FrameError {
     /// Not JSON, or not a message of this protocol (unknown `type`, missing or mistyped fields).
     #[error("malformed frame: {0}")]
-    Malformed(serde_json::Error),
+    Malformed(JsonError),
     /// JSON nested deeper than the parser's limit of 128 levels.
     #[error("frame nested deeper than 128 levels")]
     TooDeep,
@@ -38,14 +40,21 @@ impl FrameError {
     }
 }
 
-impl From<serde_json::Error> for FrameError {
-    fn from(err: serde_json::Error) -> Self {
-        // serde_json's own recursion limit (128) is the protocol's depth limit.
-        if err.to_string().starts_with("recursion limit exceeded") {
+impl From<JsonError> for FrameError {
+    fn from(err: JsonError) -> Self {
+        // serde_json's own recursion limit (128) is the protocol's depth limit; the browser's
+        // reader reports it in the same words.
+        if err.message().starts_with("recursion limit exceeded") {
             FrameError::TooDeep
         } else {
             FrameError::Malformed(err)
         }
+    }
+}
+
+impl From<serde_json::Error> for FrameError {
+    fn from(err: serde_json::Error) -> Self {
+        JsonError::from(err).into()
     }
 }
 
@@ -104,10 +113,13 @@ pub fn decode_server_scoped(text: &str) -> Result<Scoped<ServerMessage>, FrameEr
 
 /// A frame with a `documentId` member beside the message's own. Read through a `Value` rather
 /// than serde's `flatten`, which would accept a number as `type` (a variant's index).
-pub(super) fn scoped<M>(
+pub(super) fn scoped<M, E>(
     text: &str,
-    read: fn(Value) -> Result<M, serde_json::Error>,
-) -> Result<Scoped<M>, FrameError> {
+    read: fn(Value) -> Result<M, E>,
+) -> Result<Scoped<M>, FrameError>
+where
+    FrameError: From<E>,
+{
     let mut value: Value = serde_json::from_str(text)?;
     let document_id = match value.as_object_mut().and_then(|o| o.remove("documentId")) {
         None => None,

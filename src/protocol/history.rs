@@ -114,7 +114,7 @@ pub struct VersionAnswer {
 }
 
 impl FromJson for Version {
-    fn from_json(value: Value) -> Result<Self, serde_json::Error> {
+    fn from_json(value: Value) -> Result<Self, crate::protocol::JsonError> {
         let mut m = Members::of(value, "a version")?;
         Ok(Version {
             document_id: m.or_default("documentId")?,
@@ -129,7 +129,7 @@ impl FromJson for Version {
 
 impl VersionAnswer {
     /// Reads the answer from the members of its frame.
-    pub(crate) fn from_members(mut m: Members) -> Result<Self, serde_json::Error> {
+    pub(crate) fn from_members(mut m: Members) -> Result<Self, crate::protocol::JsonError> {
         Ok(VersionAnswer {
             request_id: m.required("requestId")?,
             version: m.optional("version")?,
@@ -140,7 +140,7 @@ impl VersionAnswer {
 }
 
 impl FromJson for VersionAnswer {
-    fn from_json(value: Value) -> Result<Self, serde_json::Error> {
+    fn from_json(value: Value) -> Result<Self, crate::protocol::JsonError> {
         VersionAnswer::from_members(Members::of(value, "a version answer")?)
     }
 }

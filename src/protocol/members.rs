@@ -13,8 +13,9 @@
 
 use std::collections::BTreeMap;
 
+use crate::protocol::JsonError as Error;
 use serde::de::{Error as _, Unexpected};
-use serde_json::{Error, Map, Number, Value};
+use serde_json::{Map, Number, Value};
 
 use super::unexpected;
 
@@ -209,6 +210,11 @@ impl Object {
         Object::default()
     }
 
+    /// An object with `members` already (serde's `flatten` of a map of other members).
+    pub(crate) fn of(members: Map<String, Value>) -> Object {
+        Object(members)
+    }
+
     /// The member `key`.
     pub(crate) fn with(mut self, key: &str, value: &(impl ToJson + ?Sized)) -> Object {
         self.0.insert(key.to_owned(), value.to_json());
@@ -256,6 +262,24 @@ impl ToJson for bool {
 impl ToJson for u64 {
     fn to_json(&self) -> Value {
         Value::from(*self)
+    }
+}
+
+impl ToJson for i64 {
+    fn to_json(&self) -> Value {
+        Value::from(*self)
+    }
+}
+
+impl ToJson for Map<String, Value> {
+    fn to_json(&self) -> Value {
+        Value::Object(self.clone())
+    }
+}
+
+impl<T: ToJson> ToJson for Box<T> {
+    fn to_json(&self) -> Value {
+        (**self).to_json()
     }
 }
 
@@ -328,9 +352,9 @@ macro_rules! read_members {
         $($field:ident : $type:ty = $key:literal $mode:ident),* $(,)?
     }) => {
         impl $crate::protocol::members::FromJson for $name {
-            fn from_json(value: serde_json::Value) -> Result<Self, serde_json::Error> {
+            fn from_json(value: serde_json::Value) -> Result<Self, crate::protocol::JsonError> {
                 let serde_json::Value::Object(members) = value else {
-                    return Err(<serde_json::Error as serde::de::Error>::invalid_type(
+                    return Err(<crate::protocol::JsonError as serde::de::Error>::invalid_type(
                         $crate::protocol::unexpected(&value),
                         &$what,
                     ));
@@ -346,7 +370,7 @@ macro_rules! read_members {
                 }
                 Ok($name {
                     $($field: $crate::protocol::members::read_members!(
-                        @take $mode $field $key serde_json::Error
+                        @take $mode $field $key crate::protocol::JsonError
                     ),)*
                 })
             }

@@ -46,7 +46,7 @@ pub struct PresenceUpdate {
 }
 
 impl FromJson for PresencePeer {
-    fn from_json(value: Value) -> Result<Self, serde_json::Error> {
+    fn from_json(value: Value) -> Result<Self, crate::protocol::JsonError> {
         let mut m = Members::of(value, "a presence peer")?;
         Ok(PresencePeer {
             client_id: m.required("clientId")?,
@@ -58,7 +58,7 @@ impl FromJson for PresencePeer {
 
 impl PresenceUpdate {
     /// Reads the update from the members of its frame.
-    pub(crate) fn from_members(mut m: Members) -> Result<Self, serde_json::Error> {
+    pub(crate) fn from_members(mut m: Members) -> Result<Self, crate::protocol::JsonError> {
         Ok(PresenceUpdate {
             peers: m.or_default("peers")?,
             full: m.or_default("full")?,
@@ -69,7 +69,7 @@ impl PresenceUpdate {
 }
 
 impl FromJson for PresenceUpdate {
-    fn from_json(value: Value) -> Result<Self, serde_json::Error> {
+    fn from_json(value: Value) -> Result<Self, crate::protocol::JsonError> {
         PresenceUpdate::from_members(Members::of(value, "a presence update")?)
     }
 }

@@ -8,8 +8,9 @@
 //! `type` comes first, as servers write it. The WebAssembly build reads every frame through the
 //! `Value`: no serde deserializer is compiled into it for them.
 
+use crate::protocol::JsonError as Error;
 use serde::de::Error as _;
-use serde_json::{Error, Map, Value};
+use serde_json::{Map, Value};
 
 use super::members::{read_members, FromJson, Members};
 use super::{

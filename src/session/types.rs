@@ -2,7 +2,7 @@
 
 use crate::conflict::{Conflict, ConflictPolicy, ShapeError};
 use crate::diff::DiffError;
-use crate::protocol::{ClientMessage, ErrorCode, Event, FrameError};
+use crate::protocol::{ClientMessage, ErrorCode, Event, FrameError, Quoted};
 use crate::state::StateError;
 use crate::undo::UndoConfig;
 
@@ -181,7 +181,11 @@ pub enum SessionError {
     #[error(transparent)]
     State(#[from] StateError),
     /// Stored state belongs to another document or client.
-    #[error("stored state is for document {document_id:?} and client {client_id:?}")]
+    #[error(
+        "stored state is for document {} and client {}",
+        Quoted(.document_id),
+        Quoted(.client_id)
+    )]
     StateMismatch {
         /// Stored document id.
         document_id: String,

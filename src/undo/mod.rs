@@ -71,7 +71,7 @@ pub struct UndoHistory {
 }
 
 impl FromJson for UndoStep {
-    fn from_json(value: Value) -> Result<Self, serde_json::Error> {
+    fn from_json(value: Value) -> Result<Self, crate::protocol::JsonError> {
         let mut m = Members::of(value, "an undo step")?;
         Ok(UndoStep {
             ops: m.required("ops")?,
@@ -80,7 +80,7 @@ impl FromJson for UndoStep {
 }
 
 impl FromJson for UndoHistory {
-    fn from_json(value: Value) -> Result<Self, serde_json::Error> {
+    fn from_json(value: Value) -> Result<Self, crate::protocol::JsonError> {
         let mut m = Members::of(value, "an undo history")?;
         Ok(UndoHistory {
             undo: m.or_default("undo")?,

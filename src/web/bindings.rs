@@ -5,15 +5,15 @@
 //! generic over the document's type, which wasm-bindgen cannot declare for a class. The JS tests
 //! check that the declaration names every method the class has (js/test/typed.test.mjs).
 
-use serde_json::{json, Value};
+use serde_json::Value;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 
 use super::convert::{self, fields_from_js, from_js};
 use super::driver::{self, ClientEvent};
-use super::error::{client_error, invalid_argument};
+use super::error::{client_error, invalid_argument, to_u64};
 use crate::conflict::{Conflict, ConflictKind, ConflictPolicy, Resolution};
-use crate::protocol::members::{Members, ToJson};
+use crate::protocol::members::{Members, Object, ToJson};
 use crate::reconnect::Backoff;
 use crate::session::{ConnectionStatus, SessionEvent};
 
@@ -314,7 +314,7 @@ impl Options {
         }
         let fields = fields_from_js(&options, Options::FIELDS)
             .map_err(|e| invalid_argument("options", e))?;
-        let read = |fields| -> Result<Options, serde_json::Error> {
+        let read = |fields| -> Result<Options, crate::protocol::JsonError> {
             let mut m = Members::of(fields, "options")?;
             Ok(Options {
                 client_id: m.optional("clientId")?,
@@ -430,7 +430,7 @@ fn wait_options(options: JsValue) -> Result<Option<u32>, driver::ClientError> {
     fields_from_js(&options, &["timeoutMs"])
         .and_then(|fields| {
             let read = |fields| Members::of(fields, "wait options")?.optional("timeoutMs");
-            read(fields).map_err(|e: serde_json::Error| e.to_string())
+            read(fields).map_err(|e: crate::protocol::JsonError| e.to_string())
         })
         .map_err(|err| driver::ClientError::InvalidArgument(format!("invalid wait options: {err}")))
 }
@@ -461,17 +461,6 @@ fn void_promise_boxed(
     })
 }
 
-fn to_u64(number: f64, what: &str) -> Result<u64, JsValue> {
-    if number >= 0.0 && number.fract() == 0.0 && number <= 9_007_199_254_740_991.0 {
-        Ok(number as u64)
-    } else {
-        Err(invalid_argument(
-            what,
-            format!("{number} is not a non-negative integer"),
-        ))
-    }
-}
-
 /// JSON as a plain JavaScript value (objects, not `Map`s), converted once.
 pub(super) fn to_js(value: &Value) -> Result<JsValue, JsValue> {
     convert::to_js(value).map_err(|e| super::error::js_error("EventsyncError", e))
@@ -488,12 +477,12 @@ fn unsubscribe(subscription: driver::Subscription) -> js_sys::Function {
 /// Asks a `ConflictResolver` function about `conflict` (as a `Conflict` object) and reads its
 /// answer (a `Resolution`); `Err` says what went wrong.
 fn resolve_with(function: &js_sys::Function, conflict: &Conflict) -> Result<Resolution, String> {
-    let argument = json!({
-        "kind": kind_name(conflict.kind),
-        "path": conflict.path,
-        "local": conflict.local.to_operation(),
-        "remote": conflict.remote.to_operation(),
-    });
+    let argument = Object::new()
+        .with("kind", kind_name(conflict.kind))
+        .with("path", &conflict.path)
+        .with("local", &conflict.local.to_operation())
+        .with("remote", &conflict.remote.to_operation())
+        .done();
     let argument = to_js(&argument).map_err(|e| describe(&e))?;
     let answer = function
         .call1(&JsValue::NULL, &argument)
@@ -562,48 +551,52 @@ fn events_to_js(events: &[ClientEvent]) -> js_sys::Array {
 
 /// An event as JSON (`SyncEvent` in the TypeScript types).
 fn event_value(event: &ClientEvent) -> Value {
+    let of = |kind: &str| Object::new().with("type", kind);
     match event {
-        SessionEvent::Status(status) => json!({"type": "status", "status": status_name(*status)}),
+        SessionEvent::Status(status) => of("status").with("status", status_name(*status)),
         SessionEvent::Reconnecting {
             reason,
             retry_in_ms,
-        } => json!({
-            "type": "status", "status": "reconnecting", "reason": reason, "retryInMs": retry_in_ms
-        }),
+        } => of("status")
+            .with("status", "reconnecting")
+            .with("reason", reason)
+            .with("retryInMs", retry_in_ms),
         SessionEvent::Applied { event, own } => {
-            json!({"type": "applied", "event": &**event, "own": own})
+            of("applied").with("event", &**event).with("own", own)
         }
-        SessionEvent::Synced { sequence_num } => {
-            json!({"type": "synced", "sequenceNum": sequence_num})
-        }
+        SessionEvent::Synced { sequence_num } => of("synced").with("sequenceNum", sequence_num),
         SessionEvent::Acked {
             client_seq,
             sequence_num,
-        } => json!({"type": "acked", "clientSeq": client_seq, "sequenceNum": sequence_num}),
+        } => of("acked")
+            .with("clientSeq", client_seq)
+            .with("sequenceNum", sequence_num),
         SessionEvent::EditRejected {
             client_seq,
             code,
             message,
-        } => json!({
-            "type": "editRejected", "clientSeq": client_seq, "code": code, "message": message
-        }),
+        } => of("editRejected")
+            .with("clientSeq", client_seq)
+            .with("code", code)
+            .with("message", message),
         SessionEvent::Conflict {
             client_seq,
             conflict,
-        } => json!({
-            "type": "conflict", "clientSeq": client_seq, "kind": kind_name(conflict.kind),
-            "path": conflict.path
-        }),
-        SessionEvent::Presence(others) => json!({"type": "presence", "others": others}),
-        SessionEvent::UndoStack { can_undo, can_redo } => {
-            json!({"type": "undoStack", "canUndo": can_undo, "canRedo": can_redo})
-        }
-        SessionEvent::UndoConflict { redo, conflict } => json!({
-            "type": "undoConflict", "step": if *redo { "redo" } else { "undo" },
-            "kind": kind_name(conflict.kind), "path": conflict.path
-        }),
+        } => of("conflict")
+            .with("clientSeq", client_seq)
+            .with("kind", kind_name(conflict.kind))
+            .with("path", &conflict.path),
+        SessionEvent::Presence(others) => of("presence").with("others", others),
+        SessionEvent::UndoStack { can_undo, can_redo } => of("undoStack")
+            .with("canUndo", can_undo)
+            .with("canRedo", can_redo),
+        SessionEvent::UndoConflict { redo, conflict } => of("undoConflict")
+            .with("step", if *redo { "redo" } else { "undo" })
+            .with("kind", kind_name(conflict.kind))
+            .with("path", &conflict.path),
         SessionEvent::Error { code, message } => {
-            json!({"type": "error", "code": code, "message": message})
+            of("error").with("code", code).with("message", message)
         }
     }
+    .done()
 }

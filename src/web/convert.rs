@@ -11,6 +11,8 @@ use js_sys::{Array, ArrayBuffer, Number, Object, Reflect, Uint8Array};
 use serde_json::{Map, Value};
 use wasm_bindgen::{JsCast, JsValue};
 
+use crate::protocol::{write_json, Quoted};
+
 /// JSON as a plain JavaScript value: objects (not `Map`s), arrays, numbers, strings, booleans and
 /// `null`. An integer beyond 2^53 - 1 (which a JavaScript number cannot hold exactly) is an error.
 ///
@@ -21,7 +23,7 @@ use wasm_bindgen::{JsCast, JsValue};
 /// an own property, as `JSON.parse` makes it (setting it made it the object's prototype).
 pub(crate) fn to_js(value: &Value) -> Result<JsValue, String> {
     check_numbers(value)?;
-    let text = serde_json::to_string(value).map_err(|e| e.to_string())?;
+    let text = write_json(value);
     js_sys::JSON::parse(&text).map_err(|_| "invalid JSON".to_owned())
 }
 
@@ -118,7 +120,7 @@ pub(crate) fn fields_from_js(value: &JsValue, fields: &[&str]) -> Result<Value, 
         let what = match from_js(value) {
             Ok(Value::Bool(b)) => format!("boolean `{b}`"),
             Ok(Value::Number(n)) => format!("number `{n}`"),
-            Ok(Value::String(s)) => format!("string {s:?}"),
+            Ok(Value::String(s)) => format!("string {}", Quoted(&s)),
             _ => format!("{value:?}"),
         };
         return Err(format!("invalid type: {what}, expected an object"));

@@ -27,7 +27,7 @@ use super::saves::{Persistence, Saves, WaitFor, Waiters};
 use super::single::{Core, Shared};
 use crate::conflict::{Conflict, ConflictPolicy, Resolution};
 use crate::multiplex::PresenceError;
-use crate::protocol::{ErrorCode, PresencePeer};
+use crate::protocol::{ErrorCode, PresencePeer, Quoted};
 use crate::queue::{ClientState, Store, StoreError};
 use crate::reconnect::Backoff;
 use crate::session::{ConnectionStatus, SessionConfig, SessionError, SessionEvent, SyncSession};
@@ -146,8 +146,8 @@ pub(super) fn session_policy(
         Ok(resolution) => resolution,
         Err(reason) => {
             let message = format!(
-                "the conflict resolver failed at {:?}: {reason}; the remote change stands",
-                conflict.path
+                "the conflict resolver failed at {}: {reason}; the remote change stands",
+                Quoted(&conflict.path)
             );
             let event = SessionEvent::Error {
                 code: None,

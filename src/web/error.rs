@@ -38,6 +38,24 @@ pub(crate) fn invalid_argument(what: &str, err: impl std::fmt::Display) -> JsVal
     )
 }
 
+/// A JavaScript number given for a sequence number or a count: a non-negative integer that a
+/// JavaScript number holds exactly. The number is written as JavaScript writes it (Rust's float
+/// formatting is not compiled in for one message).
+pub(crate) fn to_u64(number: f64, what: &str) -> Result<u64, JsValue> {
+    if number >= 0.0 && number.fract() == 0.0 && number <= 9_007_199_254_740_991.0 {
+        Ok(number as u64)
+    } else {
+        let text = js_sys::Number::from(number)
+            .to_string_with_radix(10)
+            .map(String::from)
+            .unwrap_or_default();
+        Err(invalid_argument(
+            what,
+            format!("{text} is not a non-negative integer"),
+        ))
+    }
+}
+
 fn protocol_code(code: ErrorCode) -> String {
     code.to_string()
 }

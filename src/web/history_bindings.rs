@@ -2,13 +2,13 @@
 //! `driver/history.rs`): `history`, `versionAt` and `restore`, each a promise that rejects with
 //! a coded `EventsyncError`.
 
-use crate::protocol::members::{FromJson, Members, ToJson};
-use serde_json::{json, Value};
+use crate::protocol::members::{FromJson, Members, Object};
+use serde_json::Value;
 use wasm_bindgen::prelude::*;
 
 use super::bindings::{to_js, JsSyncClient};
 use super::convert::fields_from_js;
-use super::error::{client_error, invalid_argument};
+use super::error::{client_error, invalid_argument, to_u64};
 
 /// The options of `history()`.
 #[derive(Default)]
@@ -18,7 +18,7 @@ struct HistoryOptions {
 }
 
 impl FromJson for HistoryOptions {
-    fn from_json(fields: Value) -> Result<Self, serde_json::Error> {
+    fn from_json(fields: Value) -> Result<Self, crate::protocol::JsonError> {
         let mut m = Members::of(fields, "history options")?;
         Ok(HistoryOptions {
             after: m.optional("after")?,
@@ -48,14 +48,12 @@ impl JsSyncClient {
             let after = options.after.map_or(Ok(0), |n| to_u64(n, "after"))?;
             let limit = options.limit.map(|n| to_u64(n, "limit")).transpose()?;
             let page = inner.history(after, limit).await.map_err(client_error)?;
-            let mut value = json!({
-                "entries": page.entries,
-                "headSeq": page.head_seq,
-                "hasMore": page.has_more,
-            });
-            if let Some(oldest) = page.oldest_seq {
-                value["oldestSeq"] = oldest.into();
-            }
+            let value = Object::new()
+                .with("entries", &page.entries)
+                .with("headSeq", &page.head_seq)
+                .with("hasMore", &page.has_more)
+                .with_some("oldestSeq", &page.oldest_seq)
+                .done();
             to_js(&value)
         })
     }
@@ -69,19 +67,13 @@ impl JsSyncClient {
         wasm_bindgen_futures::future_to_promise(async move {
             let seq = to_u64(seq, "seq")?;
             let version = inner.version_at(seq).await.map_err(client_error)?;
-            let mut value = json!({
-                "sequenceNum": version.sequence_num,
-                "document": version.document.unwrap_or(Value::Null),
-            });
-            if let Some(client_id) = version.client_id {
-                value["clientId"] = client_id.into();
-            }
-            if let Some(timestamp) = version.timestamp {
-                value["timestamp"] = timestamp.into();
-            }
-            if let Some(operation) = version.operation {
-                value["operation"] = operation.to_json();
-            }
+            let value = Object::new()
+                .with("sequenceNum", &version.sequence_num)
+                .with("document", &version.document)
+                .with_some("clientId", &version.client_id)
+                .with_some("timestamp", &version.timestamp)
+                .with_some("operation", &version.operation)
+                .done();
             to_js(&value)
         })
     }
@@ -95,16 +87,5 @@ impl JsSyncClient {
             let client_seq = inner.restore(seq).await.map_err(client_error)?;
             Ok(JsValue::from_f64(client_seq as f64))
         })
-    }
-}
-
-fn to_u64(number: f64, what: &str) -> Result<u64, JsValue> {
-    if number >= 0.0 && number.fract() == 0.0 && number <= 9_007_199_254_740_991.0 {
-        Ok(number as u64)
-    } else {
-        Err(invalid_argument(
-            what,
-            format!("{number} is not a non-negative integer"),
-        ))
     }
 }

@@ -26,7 +26,7 @@ use wasm_bindgen::JsCast;
 use web_sys::{EventTarget, IdbDatabase, IdbFactory, IdbKeyRange, IdbOpenDbRequest, IdbRequest};
 
 use crate::protocol::members::{FromJson, Members, Object, ToJson};
-use crate::protocol::write_json;
+use crate::protocol::{write_json, Quoted};
 use crate::queue::{decode, encode, ClientState, StoreError};
 
 /// The database used when none is named.
@@ -98,7 +98,9 @@ impl IndexedDbStore {
                 .await?
                 .ok_or_else(|| {
                     backend(format!(
-                        "client id {client_id:?} of document {document_id:?} is open in another tab"
+                        "client id {} of document {} is open in another tab",
+                        Quoted(client_id),
+                        Quoted(document_id)
                     ))
                 })?;
             let key = record_key(document_id, client_id);
@@ -235,7 +237,7 @@ impl ToJson for MarkerRecord {
 }
 
 impl FromJson for MarkerRecord {
-    fn from_json(value: serde_json::Value) -> Result<Self, serde_json::Error> {
+    fn from_json(value: serde_json::Value) -> Result<Self, crate::protocol::JsonError> {
         let mut m = Members::of(value, "a client marker")?;
         Ok(MarkerRecord {
             client_id: m.required("clientId")?,
@@ -312,7 +314,8 @@ impl IndexedDbDirectory {
                 .await?
                 .ok_or_else(|| {
                     backend(format!(
-                        "client id {client_id:?} is open in another tab's connection"
+                        "client id {} is open in another tab's connection",
+                        Quoted(client_id)
                     ))
                 })?;
             let record = read_markers(&db)
@@ -376,8 +379,9 @@ impl IndexedDbDirectory {
         let name = write_json(&[self.database.as_str(), document_id, &self.client_id].to_json());
         let lock = try_lock(&locks, &name).await?.ok_or_else(|| {
             backend(format!(
-                "document {document_id:?} of client {:?} is open in another tab",
-                self.client_id
+                "document {} of client {} is open in another tab",
+                Quoted(document_id),
+                Quoted(&self.client_id)
             ))
         })?;
         let key = record_key(document_id, &self.client_id);
