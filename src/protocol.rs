@@ -513,14 +513,10 @@ impl ServerMessage {
     /// Reads a message from a JSON object: `type` picks the variant (a type this version does not
     /// know is [`ServerMessage::Unknown`]), the other members are its fields.
     pub fn from_value(value: Value) -> Result<ServerMessage, crate::protocol::JsonError> {
-        use serde::de::Error;
-        match value {
-            Value::Object(members) => read::from_members(members),
-            other => Err(crate::protocol::JsonError::invalid_type(
-                unexpected(&other),
-                &"internally tagged enum ServerMessage",
-            )),
-        }
+        read::from_members(members::object(
+            value,
+            "internally tagged enum ServerMessage",
+        )?)
     }
 }
 

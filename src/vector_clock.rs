@@ -8,7 +8,7 @@ use std::cmp::Ordering;
 
 use serde::{Deserialize, Serialize};
 
-use crate::protocol::members::{FromJson, ToJson};
+use crate::protocol::members::{object, FromJson, ToJson};
 use crate::protocol::{Event, Quoted};
 use crate::vec_map::VecMap;
 
@@ -66,13 +66,7 @@ fn entry(client_id: String, seq: u64) -> Result<(String, u64), String> {
 /// The same as `Deserialize`, from a parsed value.
 impl FromJson for VectorClock {
     fn from_json(value: serde_json::Value) -> Result<Self, crate::protocol::JsonError> {
-        let serde_json::Value::Object(members) = value else {
-            return Err(serde::de::Error::invalid_type(
-                crate::protocol::unexpected(&value),
-                &"a map of clientId to sequenceNum",
-            ));
-        };
-        let entries = members
+        let entries = object(value, "a map of clientId to sequenceNum")?
             .into_iter()
             .map(|(client_id, seq)| {
                 entry(client_id, u64::from_json(seq)?).map_err(serde::de::Error::custom)

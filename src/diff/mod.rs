@@ -20,7 +20,7 @@ use json_patch::PatchOperation;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use crate::protocol::members::{serialize_to_json, FromJson, Object, ToJson};
+use crate::protocol::members::{object, serialize_to_json, FromJson, Object, ToJson};
 use crate::protocol::{ErrorCode, Event, Operation};
 
 pub use bson::{BsonPatch, MAX_ARRAY_PADDING};
@@ -156,12 +156,7 @@ impl<'de> Deserialize<'de> for Diff {
 /// operations, the rest as [`Diff::from_parts`] reads it.
 impl FromJson for Diff {
     fn from_json(value: Value) -> Result<Self, crate::protocol::JsonError> {
-        let Value::Object(members) = value else {
-            return Err(serde::de::Error::invalid_type(
-                crate::protocol::unexpected(&value),
-                &"a diff object",
-            ));
-        };
+        let members = object(value, "a diff object")?;
         let (mut patch, mut json_patch) = (None, None);
         let mut other = Map::new();
         for (key, value) in members {

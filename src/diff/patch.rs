@@ -22,7 +22,7 @@ use serde_json::Value;
 
 use json_patch::jsonptr::PointerBuf;
 
-use crate::protocol::members::{FromJson, Object, ToJson};
+use crate::protocol::members::{object, FromJson, Object, ToJson};
 
 use super::{depth_of, weight, DiffError, MAX_COPY_WEIGHT, MAX_DEPTH};
 
@@ -223,12 +223,7 @@ fn assemble<E: serde::de::Error>(
 /// The same from a parsed value (the WebAssembly build's reader).
 impl FromJson for PatchOperation {
     fn from_json(value: Value) -> Result<Self, crate::protocol::JsonError> {
-        let Value::Object(members) = value else {
-            return Err(crate::protocol::JsonError::invalid_type(
-                crate::protocol::unexpected(&value),
-                &"internally tagged enum PatchOperation",
-            ));
-        };
+        let members = object(value, "internally tagged enum PatchOperation")?;
         let pointer = |value| {
             let text = String::from_json(value)?;
             PointerBuf::parse(text).map_err(crate::protocol::JsonError::custom)

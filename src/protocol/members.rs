@@ -25,16 +25,22 @@ pub(crate) trait FromJson: Sized {
     fn from_json(value: Value) -> Result<Self, Error>;
 }
 
+/// The members of `value`; `invalid type` naming `what` when it is not an object (every reader
+/// of an object starts here).
+pub(crate) fn object(value: Value, what: &'static str) -> Result<Map<String, Value>, Error> {
+    match value {
+        Value::Object(members) => Ok(members),
+        other => Err(Error::invalid_type(unexpected(&other), &what)),
+    }
+}
+
 /// The members of a JSON object, taken out one by one.
 pub(crate) struct Members(Map<String, Value>);
 
 impl Members {
     /// The members of `value`; an error naming `what` when it is not an object.
     pub(crate) fn of(value: Value, what: &'static str) -> Result<Members, Error> {
-        match value {
-            Value::Object(members) => Ok(Members(members)),
-            other => Err(Error::invalid_type(unexpected(&other), &what)),
-        }
+        object(value, what).map(Members)
     }
 
     /// A required member.
@@ -143,10 +149,7 @@ impl FromJson for i64 {
 
 impl FromJson for Map<String, Value> {
     fn from_json(value: Value) -> Result<Self, Error> {
-        match value {
-            Value::Object(members) => Ok(members),
-            other => Err(Error::invalid_type(unexpected(&other), &"a map")),
-        }
+        object(value, "a map")
     }
 }
 
@@ -168,13 +171,10 @@ impl FromJson for f64 {
 
 impl FromJson for BTreeMap<String, u64> {
     fn from_json(value: Value) -> Result<Self, Error> {
-        match value {
-            Value::Object(members) => members
-                .into_iter()
-                .map(|(key, value)| Ok((key, u64::from_json(value)?)))
-                .collect(),
-            other => Err(Error::invalid_type(unexpected(&other), &"a map")),
-        }
+        object(value, "a map")?
+            .into_iter()
+            .map(|(key, value)| Ok((key, u64::from_json(value)?)))
+            .collect()
     }
 }
 
@@ -353,12 +353,7 @@ macro_rules! read_members {
     }) => {
         impl $crate::protocol::members::FromJson for $name {
             fn from_json(value: serde_json::Value) -> Result<Self, crate::protocol::JsonError> {
-                let serde_json::Value::Object(members) = value else {
-                    return Err(<crate::protocol::JsonError as serde::de::Error>::invalid_type(
-                        $crate::protocol::unexpected(&value),
-                        &$what,
-                    ));
-                };
+                let members = $crate::protocol::members::object(value, $what)?;
                 $(let mut $field: Option<$type> = None;)*
                 for (key, value) in members {
                     match key.as_str() {

@@ -12,7 +12,7 @@ use crate::protocol::JsonError as Error;
 use serde::de::Error as _;
 use serde_json::{Map, Value};
 
-use super::members::{read_members, FromJson, Members};
+use super::members::{object, read_members, FromJson, Members};
 use super::{
     Ack, ErrorCode, Event, HistoryAnswer, PresenceUpdate, ServerMessage, Snapshot, VersionAnswer,
 };
@@ -30,13 +30,10 @@ pub(super) fn read_server(text: &str, scoped: bool) -> Result<Read, Error> {
             return Ok(read);
         }
     }
-    let value = super::parse_json(text)?;
-    let Value::Object(mut members) = value else {
-        return Err(Error::invalid_type(
-            super::unexpected(&value),
-            &"internally tagged enum ServerMessage",
-        ));
-    };
+    let mut members = object(
+        super::parse_json(text)?,
+        "internally tagged enum ServerMessage",
+    )?;
     let document_id = match scoped.then(|| members.remove("documentId")).flatten() {
         None => None,
         Some(id) => Some(document_id(id)?),
