@@ -78,6 +78,8 @@ impl fmt::Display for Quoted<'_> {
                 b'\n' => f.write_str("\\n")?,
                 b'\r' => f.write_str("\\r")?,
                 b'\t' => f.write_str("\\t")?,
+                b'\x08' => f.write_str("\\b")?,
+                b'\x0c' => f.write_str("\\f")?,
                 _ => {
                     const HEX: &[u8; 16] = b"0123456789abcdef";
                     let escape = [
@@ -142,7 +144,7 @@ mod tests {
             "abc",
             "a\"b\\c",
             "line\nbreak\ttab\r",
-            "\u{1}\u{1f}",
+            "\u{1}\u{1f}\u{8}\u{c}\u{7f}",
             "é ☃ 😀",
         ] {
             let ours = Quoted(s).to_string();
