@@ -14,14 +14,14 @@ smoke=false
 [ "${1:-}" = --smoke ] && smoke=true
 
 if $smoke; then
-  events=300 flush_edits=50 subscribers=5 rate=20 seconds=1 rounds=1
+  events=300 flush_edits=50 subscribers=5 rate=20 seconds=1 rounds=1 processes=2
   writers=20 writer_events=20 documents=20 doc_connections=2
   peers=5 presence_rate=10 presence_seconds=2
   fast=3 stalled=5 overload_seconds=1 rules_edits=50
   fast_rate=200 drain=10 cpu_events=2000
   profile=debug cargo_profile=() report=
 else
-  events=100000 flush_edits=10000 subscribers=1000 rate=20 seconds=10 rounds=5
+  events=100000 flush_edits=10000 subscribers=1000 rate=20 seconds=10 rounds=5 processes=5
   writers=10000 writer_events=10000 documents=1000 doc_connections=10
   peers=100 presence_rate=10 presence_seconds=10
   fast=20 stalled=500 overload_seconds=20 rules_edits=2000
@@ -111,11 +111,12 @@ for snapshots in with without; do
   record "seed-$snapshots" "$bin/eventsync-bench" seed --url "$url" --document catchup --events "$events"
   head=$((events + 1))
   record "catchup-native-$snapshots" "$bin/eventsync-bench" catchup --url "$url" --document catchup
-  # With a snapshot: a cold first client, then new clients in the warm process (--rounds).
-  catchup_rounds=1
-  [ "$snapshots" = with ] && catchup_rounds=$rounds
+  # With a snapshot: a cold first client, then new clients in the warm process (--rounds), in
+  # --processes processes (the cold figure is their median).
+  catchup_rounds=1 catchup_processes=1
+  [ "$snapshots" = with ] && catchup_rounds=$rounds catchup_processes=$processes
   record "catchup-wasm-$snapshots" bench_js catchup --system eventsync --url "$url" \
-    --document catchup --expect "$head" --rounds "$catchup_rounds"
+    --document catchup --expect "$head" --rounds "$catchup_rounds" --processes "$catchup_processes"
   if [ "$snapshots" = without ]; then
     # The floor: the same events pages parsed (serde_json) and applied (json-patch), nothing else.
     record catchup-floor "$bin/eventsync-bench" catchup-floor --url "$url" --document catchup \
@@ -126,7 +127,7 @@ done
 for system in sharedb yjs; do
   launch node js/bench/servers.mjs "$system" --document catchup --events "$events"
   record "catchup-$system" bench_js catchup --system "$system" --url "$url" --document catchup \
-    --rounds "$rounds"
+    --rounds "$rounds" --processes "$processes"
   if [ "$system" = sharedb ]; then
     # ShareDB's counterpart of a catch-up without a snapshot: every op since the creation.
     record catchup-sharedb-replay bench_js catchup --system sharedb --replay 1 --url "$url" \

@@ -40,6 +40,8 @@ function ackAlone() {
     .map(([m, r]) => ({ ...r, rate: r.rate ?? Number(m[1]) }))
     .sort((a, b) => a.rate - b.rate);
 }
+/** How many processes a catch-up record's cold `ms` is the median of (1 for older records). */
+const wasmWithProcesses = (r) => r?.processes ?? 1;
 /** How many warm rounds a catch-up record's `warmMs` is the median of. */
 const wasmRounds = (r) => (r?.rounds > 1 ? num(r.rounds - 1) : "n/a");
 const ms = (v) => (v == null ? "n/a" : v >= 100 ? `${v.toFixed(0)} ms` : `${v.toFixed(1)} ms`);
@@ -156,7 +158,12 @@ line();
   table(["client", "time to synced", "warm", "bytes to client", "bytes to server"], rows);
   line("Time to synced is the process's first client: for the JavaScript clients that includes");
   line("compiling the code it runs (V8 compiles JavaScript and WebAssembly functions on first use).");
-  line(`Warm: the median of ${wasmRounds(get("catchup-wasm-with"))} more clients, one after the other, in the same process.`);
+  const cold = (r) => (r?.coldMs ? `${r.coldMs.map((v) => v.toFixed(1)).join(", ")} ms` : null);
+  if (wasmWithProcesses(get("catchup-wasm-with")) > 1) {
+    line(`For the JavaScript clients it is the median of ${wasmWithProcesses(get("catchup-wasm-with"))} processes' first clients, one process after the other`);
+    line(`(eventsync WebAssembly: ${cold(get("catchup-wasm-with"))}; ShareDB: ${cold(sharedb) ?? "n/a"}; Yjs: ${cold(yjs) ?? "n/a"}).`);
+  }
+  line(`Warm: the median of ${wasmRounds(get("catchup-wasm-with"))} more clients, one after the other, in the same process${wasmWithProcesses(get("catchup-wasm-with")) > 1 ? " (the median of the processes' medians)" : ""}.`);
   line();
   const wasm = get("catchup-wasm-with");
   line("Side by side (JavaScript clients under Node, eventsync with snapshot; ratio = eventsync /");
