@@ -286,15 +286,16 @@ impl StateManager {
     }
 
     /// Installs a server snapshot when it is ahead of the applied position. Returns the document
-    /// before it when installed, `None` when the snapshot was not newer and was ignored.
+    /// before it when installed, `None` when the snapshot was not newer and was ignored. The
+    /// snapshot's document becomes the manager's as it is (no copy of it is made).
     pub fn install_snapshot(
         &mut self,
-        snapshot: &Snapshot,
+        snapshot: Snapshot,
     ) -> Result<Option<Option<Value>>, StateError> {
         if snapshot.document_id != self.document_id {
             return Err(StateError::WrongDocument {
                 expected: self.document_id.clone(),
-                got: snapshot.document_id.clone(),
+                got: snapshot.document_id,
                 sequence_num: snapshot.sequence_num,
             });
         }
@@ -307,7 +308,7 @@ impl StateManager {
                 source,
             })?;
         }
-        let before = std::mem::replace(&mut self.document, snapshot.document.clone());
+        let before = std::mem::replace(&mut self.document, snapshot.document);
         self.applied_seq = snapshot.sequence_num;
         self.vector.merge(&snapshot.vector_clock);
         self.early.retain_from(&(snapshot.sequence_num + 1));
@@ -480,12 +481,12 @@ mod tests {
             document: Some(json!({"x": 10})),
             vector_clock: VectorClock::from_iter([("bob".to_string(), 10)]),
         };
-        let before = s.install_snapshot(&snap).unwrap();
+        let before = s.install_snapshot(snap.clone()).unwrap();
         assert_eq!(before, Some(Some(json!({"x": 1}))));
         assert_eq!(s.applied_seq(), 10);
         assert_eq!(s.state_vector().get("bob"), 10);
         assert_eq!(s.buffered(), 1, "events after the snapshot stay buffered");
-        assert_eq!(s.install_snapshot(&snap).unwrap(), None);
+        assert_eq!(s.install_snapshot(snap).unwrap(), None);
         deliver(&mut s, set(11, "/y", json!(11)));
         assert_eq!(s.document(), Some(&json!({"x": 10, "y": 11, "late": true})));
     }

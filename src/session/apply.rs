@@ -128,7 +128,7 @@ impl SyncSession {
         Ok(())
     }
 
-    pub(super) fn install_snapshot(&mut self, now: u64, snapshot: &Snapshot) {
+    pub(super) fn install_snapshot(&mut self, now: u64, snapshot: Snapshot) {
         match self.state.install_snapshot(snapshot) {
             Ok(Some(before)) => {
                 if self.restarting_from.is_none() {

@@ -86,7 +86,7 @@ impl SyncSession {
                 }
             }
             ServerMessage::Event { events } => self.receive_events(now, events),
-            ServerMessage::Snapshot { snapshot } => self.install_snapshot(now, &snapshot),
+            ServerMessage::Snapshot { snapshot } => self.install_snapshot(now, snapshot),
             ServerMessage::Ack { edits } => {
                 let mut folded = false;
                 for ack in edits {

@@ -561,7 +561,7 @@ impl SyncService {
         let mut state = eventsync::StateManager::new(document_id);
         if let Some(snapshot) = self.store.latest_snapshot(document_id).await? {
             state
-                .install_snapshot(&snapshot)
+                .install_snapshot(snapshot)
                 .map_err(|e| ServiceError::new(ErrorCode::Internal, e.to_string()))?;
         }
         let mut after = state.applied_seq();

@@ -137,7 +137,7 @@ async fn assert_converges(
     events: &[Event],
 ) {
     if let Some(snapshot) = snapshot {
-        reader.install_snapshot(snapshot).unwrap();
+        reader.install_snapshot(snapshot.clone()).unwrap();
     }
     for event in events {
         let received = reader.receive(event.clone()).unwrap();

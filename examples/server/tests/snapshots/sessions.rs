@@ -403,7 +403,7 @@ async fn a_websocket_that_falls_behind_the_compacted_history_is_closed_not_sent_
         panic!("then the tail")
     };
     let mut reader = StateManager::new("doc");
-    reader.install_snapshot(&snapshot).unwrap();
+    reader.install_snapshot(snapshot).unwrap();
     for event in &events {
         reader.apply(event).unwrap();
     }
@@ -459,7 +459,7 @@ async fn an_sse_stream_that_falls_behind_the_compacted_history_ends_and_resumes_
     assert_eq!(snapshot.event, "snapshot");
     let snapshot: Snapshot = serde_json::from_str(&snapshot.data).unwrap();
     let mut reader = StateManager::new("doc");
-    reader.install_snapshot(&snapshot).unwrap();
+    reader.install_snapshot(snapshot).unwrap();
     while reader.applied_seq() < 2501 {
         let message = stream.next().await;
         let events: Vec<Event> = match message.event.as_str() {
