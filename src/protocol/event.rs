@@ -134,8 +134,11 @@ enum Member<'a> {
     Number(u64),
     Operation(Operation),
     Diff(Option<&'a Diff>),
-    /// The `vectorClock` it carries, or its own entry (`clientId`, `sequenceNum`).
-    Vector(Option<&'a VectorClock>, &'a str, u64),
+    /// The `vectorClock` an event carries.
+    Vector(&'a VectorClock),
+    /// An event's own entry (`clientId`, `sequenceNum`), written as its `vectorClock` when it
+    /// carries none.
+    OwnEntry(&'a str, u64),
     Metadata(&'a Map<String, Value>),
 }
 
@@ -146,8 +149,8 @@ impl Event {
     /// [`ToJson`] (the browser's events), write these.
     fn written(&self, compact: bool) -> impl Iterator<Item = (&'static str, Member<'_>)> {
         let vector = match self.vector_clock.is_empty() {
-            true => Member::Vector(None, &self.client_id, self.sequence_num),
-            false => Member::Vector(Some(&self.vector_clock), "", 0),
+            true => Member::OwnEntry(&self.client_id, self.sequence_num),
+            false => Member::Vector(&self.vector_clock),
         };
         let members = [
             ("id", Some(Member::Text(&self.id))),
@@ -206,8 +209,8 @@ impl Serialize for Member<'_> {
             Member::Number(n) => serializer.serialize_u64(*n),
             Member::Operation(operation) => operation.serialize(serializer),
             Member::Diff(diff) => diff.serialize(serializer),
-            Member::Vector(Some(vector), ..) => vector.serialize(serializer),
-            Member::Vector(None, client_id, sequence_num) => {
+            Member::Vector(vector) => vector.serialize(serializer),
+            Member::OwnEntry(client_id, sequence_num) => {
                 let mut map = serializer.serialize_map(Some(1))?;
                 map.serialize_entry(client_id, sequence_num)?;
                 map.end()
@@ -224,12 +227,12 @@ impl ToJson for Member<'_> {
             Member::Number(n) => n.to_json(),
             Member::Operation(operation) => operation.to_json(),
             Member::Diff(diff) => diff.to_json(),
-            Member::Vector(Some(vector), ..) => vector.to_json(),
-            Member::Vector(None, client_id, sequence_num) => Value::Object(Map::from_iter([(
+            Member::Vector(vector) => vector.to_json(),
+            Member::OwnEntry(client_id, sequence_num) => Value::Object(Map::from_iter([(
                 (*client_id).to_owned(),
                 sequence_num.to_json(),
             )])),
-            Member::Metadata(metadata) => Value::Object((*metadata).clone()),
+            Member::Metadata(metadata) => metadata.to_json(),
         }
     }
 }
