@@ -96,17 +96,27 @@ struct Subscriber {
 }
 
 impl Subscriber {
-    /// Queues `batch`; past `bound` bytes the queue is emptied and marked lagged.
+    /// Queues `batch`; past `bound` bytes the queue is emptied and marked lagged. A lagged
+    /// queue takes nothing more until its reader sees the lag: the reader's connection then
+    /// repairs from the store, which already holds every batch published before that (the
+    /// service publishes after committing). So a stalled subscriber costs each publish one
+    /// look at its flag, not a copy of the batch and, at every bound, the emptying of its queue.
     fn push(&self, batch: &Arc<Published>, weight: usize, bound: usize) {
         let mut queue = self.queue.lock().expect("subscriber lock");
-        if queue.bytes + weight > bound && !queue.batches.is_empty() {
-            queue.batches.clear();
+        if queue.lagged {
+            return;
+        }
+        let dropped = if queue.bytes + weight > bound && !queue.batches.is_empty() {
             queue.bytes = 0;
             queue.lagged = true;
-        }
-        queue.batches.push_back(batch.clone());
-        queue.bytes += weight;
+            std::mem::take(&mut queue.batches)
+        } else {
+            queue.batches.push_back(batch.clone());
+            queue.bytes += weight;
+            VecDeque::new()
+        };
         drop(queue);
+        drop(dropped);
         self.ready.notify_one();
     }
 
@@ -203,5 +213,63 @@ impl EventBroker {
     /// Number of documents with subscribers (for metrics and tests).
     pub fn documents(&self) -> usize {
         self.channels.lock().expect("broker lock").len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use eventsync::protocol::Operation;
+
+    fn event(seq: u64) -> Event {
+        Event {
+            id: format!("e{seq}"),
+            document_id: "doc".into(),
+            timestamp: String::new(),
+            sequence_num: seq,
+            operation: Operation::Update,
+            diff: None,
+            vector_clock: Default::default(),
+            client_id: "writer".into(),
+            client_seq: Some(seq),
+            server_seq: seq,
+            metadata: Default::default(),
+        }
+    }
+
+    fn seqs(delivery: Delivery) -> Result<Vec<u64>, Lagged> {
+        delivery.map(|batch| batch.events.iter().map(|e| e.sequence_num).collect())
+    }
+
+    #[tokio::test]
+    async fn a_lagged_queue_takes_nothing_until_its_reader_sees_the_lag() {
+        // A bound of about two batches: the third empties the queue.
+        let one = Published {
+            frame: protocol::encode(&ServerMessage::Event {
+                events: vec![event(1)],
+            })
+            .into(),
+            frame_v2: OnceLock::new(),
+            each: vec![protocol::encode(&event(1))],
+            events: vec![event(1)],
+        }
+        .weight();
+        let broker = EventBroker::new(2 * one + one / 2);
+        let mut slow = broker.subscribe("doc");
+        let mut fast = broker.subscribe("doc");
+        for seq in 1..=2 {
+            broker.publish("doc", &[event(seq)]);
+            assert_eq!(seqs(fast.next().await.unwrap()), Ok(vec![seq]));
+        }
+        // Over the bound, then more while lagged: none of it is queued for the slow reader.
+        for seq in 3..=6 {
+            broker.publish("doc", &[event(seq)]);
+            assert_eq!(seqs(fast.next().await.unwrap()), Ok(vec![seq]));
+        }
+        assert_eq!(seqs(slow.next().await.unwrap()), Err(Lagged));
+        // Once it has seen the lag (and repaired from the store), it queues again.
+        broker.publish("doc", &[event(7)]);
+        assert_eq!(seqs(slow.next().await.unwrap()), Ok(vec![7]));
+        assert_eq!(seqs(fast.next().await.unwrap()), Ok(vec![7]));
     }
 }
