@@ -134,9 +134,10 @@ line("## 2. Catch-up");
 line();
 line("A new client syncing the document after its log holds the creation and the updates: time");
 line("from creating the client to `syncState()` resolved (ShareDB: `subscribe` called back; Yjs:");
-line("the provider's `sync` event), and the bytes each way. \"With snapshot\": the server's latest");
-line("snapshot and the events after it; \"without\": the server runs with `--snapshot-every 0`, so");
-line("the client replays every event. ShareDB always sends its current snapshot and Yjs its whole");
+line("the provider's `sync` event), and the bytes each way. \"With snapshot\": the server stores a");
+line("snapshot every 1,000 events and answers a new client with the document at its head as a");
+line("snapshot (PROTOCOL.md 6.3); \"without\": the server runs with `--snapshot-every 0`, so the");
+line("client replays every event. ShareDB always sends its current snapshot and Yjs its whole");
 line("state as one update: they have no replay row.");
 line();
 {

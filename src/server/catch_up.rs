@@ -31,7 +31,8 @@ pub enum SnapshotPolicy {
     /// Only when the position is older than the retained history: `GET /api/events` (12.2).
     WhenBehind,
     /// Also for a client with no state at all, when a snapshot exists: a `sync` answer, which
-    /// MAY start with a snapshot at any time (6.3), `POST /api/sync` and SSE.
+    /// MAY start with a snapshot at any time (6.3), `POST /api/sync` and SSE. It asks for
+    /// [`Read::SyncSnapshot`], the newest the log can give.
     WhenBehindOrNew,
 }
 
@@ -46,6 +47,10 @@ pub enum Read {
     },
     /// The latest snapshot, if any.
     Snapshot,
+    /// The snapshot a `sync` answer starts with (6.3): the newest state the log can give as
+    /// one (a server that holds its head's document may give the head itself, so the client
+    /// replays no tail after the latest snapshot), else what [`Read::Snapshot`] answers.
+    SyncSnapshot,
     /// Events with `sequenceNum > after`, ascending, at most `limit`.
     Events {
         /// The position.
@@ -60,7 +65,7 @@ pub enum Read {
 pub enum ReadResult {
     /// Answers [`Read::Head`].
     Head(LogHead),
-    /// Answers [`Read::Snapshot`].
+    /// Answers [`Read::Snapshot`] and [`Read::SyncSnapshot`].
     Snapshot(Option<Snapshot>),
     /// Answers [`Read::Events`].
     Events(Vec<Event>),
@@ -323,7 +328,10 @@ impl CatchUp {
             && self.vector.is_empty();
         if behind || new {
             self.state = State::Snapshot { head, cursor };
-            return Step::Read(Read::Snapshot);
+            return Step::Read(match self.policy {
+                SnapshotPolicy::WhenBehind => Read::Snapshot,
+                SnapshotPolicy::WhenBehindOrNew => Read::SyncSnapshot,
+            });
         }
         self.events_from(head, cursor, None)
     }
@@ -475,12 +483,15 @@ mod tests {
                         vector,
                     })
                 }
-                Read::Snapshot => ReadResult::Snapshot(self.snapshot.map(|seq| Snapshot {
-                    document_id: "d".into(),
-                    sequence_num: seq,
-                    document: Some(json!({"n": seq})),
-                    vector_clock: VectorClock::new(),
-                })),
+                // As a log that answers a sync with its latest stored snapshot.
+                Read::Snapshot | Read::SyncSnapshot => {
+                    ReadResult::Snapshot(self.snapshot.map(|seq| Snapshot {
+                        document_id: "d".into(),
+                        sequence_num: seq,
+                        document: Some(json!({"n": seq})),
+                        vector_clock: VectorClock::new(),
+                    }))
+                }
                 Read::Events { after, limit } => ReadResult::Events(
                     self.events
                         .iter()
@@ -509,6 +520,49 @@ mod tests {
             LogEvents::Parsed(events) => events.iter().map(|e| e.sequence_num).collect(),
             LogEvents::Encoded(events) => events.origins().map(|(seq, _)| seq).collect(),
         }
+    }
+
+    #[test]
+    fn a_sync_answer_asks_for_the_newest_snapshot_and_a_head_one_leaves_no_tail() {
+        let log = Log::new(12, 0, Some(10));
+        let head = match log.read(Read::Head { fresh: false }).unwrap() {
+            ReadResult::Head(head) => head,
+            other => panic!("{other:?}"),
+        };
+        // A log reader (12.2) gets the latest stored snapshot; a sync answer (6.3) the newest.
+        for (policy, read) in [
+            (SnapshotPolicy::WhenBehind, Read::Snapshot),
+            (SnapshotPolicy::WhenBehindOrNew, Read::SyncSnapshot),
+        ] {
+            let (mut machine, first) = CatchUp::new(VectorClock::new(), None, None, 5, policy);
+            assert_eq!(first, Read::Head { fresh: false });
+            // Compacted through 3: a new client is behind whatever the policy.
+            let behind = LogHead {
+                first_retained_seq: 4,
+                ..head.clone()
+            };
+            assert_eq!(machine.handle(ReadResult::Head(behind)), Step::Read(read));
+        }
+        // The head itself as the snapshot: the page is that snapshot alone, complete.
+        let (mut machine, _) = CatchUp::after(0, 5, SnapshotPolicy::WhenBehindOrNew);
+        assert_eq!(
+            machine.handle(ReadResult::Head(head)),
+            Step::Read(Read::SyncSnapshot)
+        );
+        let at_head = Snapshot {
+            document_id: "d".into(),
+            sequence_num: 12,
+            document: Some(json!({"n": 12})),
+            vector_clock: VectorClock::new(),
+        };
+        let Step::Page(page) = machine.handle(ReadResult::Snapshot(Some(at_head.clone()))) else {
+            panic!("a head snapshot needs no events read");
+        };
+        assert_eq!(page.snapshot, Some(at_head));
+        assert_eq!(
+            (seqs(&page), page.head_seq, page.has_more),
+            (vec![], 12, false)
+        );
     }
 
     #[test]

@@ -306,6 +306,7 @@ mod tests {
                     document: Some(json!({"n": seq})),
                     vector_clock: VectorClock::new(),
                 })),
+                Read::SyncSnapshot => unreachable!("a version reads the latest stored snapshot"),
                 Read::Events { after, limit } => ReadResult::Events(
                     events
                         .iter()

@@ -318,7 +318,8 @@ impl MemoryLog {
                 first_retained_seq: 1,
                 vector: self.vector.clone(),
             }),
-            Read::Snapshot => ReadResult::Snapshot(None),
+            // No snapshots: a new client replays the log.
+            Read::Snapshot | Read::SyncSnapshot => ReadResult::Snapshot(None),
             Read::Events { after, limit } => {
                 let from = (after.min(self.head_seq())) as usize;
                 let to = from.saturating_add(limit).min(self.events.len());

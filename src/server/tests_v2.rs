@@ -91,7 +91,7 @@ impl Server {
                             first_retained_seq: 1,
                             vector: VectorClock::from_iter([("bob".to_string(), head)]),
                         }),
-                        Read::Snapshot => ReadResult::Snapshot(None),
+                        Read::Snapshot | Read::SyncSnapshot => ReadResult::Snapshot(None),
                         Read::Events { after, limit } => ReadResult::Events(
                             (after + 1..=head)
                                 .take(limit)

@@ -409,11 +409,35 @@ impl SyncService {
         Ok(self.cache(&mut guard, document_id).await?.head.head_seq)
     }
 
+    /// The snapshot a `sync` answer starts with ([`Read::SyncSnapshot`]): the head itself, from
+    /// the cache, when the store holds a snapshot older than it, so that the client replays
+    /// none of the events after the stored one (up to `snapshot_every - 1` of them); else the
+    /// stored one. A document without a stored snapshot has none: its clients replay the log,
+    /// as before any snapshot was taken.
+    async fn sync_snapshot(&self, document_id: &str) -> Result<Option<Snapshot>, ServiceError> {
+        let Some(stored) = self.store.latest_snapshot(document_id).await? else {
+            return Ok(None);
+        };
+        let slot = self.slot(document_id);
+        let mut guard = slot.lock().await;
+        let cache = self.cache(&mut guard, document_id).await?;
+        if cache.head.head_seq <= stored.sequence_num {
+            return Ok(Some(stored));
+        }
+        Ok(Some(Snapshot {
+            document_id: cache.document_id.clone(),
+            sequence_num: cache.head.head_seq,
+            document: cache.head.document.clone(),
+            vector_clock: cache.head.vector.clone(),
+        }))
+    }
+
     /// Answers a read of the core's catch-up or of a connection repairing a gap.
     pub async fn read(&self, document_id: &str, read: Read) -> Result<ReadResult, ServiceError> {
         Ok(match read {
             Read::Head { fresh } => ReadResult::Head(self.log_head(document_id, fresh).await?),
             Read::Snapshot => ReadResult::Snapshot(self.store.latest_snapshot(document_id).await?),
+            Read::SyncSnapshot => ReadResult::Snapshot(self.sync_snapshot(document_id).await?),
             Read::Events { after, limit } => ReadResult::Encoded(
                 self.store
                     .encoded_events_after(document_id, after, limit)

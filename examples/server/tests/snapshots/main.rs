@@ -155,6 +155,17 @@ async fn assert_converges(
     );
 }
 
+/// The document at #37, the head of [`thirty_seven`]'s log, as a snapshot.
+fn head_snapshot(log: &[Event]) -> Snapshot {
+    let reader = reader_at(log, 37);
+    Snapshot {
+        document_id: "doc".into(),
+        sequence_num: 37,
+        document: reader.document().cloned(),
+        vector_clock: reader.state_vector().clone(),
+    }
+}
+
 fn vector(entries: &[(&str, u64)]) -> VectorClock {
     entries.iter().map(|(c, s)| (c.to_string(), *s)).collect()
 }
@@ -176,18 +187,15 @@ async fn websocket_catch_ups_start_with_a_snapshot_only_when_behind_the_retained
         snapshot_30.vector_clock,
         vector(&[("alice", 5), ("bob", 7), ("server", 30)])
     );
+    let snapshot_37 = head_snapshot(&log);
     let (mut carol, head) = Ws::open(&server, "doc", "carol").await;
     assert_eq!(head, 37);
 
-    // A new client: the snapshot, then the events after it, not the whole log.
+    // A new client: not the whole log, nor the stored snapshot (#30) and the events after it,
+    // but the head as a snapshot, and no events (6.3).
     let (snapshot, events) = ws_sync(&mut carol, VectorClock::new(), None).await;
-    assert_eq!(snapshot.as_ref(), Some(&snapshot_30));
-    assert_eq!(seqs(&events), (31..=37).collect::<Vec<_>>());
-    assert_eq!(
-        events,
-        log[30..].to_vec(),
-        "the events as they were broadcast"
-    );
+    assert_eq!(snapshot.as_ref(), Some(&snapshot_37));
+    assert_eq!(seqs(&events), Vec::<u64>::new());
     assert_converges(
         &server,
         StateManager::new("doc"),
@@ -195,8 +203,14 @@ async fn websocket_catch_ups_start_with_a_snapshot_only_when_behind_the_retained
         &events,
     )
     .await;
+    // The stored snapshot is the one at #30 (what the head snapshot saves the client: #31-#37).
+    let (_, page) = api::events(&server, "doc", "?after=0&limit=0").await;
+    assert_eq!(
+        page["snapshot"],
+        serde_json::to_value(&snapshot_30).unwrap()
+    );
 
-    // Older than the retained history (#26 on), by cursor and by vector: snapshot + tail.
+    // Older than the retained history (#26 on), by cursor and by vector: the head too.
     for (vector_clock, after) in [
         (vector(&[("alice", 2)]), Some(2)),
         (vector(&[("alice", 2)]), None),
@@ -206,10 +220,10 @@ async fn websocket_catch_ups_start_with_a_snapshot_only_when_behind_the_retained
         let (snapshot, events) = ws_sync(&mut carol, vector_clock.clone(), after).await;
         assert_eq!(
             snapshot.as_ref(),
-            Some(&snapshot_30),
+            Some(&snapshot_37),
             "{vector_clock:?} {after:?}"
         );
-        assert_eq!(seqs(&events), (31..=37).collect::<Vec<_>>());
+        assert_eq!(seqs(&events), Vec::<u64>::new());
         assert_converges(
             &server,
             reader_at(&log, position),
@@ -281,27 +295,29 @@ async fn http_and_sse_catch_ups_start_with_a_snapshot_when_history_is_compacted(
     assert!(page.get("snapshot").is_none(), "{page}");
     assert_eq!(page_seqs(&page), (26..=37).collect::<Vec<_>>());
 
+    // POST /api/sync answers as a WebSocket sync does (6.3): the head as a snapshot.
+    let snapshot_37 = serde_json::to_value(head_snapshot(&log)).unwrap();
     for body in [json!({}), json!({"vectorClock": {"alice": 2}})] {
         let (status, page) = api::sync(&server, "doc", &body).await;
         assert_eq!(status, 200);
-        assert_eq!(page["snapshot"], snapshot_30, "{body}");
-        assert_eq!(page_seqs(&page), (31..=37).collect::<Vec<_>>());
+        assert_eq!(page["snapshot"], snapshot_37, "{body}");
+        assert_eq!(page_seqs(&page), Vec::<u64>::new());
     }
 
-    // SSE: connected, the snapshot (id 30), then the events after it.
+    // SSE: connected, the snapshot (the head, id 37), then nothing to catch up.
     let mut stream = sse::open(&server, "/api/stream/doc?after=3", None)
         .await
         .expect("stream opens");
     assert_eq!(stream.next().await.event, "connected");
     let message = stream.next().await;
     assert_eq!(message.event, "snapshot");
-    assert_eq!(message.id.as_deref(), Some("30"));
-    assert_eq!(message.json(), snapshot_30);
-    let message = stream.next().await;
-    assert_eq!(message.event, "events");
     assert_eq!(message.id.as_deref(), Some("37"));
-    let events: Vec<Event> = serde_json::from_str(&message.data).unwrap();
-    assert_eq!(seqs(&events), (31..=37).collect::<Vec<_>>());
+    assert_eq!(message.json(), snapshot_37);
+    // The next message is the next edit, live.
+    written(api::patch(&server, "doc", &add_item(json!("live"))).await);
+    let message = stream.next().await;
+    assert_eq!(message.event, "event");
+    assert_eq!(message.id.as_deref(), Some("38"));
 }
 
 #[tokio::test]
