@@ -34,6 +34,10 @@ pub(crate) struct DocumentCache {
     /// read to tell a client's new edits from its resends. An append this cache did not see
     /// moves the stored head, so nothing decided from a stale entry is ever stored.
     clients: HashMap<String, u64>,
+    /// The store holds a snapshot of this document (seen in a read, or saved by this process):
+    /// a sync answer then starts from the head without reading it (snapshots are replaced by
+    /// newer ones, never removed).
+    pub(crate) snapshot_stored: bool,
 }
 
 impl DocumentCache {
@@ -58,6 +62,7 @@ impl DocumentCache {
             head,
             recent,
             clients: HashMap::new(),
+            snapshot_stored: false,
         })
     }
 

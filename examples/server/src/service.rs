@@ -372,6 +372,7 @@ impl SyncService {
             tracing::warn!(error = %err, document = %cache.document_id, "snapshot failed");
             return;
         }
+        cache.snapshot_stored = true;
         if let Some(retain) = self.history.retain_events {
             let through = head.saturating_sub(retain);
             if through >= cache.head.first_retained_seq {
@@ -410,19 +411,22 @@ impl SyncService {
     }
 
     /// The snapshot a `sync` answer starts with ([`Read::SyncSnapshot`]): the head itself, from
-    /// the cache, when the store holds a snapshot older than it, so that the client replays
-    /// none of the events after the stored one (up to `snapshot_every - 1` of them); else the
-    /// stored one. A document without a stored snapshot has none: its clients replay the log,
-    /// as before any snapshot was taken.
+    /// the cache, once the store holds a snapshot, so that the client replays none of the
+    /// events after the stored one (up to `snapshot_every - 1` of them). A document without a
+    /// stored snapshot has none: its clients replay the log, as before any snapshot was taken.
+    /// The store is read only until a snapshot is known to exist.
     async fn sync_snapshot(&self, document_id: &str) -> Result<Option<Snapshot>, ServiceError> {
-        let Some(stored) = self.store.latest_snapshot(document_id).await? else {
-            return Ok(None);
-        };
         let slot = self.slot(document_id);
         let mut guard = slot.lock().await;
         let cache = self.cache(&mut guard, document_id).await?;
-        if cache.head.head_seq <= stored.sequence_num {
-            return Ok(Some(stored));
+        if !cache.snapshot_stored {
+            let Some(stored) = self.store.latest_snapshot(document_id).await? else {
+                return Ok(None);
+            };
+            cache.snapshot_stored = true;
+            if stored.sequence_num >= cache.head.head_seq {
+                return Ok(Some(stored));
+            }
         }
         Ok(Some(Snapshot {
             document_id: cache.document_id.clone(),
