@@ -28,7 +28,7 @@ pub use frame::{
 };
 pub use history::{HistoryAnswer, HistoryRequest, Version, VersionAnswer, VersionRequest};
 pub use json_error::JsonError;
-pub(crate) use json_error::Quoted;
+pub(crate) use json_error::{Quoted, QuotedChar};
 pub use presence::{
     presence_size, PresencePeer, PresenceUpdate, MAX_PRESENCE_BYTES, PRESENCE_TIMEOUT_MS,
 };

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use crate::protocol::Quoted;
+use crate::protocol::{Quoted, QuotedChar};
 
 /// Reconnect timing: exponential backoff from `initial` to `max`, each wait drawn at random from
 /// its upper half (jitter, so that many clients do not reconnect in lockstep).
@@ -204,7 +204,7 @@ pub fn endpoint(server: &str, suffix: &str) -> Result<String, String> {
     {
         return Err(format!(
             "{quoted} holds {}: {usage} (a token goes in the options, not the URL)",
-            Quoted(bad.encode_utf8(&mut [0; 4]))
+            QuotedChar(bad)
         ));
     }
     let path = &rest[host.len()..];

@@ -123,14 +123,7 @@ where
     let mut value: Value = serde_json::from_str(text)?;
     let document_id = match value.as_object_mut().and_then(|o| o.remove("documentId")) {
         None => None,
-        Some(Value::String(id)) => Some(id),
-        Some(other) => {
-            let invalid = serde::de::Error::invalid_type(
-                serde::de::Unexpected::Other(&other.to_string()),
-                &"a documentId string",
-            );
-            return Err(FrameError::Malformed(invalid));
-        }
+        Some(id) => Some(super::read::document_id(id).map_err(FrameError::Malformed)?),
     };
     let message = read(value)?;
     Ok(Scoped {

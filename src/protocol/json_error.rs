@@ -65,6 +65,15 @@ impl serde::de::Error for JsonError {
 /// escaped. Messages quote names and ids with it instead of `{:?}`.
 pub(crate) struct Quoted<'a>(pub &'a str);
 
+/// A character as a JSON string literal of that one character (see [`Quoted`]).
+pub(crate) struct QuotedChar(pub char);
+
+impl fmt::Display for QuotedChar {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        Quoted(self.0.encode_utf8(&mut [0; 4])).fmt(f)
+    }
+}
+
 impl fmt::Display for Quoted<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("\"")?;
@@ -113,7 +122,7 @@ impl fmt::Display for Described<'_> {
                 Some(n) => write!(f, "floating point `{n}`"),
                 None => f.write_str("floating point"),
             },
-            Unexpected::Char(c) => write!(f, "character {}", Quoted(c.encode_utf8(&mut [0; 4]))),
+            Unexpected::Char(c) => write!(f, "character {}", QuotedChar(c)),
             Unexpected::Str(s) => write!(f, "string {}", Quoted(s)),
             Unexpected::Bytes(_) => f.write_str("byte array"),
             Unexpected::Unit => f.write_str("null"),

@@ -42,7 +42,7 @@ pub(super) fn read_server(text: &str, scoped: bool) -> Result<Read, Error> {
 }
 
 /// A frame's `documentId`: a string.
-fn document_id(value: Value) -> Result<String, Error> {
+pub(super) fn document_id(value: Value) -> Result<String, Error> {
     match value {
         Value::String(id) => Ok(id),
         other => Err(Error::invalid_type(

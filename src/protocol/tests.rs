@@ -371,3 +371,19 @@ fn events_as_values_are_what_serde_writes() {
         assert_eq!(written["diff"], value["diff"], "{value}");
     }
 }
+
+#[test]
+fn a_documentid_that_is_not_a_string_is_refused_alike_by_both_readers() {
+    // Client frames on the server, server frames on the client: one rule, one message.
+    for id in ["5", "null", "{\"a\":1}", "[\"doc\"]"] {
+        let client = format!(r#"{{"type":"sync","documentId":{id},"vectorClock":{{}}}}"#);
+        let server = format!(r#"{{"type":"pong","documentId":{id}}}"#);
+        let expected = format!("invalid type: {id}, expected a documentId string");
+        let client = decode_client_scoped(&client, 1 << 20)
+            .unwrap_err()
+            .to_string();
+        let server = decode_server_scoped(&server).unwrap_err().to_string();
+        assert!(client.contains(&expected), "{client}");
+        assert!(server.contains(&expected), "{server}");
+    }
+}

@@ -1,7 +1,7 @@
 //! The limits of a server (docs/PROTOCOL.md section 11), a per-connection rate limiter and the
 //! validation of client-supplied identifiers (section 1).
 
-use crate::protocol::{ClientMessage, Quoted, SERVER_CLIENT_ID};
+use crate::protocol::{ClientMessage, Quoted, QuotedChar, SERVER_CLIENT_ID};
 
 /// Longest `documentId` or `clientId`, in characters (section 1).
 pub const MAX_ID_LEN: usize = 128;
@@ -182,7 +182,7 @@ pub fn validate_id(id: &str) -> Result<(), String> {
     {
         return Err(format!(
             "ids are 1-128 characters of A-Z a-z 0-9 . _ ~ -, not {}",
-            Quoted(bad.encode_utf8(&mut [0; 4]))
+            QuotedChar(bad)
         ));
     }
     // Only ASCII is left, so bytes are characters.
