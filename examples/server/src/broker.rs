@@ -42,6 +42,19 @@ impl AsRef<[Event]> for Published {
 }
 
 impl Published {
+    /// `events` (consecutive, in order) with their encodings.
+    fn of(events: &[Event]) -> Self {
+        Published {
+            frame: protocol::encode(&ServerMessage::Event {
+                events: events.to_vec(),
+            })
+            .into(),
+            frame_v2: OnceLock::new(),
+            each: events.iter().map(protocol::encode).collect(),
+            events: events.to_vec(),
+        }
+    }
+
     /// The `event` frame for a connection of `version`.
     pub fn frame_for(&self, version: u32) -> Utf8Bytes {
         if version != protocol::PROTOCOL_VERSION_2 {
@@ -195,15 +208,7 @@ impl EventBroker {
             subscribers.retain(|s| s.strong_count() > 0);
         }
         // Under the lock: batches reach every queue in the order they were published.
-        let published = Arc::new(Published {
-            frame: protocol::encode(&ServerMessage::Event {
-                events: events.to_vec(),
-            })
-            .into(),
-            frame_v2: OnceLock::new(),
-            each: events.iter().map(protocol::encode).collect(),
-            events: events.to_vec(),
-        });
+        let published = Arc::new(Published::of(events));
         let weight = published.weight();
         for subscriber in live {
             subscriber.push(&published, weight, self.queue_bytes);
@@ -244,16 +249,7 @@ mod tests {
     #[tokio::test]
     async fn a_lagged_queue_takes_nothing_until_its_reader_sees_the_lag() {
         // A bound of about two batches: the third empties the queue.
-        let one = Published {
-            frame: protocol::encode(&ServerMessage::Event {
-                events: vec![event(1)],
-            })
-            .into(),
-            frame_v2: OnceLock::new(),
-            each: vec![protocol::encode(&event(1))],
-            events: vec![event(1)],
-        }
-        .weight();
+        let one = Published::of(&[event(1)]).weight();
         let broker = EventBroker::new(2 * one + one / 2);
         let mut slow = broker.subscribe("doc");
         let mut fast = broker.subscribe("doc");

@@ -5,7 +5,7 @@
 use std::collections::{HashMap, VecDeque};
 
 use eventsync::conflict::ShapedOp;
-use eventsync::protocol::{ErrorCode, Event};
+use eventsync::protocol::{ErrorCode, Event, Snapshot};
 use eventsync::sequencer::{LogView, Proposed};
 use eventsync::VectorClock;
 use serde_json::Value;
@@ -64,6 +64,17 @@ impl DocumentCache {
             clients: HashMap::new(),
             snapshot_stored: false,
         })
+    }
+
+    /// The head as a snapshot: what is stored every `snapshot_every` events, and what a sync
+    /// answer starts with.
+    pub(crate) fn head_snapshot(&self) -> Snapshot {
+        Snapshot {
+            document_id: self.document_id.clone(),
+            sequence_num: self.head.head_seq,
+            document: self.head.document.clone(),
+            vector_clock: self.head.vector.clone(),
+        }
     }
 
     /// Takes in events appended after the head, and the document they lead to.

@@ -362,13 +362,7 @@ impl SyncService {
         if every == 0 || head / every == before / every {
             return;
         }
-        let snapshot = Snapshot {
-            document_id: cache.document_id.clone(),
-            sequence_num: head,
-            document: cache.head.document.clone(),
-            vector_clock: cache.head.vector.clone(),
-        };
-        if let Err(err) = self.store.save_snapshot(&snapshot).await {
+        if let Err(err) = self.store.save_snapshot(&cache.head_snapshot()).await {
             tracing::warn!(error = %err, document = %cache.document_id, "snapshot failed");
             return;
         }
@@ -428,12 +422,7 @@ impl SyncService {
                 return Ok(Some(stored));
             }
         }
-        Ok(Some(Snapshot {
-            document_id: cache.document_id.clone(),
-            sequence_num: cache.head.head_seq,
-            document: cache.head.document.clone(),
-            vector_clock: cache.head.vector.clone(),
-        }))
+        Ok(Some(cache.head_snapshot()))
     }
 
     /// Answers a read of the core's catch-up or of a connection repairing a gap.

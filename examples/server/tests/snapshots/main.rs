@@ -155,12 +155,12 @@ async fn assert_converges(
     );
 }
 
-/// The document at #37, the head of [`thirty_seven`]'s log, as a snapshot.
-fn head_snapshot(log: &[Event]) -> Snapshot {
-    let reader = reader_at(log, 37);
+/// The document of [`thirty_seven`]'s log at `position`, as a snapshot.
+fn snapshot_at(log: &[Event], position: u64) -> Snapshot {
+    let reader = reader_at(log, position);
     Snapshot {
         document_id: "doc".into(),
-        sequence_num: 37,
+        sequence_num: position,
         document: reader.document().cloned(),
         vector_clock: reader.state_vector().clone(),
     }
@@ -174,20 +174,12 @@ fn vector(entries: &[(&str, u64)]) -> VectorClock {
 async fn websocket_catch_ups_start_with_a_snapshot_only_when_behind_the_retained_history() {
     let server = snapshotting_server().await;
     let log = thirty_seven(&server).await;
-    let snapshot_30 = {
-        let reader = reader_at(&log, 30);
-        Snapshot {
-            document_id: "doc".into(),
-            sequence_num: 30,
-            document: reader.document().cloned(),
-            vector_clock: reader.state_vector().clone(),
-        }
-    };
+    let snapshot_30 = snapshot_at(&log, 30);
     assert_eq!(
         snapshot_30.vector_clock,
         vector(&[("alice", 5), ("bob", 7), ("server", 30)])
     );
-    let snapshot_37 = head_snapshot(&log);
+    let snapshot_37 = snapshot_at(&log, 37);
     let (mut carol, head) = Ws::open(&server, "doc", "carol").await;
     assert_eq!(head, 37);
 
@@ -250,13 +242,7 @@ async fn websocket_catch_ups_start_with_a_snapshot_only_when_behind_the_retained
 async fn http_and_sse_catch_ups_start_with_a_snapshot_when_history_is_compacted() {
     let server = snapshotting_server().await;
     let log = thirty_seven(&server).await;
-    let snapshot_30 = serde_json::to_value(Snapshot {
-        document_id: "doc".into(),
-        sequence_num: 30,
-        document: reader_at(&log, 30).document().cloned(),
-        vector_clock: reader_at(&log, 30).state_vector().clone(),
-    })
-    .unwrap();
+    let snapshot_30 = serde_json::to_value(snapshot_at(&log, 30)).unwrap();
     let page_seqs = |page: &Value| -> Vec<u64> {
         page["events"]
             .as_array()
@@ -296,7 +282,7 @@ async fn http_and_sse_catch_ups_start_with_a_snapshot_when_history_is_compacted(
     assert_eq!(page_seqs(&page), (26..=37).collect::<Vec<_>>());
 
     // POST /api/sync answers as a WebSocket sync does (6.3): the head as a snapshot.
-    let snapshot_37 = serde_json::to_value(head_snapshot(&log)).unwrap();
+    let snapshot_37 = serde_json::to_value(snapshot_at(&log, 37)).unwrap();
     for body in [json!({}), json!({"vectorClock": {"alice": 2}})] {
         let (status, page) = api::sync(&server, "doc", &body).await;
         assert_eq!(status, 200);
