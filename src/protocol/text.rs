@@ -119,10 +119,13 @@ impl Reader<'_> {
             }
             Some(b'{') => {
                 let depth = self.nest(depth)?;
-                let mut members = Map::new();
+                // Collected, then built at once: a map built from its members in key order (as
+                // a writer of a map sends them) takes none of the searches that inserting them
+                // one by one does. A repeated key keeps its last value, as inserting does.
+                let mut members = Vec::new();
                 if self.peek() == Some(b'}') {
                     self.at += 1;
-                    return Ok(Value::Object(members));
+                    return Ok(Value::Object(Map::new()));
                 }
                 loop {
                     if self.peek() != Some(b'"') {
@@ -133,12 +136,12 @@ impl Reader<'_> {
                         return Err(self.error("expected `:`"));
                     }
                     self.at += 1;
-                    members.insert(key, self.value(depth)?);
+                    members.push((key, self.value(depth)?));
                     match self.peek() {
                         Some(b',') => self.at += 1,
                         Some(b'}') => {
                             self.at += 1;
-                            return Ok(Value::Object(members));
+                            return Ok(Value::Object(Map::from_iter(members)));
                         }
                         _ => return Err(self.error("expected `,` or `}`")),
                     }
@@ -372,6 +375,7 @@ mod tests {
             "[1,2]",
             "{}",
             r#"{"a":1,"b":[true,null],"a":2}"#,
+            r#"{"c":1,"a":2,"b":3,"a":4,"c":{"y":5,"x":6,"y":7}}"#,
             " [ 1 , { } ] ",
             // Refused.
             "",
