@@ -16,8 +16,9 @@ use crate::broker::EventBroker;
 use crate::hooks::Rules;
 use crate::limits::Limits;
 use crate::presence::PresenceHub;
-use crate::service::{StateVectorManager, SyncService};
+use crate::service::SyncService;
 use crate::store::{EventStore, StoreChange, StoreError};
+use crate::vectors::StateVectorManager;
 use crate::webhook::Webhook;
 
 /// Command-line flags, each with an environment variable.

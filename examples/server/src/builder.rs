@@ -19,8 +19,9 @@ use crate::auth::Authority;
 use crate::broker::EventBroker;
 use crate::hooks::{Hooks, Rules};
 use crate::schema::SchemaRule;
-use crate::service::{History, StateVectorManager, SyncService};
+use crate::service::{History, SyncService};
 use crate::store::{self, EventStore};
+use crate::vectors::StateVectorManager;
 
 /// Builds a server: its [`Config`] (the binary's flags), then what only code can give.
 pub struct ServerBuilder {

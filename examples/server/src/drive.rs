@@ -197,11 +197,9 @@ impl Driver {
                     document_id,
                     vector,
                 } => {
-                    let client = self.connection.client_id().unwrap_or_default().to_owned();
-                    let recorded = self.state.vectors.record(&document_id, &client, &vector);
-                    if let Err(err) = Box::pin(recorded).await {
-                        tracing::warn!(error = %err, "state vector not recorded");
-                    }
+                    // In the background: the answer to the `sync` does not wait for it.
+                    let client = self.connection.client_id().unwrap_or_default();
+                    self.state.vectors.record(&document_id, client, &vector);
                 }
                 Output::Unsubscribe(document_id) => self.unsubscribe(&document_id),
                 Output::Presence { document_id, state } => {

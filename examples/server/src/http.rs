@@ -359,13 +359,9 @@ pub async fn sync(
         )
         .await?;
     if !vector.client_id.is_empty() {
-        if let Err(err) = state
+        state
             .vectors
-            .record(&document_id, &vector.client_id, &vector.vector_clock)
-            .await
-        {
-            tracing::warn!(error = %err, "state vector not recorded");
-        }
+            .record(&document_id, &vector.client_id, &vector.vector_clock);
     }
     Ok(Json(page))
 }

@@ -29,7 +29,7 @@
 //! ```
 //!
 //! The seed's components, by name: [`store::EventStore`] (the durable log; SQLite or
-//! PostgreSQL), [`service::StateVectorManager`] (clients' last known state vectors),
+//! PostgreSQL), [`vectors::StateVectorManager`] (clients' last known state vectors),
 //! [`service::SyncService`] (catch-up, ordering edits exactly once) and [`broker::EventBroker`]
 //! (per-document fan-out to WebSocket and SSE subscribers), beside [`presence::PresenceHub`]
 //! (who is on each document, never stored) and [`webhook`] (every event POSTed, signed, from
@@ -50,6 +50,7 @@ pub mod presence;
 pub mod schema;
 pub mod service;
 pub mod store;
+pub mod vectors;
 pub mod webhook;
 pub mod ws;
 

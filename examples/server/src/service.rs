@@ -1,5 +1,5 @@
-//! `SyncService`: orders edits and changes into each document's log, answers catch-ups, and keeps
-//! `StateVectorManager`'s record of what each client knows.
+//! `SyncService`: orders edits and changes into each document's log and answers catch-ups
+//! (`StateVectorManager`, the record of what each client knows, is [`crate::vectors`]).
 //!
 //! Each document has a cache of its head and its most recent events behind an async mutex: the
 //! mutex is the document's single writer. Ordering itself is the core's
@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use eventsync::conflict::ShapedOp;
-use eventsync::protocol::{Edit, ErrorCode, Event, EventsPage, Operation, Snapshot, StateVector};
+use eventsync::protocol::{Edit, ErrorCode, Event, EventsPage, Operation, Snapshot};
 use eventsync::sequencer::{self, SubmitOutcome};
 use eventsync::server::{
     CatchUp, LogHead, Read, ReadResult, SnapshotPolicy, Step, Submitted, VersionAt, VersionStep,
@@ -67,40 +67,6 @@ impl From<StoreError> for ServiceError {
     fn from(err: StoreError) -> Self {
         tracing::error!(error = %err, "event store failed");
         ServiceError::new(ErrorCode::Internal, format!("event store failed: {err}"))
-    }
-}
-
-/// Last known state vector of every client, per document (the seed's `StateVectorManager`).
-pub struct StateVectorManager {
-    store: Arc<dyn EventStore>,
-}
-
-impl StateVectorManager {
-    /// Keeps vectors in `store`.
-    pub fn new(store: Arc<dyn EventStore>) -> Self {
-        StateVectorManager { store }
-    }
-
-    /// Records what `client_id` has told (or been sent) about `document_id`.
-    pub async fn record(
-        &self,
-        document_id: &str,
-        client_id: &str,
-        vector_clock: &VectorClock,
-    ) -> Result<(), StoreError> {
-        self.store
-            .save_state_vector(&StateVector {
-                client_id: client_id.to_owned(),
-                document_id: document_id.to_owned(),
-                vector_clock: vector_clock.clone(),
-                last_updated: Some(now_rfc3339()),
-            })
-            .await
-    }
-
-    /// Every client's last known vector for a document.
-    pub async fn vectors(&self, document_id: &str) -> Result<Vec<StateVector>, StoreError> {
-        self.store.state_vectors(document_id).await
     }
 }
 

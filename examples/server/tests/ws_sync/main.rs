@@ -340,3 +340,35 @@ async fn long_catch_ups_are_paged_with_has_more() {
 }
 
 mod live;
+
+/// The seed's `StateVectorManager`: a `sync` records the vector the client told, in the
+/// background (its answer does not wait for the write), and of several syncs the newest stays.
+#[tokio::test]
+async fn a_sync_is_recorded_as_the_clients_state_vector_the_newest_one_staying() {
+    let server = TestServer::start().await;
+    six_event_log(&server, "recorded").await;
+
+    let (mut dave, _) = Ws::open(&server, "recorded", "dave").await;
+    let first = dave.sync(VectorClock::new(), None).await;
+    assert_eq!(first.seqs(), vec![1, 2, 3, 4, 5, 6]);
+    let told = vector(&[("alice", 3), ("bob", 5), ("carol", 6), ("server", 4)]);
+    let second = dave.sync(told.clone(), None).await;
+    assert!(second.events.is_empty());
+
+    // The server's own database, read as another process would.
+    let store = eventsync_server::store::open(&server.dir.sqlite_url())
+        .await
+        .expect("open the server's database");
+    let mut recorded = Vec::new();
+    for _ in 0..200 {
+        recorded = store.state_vectors("recorded").await.expect("read the vectors");
+        if recorded.iter().any(|v| v.vector_clock == told) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let dave_vectors: Vec<_> = recorded.iter().filter(|v| v.client_id == "dave").collect();
+    assert_eq!(dave_vectors.len(), 1, "one record per client: {recorded:?}");
+    assert_eq!(dave_vectors[0].vector_clock, told);
+    assert!(dave_vectors[0].last_updated.is_some());
+}
