@@ -3,8 +3,9 @@
 //!
 //! A `sync` is answered without waiting for its record: with SQLite's `synchronous=FULL` every
 //! write is a commit and an fsync, and nothing in the answer depends on it. The records are
-//! written by one task at a time, the newest vector of each (document, client) told since the
-//! last write: a storm of reconnecting clients queues at most one record ahead of the edits
+//! written by one task at a time, all the vectors told since its last write in one statement
+//! (the newest of each document and client): a storm of reconnecting clients costs the store a
+//! write per batch instead of one per client, queues at most one write ahead of the edits
 //! waiting for the store, and memory holds one vector per client not yet written.
 
 use std::collections::HashMap;
@@ -66,10 +67,18 @@ impl StateVectorManager {
                     }
                     std::mem::take(&mut pending.vectors)
                 };
-                for ((document_id, client_id), vector_clock) in batch {
-                    if let Err(err) = save(&*store, document_id, client_id, vector_clock).await {
-                        tracing::warn!(error = %err, "state vector not recorded");
-                    }
+                let last_updated = Some(now_rfc3339());
+                let batch: Vec<StateVector> = batch
+                    .into_iter()
+                    .map(|((document_id, client_id), vector_clock)| StateVector {
+                        client_id,
+                        document_id,
+                        vector_clock,
+                        last_updated: last_updated.clone(),
+                    })
+                    .collect();
+                if let Err(err) = store.save_state_vectors(&batch).await {
+                    tracing::warn!(error = %err, count = batch.len(), "state vectors not recorded");
                 }
             }
         });
@@ -89,20 +98,4 @@ impl StateVectorManager {
     pub async fn vectors(&self, document_id: &str) -> Result<Vec<StateVector>, StoreError> {
         self.store.state_vectors(document_id).await
     }
-}
-
-async fn save(
-    store: &dyn EventStore,
-    document_id: String,
-    client_id: String,
-    vector_clock: VectorClock,
-) -> Result<(), StoreError> {
-    store
-        .save_state_vector(&StateVector {
-            client_id,
-            document_id,
-            vector_clock,
-            last_updated: Some(now_rfc3339()),
-        })
-        .await
 }

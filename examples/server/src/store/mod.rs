@@ -170,8 +170,10 @@ pub trait EventStore: Send + Sync + 'static {
     /// Returns how many were deleted.
     async fn compact(&self, document_id: &str, through: u64) -> Result<u64, StoreError>;
 
-    /// Records a client's last known state vector (`StateVectorManager` persistence).
-    async fn save_state_vector(&self, state_vector: &StateVector) -> Result<(), StoreError>;
+    /// Records clients' last known state vectors (`StateVectorManager` persistence), each
+    /// replacing the one stored for its document and client; at most one per (document,
+    /// client) in a call.
+    async fn save_state_vectors(&self, vectors: &[StateVector]) -> Result<(), StoreError>;
 
     /// Every client's last known state vector for a document.
     async fn state_vectors(&self, document_id: &str) -> Result<Vec<StateVector>, StoreError>;

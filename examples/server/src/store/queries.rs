@@ -20,11 +20,18 @@ pub(crate) const EVENT_ROW: &str = "(?, ?, ?, ?, ?json)";
 pub(crate) const INSERT_EDITS: &str =
     "INSERT INTO edits (document_id, client_id, client_seq, seq) VALUES ";
 pub(crate) const EDIT_ROW: &str = "(?, ?, ?, ?)";
+/// An `INSERT` of clients' state vectors, then [`STATE_VECTOR_ROW`] per vector and
+/// [`STATE_VECTOR_UPSERT`] (a vector replaces the one stored for its document and client).
+pub(crate) const INSERT_STATE_VECTORS: &str =
+    "INSERT INTO state_vectors (document_id, client_id, vector, last_updated) VALUES ";
+pub(crate) const STATE_VECTOR_ROW: &str = "(?, ?, ?json, ?)";
+pub(crate) const STATE_VECTOR_UPSERT: &str = " ON CONFLICT (document_id, client_id) DO UPDATE SET \
+     vector = excluded.vector, last_updated = excluded.last_updated";
 
 impl Dialect {
-    /// This dialect's `INSERT` of `n` rows: `head`, then `row` `n` times.
-    pub(crate) fn rows(self, head: &str, row: &str, n: usize) -> String {
-        let mut template = String::with_capacity(head.len() + n * (row.len() + 2));
+    /// This dialect's `INSERT` of `n` rows: `head`, then `row` `n` times, then `tail`.
+    pub(crate) fn rows(self, head: &str, row: &str, n: usize, tail: &str) -> String {
+        let mut template = String::with_capacity(head.len() + n * (row.len() + 2) + tail.len());
         template.push_str(head);
         for i in 0..n {
             if i > 0 {
@@ -32,6 +39,7 @@ impl Dialect {
             }
             template.push_str(row);
         }
+        template.push_str(tail);
         self.sql(&template)
     }
 
@@ -99,7 +107,6 @@ pub(crate) struct Queries {
     pub(crate) snapshot_seq: String,
     pub(crate) delete_events: String,
     pub(crate) set_first_retained: String,
-    pub(crate) save_state_vector: String,
     pub(crate) state_vectors: String,
     pub(crate) insert_outbox: String,
     pub(crate) due_outbox: String,
@@ -170,11 +177,6 @@ impl Queries {
                 "UPDATE documents SET first_retained_seq = \
                  CASE WHEN first_retained_seq > ? THEN first_retained_seq ELSE ? END \
                  WHERE document_id = ?",
-            ),
-            save_state_vector: d.sql(
-                "INSERT INTO state_vectors (document_id, client_id, vector, last_updated) \
-                 VALUES (?, ?, ?json, ?) ON CONFLICT (document_id, client_id) DO UPDATE SET \
-                 vector = excluded.vector, last_updated = excluded.last_updated",
             ),
             state_vectors: d.sql(
                 "SELECT client_id, {vector}, last_updated FROM state_vectors \

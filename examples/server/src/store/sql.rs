@@ -47,7 +47,10 @@ use std::sync::{Arc, OnceLock};
 use tokio::sync::{mpsc, Notify};
 
 pub(crate) use super::queries::Dialect;
-use super::queries::{Queries, EDIT_ROW, EVENT_ROW, INSERT_EDITS, INSERT_EVENTS, ROWS_PER_INSERT};
+use super::queries::{
+    Queries, EDIT_ROW, EVENT_ROW, INSERT_EDITS, INSERT_EVENTS, INSERT_STATE_VECTORS,
+    ROWS_PER_INSERT, STATE_VECTOR_ROW, STATE_VECTOR_UPSERT,
+};
 use super::rows::{
     check_append, check_compact, decode_body, decode_event, decode_vector, encode_body,
     encode_event, encode_vector, from_db, newer_schema, to_db, vector_after, SCHEMA_VERSION,
@@ -186,7 +189,7 @@ impl Append<'_> {
                     body
                 ]);
             }
-            let sql = dialect.rows(INSERT_EVENTS, EVENT_ROW, rows.len());
+            let sql = dialect.rows(INSERT_EVENTS, EVENT_ROW, rows.len(), "");
             match tx.execute(&sql, &params).await {
                 Ok(_) => {}
                 Err(err) if is_unique_violation(&err) => return Err(moved()),
@@ -206,7 +209,7 @@ impl Append<'_> {
                 }
             }
             if edit_rows > 0 {
-                let sql = dialect.rows(INSERT_EDITS, EDIT_ROW, edit_rows);
+                let sql = dialect.rows(INSERT_EDITS, EDIT_ROW, edit_rows, "");
                 tx.execute(&sql, &params).await?;
             }
         }
@@ -423,17 +426,31 @@ impl EventStore for SqlStore {
         })
     }
 
-    async fn save_state_vector(&self, state_vector: &StateVector) -> Result<(), StoreError> {
-        let vector = encode_vector(&state_vector.vector_clock);
-        let params = params![
-            &state_vector.document_id,
-            &state_vector.client_id,
-            &vector,
-            &state_vector.last_updated,
-        ];
-        self.writer
-            .execute(&self.queries.save_state_vector, params)
-            .await?;
+    async fn save_state_vectors(&self, vectors: &[StateVector]) -> Result<(), StoreError> {
+        // One statement (one commit) per chunk: a batch of reconnecting clients costs the
+        // database one write, not one each.
+        for chunk in vectors.chunks(ROWS_PER_INSERT) {
+            let encoded: Vec<String> = chunk
+                .iter()
+                .map(|v| encode_vector(&v.vector_clock))
+                .collect();
+            let mut params = Vec::with_capacity(4 * chunk.len());
+            for (v, vector) in chunk.iter().zip(&encoded) {
+                params.extend_from_slice(params![
+                    &v.document_id,
+                    &v.client_id,
+                    vector,
+                    &v.last_updated
+                ]);
+            }
+            let sql = self.dialect.rows(
+                INSERT_STATE_VECTORS,
+                STATE_VECTOR_ROW,
+                chunk.len(),
+                STATE_VECTOR_UPSERT,
+            );
+            self.writer.execute(&sql, &params).await?;
+        }
         Ok(())
     }
 

@@ -564,16 +564,12 @@ async fn state_vectors_save_replace_list(backend: &Backend) {
         vector_clock: vector(entries),
         last_updated: updated.map(str::to_owned),
     };
+    // Two in one call.
     store
-        .save_state_vector(&sv(
-            "c2",
-            &[("a", 2), ("b", 1)],
-            Some("2026-01-01T00:00:00Z"),
-        ))
-        .await
-        .unwrap();
-    store
-        .save_state_vector(&sv("c1", &[("a", 1)], None))
+        .save_state_vectors(&[
+            sv("c2", &[("a", 2), ("b", 1)], Some("2026-01-01T00:00:00Z")),
+            sv("c1", &[("a", 1)], None),
+        ])
         .await
         .unwrap();
     assert_eq!(
@@ -583,12 +579,12 @@ async fn state_vectors_save_replace_list(backend: &Backend) {
             sv("c2", &[("a", 2), ("b", 1)], Some("2026-01-01T00:00:00Z")),
         ]
     );
+    // One replaced, one new.
     store
-        .save_state_vector(&sv(
-            "c1",
-            &[("a", 3), ("c", 1)],
-            Some("2026-01-02T00:00:00Z"),
-        ))
+        .save_state_vectors(&[
+            sv("c1", &[("a", 3), ("c", 1)], Some("2026-01-02T00:00:00Z")),
+            sv("c3", &[], None),
+        ])
         .await
         .unwrap();
     assert_eq!(
@@ -596,8 +592,16 @@ async fn state_vectors_save_replace_list(backend: &Backend) {
         [
             sv("c1", &[("a", 3), ("c", 1)], Some("2026-01-02T00:00:00Z")),
             sv("c2", &[("a", 2), ("b", 1)], Some("2026-01-01T00:00:00Z")),
+            sv("c3", &[], None),
         ]
     );
+    // More than one statement's worth of rows, and nothing at all.
+    let many: Vec<StateVector> = (0..600)
+        .map(|i| sv(&format!("m{i:03}"), &[("a", i)], None))
+        .collect();
+    store.save_state_vectors(&many).await.unwrap();
+    store.save_state_vectors(&[]).await.unwrap();
+    assert_eq!(store.state_vectors(&doc).await.unwrap().len(), 603);
     assert!(store
         .state_vectors(&unique("vectors-other"))
         .await
@@ -630,7 +634,10 @@ async fn survives_reopening(backend: &Backend) {
             .unwrap();
         store.save_snapshot(&snapshot).await.unwrap();
         store.compact(&doc, 2).await.unwrap();
-        store.save_state_vector(&state_vector).await.unwrap();
+        store
+            .save_state_vectors(std::slice::from_ref(&state_vector))
+            .await
+            .unwrap();
     }
     let store = backend.open().await;
     let head = store.head(&doc).await.unwrap();

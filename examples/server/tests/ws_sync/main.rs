@@ -361,7 +361,10 @@ async fn a_sync_is_recorded_as_the_clients_state_vector_the_newest_one_staying()
         .expect("open the server's database");
     let mut recorded = Vec::new();
     for _ in 0..200 {
-        recorded = store.state_vectors("recorded").await.expect("read the vectors");
+        recorded = store
+            .state_vectors("recorded")
+            .await
+            .expect("read the vectors");
         if recorded.iter().any(|v| v.vector_clock == told) {
             break;
         }
