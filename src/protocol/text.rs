@@ -46,6 +46,7 @@ pub(crate) fn read(text: &str, float: fn(&str) -> Option<f64>) -> Result<Value, 
         bytes: text.as_bytes(),
         at: 0,
         float,
+        members: Vec::new(),
     };
     let value = reader.value(MAX_NESTING)?;
     reader.skip_space();
@@ -61,7 +62,16 @@ struct Reader<'a> {
     bytes: &'a [u8],
     at: usize,
     float: fn(&str) -> Option<f64>,
+    /// The members of the objects being read, innermost last (one buffer for the whole text).
+    members: Vec<(String, Value)>,
 }
+
+/// Up to this many members an object is built by inserting them one by one; a larger one is
+/// built at once from its members, which takes none of the searches inserting them does when
+/// they come in key order (as a writer of a map sends them). A repeated key keeps its last value
+/// either way.
+#[cfg(any(test, target_arch = "wasm32"))]
+const FEW_MEMBERS: usize = 16;
 
 #[cfg(any(test, target_arch = "wasm32"))]
 impl Reader<'_> {
@@ -119,14 +129,11 @@ impl Reader<'_> {
             }
             Some(b'{') => {
                 let depth = self.nest(depth)?;
-                // Collected, then built at once: a map built from its members in key order (as
-                // a writer of a map sends them) takes none of the searches that inserting them
-                // one by one does. A repeated key keeps its last value, as inserting does.
-                let mut members = Vec::new();
                 if self.peek() == Some(b'}') {
                     self.at += 1;
                     return Ok(Value::Object(Map::new()));
                 }
+                let start = self.members.len();
                 loop {
                     if self.peek() != Some(b'"') {
                         return Err(self.error("key must be a string"));
@@ -136,12 +143,13 @@ impl Reader<'_> {
                         return Err(self.error("expected `:`"));
                     }
                     self.at += 1;
-                    members.push((key, self.value(depth)?));
+                    let value = self.value(depth)?;
+                    self.members.push((key, value));
                     match self.peek() {
                         Some(b',') => self.at += 1,
                         Some(b'}') => {
                             self.at += 1;
-                            return Ok(Value::Object(Map::from_iter(members)));
+                            return Ok(Value::Object(self.object(start)));
                         }
                         _ => return Err(self.error("expected `,` or `}`")),
                     }
@@ -149,6 +157,19 @@ impl Reader<'_> {
             }
             Some(_) => Err(self.error("expected value")),
         }
+    }
+
+    /// The object of the members read from `start` on ([`FEW_MEMBERS`]).
+    fn object(&mut self, start: usize) -> Map<String, Value> {
+        let members = self.members.drain(start..);
+        if members.len() > FEW_MEMBERS {
+            return members.collect();
+        }
+        let mut object = Map::new();
+        for (key, value) in members {
+            object.insert(key, value);
+        }
+        object
     }
 
     /// Enters an array or object: the depth left inside it.
@@ -376,6 +397,8 @@ mod tests {
             "{}",
             r#"{"a":1,"b":[true,null],"a":2}"#,
             r#"{"c":1,"a":2,"b":3,"a":4,"c":{"y":5,"x":6,"y":7}}"#,
+            // More than FEW_MEMBERS, out of order and repeated, with small objects inside.
+            r#"{"k":1,"j":2,"i":3,"h":4,"g":5,"f":6,"e":7,"d":8,"c":9,"b":10,"a":11,"k":12,"l":{"b":1,"a":2,"b":3},"m":13,"n":14,"o":15,"p":16,"q":17,"a":18}"#,
             " [ 1 , { } ] ",
             // Refused.
             "",
