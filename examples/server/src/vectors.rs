@@ -84,17 +84,7 @@ impl StateVectorManager {
         });
     }
 
-    /// Whether every vector told so far is written (or its write failed).
-    pub fn settled(&self) -> bool {
-        !self
-            .pending
-            .lock()
-            .expect("state vector records poisoned")
-            .writing
-    }
-
-    /// Every client's last known vector for a document (as written so far: see
-    /// [`StateVectorManager::settled`]).
+    /// Every client's last known vector for a document, as written so far.
     pub async fn vectors(&self, document_id: &str) -> Result<Vec<StateVector>, StoreError> {
         self.store.state_vectors(document_id).await
     }
