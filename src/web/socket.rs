@@ -150,22 +150,19 @@ async fn pump(
     let (writer, mut outgoing) = mpsc::unbounded::<String>();
     let mut closed = link.clone().connected(writer);
     let mut stop = Continue("the client ended the connection to start over".to_owned());
-    // The core's timer, armed for `armed`: kept while the deadline stays the same, so a frame
-    // costs no `setTimeout`/`clearTimeout` pair (a catch-up took eight).
-    let mut armed = None;
+    // The core's timer, armed for `armed`. It is set again only for an earlier deadline: every
+    // frame received moves the idle and ping deadlines later, and a timer that fires before a
+    // later deadline finds nothing due (`handle_timeout` acts only on what is due) and is armed
+    // again for it. So a frame costs no `setTimeout`/`clearTimeout` pair and no closure.
+    let mut armed: Option<u64> = None;
     let mut sleep = futures::future::Fuse::terminated();
     while !closed {
-        let deadline = link.poll_timeout();
-        if deadline != armed {
-            armed = deadline;
-            sleep = match deadline {
-                Some(at) => {
-                    let wait = at.saturating_sub(link.now()).min(u32::MAX as u64);
-                    TimeoutFuture::new(wait as u32).fuse()
-                }
-                // Terminated: `select!` leaves it out.
-                None => futures::future::Fuse::terminated(),
-            };
+        if let Some(at) = link.poll_timeout() {
+            if armed.is_none_or(|armed| at < armed) {
+                armed = Some(at);
+                let wait = at.saturating_sub(link.now()).min(u32::MAX as u64);
+                sleep = TimeoutFuture::new(wait as u32).fuse();
+            }
         }
         futures::select! {
             frame = stream.next().fuse() => match frame {
