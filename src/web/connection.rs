@@ -386,22 +386,32 @@ impl ConnShared {
                 detached: None,
             },
         );
-        self.run(|mux, now| mux.add(now, session));
+        self.run(true, |mux, now| mux.add(now, session));
         Ok(())
     }
 
     /// Runs `f` on the multiplexer, then carries out its outputs: saves, sends (after the saves
     /// they depend on), resolves waiters and tells the app (after the borrow ends, so listeners
     /// may call back). True when the connection closed.
-    fn run<T>(self: &Rc<Self>, f: impl FnOnce(&mut Multiplexer, u64) -> T) -> (T, bool) {
+    ///
+    /// `by_app`: an app's call, which wakes the connection loop (its deadlines may have
+    /// changed). The loop's own calls (a frame, a timeout) leave it: it reads the deadlines
+    /// again before it waits, and waking it would poll its task a second time for every frame.
+    fn run<T>(
+        self: &Rc<Self>,
+        by_app: bool,
+        f: impl FnOnce(&mut Multiplexer, u64) -> T,
+    ) -> (T, bool) {
         // The work is in `step`, compiled once rather than once per closure (wasm size).
         let mut f = Some(f);
         let mut result = None;
-        let closed = self.step(&mut |mux, now| result = f.take().map(|f| f(mux, now)));
+        let closed = self.step(by_app, &mut |mux, now| {
+            result = f.take().map(|f| f(mux, now))
+        });
         (result.expect("`step` calls its closure"), closed)
     }
 
-    fn step(self: &Rc<Self>, f: &mut dyn FnMut(&mut Multiplexer, u64)) -> bool {
+    fn step(self: &Rc<Self>, by_app: bool, f: &mut dyn FnMut(&mut Multiplexer, u64)) -> bool {
         let now = self.now();
         let mut events: Events = Vec::new();
         let mut closed = false;
@@ -480,7 +490,9 @@ impl ConnShared {
                 shared.dispatch(events);
             });
         }
-        let _ = self.control.unbounded_send(Control::Wake);
+        if by_app {
+            let _ = self.control.unbounded_send(Control::Wake);
+        }
         closed
     }
 
@@ -529,9 +541,11 @@ impl ConnShared {
         if self.core.borrow().closed {
             return Err(ClientError::Closed);
         }
-        self.run(|mux, now| mux.with_session(document_id, |s| f(s, now)))
-            .0
-            .ok_or(ClientError::Closed)
+        self.run(true, |mux, now| {
+            mux.with_session(document_id, |s| f(s, now))
+        })
+        .0
+        .ok_or(ClientError::Closed)
     }
 
     pub(super) fn read<T>(&self, document_id: &str, f: impl FnOnce(&SyncSession) -> T) -> T {
@@ -572,7 +586,7 @@ impl ConnShared {
             return Err(ClientError::Closed);
         }
         match self
-            .run(|mux, now| mux.set_presence(now, document_id, state))
+            .run(true, |mux, now| mux.set_presence(now, document_id, state))
             .0
         {
             Err(PresenceError::NotOpen(_)) => Err(ClientError::Closed),
@@ -598,7 +612,7 @@ impl ConnShared {
             core.answers.insert(id, sender);
         }
         // Carries out what the request made: its frame, or its end at once.
-        self.run(|_, _| ());
+        self.run(true, |_, _| ());
         receiver
     }
 
@@ -634,7 +648,7 @@ impl ConnShared {
     /// The app closed a document: it leaves the connection, its waiters reject, and its last
     /// state is saved before its IndexedDB record is let go.
     pub(super) fn close_document(self: &Rc<Self>, document_id: &str) {
-        let (session, _) = self.run(|mux, now| mux.remove(now, document_id));
+        let (session, _) = self.run(true, |mux, now| mux.remove(now, document_id));
         let Some(session) = session else {
             return;
         };
@@ -697,15 +711,15 @@ impl Link for ConnShared {
 
     fn connected(self: Rc<Self>, writer: mpsc::UnboundedSender<String>) -> bool {
         self.core.borrow_mut().writer = Some(writer);
-        self.run(|mux, now| mux.handle_connected(now)).1
+        self.run(false, |mux, now| mux.handle_connected(now)).1
     }
 
     fn frame(self: Rc<Self>, text: &str) -> bool {
-        self.run(|mux, now| mux.handle_frame(now, text)).1
+        self.run(false, |mux, now| mux.handle_frame(now, text)).1
     }
 
     fn timeout(self: Rc<Self>) -> bool {
-        self.run(|mux, now| mux.handle_timeout(now)).1
+        self.run(false, |mux, now| mux.handle_timeout(now)).1
     }
 
     fn poll_timeout(&self) -> Option<u64> {
@@ -714,7 +728,7 @@ impl Link for ConnShared {
 
     fn disconnected(self: Rc<Self>) {
         self.core.borrow_mut().writer = None;
-        self.run(|mux, now| mux.handle_disconnected(now));
+        self.run(false, |mux, now| mux.handle_disconnected(now));
     }
 
     fn refused(&self) -> bool {

@@ -97,19 +97,33 @@ impl Shared {
     /// Runs `f` on the session, then carries out its outputs: saves, sends (after the saves
     /// they depend on), resolves waiters and tells the app (after the borrow ends, so listeners
     /// may call back into the client). Returns `f`'s result and whether the session closed the
-    /// connection.
+    /// connection. An app's call: it wakes the connection loop, whose deadlines may have
+    /// changed.
     pub fn with_session<T>(
         self: &Rc<Self>,
+        f: impl FnOnce(&mut SyncSession, u64) -> T,
+    ) -> (T, bool) {
+        self.run(true, f)
+    }
+
+    /// [`Shared::with_session`]; `by_app` false for the connection loop's own calls (a frame, a
+    /// timeout), which leave the loop unwoken: it reads the deadlines again before it waits,
+    /// and waking it would poll its task a second time for every frame.
+    fn run<T>(
+        self: &Rc<Self>,
+        by_app: bool,
         f: impl FnOnce(&mut SyncSession, u64) -> T,
     ) -> (T, bool) {
         // The work is in `step`, compiled once rather than once per closure (wasm size).
         let mut f = Some(f);
         let mut result = None;
-        let close = self.step(&mut |session, now| result = f.take().map(|f| f(session, now)));
+        let close = self.step(by_app, &mut |session, now| {
+            result = f.take().map(|f| f(session, now))
+        });
         (result.expect("`step` calls its closure"), close)
     }
 
-    fn step(self: &Rc<Self>, f: &mut dyn FnMut(&mut SyncSession, u64)) -> bool {
+    fn step(self: &Rc<Self>, by_app: bool, f: &mut dyn FnMut(&mut SyncSession, u64)) -> bool {
         let now = self.now();
         let mut events = Vec::new();
         let mut close = false;
@@ -191,7 +205,9 @@ impl Shared {
                 }
             });
         }
-        let _ = self.control.unbounded_send(Control::Wake);
+        if by_app {
+            let _ = self.control.unbounded_send(Control::Wake);
+        }
         close
     }
 
@@ -236,15 +252,15 @@ impl Link for Shared {
 
     fn connected(self: Rc<Self>, writer: mpsc::UnboundedSender<String>) -> bool {
         self.core.borrow_mut().writer = Some(writer);
-        self.with_session(|s, now| s.handle_connected(now)).1
+        self.run(false, |s, now| s.handle_connected(now)).1
     }
 
     fn frame(self: Rc<Self>, text: &str) -> bool {
-        self.with_session(|s, now| s.handle_frame(now, text)).1
+        self.run(false, |s, now| s.handle_frame(now, text)).1
     }
 
     fn timeout(self: Rc<Self>) -> bool {
-        self.with_session(|s, now| s.handle_timeout(now)).1
+        self.run(false, |s, now| s.handle_timeout(now)).1
     }
 
     fn poll_timeout(&self) -> Option<u64> {
@@ -253,7 +269,7 @@ impl Link for Shared {
 
     fn disconnected(self: Rc<Self>) {
         self.core.borrow_mut().writer = None;
-        self.with_session(|s, now| s.handle_disconnected(now));
+        self.run(false, |s, now| s.handle_disconnected(now));
     }
 
     fn refused(&self) -> bool {
