@@ -75,7 +75,8 @@ function describe(event: SyncEvent): string {
       return `${others.length} others: ${others.map((p) => p.clientId).join(", ")}`;
     }
     case "error": {
-      const code: ErrorCode | null = event.code;
+      // `unsafe_integer`: an event JavaScript cannot hold, in whose place this one came.
+      const code: ErrorCode | "unsafe_integer" | null = event.code;
       return `${code ?? "local"}: ${event.message}`;
     }
     default: {

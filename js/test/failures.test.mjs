@@ -4,7 +4,8 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { createServer } from "node:net";
-import { startServer, until } from "../support/server.mjs";
+import { startServer, until, withTimeout } from "../support/server.mjs";
+import { startProxy } from "../support/proxy.mjs";
 
 const { SyncClient, SyncConnection } = await import("eventsync");
 
@@ -91,5 +92,50 @@ test("arguments that do not convert are TypeErrors with the code invalid_argumen
     await assert.rejects(client.syncState({ timeoutMs: "soon" }), { code: "invalid_argument" });
   } finally {
     client.close();
+  }
+});
+
+test("an integer JavaScript cannot hold: document() throws unsafe_integer, its event arrives as an error event, the others as they are", async () => {
+  // The reference server refuses such integers (too_large); another server may send them. A
+  // proxy plays that server: it writes the string "__big__" as the integer 2^53 + 1.
+  const proxy = await startProxy(server.url, {
+    rewrite: (text) => text.replaceAll('"__big__"', "9007199254740993"),
+  });
+  const doc = "doc-big-integer";
+  const writer = new SyncClient(server.url, doc, { clientId: "writer" });
+  const reader = new SyncClient(proxy.url, doc, { clientId: "reader" });
+  try {
+    writer.create({ id: "__big__", n: 1 });
+    writer.edit([{ op: "replace", path: "/n", value: 2 }]);
+    await withTimeout(writer.flush(), 10_000, "the writer's flush");
+
+    const batches = [];
+    reader.onEvents((events) => batches.push(events));
+    await withTimeout(reader.syncState(), 10_000, "syncState");
+    const events = batches.flat();
+    const errors = events.filter((e) => e.type === "error");
+    assert.equal(errors.length, 1, JSON.stringify(events));
+    assert.equal(errors[0].code, "unsafe_integer");
+    assert.equal(errors[0].message, "9007199254740993 can't be represented as a JavaScript number");
+    // In place of the first event; the one after it, in the same catch-up page, and the sync's
+    // end still arrive.
+    const applied = events.filter((e) => e.type === "applied");
+    assert.deepEqual(applied.map((e) => e.event.sequenceNum), [2]);
+    assert.ok(events.indexOf(errors[0]) < events.indexOf(applied[0]));
+    assert.ok(events.some((e) => e.type === "synced"), JSON.stringify(events));
+    assert.equal(reader.appliedSeq(), 2);
+    assert.throws(
+      () => reader.document(),
+      (error) => {
+        assert.equal(error.name, "EventsyncError");
+        assert.equal(error.code, "unsafe_integer");
+        assert.match(error.message, /9007199254740993 can't be represented as a JavaScript number/);
+        return true;
+      },
+    );
+  } finally {
+    reader.close();
+    writer.close();
+    proxy.close();
   }
 });

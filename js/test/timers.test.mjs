@@ -4,15 +4,12 @@
 // that the deadlines still hold: a stream of frames keeps the connection, a ping goes out when
 // the server has been quiet, and a silent connection is given up `idleTimeoutMs` after its last
 // frame. Through a proxy that can drop what the server sends. Run by scripts/test-js.sh.
-import { createRequire } from "node:module";
-import { once } from "node:events";
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { startServer, until, withTimeout } from "../support/server.mjs";
+import { startProxy } from "../support/proxy.mjs";
 
 const { SyncClient } = await import("eventsync");
-// The `ws` package the eventsync package itself depends on.
-const { WebSocket, WebSocketServer } = createRequire(import.meta.resolve("eventsync"))("ws");
 
 let server;
 before(async () => {
@@ -22,44 +19,8 @@ after(() => server?.stop());
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
-/** A WebSocket proxy to `target` that counts the clients' pings and, while `muted`, drops every
- * frame the server sends. */
-async function mutingProxy(target) {
-  const wss = new WebSocketServer({ host: "127.0.0.1", port: 0 });
-  const state = { muted: false, pings: 0, connections: 0 };
-  const sockets = new Set();
-  wss.on("connection", (client, request) => {
-    state.connections += 1;
-    const upstream = new WebSocket(target + request.url);
-    sockets.add(client).add(upstream);
-    const queued = [];
-    upstream.on("open", () => queued.splice(0).forEach((text) => upstream.send(text)));
-    client.on("message", (data) => {
-      const text = data.toString();
-      if (JSON.parse(text).type === "ping") state.pings += 1;
-      if (upstream.readyState === WebSocket.OPEN) upstream.send(text);
-      else queued.push(text);
-    });
-    upstream.on("message", (data) => {
-      if (!state.muted) client.send(data.toString());
-    });
-    client.on("close", () => upstream.close());
-    upstream.on("close", () => client.close());
-    upstream.on("error", () => client.terminate());
-  });
-  await once(wss, "listening");
-  return {
-    url: `ws://127.0.0.1:${wss.address().port}`,
-    state,
-    close() {
-      for (const socket of sockets) socket.terminate();
-      wss.close();
-    },
-  };
-}
-
 test("frames keep the connection, a quiet server is pinged, a silent one is given up after idleTimeoutMs", async () => {
-  const proxy = await mutingProxy(server.url);
+  const proxy = await startProxy(server.url);
   const doc = "doc-timers";
   const writer = new SyncClient(server.url, doc, { clientId: "writer" });
   const reader = new SyncClient(proxy.url, doc, {

@@ -461,9 +461,10 @@ fn void_promise_boxed(
     })
 }
 
-/// JSON as a plain JavaScript value (objects, not `Map`s), converted once.
+/// JSON as a plain JavaScript value (objects, not `Map`s), converted once; an integer that a
+/// JavaScript number cannot hold is an error with the code `unsafe_integer`.
 pub(super) fn to_js(value: &Value) -> Result<JsValue, JsValue> {
-    convert::to_js(value).map_err(|e| super::error::js_error("EventsyncError", e))
+    convert::to_js(value).map_err(super::error::unsafe_integer)
 }
 
 /// A subscription as the function that cancels it (what `onEvent` and its kin return). The
@@ -543,10 +544,24 @@ pub(super) fn status_name(status: ConnectionStatus) -> &'static str {
     }
 }
 
-/// Events as an array of plain objects (`SyncEvent[]`), converted in one go.
+/// Events as an array of plain objects (`SyncEvent[]`), converted in one go. An event that
+/// JavaScript cannot hold (an integer beyond 2^53 - 1 in its patch, say) arrives as an `error`
+/// event with the code `unsafe_integer` in its place (`error::unsafe_event`); the others arrive
+/// as they are.
 fn events_to_js(events: &[ClientEvent]) -> js_sys::Array {
-    let values = Value::Array(events.iter().map(event_value).collect());
-    to_js(&values).map_or_else(|_| js_sys::Array::new(), JsCast::unchecked_into)
+    let all = Value::Array(events.iter().map(event_value).collect());
+    match (convert::to_js(&all), &all) {
+        (Ok(array), _) => array.unchecked_into(),
+        (Err(_), Value::Array(values)) => {
+            let array = js_sys::Array::new();
+            for value in values {
+                let event = convert::to_js(value);
+                array.push(&event.unwrap_or_else(super::error::unsafe_event));
+            }
+            array
+        }
+        (Err(_), _) => js_sys::Array::new(),
+    }
 }
 
 /// An event as JSON (`SyncEvent` in the TypeScript types).

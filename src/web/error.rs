@@ -15,7 +15,7 @@ pub(crate) fn js_error(name: &str, message: impl std::fmt::Display) -> JsValue {
 /// A client error as a JavaScript `Error`: `name` is `EventsyncError`, and `code` (always set)
 /// one of `ClientErrorCode`: the protocol's code when there is one (the server's refusal, an edit
 /// that does not apply, a refused presence state), else `closed`, `timeout`,
-/// `invalid_argument` or `storage`.
+/// `invalid_argument`, `storage` or, from [`unsafe_integer`], `unsafe_integer`.
 pub(crate) fn client_error(err: ClientError) -> JsValue {
     let code = match &err {
         ClientError::Refused { code, .. } => protocol_code(code.unwrap_or(ErrorCode::Unknown)),
@@ -27,6 +27,21 @@ pub(crate) fn client_error(err: ClientError) -> JsValue {
         ClientError::Timeout(_) => "timeout".to_owned(),
     };
     coded(js_error("EventsyncError", &err), &code)
+}
+
+/// JSON that JavaScript cannot hold as it is (an integer beyond 2^53 - 1, which a JavaScript
+/// number would round): an `EventsyncError` with the code `unsafe_integer`.
+pub(crate) fn unsafe_integer(err: String) -> JsValue {
+    coded(js_error("EventsyncError", err), "unsafe_integer")
+}
+
+/// In place of an event that JavaScript cannot hold (`err` says why, naming the number): an
+/// `error` event (its `type` is `"error"`) that is also the [`unsafe_integer`] error, so that the
+/// event's listeners hear of it and the events after it still arrive.
+pub(crate) fn unsafe_event(err: String) -> JsValue {
+    let error = unsafe_integer(err);
+    let _ = js_sys::Reflect::set(&error, &"type".into(), &"error".into());
+    error
 }
 
 /// An argument JavaScript passed that does not convert (a malformed patch, bad options): a

@@ -55,8 +55,16 @@ export interface WaitOptions {
 
 /** The `code` of every error the client throws or rejects with: the protocol's codes, and
  * `closed` (the client or document was closed), `timeout` (a `timeoutMs` passed),
- * `invalid_argument` (a bad URL, document id, patch or option) and `storage` (IndexedDB failed). */
-export type ClientErrorCode = ErrorCode | "closed" | "timeout" | "invalid_argument" | "storage";
+ * `invalid_argument` (a bad URL, document id, patch or option), `storage` (IndexedDB failed) and
+ * `unsafe_integer` (the document holds an integer beyond 2^53 - 1, which a JavaScript number
+ * would round). */
+export type ClientErrorCode =
+  | ErrorCode
+  | "closed"
+  | "timeout"
+  | "invalid_argument"
+  | "storage"
+  | "unsafe_integer";
 
 /** What the client throws and rejects with (`TypeError` for arguments that do not convert, with
  * the code `invalid_argument`). */
@@ -188,7 +196,9 @@ export type SyncEvent =
   /** Whether `undo()` or `redo()` can do something changed. */
   | { type: "undoStack"; canUndo: boolean; canRedo: boolean }
   | { type: "presence"; others: PresencePeer[] }
-  | { type: "error"; code: ErrorCode | null; message: string };
+  /** An error of the session (`code` the protocol's, or null), or an event that JavaScript cannot
+   * hold (`"unsafe_integer"`: an integer beyond 2^53 - 1), given in its place. */
+  | { type: "error"; code: ErrorCode | "unsafe_integer" | null; message: string };
 
 /**
  * A live, offline-capable replica of one document on an eventsync server. `T` is the document's
