@@ -22,28 +22,12 @@ use crate::protocol::{write_json, Quoted};
 /// same `f64`: serde_json writes the shortest text that reads back to it. A key `__proto__` is
 /// an own property, as `JSON.parse` makes it (setting it made it the object's prototype).
 pub(crate) fn to_js(value: &Value) -> Result<JsValue, String> {
-    check_numbers(value)?;
+    // The rule the session keeps for edits (`diff::check_placed_numbers`), for everything else.
+    if let Some(n) = crate::diff::unsafe_integer(value) {
+        return Err(format!("{n} can't be represented as a JavaScript number"));
+    }
     let text = write_json(value);
     js_sys::JSON::parse(&text).map_err(|_| "invalid JSON".to_owned())
-}
-
-/// Every integer of `value` is one a JavaScript number holds exactly.
-fn check_numbers(value: &Value) -> Result<(), String> {
-    const MAX_SAFE: u64 = (1 << 53) - 1;
-    match value {
-        Value::Number(number) => {
-            if let Some(n) = number.as_u64().filter(|n| *n > MAX_SAFE) {
-                return Err(format!("{n} can't be represented as a JavaScript number"));
-            }
-            if let Some(n) = number.as_i64().filter(|n| *n < -(MAX_SAFE as i64)) {
-                return Err(format!("{n} can't be represented as a JavaScript number"));
-            }
-            Ok(())
-        }
-        Value::Array(items) => items.iter().try_for_each(check_numbers),
-        Value::Object(members) => members.values().try_for_each(check_numbers),
-        Value::Null | Value::Bool(_) | Value::String(_) => Ok(()),
-    }
 }
 
 /// A JavaScript value as JSON: `null` and `undefined` are `null`; numbers (a safe integer is an
