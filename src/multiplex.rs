@@ -166,6 +166,10 @@ pub enum PresenceError {
         /// The limit.
         limit: usize,
     },
+    /// It holds an integer beyond +/-(2^53 - 1), which JavaScript peers would read rounded
+    /// (`too_large`, as an edit placing one).
+    #[error("presence state: the integer {0} is beyond +/-(2^53 - 1), which JavaScript clients cannot hold exactly: store it as a string")]
+    UnsafeInteger(serde_json::Number),
     /// The document is not on this connection.
     #[error("{0} is not open on this connection")]
     NotOpen(String),
@@ -175,10 +179,27 @@ pub enum PresenceError {
 }
 
 impl PresenceError {
+    /// Whether `state` may be published where states are at most `max_bytes` of compact JSON:
+    /// within that, and holding no integer beyond +/-(2^53 - 1) (section 18.7). The rule of the
+    /// client's `set_presence` and of the server's `presence` alike.
+    pub fn check_state(state: &Value, max_bytes: usize) -> Result<(), PresenceError> {
+        let size = protocol::presence_size(state);
+        if size > max_bytes {
+            return Err(PresenceError::TooLarge {
+                size,
+                limit: max_bytes,
+            });
+        }
+        match crate::diff::unsafe_integer(state) {
+            Some(n) => Err(PresenceError::UnsafeInteger(n.clone())),
+            None => Ok(()),
+        }
+    }
+
     /// The protocol code that says the same.
     pub fn code(&self) -> ErrorCode {
         match self {
-            PresenceError::TooLarge { .. } => ErrorCode::TooLarge,
+            PresenceError::TooLarge { .. } | PresenceError::UnsafeInteger(_) => ErrorCode::TooLarge,
             PresenceError::NotOpen(_) | PresenceError::NeedsConnection => {
                 ErrorCode::UnexpectedMessage
             }
@@ -416,13 +437,7 @@ impl Multiplexer {
         document_id: &str,
         state: Value,
     ) -> Result<(), PresenceError> {
-        let size = protocol::presence_size(&state);
-        if size > self.config.max_presence_bytes {
-            return Err(PresenceError::TooLarge {
-                size,
-                limit: self.config.max_presence_bytes,
-            });
-        }
+        PresenceError::check_state(&state, self.config.max_presence_bytes)?;
         self.now = self.now.max(now);
         let presence = self
             .presence

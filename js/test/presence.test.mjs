@@ -135,6 +135,11 @@ test("a state too large is refused with the code too_large, and the previous one
     () => fayDoc.setPresence({ text: "x".repeat(5000) }),
     (err) => err instanceof Error && err.name === "EventsyncError" && err.code === "too_large" && /4096/.test(err.message),
   );
+  // A BigInt is the one way JavaScript gives an integer beyond 2^53 - 1: refused as well (18.7).
+  assert.throws(
+    () => fayDoc.setPresence({ id: 2n ** 60n }),
+    (err) => err.code === "too_large" && /the integer 1152921504606846976 is beyond/.test(err.message),
+  );
   await new Promise((r) => setTimeout(r, 300));
   assert.equal(heard(gusDoc, "pres-fay").state.editing, "small");
 });

@@ -598,7 +598,8 @@ impl SyncClient {
     /// after every reconnect. Presence rides on protocol version 2: a document opened through a
     /// [`SyncConnection`] has it, a client of its own refuses with
     /// [`PresenceError::NeedsConnection`]. A state over 4 KiB of JSON is refused with
-    /// [`PresenceError::TooLarge`].
+    /// [`PresenceError::TooLarge`], one holding an integer beyond +/-(2^53 - 1) (which
+    /// JavaScript peers would read rounded) with [`PresenceError::UnsafeInteger`].
     pub fn set_presence(&self, state: Value) -> Result<(), ClientError> {
         match &self.doc {
             Doc::Own(_) => Err(PresenceError::NeedsConnection.into()),

@@ -180,6 +180,13 @@ async fn refusals_are_loud() {
         }
         other => panic!("a state over 4 KiB is refused, not {other:?}"),
     }
+    match handle.set_presence(json!({ "id": 9_007_199_254_740_993u64 })) {
+        Err(ClientError::Presence(err @ PresenceError::UnsafeInteger(_))) => {
+            assert_eq!(err.code(), protocol::ErrorCode::TooLarge);
+            assert!(err.to_string().contains("9007199254740993"), "{err}");
+        }
+        other => panic!("a state holding 2^53 + 1 is refused, not {other:?}"),
+    }
     let own = SyncClient::builder(&server.ws, "board")
         .client_id("solo")
         .connect()

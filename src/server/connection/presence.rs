@@ -4,6 +4,8 @@
 
 use serde_json::Value;
 
+use crate::multiplex::PresenceError;
+
 use super::*;
 
 impl<L: LiveBatch> ServerConnection<L> {
@@ -38,13 +40,9 @@ impl<L: LiveBatch> ServerConnection<L> {
 
     /// The client's `presence` on an open document.
     pub(super) fn presence(&mut self, document_id: &str, state: Value) {
-        let size = protocol::presence_size(&state);
-        if size > self.limits.max_presence_bytes {
-            let message = format!(
-                "a presence state is at most {} bytes of JSON, not {size}",
-                self.limits.max_presence_bytes
-            );
-            return self.refuse_presence(document_id, ErrorCode::TooLarge, message);
+        let checked = PresenceError::check_state(&state, self.limits.max_presence_bytes);
+        if let Err(err) = checked {
+            return self.refuse_presence(document_id, err.code(), err.to_string());
         }
         if let Some(doc) = self.docs.get_mut(document_id) {
             doc.presence = !state.is_null();

@@ -19,7 +19,7 @@ use crate::Outcome;
 
 mod peer;
 
-use peer::{nobody, only, pair, show, sized, Peer, NO_PAIR};
+use peer::{nobody, only, pair, show, sized, Peer, NO_PAIR, R0};
 
 macro_rules! two {
     ($ctx:expr) => {
@@ -337,8 +337,9 @@ pub(super) async fn never_in_the_log(ctx: &Ctx) -> R {
     Ok(Outcome::Pass)
 }
 
-/// 18.7, 11: a state over the server's limit is refused with `too_large`; the previous state
-/// stays (a client opening the document sees it) and the others see nothing of it.
+/// 18.7, 11, 1: a state over the server's limit, or holding an integer beyond +/-(2^53 - 1), is
+/// refused with `too_large`; the previous state stays (a client opening the document sees it) and
+/// the others see nothing of it.
 pub(super) async fn state_too_large(ctx: &Ctx) -> R {
     let (wa, wb) = two!(ctx);
     let max = ctx.opts.max_presence_bytes;
@@ -357,28 +358,21 @@ pub(super) async fn state_too_large(ctx: &Ctx) -> R {
         .map_err(|e| format!("a state of exactly {max} bytes (the limit): {e}"))?;
     b.expect(&doc, &a.client, &kept, "a state at the limit")
         .await?;
-    let over = sized(max + 1);
-    a.send_presence(&doc, &over).await?;
-    let what = format!("a state of {} bytes (limit {max})", max + 1);
-    a.barrier(&what).await?;
-    match a.inbox.pop_front() {
-        Some((d, update)) if d == doc => match &update.code {
-            Some(code) if code_name(code) == "too_large" && update.peers.is_empty() => {}
-            _ => {
-                return Err(format!(
-                    "{what}: {}, expected presence with code too_large and no peers (18.7)",
-                    show(&update)
-                ))
-            }
-        },
-        Some((d, update)) => return Err(format!("{what}: presence about {d}: {}", show(&update))),
-        None => {
-            return Err(format!(
-                "{what}: taken (no presence with code too_large before the pong of a later ping)"
-            ))
-        }
+    let refused = [
+        (
+            sized(max + 1),
+            format!("a state of {} bytes (limit {max})", max + 1),
+        ),
+        (
+            json!({ "id": 9_007_199_254_740_993u64 }),
+            "a state holding the integer 2^53 + 1".to_owned(),
+        ),
+    ];
+    for (state, what) in &refused {
+        a.send_presence(&doc, state).await?;
+        refused_too_large(&mut a, &doc, what).await?;
     }
-    a.quiet(&format!("after the refusal of {what}")).await?;
+    a.quiet("after the refused states").await?;
     // The previous state stays.
     let mut c = Peer::connect(ctx, &wb, ctx.timeout()).await?;
     let (_, full) = c.open(&doc).await?;
@@ -396,6 +390,25 @@ pub(super) async fn state_too_large(ctx: &Ctx) -> R {
     c.expect(&doc, &a.client, &next, "the update after a refused one")
         .await?;
     Ok(Outcome::Pass)
+}
+
+/// The answer to a refused `presence` is a `presence` about `doc` with code `too_large` and no
+/// peers, before the pong of a later ping.
+async fn refused_too_large(a: &mut Peer, doc: &str, what: &str) -> R0 {
+    a.barrier(what).await?;
+    match a.inbox.pop_front() {
+        Some((d, update)) if d == doc => match &update.code {
+            Some(code) if code_name(code) == "too_large" && update.peers.is_empty() => Ok(()),
+            _ => Err(format!(
+                "{what}: {}, expected presence with code too_large and no peers (18.7)",
+                show(&update)
+            )),
+        },
+        Some((d, update)) => Err(format!("{what}: presence about {d}: {}", show(&update))),
+        None => Err(format!(
+            "{what}: taken (no presence with code too_large before the pong of a later ping)"
+        )),
+    }
 }
 
 /// 18.7, 18.4: a token that may only read a document may publish presence on it.
