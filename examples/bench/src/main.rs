@@ -408,7 +408,7 @@ async fn receive(socket: &mut Socket) -> ServerMessage {
     }
 }
 
-/// Submits one edit and waits for its ack; returns the new head. Panics on a reject.
+/// Submits one edit and waits for its ack; returns the new head. Panics on a reject or an error.
 async fn submit_one(socket: &mut Socket, edit: Edit, head: u64) -> u64 {
     send(socket, &ClientMessage::Submit { edits: vec![edit] }).await;
     loop {
@@ -418,6 +418,10 @@ async fn submit_one(socket: &mut Socket, edit: Edit, head: u64) -> u64 {
             }
             ServerMessage::Reject { code, message, .. } => {
                 panic!("the server refused an edit: {code:?} {message}")
+            }
+            // A submit the server could not read (too large, say) gets no ack: say so, not hang.
+            ServerMessage::Error { code, message } => {
+                panic!("the server answered the submit with an error: {code:?} {message}")
             }
             _ => {}
         }
@@ -493,6 +497,9 @@ async fn seed(url: &str, document: &str, count: u64, batch: u64) -> Value {
                 }
                 ServerMessage::Reject { code, message, .. } => {
                     panic!("the server rejected the seed: {code:?} {message}")
+                }
+                ServerMessage::Error { code, message } => {
+                    panic!("the server answered the seed with an error: {code:?} {message}")
                 }
                 _ => {}
             }
