@@ -67,9 +67,10 @@ struct Reader<'a> {
 }
 
 /// Up to this many members an object is built by inserting them one by one; a larger one is
-/// built at once from its members, which takes none of the searches inserting them does when
-/// they come in key order (as a writer of a map sends them). A repeated key keeps its last value
-/// either way.
+/// built at once from its members: sorted once, then laid out without a search per member.
+/// (This build's sort, `optimize_for_size`, is a plain merge sort that does not notice members
+/// already in key order, as a writer of a map sends them: about n log2(n) / 2 comparisons, fewer
+/// than the tree searches of inserting them.) A repeated key keeps its last value either way.
 #[cfg(any(test, target_arch = "wasm32"))]
 const FEW_MEMBERS: usize = 16;
 
