@@ -5,6 +5,7 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { startServer, until, withTimeout } from "../support/server.mjs";
+import { startProxy } from "../support/proxy.mjs";
 
 const { SyncClient, SyncConnection } = await import("eventsync");
 
@@ -142,6 +143,50 @@ test("a state too large is refused with the code too_large, and the previous one
   );
   await new Promise((r) => setTimeout(r, 300));
   assert.equal(heard(gusDoc, "pres-fay").state.editing, "small");
+});
+
+test("a peer's state JavaScript cannot hold is left out of onPresence, said as unsafe_integer; the other peers still arrive", async () => {
+  // The reference server refuses such integers in a state (too_large); another server may relay
+  // them. A proxy plays that server for ida: it writes the string "__big__" as 2^53 + 1.
+  const proxy = await startProxy(url, {
+    rewrite: (text) => text.replaceAll('"__big__"', "9007199254740993"),
+  });
+  const logged = [];
+  const consoleError = console.error;
+  console.error = (...args) => logged.push(args);
+  try {
+    const ida = new SyncConnection(proxy.url, { clientId: "pres-ida", reconnectInitialMs: 50 });
+    closers.push(ida);
+    const idaDoc = await open(ida, "pres-big");
+    const errors = [];
+    idaDoc.onEvent((event) => event.type === "error" && errors.push(event));
+    const jan = connection("pres-jan");
+    const kim = connection("pres-kim");
+    const janDoc = await open(jan, "pres-big");
+    const kimDoc = await open(kim, "pres-big");
+    kimDoc.setPresence({ name: "Kim" });
+    await until(() => heard(idaDoc, "pres-kim"), "ida to see kim");
+
+    janDoc.setPresence({ name: "Jan", id: "__big__" });
+    await until(() => errors.length > 0, "ida's error event");
+    assert.equal(errors[0].code, "unsafe_integer");
+    assert.equal(errors[0].message, "9007199254740993 can't be represented as a JavaScript number");
+    // onPresence still hears kim (it heard no one at all before), without jan.
+    assert.deepEqual(last(idaDoc.presenceCalls), [heard(idaDoc, "pres-kim")]);
+    assert.deepEqual(heard(idaDoc, "pres-kim").state, { name: "Kim" });
+    const said = logged.find((args) => /onPresence leaves out/.test(String(args[0])));
+    assert.ok(said, `console.error names the peer left out: ${JSON.stringify(logged)}`);
+    assert.equal(said[1], "pres-jan");
+    assert.equal(said[2].code, "unsafe_integer");
+    assert.throws(() => idaDoc.others(), (err) => err.name === "EventsyncError" && err.code === "unsafe_integer");
+    // Jan's next state is one JavaScript holds: onPresence has both again.
+    janDoc.setPresence({ name: "Jan", id: 7 });
+    await until(() => heard(idaDoc, "pres-jan")?.state?.id === 7, "ida to see jan again");
+    assert.equal(last(idaDoc.presenceCalls).length, 2);
+  } finally {
+    console.error = consoleError;
+    proxy.close();
+  }
 });
 
 test("a client of its own (protocol version 1) has no presence and says so", async () => {

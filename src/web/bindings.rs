@@ -14,6 +14,7 @@ use super::driver::{self, ClientEvent};
 use super::error::{client_error, invalid_argument, to_u64};
 use crate::conflict::{Conflict, ConflictKind, ConflictPolicy, Resolution};
 use crate::protocol::members::{Members, Object, ToJson};
+use crate::protocol::PresencePeer;
 use crate::reconnect::Backoff;
 use crate::session::{ConnectionStatus, SessionEvent};
 
@@ -129,13 +130,12 @@ impl JsSyncClient {
     }
 
     /// Calls `callback` with all the other peers (see `others()`) each time someone joins,
-    /// moves or leaves, until the function it returns is called.
+    /// moves or leaves, until the function it returns is called (`peers_to_js`: a peer whose
+    /// state JavaScript cannot hold is left out and logged).
     #[wasm_bindgen(js_name = onPresence)]
     pub fn on_presence(&self, callback: js_sys::Function) -> js_sys::Function {
         unsubscribe(self.inner.on_presence(move |others| {
-            let others = others.to_json();
-            let others = to_js(&others).unwrap_or_else(|_| js_sys::Array::new().into());
-            if let Err(thrown) = callback.call1(&JsValue::NULL, &others) {
+            if let Err(thrown) = callback.call1(&JsValue::NULL, &peers_to_js(others)) {
                 web_sys::console::error_2(
                     &"eventsync: an onPresence callback threw".into(),
                     &thrown,
@@ -562,6 +562,28 @@ fn events_to_js(events: &[ClientEvent]) -> js_sys::Array {
         }
         (Err(_), _) => js_sys::Array::new(),
     }
+}
+
+/// The peers as an array of `PresencePeer`s, each converted on its own. A peer whose state
+/// JavaScript cannot hold (an integer beyond 2^53 - 1, which the reference server refuses but
+/// another server may relay) is left out and logged as the `unsafe_integer` error; its
+/// `presence` event reaches `onEvent` as an `error` event (`events_to_js`) and `others()` throws.
+fn peers_to_js(others: &[PresencePeer]) -> js_sys::Array {
+    let array = js_sys::Array::new();
+    for peer in others {
+        match convert::to_js(&peer.to_json()) {
+            Ok(peer) => {
+                array.push(&peer);
+            }
+            Err(err) => web_sys::console::error_3(
+                &"eventsync: onPresence leaves out a peer whose state JavaScript cannot hold:"
+                    .into(),
+                &peer.client_id.as_str().into(),
+                &super::error::unsafe_integer(err),
+            ),
+        }
+    }
+    array
 }
 
 /// An event as JSON (`SyncEvent` in the TypeScript types).

@@ -248,7 +248,8 @@ export class SyncClient<T = unknown> {
   others(): PresencePeer[];
   /**
    * Calls `callback` with all the other peers (see `others()`) each time someone joins,
-   * moves or leaves, until the function it returns is called.
+   * moves or leaves, until the function it returns is called. A peer whose state holds an
+   * integer beyond 2^53 - 1 is left out (logged with `console.error`, code `unsafe_integer`).
    */
   onPresence(callback: (others: PresencePeer[]) => void): Unsubscribe;
   /**
