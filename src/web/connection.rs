@@ -67,7 +67,12 @@ impl SyncConnectionBuilder {
     /// Starts the connection loop and returns at once; documents live in memory only.
     /// IndexedDB opens asynchronously: use [`SyncConnectionBuilder::open`].
     pub fn connect(self) -> Result<SyncConnection, ClientError> {
-        self.endpoint()?;
+        let url = self.endpoint()?;
+        self.connect_to(url)
+    }
+
+    /// [`SyncConnectionBuilder::connect`] once the endpoint is known to be `url`.
+    fn connect_to(self, url: String) -> Result<SyncConnection, ClientError> {
         if self.indexed_db.is_some() {
             return Err(ClientError::Store(
                 "IndexedDB persistence opens asynchronously: use SyncConnection.connect \
@@ -79,7 +84,7 @@ impl SyncConnectionBuilder {
             .client_id
             .clone()
             .unwrap_or_else(crate::reconnect::random_client_id);
-        self.start(client_id, None)
+        self.start(url, client_id, None)
     }
 
     /// The connection's endpoint on the server, or why the URL cannot work.
@@ -91,21 +96,22 @@ impl SyncConnectionBuilder {
     /// [`SyncConnectionBuilder::indexed_db`] asked for it (taking back the client id of an
     /// earlier page's connection that no open tab holds).
     pub async fn open(mut self) -> Result<SyncConnection, ClientError> {
-        self.endpoint()?;
+        let url = self.endpoint()?;
         let Some(database) = self.indexed_db.take() else {
-            return self.connect();
+            return self.connect_to(url);
         };
         let directory = IndexedDbDirectory::open(&database, self.client_id.as_deref()).await?;
         let client_id = directory.client_id().to_owned();
-        self.start(client_id, Some(directory))
+        self.start(url, client_id, Some(directory))
     }
 
+    /// Starts the connection loop on the endpoint `url`.
     fn start(
         self,
+        url: String,
         client_id: String,
         directory: Option<IndexedDbDirectory>,
     ) -> Result<SyncConnection, ClientError> {
-        let url = self.endpoint()?;
         let mut config = MultiplexConfig::new(client_id.clone());
         config.token = self.token;
         if let Some(tune) = &self.tune {

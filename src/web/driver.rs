@@ -212,8 +212,13 @@ impl SyncClientBuilder {
 
     /// Loads the store, starts the connection loop and returns at once: edits work offline
     /// from the first moment. IndexedDB opens asynchronously: use [`SyncClientBuilder::open`].
-    pub fn connect(mut self) -> Result<SyncClient, ClientError> {
-        self.endpoint()?;
+    pub fn connect(self) -> Result<SyncClient, ClientError> {
+        let url = self.endpoint()?;
+        self.connect_to(url)
+    }
+
+    /// [`SyncClientBuilder::connect`] once the endpoint is known to be `url`.
+    fn connect_to(mut self, url: String) -> Result<SyncClient, ClientError> {
         if self.indexed_db.is_some() {
             return Err(ClientError::Store(
                 "IndexedDB persistence opens asynchronously: use SyncClient.open".into(),
@@ -224,20 +229,20 @@ impl SyncClientBuilder {
             None => None,
         };
         let store = self.store.take().map(Persistence::Sync);
-        self.start(saved, store)
+        self.start(url, saved, store)
     }
 
     /// Like [`SyncClientBuilder::connect`], and also opens IndexedDB persistence (loading what
     /// the last page saved) when [`SyncClientBuilder::indexed_db`] asked for it.
     pub async fn open(mut self) -> Result<SyncClient, ClientError> {
-        self.endpoint()?;
+        let url = self.endpoint()?;
         let Some(database) = self.indexed_db.take() else {
-            return self.connect();
+            return self.connect_to(url);
         };
         let (store, saved) =
             IndexedDbStore::open(&database, &self.document_id, self.client_id.as_deref()).await?;
         self.client_id = Some(store.client_id().to_owned());
-        self.start(saved, Some(Persistence::IndexedDb(store)))
+        self.start(url, saved, Some(Persistence::IndexedDb(store)))
     }
 
     /// The document's endpoint on the server, or why the URL or the document id cannot work.
@@ -248,12 +253,13 @@ impl SyncClientBuilder {
             .map_err(ClientError::InvalidArgument)
     }
 
+    /// Starts the client's connection loop on the endpoint `url`.
     fn start(
         self,
+        url: String,
         saved: Option<ClientState>,
         store: Option<Persistence>,
     ) -> Result<SyncClient, ClientError> {
-        let url = self.endpoint()?;
         let failures = ResolverFailures::default();
         let policy = session_policy(
             &self.policy,
