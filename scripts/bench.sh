@@ -6,7 +6,8 @@
 #                                   # step 10, against the floor, is about 5 of them)
 #   bash scripts/bench.sh --smoke   # tiny sizes, debug native builds, no report: the harness runs
 #
-# Installs what it needs: the wasm toolchain (scripts/build-wasm.sh) and js/bench's npm packages.
+# Installs what it needs: the wasm toolchain (scripts/build-wasm.sh), js/bench's npm packages and,
+# through apt, chromium.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -45,6 +46,10 @@ wasm_build -p eventsync-bench --lib >&2
 wasm-bindgen --target nodejs --out-dir "$target_dir/bench-wasm" \
   "$target_dir/wasm32-unknown-unknown/wasm-release/eventsync_bench.wasm"
 (cd js/bench && npm ci --no-audit --no-fund >&2)
+# Section 2's catch-up in a browser: Debian's chromium (never a browser a tool downloads).
+if [ ! -x /usr/bin/chromium ]; then
+  apt-get update >&2 && apt-get install -y chromium >&2
+fi
 
 work=$(mktemp -d)
 results="$work/results.jsonl"
@@ -117,6 +122,11 @@ for snapshots in with without; do
   [ "$snapshots" = with ] && catchup_rounds=$rounds catchup_processes=$processes
   record "catchup-wasm-$snapshots" bench_js catchup --system eventsync --url "$url" \
     --document catchup --expect "$head" --rounds "$catchup_rounds" --processes "$catchup_processes"
+  if [ "$snapshots" = with ]; then
+    # The same in headless Chromium, a fresh browser per sample (the package's `web` build).
+    record catchup-browser-eventsync node js/bench/browser.mjs --system eventsync --url "$url" \
+      --document catchup --expect "$head" --processes "$processes"
+  fi
   if [ "$snapshots" = without ]; then
     # The floor: the same events pages parsed (serde_json) and applied (json-patch), nothing else.
     record catchup-floor "$bin/eventsync-bench" catchup-floor --url "$url" --document catchup \
@@ -129,6 +139,8 @@ for system in sharedb yjs; do
   record "catchup-$system" bench_js catchup --system "$system" --url "$url" --document catchup \
     --rounds "$rounds" --processes "$processes"
   if [ "$system" = sharedb ]; then
+    record catchup-browser-sharedb node js/bench/browser.mjs --system sharedb --url "$url" \
+      --document catchup --processes "$processes"
     # ShareDB's counterpart of a catch-up without a snapshot: every op since the creation.
     record catchup-sharedb-replay bench_js catchup --system sharedb --replay 1 --url "$url" \
       --document catchup --expect "$((events + 1))"

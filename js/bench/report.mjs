@@ -182,6 +182,22 @@ line();
     line(`The native client with snapshot against the JavaScript ones: ${ratio(native.ms, sharedb?.ms)} of ShareDB's time, ${ratio(native.ms, yjs?.ms)} of Yjs's.`);
     line();
   }
+  const browserEventsync = get("catchup-browser-eventsync");
+  const browserSharedb = get("catchup-browser-sharedb");
+  if (browserEventsync || browserSharedb) {
+    line("The same catch-up with a snapshot in headless Chromium (`js/bench/browser.mjs`): each sample a");
+    line("fresh browser on a page that has loaded its client (eventsync: the package's `web` build, its");
+    line("module compiled by `init()`; ShareDB: its client bundled by esbuild) and settled; timed from");
+    line("creating the client to the document being there, no proxy between client and server.");
+    line();
+    table(
+      ["figure", "eventsync (wasm)", "ShareDB", "ratio"],
+      [
+        ["time to synced, median", ms(browserEventsync?.ms), ms(browserSharedb?.ms), ratio(browserEventsync?.ms, browserSharedb?.ms)],
+        ["samples", cold(browserEventsync) ?? "n/a", cold(browserSharedb) ?? "n/a", ""],
+      ],
+    );
+  }
 }
 
 // 3. Fan-out
@@ -608,10 +624,13 @@ function floorAims(verdict) {
     floor && !full ? "not measured at that size" : verdict(floor && without ? without.ms <= 3 * floor.parseApplyMs : null),
   ]);
   const warmBoth = wasmWith?.warmMs != null && sharedb?.warmMs != null;
+  const browserEventsync = get("catchup-browser-eventsync");
+  const browserSharedb = get("catchup-browser-sharedb");
+  const browserBoth = browserEventsync && browserSharedb;
   rows.push([
     "Catch-up with a snapshot at most ShareDB's snapshot fetch",
-    withSnapshot && sharedb ? `native ${ms(withSnapshot.ms)}, WebAssembly ${ms(wasmWith?.ms)} cold and ${ms(wasmWith?.warmMs)} warm; ShareDB ${ms(sharedb.ms)} cold and ${ms(sharedb.warmMs)} warm (section 2)` : "n/a",
-    withSnapshot && sharedb ? `native ${verdict(withSnapshot.ms <= sharedb.ms)}, wasm cold ${verdict(wasmWith ? wasmWith.ms <= sharedb.ms : null)}, wasm warm ${verdict(warmBoth ? wasmWith.warmMs <= sharedb.warmMs : null)}` : verdict(null),
+    withSnapshot && sharedb ? `native ${ms(withSnapshot.ms)}, WebAssembly ${ms(wasmWith?.ms)} cold and ${ms(wasmWith?.warmMs)} warm; ShareDB ${ms(sharedb.ms)} cold and ${ms(sharedb.warmMs)} warm${browserBoth ? `; in Chromium ${ms(browserEventsync.ms)} against ShareDB's ${ms(browserSharedb.ms)}` : ""} (section 2)` : "n/a",
+    withSnapshot && sharedb ? `native ${verdict(withSnapshot.ms <= sharedb.ms)}, wasm cold ${verdict(wasmWith ? wasmWith.ms <= sharedb.ms : null)}, wasm warm ${verdict(warmBoth ? wasmWith.warmMs <= sharedb.warmMs : null)}${browserBoth ? `, Chromium ${verdict(browserEventsync.ms <= browserSharedb.ms)}` : ""}` : verdict(null),
   ]);
   const size = get("size");
   rows.push([
@@ -643,6 +662,7 @@ line();
     const c = get(`catchup-${key}`);
     const f = get(`fanout-${key}`);
     compare("catch-up time (wasm)", get("catchup-wasm-with")?.ms, c?.ms, name);
+    compare("catch-up time in Chromium", get("catchup-browser-eventsync")?.ms, get(`catchup-browser-${key}`)?.ms, name);
     compare("catch-up bytes", get("catchup-wasm-with")?.bytesToClient, c?.bytesToClient, name);
     compare("fan-out p50", fan?.p50Ms, f?.p50Ms, name);
     compare("fan-out p99", fan?.p99Ms, f?.p99Ms, name);
