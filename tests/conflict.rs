@@ -328,14 +328,35 @@ fn check(seed: u64, stats: &mut Stats) -> Result<(), String> {
             );
         }
 
-        // (5) multi-edit rebase = step-by-step transform over the continued remote
+        // (5) multi-edit rebase = step-by-step transform over the continued remote. A rebase of
+        // one edit is its transform; the remote it continues over that edit is the transform's,
+        // or only what differs where a created object or array lost to a remote one of the same
+        // kind (`ConflictResolver::rebase`): the second edit is transformed over that.
         let rebased = resolver.rebase(&[a.clone(), e2.clone()], &b);
         ensure!(
             rebased == resolver.rebase(&[a.clone(), e2.clone()], &b),
             "{name}: rebase not deterministic{}",
             ctx()
         );
-        let t2 = resolver.transform(&e2, &t.remote);
+        let first = resolver.rebase(std::slice::from_ref(&a), &b);
+        ensure!(
+            first.edits == vec![t.local.clone()]
+                && first.conflicts
+                    == t.conflicts
+                        .iter()
+                        .map(|c| (0, c.clone()))
+                        .collect::<Vec<_>>()
+                && first.invalidated == if t.invalidated { vec![0] } else { vec![] },
+            "{name}: a rebase of one edit differs from its transform{}",
+            ctx()
+        );
+        ensure!(
+            apply(&sa, &first.remote, &format!("{name}: continued remote"))?
+                == apply(&sa, &t.remote, &format!("{name}: b'"))?,
+            "{name}: the continued remote and the transform's differ in effect{}",
+            ctx()
+        );
+        let t2 = resolver.transform(&e2, &first.remote);
         ensure!(
             rebased.edits == vec![t.local.clone(), t2.local.clone()],
             "{name}: rebase differs from step-by-step{}",
@@ -349,7 +370,10 @@ fn check(seed: u64, stats: &mut Stats) -> Result<(), String> {
             .collect();
         ensure!(
             rebased.conflicts == expected_conflicts,
-            "{name}: rebase conflicts differ"
+            "{name}: rebase conflicts differ\n  rebase: {:?}\n  step by step: {:?}{}",
+            rebased.conflicts,
+            expected_conflicts,
+            ctx()
         );
         let expected_invalidated: Vec<usize> = [t.invalidated, t2.invalidated]
             .iter()
