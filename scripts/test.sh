@@ -97,15 +97,25 @@ else
   echo 'test result: FAILED. 0 passed; 1 failed; 0 ignored' >"$bench_log"
 fi
 
+step "fuzz targets, a short seeded run (scripts/fuzz.sh with FUZZ_RUNS: the same inputs every run)"
+run_suite env FUZZ_RUNS="${FUZZ_RUNS:-1000000}" bash scripts/fuzz.sh
+fuzz_log=$suite_log fuzz_status=$suite_status
+# Counted as one test: every target ran its inputs without a failure.
+if [ "$fuzz_status" -eq 0 ]; then
+  echo 'test result: ok. 1 passed; 0 failed; 0 ignored' >"$fuzz_log"
+else
+  echo 'test result: FAILED. 0 passed; 1 failed; 0 ignored' >"$fuzz_log"
+fi
+
 # One closing line for the whole run, summed over every test binary and doc-test run (native and
 # in the browser), the Node tests of the npm package and the end-to-end browser tests.
 awk -v np="$((js_pass + e2e_pass))" -v nf="$((js_fail + e2e_fail))" -v ns="$((js_skip + e2e_skip))" '
      /^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i; if ($(i+1) ~ /^ignored/) s += $i } }
-     END { printf "\ntotal: %d passed, %d failed, %d skipped\n", p + np, f + nf, s + ns }' "$log" "$web_log" "$bench_log"
+     END { printf "\ntotal: %d passed, %d failed, %d skipped\n", p + np, f + nf, s + ns }' "$log" "$web_log" "$bench_log" "$fuzz_log"
 if [ "$conformance" -ne 0 ]; then
   echo "conformance kit: FAILED (status $conformance)"
 fi
-for code in "$status" "$conformance" "$js_status" "$web_status" "$e2e_status" "$bench_status"; do
+for code in "$status" "$conformance" "$js_status" "$web_status" "$e2e_status" "$bench_status" "$fuzz_status"; do
   if [ "$code" -ne 0 ]; then
     exit "$code"
   fi
