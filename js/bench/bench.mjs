@@ -17,7 +17,7 @@ import { performance } from "node:perf_hooks";
 import WebSocket from "ws";
 import * as Y from "yjs";
 import { WebsocketProvider } from "y-websocket";
-import { fieldOf, initialFields, option } from "./workload.mjs";
+import { fieldOf, initialFields, median, option } from "./workload.mjs";
 import { presence } from "./presence.mjs";
 
 const require = createRequire(import.meta.url);
@@ -164,11 +164,6 @@ async function countingProxy(url) {
   });
   await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
   return { url: `ws://127.0.0.1:${server.address().port}${target.pathname.replace(/\/$/, "")}`, traffic, server };
-}
-
-function median(samples) {
-  const sorted = [...samples].sort((a, b) => a - b);
-  return sorted[Math.floor(sorted.length / 2)];
 }
 
 async function apply() {

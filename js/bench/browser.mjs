@@ -7,13 +7,12 @@
 // the client to the document being there, as in bench.mjs's `catchup`. Prints one JSON object:
 // the median of the samples (`ms`) and every sample (`coldMs`).
 import http from "node:http";
-import { readFileSync, mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { readFileSync } from "node:fs";
 import { extname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { build } from "esbuild";
 import { chromium } from "playwright-core";
-import { option } from "./workload.mjs";
+import { median, option } from "./workload.mjs";
 
 const here = fileURLToPath(new URL(".", import.meta.url));
 const packageDir = join(here, "../../pkg/web");
@@ -50,10 +49,9 @@ if (!pages[system]) throw new Error(`--system is eventsync or sharedb, not ${sys
 
 // ShareDB's client as a browser app would ship it: bundled and minified, with the browser
 // packages of the Node modules it uses (`events`, `util`).
-const work = mkdtempSync(join(tmpdir(), "eventsync-browser-bench-"));
 const files = {};
 if (system === "sharedb") {
-  await build({
+  const { outputFiles } = await build({
     stdin: {
       contents: 'import { Connection } from "sharedb/lib/client"; window.ShareDBConnection = Connection;',
       resolveDir: here,
@@ -63,12 +61,12 @@ if (system === "sharedb") {
     format: "iife",
     platform: "browser",
     define: { "process.env.NODE_ENV": '"production"', global: "globalThis" },
-    outfile: join(work, "sharedb.js"),
+    outfile: "sharedb.js",
+    write: false,
     logLevel: "error",
   });
-  files["/sharedb.js"] = readFileSync(join(work, "sharedb.js"));
+  files["/sharedb.js"] = Buffer.from(outputFiles[0].contents);
 }
-rmSync(work, { recursive: true, force: true });
 
 const types = { ".html": "text/html", ".js": "text/javascript", ".wasm": "application/wasm" };
 const server = http.createServer((req, res) => {
@@ -132,11 +130,10 @@ try {
 } finally {
   server.close();
 }
-const sorted = [...samples].sort((a, b) => a - b);
 console.log(
   JSON.stringify({
     scenario: "catchup", target: "browser", system, processes,
-    ms: sorted[Math.floor(sorted.length / 2)], coldMs: samples,
+    ms: median(samples), coldMs: samples,
     version: first.version, fields: first.fields,
   }),
 );

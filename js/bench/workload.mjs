@@ -20,3 +20,9 @@ export function option(name, fallback) {
   if (fallback === undefined) throw new Error(`--${name} is required`);
   return fallback;
 }
+
+/** The median of `samples` (the upper one of an even count). */
+export function median(samples) {
+  const sorted = [...samples].sort((a, b) => a - b);
+  return sorted[Math.floor(sorted.length / 2)];
+}
